@@ -1,0 +1,1 @@
+"""LLM job service: a Flask API that queues Anthropic Messages calls for RQ workers."""

@@ -1,0 +1,1 @@
+"""The HTTP layer: validates and translates, never talks to the LLM."""

@@ -1,0 +1,55 @@
+"""One error shape for every failure, from every route: flask-smorest's
+`{"code", "status", "message", "errors"?}`. Never an HTML page, never a traceback."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_smorest import Api
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
+
+REDIS_DOWN_RETRY_AFTER_S = 5
+
+
+class JsonErrorApi(Api):
+    """flask-smorest's Api, with a message on every error: the caller's, else a summary
+    of the validation errors, else werkzeug's description of the status."""
+
+    def handle_http_exception(self, error: HTTPException):
+        payload, code, headers = super().handle_http_exception(error)
+        if "message" not in payload:
+            payload["message"] = summarize(payload["errors"]) if "errors" in payload else error.description
+        return payload, code, headers
+
+
+def summarize(errors: dict | list, limit: int = 3) -> str:
+    """`{"json": {"max_tokens": ["Not a valid integer."]}}` -> "json.max_tokens: Not a valid integer."."""
+    lines = []
+
+    def walk(node: dict | list | str, where: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{where}.{key}" if where else str(key))
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, where)
+        else:
+            lines.append(f"{where}: {node}" if where else str(node))
+
+    walk(errors, "")
+    more = f" (+{len(lines) - limit} more)" if len(lines) > limit else ""
+    return "; ".join(lines[:limit]) + more
+
+
+def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
+    def redis_unavailable(_exc: Exception):
+        error = ServiceUnavailable()
+        error.data = {
+            "message": "the job store is unavailable; try again shortly",
+            "headers": {"Retry-After": str(REDIS_DOWN_RETRY_AFTER_S)},
+        }
+        return api.handle_http_exception(error)
+
+    app.register_error_handler(RedisConnectionError, redis_unavailable)
+    app.register_error_handler(RedisTimeoutError, redis_unavailable)

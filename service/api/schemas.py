@@ -1,0 +1,165 @@
+"""Request and response schemas: validation here, OpenAPI from the same classes.
+
+Fixed bounds live on the fields; bounds an operator can configure (see
+`service.config.JobLimits`) are checked in `JobRequestSchema.check_limits`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from service.api.context import EXTENSION_KEY
+from service.jobs.queues import PRIORITIES
+from service.jobs.status import PUBLIC_STATUSES
+
+METADATA_KEY_MAX = 64
+METADATA_VALUE_MAX = 512
+MODEL_NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$", error="not a model name")
+
+
+class TextBlockSchema(Schema):
+    type = fields.String(required=True, validate=validate.OneOf(["text"]))
+    text = fields.String(required=True, validate=validate.Length(min=1))
+
+
+TEXT_BLOCK_OPENAPI = {
+    "type": "object",
+    "properties": {"type": {"type": "string", "enum": ["text"]}, "text": {"type": "string", "minLength": 1}},
+    "required": ["type", "text"],
+    "additionalProperties": False,
+}
+
+
+class MessageContent(fields.Field):
+    """Anthropic's `content`: a string, or a list of text blocks."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str):
+            if not value:
+                raise ValidationError("must not be empty")
+            return value
+        if isinstance(value, list) and value:
+            return TextBlockSchema(many=True).load(value)
+        raise ValidationError("must be a non-empty string or a non-empty list of text blocks")
+
+
+class MessageSchema(Schema):
+    role = fields.String(required=True, validate=validate.OneOf(["user", "assistant"]))
+    content = MessageContent(
+        required=True,
+        metadata={
+            "oneOf": [{"type": "string"}, {"type": "array", "items": {"$ref": "#/components/schemas/TextBlock"}}]
+        },
+    )
+
+
+class JobRequestSchema(Schema):
+    prompt = fields.String(
+        validate=validate.Length(min=1), metadata={"description": "A single user message. Give this or `messages`."}
+    )
+    messages = fields.List(
+        fields.Nested(MessageSchema),
+        validate=validate.Length(min=1),
+        metadata={"description": "The conversation, first message from the user; at most MAX_MESSAGES (200)."},
+    )
+    system = fields.String(validate=validate.Length(min=1))
+    model = fields.String(validate=MODEL_NAME, metadata={"description": "Defaults to LLM_DEFAULT_MODEL."})
+    max_tokens = fields.Integer(
+        strict=True, load_default=1024, metadata={"description": "1..MAX_OUTPUT_TOKENS (64000)."}
+    )
+    temperature = fields.Float(validate=validate.Range(min=0, max=1), allow_nan=False)
+    priority = fields.String(load_default="default", validate=validate.OneOf(PRIORITIES))
+    metadata = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
+        values=fields.String(validate=validate.Length(max=METADATA_VALUE_MAX)),
+        load_default=dict,
+        metadata={"description": "Echoed back; at most MAX_METADATA_KEYS (16) keys of <= 64 chars, values <= 512."},
+    )
+    timeout_s = fields.Integer(
+        strict=True, metadata={"description": "Deadline for the whole job, 1..JOB_TIMEOUT_S (600, the default)."}
+    )
+
+    @validates_schema
+    def check_shape(self, data: dict[str, Any], **_: Any) -> None:
+        if ("prompt" in data) == ("messages" in data):
+            raise ValidationError("give exactly one of `prompt` or `messages`", "_schema")
+        if "messages" in data and data["messages"][0]["role"] != "user":
+            raise ValidationError("the first message must come from the user", "messages")
+
+    @validates_schema
+    def check_limits(self, data: dict[str, Any], **_: Any) -> None:
+        limits = current_app.extensions[EXTENSION_KEY].settings.limits
+        errors: dict[str, list[str]] = {}
+        if len(data.get("messages", [])) > limits.max_messages:
+            errors["messages"] = [f"at most {limits.max_messages} messages"]
+        if not 1 <= data["max_tokens"] <= limits.max_output_tokens:
+            errors["max_tokens"] = [f"must be between 1 and {limits.max_output_tokens}"]
+        if len(data.get("metadata", {})) > limits.max_metadata_keys:
+            errors["metadata"] = [f"at most {limits.max_metadata_keys} keys"]
+        if "timeout_s" in data and not 1 <= data["timeout_s"] <= limits.max_timeout_s:
+            errors["timeout_s"] = [f"must be between 1 and {limits.max_timeout_s}"]
+        if errors:
+            raise ValidationError(errors)
+
+    @post_load
+    def to_messages(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        if "prompt" in data:
+            data["messages"] = [{"role": "user", "content": data.pop("prompt")}]
+        return data
+
+
+class JobListArgsSchema(Schema):
+    status = fields.String(validate=validate.OneOf(PUBLIC_STATUSES))
+    limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(metadata={"description": "`next_cursor` from the previous page."})
+
+
+class UsageSchema(Schema):
+    input_tokens = fields.Integer()
+    output_tokens = fields.Integer()
+    cache_creation_input_tokens = fields.Integer()
+    cache_read_input_tokens = fields.Integer()
+
+
+class ProgressSchema(Schema):
+    output_tokens = fields.Integer(metadata={"description": "Approximate while running, exact once finished."})
+    text = fields.String()
+
+
+class ResultSchema(Schema):
+    text = fields.String()
+    stop_reason = fields.String(allow_none=True)
+    usage = fields.Nested(UsageSchema)
+    cost_usd = fields.Float(allow_none=True, metadata={"description": "null for a model with no known price."})
+
+
+class ErrorInfoSchema(Schema):
+    type = fields.String()
+    message = fields.String()
+    retryable = fields.Boolean()
+
+
+class JobSchema(Schema):
+    """Documents the resource built by `service.jobs.resource.job_resource`."""
+
+    id = fields.String()
+    status = fields.String(metadata={"enum": list(PUBLIC_STATUSES)})
+    priority = fields.String(metadata={"enum": list(PRIORITIES)})
+    model = fields.String()
+    progress = fields.Nested(ProgressSchema)
+    result = fields.Nested(ResultSchema, allow_none=True)
+    error = fields.Nested(ErrorInfoSchema, allow_none=True)
+    attempts = fields.Integer(metadata={"description": "LLM calls made for this job."})
+    created_at = fields.String()
+    started_at = fields.String(allow_none=True)
+    finished_at = fields.String(allow_none=True)
+    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+    links = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class JobPageSchema(Schema):
+    data = fields.List(fields.Nested(JobSchema))
+    next_cursor = fields.String(allow_none=True)

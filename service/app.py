@@ -1,0 +1,36 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from service.api import jobs
+from service.api.context import EXTENSION_KEY, AppContext
+from service.api.errors import JsonErrorApi, register_error_handlers
+from service.config import Settings, load_settings
+from service.jobs.connection import api_connection
+from service.jobs.queues import make_queues
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings(require_api_keys=True)
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.limits.max_body_bytes,
+        API_TITLE="LLM job service",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+    )
+    redis = api_connection(settings.redis_url)
+    app.extensions[EXTENSION_KEY] = AppContext(settings=settings, redis=redis, queues=make_queues(redis))
+
+    api = JsonErrorApi(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    api.spec.options["security"] = [{"bearerAuth": []}]
+    register_error_handlers(app, api)
+    api.register_blueprint(jobs.blp)
+    return app

@@ -1,0 +1,115 @@
+"""Settings, read once from the environment and validated at start-up.
+
+Every process (API, worker, scheduler) calls `load_settings()` first; a bad value stops
+it with one line naming the variable instead of failing later, mid-request.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from environs import Env, EnvValidationError
+from marshmallow import ValidationError, validate
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """Bounds on a job request, documented in README and the OpenAPI description."""
+
+    max_body_bytes: int = 1024 * 1024
+    max_messages: int = 200
+    max_output_tokens: int = 64000
+    max_metadata_keys: int = 16
+    max_timeout_s: int = 600
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    api_keys: dict[str, str] = field(default_factory=dict)  # bearer key -> client name
+    default_model: str = "claude-sonnet-4-5"
+    limits: JobLimits = field(default_factory=JobLimits)
+    result_ttl_s: int = 7 * 24 * 3600
+    worker_concurrency: int = 2
+    progress_interval_s: float = 0.25
+    # model -> (USD per million input tokens, USD per million output tokens)
+    price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """`name=key,name=key` -> {key: name}. Keys must be unique and at least 16 chars."""
+    keys: dict[str, str] = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        name, sep, key = pair.partition("=")
+        name, key = name.strip(), key.strip()
+        if not sep or not name or not key:
+            raise ValidationError("expected comma-separated name=key pairs")
+        if len(key) < 16:
+            raise ValidationError(f"the key of client {name!r} is shorter than 16 characters")
+        if key in keys:
+            raise ValidationError(f"client {name!r} reuses another client's key")
+        keys[key] = name
+    if not keys:
+        raise ValidationError("at least one name=key pair is required")
+    return keys
+
+
+def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
+    """JSON `{"model": [input_usd_per_mtok, output_usd_per_mtok], ...}`."""
+    try:
+        data = json.loads(raw)
+        prices = {str(m): (float(p[0]), float(p[1])) for m, p in data.items() if len(p) == 2}
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise ValidationError(f'expected JSON like {{"model": [3.0, 15.0]}}: {exc}') from exc
+    if len(prices) != len(data) or any(v < 0 for pair in prices.values() for v in pair):
+        raise ValidationError("each model needs two non-negative prices: [input, output]")
+    return prices
+
+
+def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = False) -> Settings:
+    """Read and validate every setting; raise SettingsError naming each bad variable."""
+    env = Env(eager=False)
+    env.add_parser("api_keys", parse_api_keys)
+    env.add_parser("prices", parse_prices)
+    positive = validate.Range(min=1)
+    defaults, limits = Settings(), JobLimits()
+    settings = Settings(
+        redis_url=env.str("REDIS_URL", defaults.redis_url, validate=_redis_url),
+        # Only the API serves clients; workers and the scheduler never read the keys.
+        api_keys=env.api_keys("API_KEYS") if require_api_keys else {},
+        default_model=env.str("LLM_DEFAULT_MODEL", defaults.default_model, validate=validate.Length(min=1)),
+        result_ttl_s=env.int("RESULT_TTL_S", defaults.result_ttl_s, validate=positive),
+        worker_concurrency=env.int("WORKER_CONCURRENCY", defaults.worker_concurrency, validate=positive),
+        progress_interval_s=env.float(
+            "PROGRESS_INTERVAL_S", defaults.progress_interval_s, validate=validate.Range(min=0)
+        ),
+        price_overrides=env.prices("LLM_PRICES", "{}"),
+        limits=JobLimits(
+            max_body_bytes=env.int("MAX_BODY_BYTES", limits.max_body_bytes, validate=positive),
+            max_messages=env.int("MAX_MESSAGES", limits.max_messages, validate=positive),
+            max_output_tokens=env.int("MAX_OUTPUT_TOKENS", limits.max_output_tokens, validate=positive),
+            max_metadata_keys=env.int("MAX_METADATA_KEYS", limits.max_metadata_keys, validate=validate.Range(min=0)),
+            max_timeout_s=env.int("JOB_TIMEOUT_S", limits.max_timeout_s, validate=positive),
+        ),
+    )
+    if require_llm_key:
+        # Read by the anthropic SDK itself; checked here so a worker fails at start, not per job.
+        env.str("ANTHROPIC_API_KEY", validate=validate.Length(min=1))
+        env.str("ANTHROPIC_BASE_URL", None, validate=validate.URL(require_tld=False, schemes={"http", "https"}))
+    try:
+        env.seal()
+    except EnvValidationError as exc:
+        raise SettingsError(
+            "; ".join(f"{name}: {' '.join(map(str, msgs))}" for name, msgs in sorted(exc.error_messages.items()))
+        ) from None
+    return settings
+
+
+def _redis_url(value: str) -> None:
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValidationError("must start with redis://, rediss:// or unix://")

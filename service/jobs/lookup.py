@@ -1,0 +1,55 @@
+"""Find a client's jobs: one by id, or a page of them, newest first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from service.jobs import index
+from service.jobs.queues import LLM_TASK, SERIALIZER
+from service.jobs.status import public_status
+
+# A status filter may skip many jobs; one request reads at most this many index entries
+# and then hands back a cursor, so a rare status never turns into a full scan.
+MAX_SCANNED_PER_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+def fetch_client_job(connection: Redis, client: str, job_id: str) -> Job | None:
+    """The job, or None if it does not exist or belongs to someone else (both look alike)."""
+    try:
+        job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return None
+    return job if _owned_by(job, client) else None
+
+
+def list_client_jobs(
+    connection: Redis, client: str, *, limit: int, cursor: str | None = None, status: str | None = None
+) -> JobPage:
+    after = index.decode_cursor(cursor) if cursor else None
+    found: list[Job] = []
+    scanned = 0
+    while len(found) < limit and scanned < MAX_SCANNED_PER_PAGE:
+        members = index.newest_first(connection, client, after, count=limit - len(found))
+        if not members:
+            return JobPage(found, None)
+        jobs = Job.fetch_many([index.job_id_of(m) for m in members], connection=connection, serializer=SERIALIZER)
+        # Jobs past their result TTL are gone from Redis: drop them from the index too.
+        index.remove(connection, client, [m for m, job in zip(members, jobs, strict=True) if job is None])
+        found += [j for j in jobs if j is not None and (status is None or public_status(j) == status)]
+        scanned += len(members)
+        after = members[-1]
+    return JobPage(found, index.encode_cursor(after) if after else None)
+
+
+def _owned_by(job: Job, client: str) -> bool:
+    return job.func_name == LLM_TASK and job.meta.get("client") == client

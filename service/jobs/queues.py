@@ -1,0 +1,17 @@
+"""The priority queues and how jobs are serialized (JSON, never pickle)."""
+
+from __future__ import annotations
+
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+PRIORITIES = ("high", "default", "low")  # strict dequeue order for a worker on all queues
+SERIALIZER = JSONSerializer
+# Referenced by name so that the API never imports task code.
+LLM_TASK = "service.tasks.llm_job.run_llm_job"
+
+
+def make_queues(connection: Redis, names: tuple[str, ...] = PRIORITIES) -> dict[str, Queue]:
+    """One Queue object per name; keep them: each caches the Redis server version."""
+    return {name: Queue(name, connection=connection, serializer=SERIALIZER) for name in names}

@@ -1,0 +1,44 @@
+"""The public job resource: built here and nowhere else."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rq.job import Job
+
+from service.jobs.status import FAILED, SUCCEEDED, TERMINAL_STATUSES, public_status
+
+# Shown when a job failed without recording why (e.g. a crash outside the LLM call);
+# the traceback stays with the operators in rq-dashboard.
+UNEXPECTED_FAILURE = {"type": "internal_error", "message": "the job failed unexpectedly", "retryable": False}
+
+
+def job_path(job_id: str) -> str:
+    return f"/v1/jobs/{job_id}"
+
+
+def job_resource(job: Job) -> dict[str, Any]:
+    meta = job.meta
+    status = public_status(job)
+    error = meta.get("error") or (UNEXPECTED_FAILURE if status == FAILED else None)
+    result = meta.get("result")
+    return {
+        "id": job.id,
+        "status": status,
+        "priority": meta.get("priority"),
+        "model": meta.get("model"),
+        "progress": {"output_tokens": meta.get("output_tokens", 0), "text": meta.get("text", "")},
+        "result": {"text": meta.get("text", ""), **result} if status == SUCCEEDED and result else None,
+        "error": error if status != SUCCEEDED else None,
+        "attempts": meta.get("attempts", 0),
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.ended_at) if status in TERMINAL_STATUSES else None,
+        "metadata": meta.get("metadata", {}),
+        "links": {"self": job_path(job.id)},
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None

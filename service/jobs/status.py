@@ -1,0 +1,25 @@
+"""Public job status, derived from RQ's status."""
+
+from __future__ import annotations
+
+from rq.job import Job, JobStatus
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
+PUBLIC_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
+TERMINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELED})
+
+_FROM_RQ = {
+    JobStatus.CREATED: QUEUED,
+    JobStatus.QUEUED: QUEUED,
+    JobStatus.DEFERRED: QUEUED,
+    JobStatus.SCHEDULED: QUEUED,  # waiting for a retry is still "queued" to a client
+    JobStatus.STARTED: RUNNING,
+    JobStatus.FINISHED: SUCCEEDED,
+    JobStatus.FAILED: FAILED,
+    JobStatus.STOPPED: FAILED,  # stopped by an operator, not canceled by the client
+    JobStatus.CANCELED: CANCELED,
+}
+
+
+def public_status(job: Job) -> str:
+    return _FROM_RQ.get(job.get_status(refresh=False), QUEUED)

@@ -1,0 +1,1 @@
+"""Code that RQ workers run. Never imports Flask."""

@@ -1,0 +1,449 @@
+"""Tests for the fake Anthropic API, driven through the real anthropic SDK."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx2
+import pytest
+from werkzeug.serving import make_server
+
+try:
+    from fake_anthropic import create_app
+except ModuleNotFoundError:  # plain checkout without a pythonpath setting
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fake_anthropic import create_app
+
+MODEL = "claude-fake-1"
+WORDS_16 = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    server = make_server("127.0.0.1", 0, create_app(chunk_delay_s=0), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+
+
+@pytest.fixture
+def client(base_url: str) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key="test-key", base_url=base_url, max_retries=0)
+
+
+def user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def raw(
+    base_url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, bytes]:
+    """Plain HTTP request, for things the SDK will not send (e.g. no auth)."""
+    data = body if isinstance(body, bytes) else None
+    if body is not None and data is None:
+        data = json.dumps(body).encode()
+    req = urllib.request.Request(
+        base_url + path,
+        data=data,
+        method=method,
+        headers={"content-type": "application/json", **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read()
+
+
+def logged_requests(base_url: str) -> list[dict[str, Any]]:
+    status, _, payload = raw(base_url, "GET", "/_fake/requests")
+    assert status == 200
+    return json.loads(payload)
+
+
+# --- happy path -----------------------------------------------------------------
+
+
+def test_stream_text_equals_create_text(client: anthropic.Anthropic) -> None:
+    kwargs = {"model": MODEL, "max_tokens": 100, "messages": user("Say hi")}
+    message = client.messages.create(**kwargs)
+    with client.messages.stream(**kwargs) as stream:
+        chunks = list(stream.text_stream)
+        final = stream.get_final_message()
+
+    assert message.content[0].text == WORDS_16
+    assert len(chunks) == 16
+    assert "".join(chunks) == message.content[0].text
+    assert final.content[0].text == message.content[0].text
+    assert message.stop_reason == final.stop_reason == "end_turn"
+    assert message.model == final.model == MODEL
+    assert message.id.startswith("msg_") and final.id.startswith("msg_")
+    assert message.usage.output_tokens == final.usage.output_tokens == 16
+    assert message.usage.input_tokens == final.usage.input_tokens == 1
+
+
+def test_stream_is_flushed_per_event(client: anthropic.Anthropic) -> None:
+    # 5 deltas 150 ms apart: if the server buffered, all would arrive together.
+    arrivals = []
+    with client.messages.stream(
+        model=MODEL,
+        max_tokens=100,
+        messages=user("[[fake: tokens=5 chunk_delay_ms=150]]"),
+    ) as stream:
+        for _ in stream.text_stream:
+            arrivals.append(time.monotonic())
+    assert len(arrivals) == 5
+    assert arrivals[-1] - arrivals[0] >= 0.45
+
+
+def test_sse_wire_format(base_url: str) -> None:
+    status, headers, payload = raw(
+        base_url,
+        "POST",
+        "/v1/messages",
+        {"model": MODEL, "max_tokens": 10, "stream": True, "messages": user("[[fake: tokens=3]]")},
+        {"x-api-key": "k"},
+    )
+    assert status == 200
+    assert headers["content-type"].startswith("text/event-stream")
+    assert headers["request-id"].startswith("req_")
+    frames = payload.decode().split("\n\n")
+    assert frames[-1] == ""
+    events = []
+    for frame in frames[:-1]:
+        event_line, data_line = frame.split("\n")
+        name = event_line.removeprefix("event: ")
+        data = json.loads(data_line.removeprefix("data: "))
+        assert data["type"] == name
+        events.append((name, data))
+    assert [name for name, _ in events] == [
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    start = events[0][1]["message"]
+    assert start["content"] == [] and start["stop_reason"] is None
+    assert start["usage"]["output_tokens"] == 1
+    assert events[3][1]["delta"] == {"type": "text_delta", "text": "lorem "}
+    assert events[7][1]["delta"] == {"stop_reason": "end_turn", "stop_sequence": None}
+    assert events[7][1]["usage"] == {"output_tokens": 3}
+
+
+def test_usage_counts_system_and_all_messages(client: anthropic.Anthropic) -> None:
+    last = "[[fake: tokens=7]]"
+    message = client.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        system=[{"type": "text", "text": "s" * 40}],
+        messages=[
+            {"role": "user", "content": "u" * 100},
+            {"role": "assistant", "content": [{"type": "text", "text": "a" * 20}]},
+            {"role": "user", "content": [{"type": "text", "text": last}]},
+        ],
+    )
+    assert message.usage.input_tokens == (40 + 100 + 20 + len(last)) // 4
+    assert message.usage.output_tokens == 7
+    assert message.content[0].text == "lorem ipsum dolor sit amet consectetur adipiscing "
+    assert message.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_max_tokens_caps_output(client: anthropic.Anthropic, streaming: bool) -> None:
+    kwargs = {"model": MODEL, "max_tokens": 5, "messages": user("[[fake: tokens=50]]")}
+    if streaming:
+        with client.messages.stream(**kwargs) as stream:
+            message = stream.get_final_message()
+    else:
+        message = client.messages.create(**kwargs)
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == 5
+    assert message.content[0].text == "lorem ipsum dolor sit amet "
+
+
+def test_directive_only_read_from_last_user_message(client: anthropic.Anthropic) -> None:
+    message = client.messages.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=[
+            {"role": "user", "content": "[[fake: error=500]]"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "plain, comma pairs: [[fake: tokens=2, chunk_delay_ms=0]]"},
+        ],
+    )
+    assert message.content[0].text == "lorem ipsum "
+
+
+def test_temperature_and_headers_reach_request_log(client: anthropic.Anthropic, base_url: str) -> None:
+    assert raw(base_url, "DELETE", "/_fake/requests")[0] == 200
+    assert logged_requests(base_url) == []
+    client.messages.create(model=MODEL, max_tokens=10, messages=user("hi"), extra_body={"temperature": 0.3})
+    (entry,) = logged_requests(base_url)
+    assert entry["body"]["temperature"] == 0.3
+    assert entry["body"]["model"] == MODEL
+    assert "anthropic-version" in entry["headers"]
+    assert "authorization" in entry["headers"]
+
+
+def test_healthz_and_request_id(client: anthropic.Anthropic, base_url: str) -> None:
+    status, headers, payload = raw(base_url, "GET", "/healthz")
+    assert (status, json.loads(payload)) == (200, {"ok": True})
+    assert headers["request-id"].startswith("req_")
+    response = client.messages.with_raw_response.create(model=MODEL, max_tokens=10, messages=user("hi"))
+    assert response.headers["request-id"].startswith("req_")
+
+
+# --- errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "exc_class", "error_type"),
+    [
+        (400, anthropic.BadRequestError, "invalid_request_error"),
+        (401, anthropic.AuthenticationError, "authentication_error"),
+        (403, anthropic.PermissionDeniedError, "permission_error"),
+        (404, anthropic.NotFoundError, "not_found_error"),
+        (413, anthropic.ContentTooLargeError, "request_too_large"),
+        (429, anthropic.RateLimitError, "rate_limit_error"),
+        (500, anthropic.InternalServerError, "api_error"),
+        (529, anthropic.OverloadedError, "overloaded_error"),
+    ],
+)
+@pytest.mark.parametrize("streaming", [False, True])
+def test_error_status_maps_to_sdk_exception(
+    client: anthropic.Anthropic,
+    status: int,
+    exc_class: type[anthropic.APIStatusError],
+    error_type: str,
+    streaming: bool,
+) -> None:
+    kwargs = {"model": MODEL, "max_tokens": 10, "messages": user(f"[[fake: error={status}]]")}
+    with pytest.raises(anthropic.APIStatusError) as info:
+        if streaming:
+            with client.messages.stream(**kwargs) as stream:
+                stream.get_final_message()
+        else:
+            client.messages.create(**kwargs)
+    assert type(info.value) is exc_class
+    assert info.value.status_code == status
+    assert info.value.type == error_type
+    assert info.value.request_id and info.value.request_id.startswith("req_")
+
+
+def test_rate_limit_headers(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.RateLimitError) as info:
+        client.messages.create(model=MODEL, max_tokens=10, messages=user("[[fake: error=429 retry_after=7]]"))
+    headers = info.value.response.headers
+    assert headers["retry-after"] == "7"
+    assert headers["anthropic-ratelimit-requests-limit"] == "50"
+    assert headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert headers["anthropic-ratelimit-requests-reset"].endswith("Z")
+    assert info.value.api_message == ("Number of request tokens has exceeded your per-minute rate limit")
+
+
+def test_spend_limit_is_not_retried(base_url: str) -> None:
+    # Even a retrying client must stop: the reply says x-should-retry: false.
+    retrying = anthropic.Anthropic(api_key="k", base_url=base_url, max_retries=2)
+    raw(base_url, "DELETE", "/_fake/requests")
+    with pytest.raises(anthropic.RateLimitError) as info:
+        retrying.messages.create(model=MODEL, max_tokens=10, messages=user("[[fake: error=429 spend_limit=1]]"))
+    assert info.value.api_message == "This request would exceed your organization's spend limit."
+    assert info.value.error_code == "enforced_spend_limit_reached"
+    assert isinstance(info.value, anthropic.EnforcedSpendLimitReachedError)
+    assert len(logged_requests(base_url)) == 1
+
+
+def test_mid_stream_error(client: anthropic.Anthropic) -> None:
+    chunks = []
+    with (
+        pytest.raises(anthropic.APIStatusError) as info,
+        client.messages.stream(
+            model=MODEL,
+            max_tokens=100,
+            messages=user("[[fake: mid_stream_error=overloaded_error after=3]]"),
+        ) as stream,
+    ):
+        for text in stream.text_stream:
+            chunks.append(text)
+    # The SDK raises the base class: the HTTP status of the stream was 200.
+    assert type(info.value) is anthropic.APIStatusError
+    assert info.value.status_code == 200
+    assert info.value.type == "overloaded_error"
+    assert info.value.body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+    }
+    assert chunks == ["lorem ", "ipsum ", "dolor "]
+
+
+def test_mid_stream_error_without_stream_is_529(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.OverloadedError):
+        client.messages.create(model=MODEL, max_tokens=10, messages=user("[[fake: mid_stream_error=overloaded_error]]"))
+
+
+def test_fail_times_then_success(client: anthropic.Anthropic) -> None:
+    key = f"k1-{uuid.uuid4().hex}"  # module-scoped server: keep counters apart
+    kwargs = {"model": MODEL, "max_tokens": 100, "messages": user(f"[[fake: fail_times=2 key={key}]]")}
+    for _ in range(2):
+        with pytest.raises(anthropic.OverloadedError):
+            client.messages.create(**kwargs)
+    assert client.messages.create(**kwargs).stop_reason == "end_turn"
+    assert client.messages.create(**kwargs).stop_reason == "end_turn"
+
+
+def test_fail_times_uses_given_error(client: anthropic.Anthropic) -> None:
+    key = uuid.uuid4().hex
+    text = f"[[fake: fail_times=1 key={key} error=500 tokens=3]]"
+    with pytest.raises(anthropic.InternalServerError):
+        client.messages.create(model=MODEL, max_tokens=10, messages=user(text))
+    message = client.messages.create(model=MODEL, max_tokens=10, messages=user(text))
+    assert message.content[0].text == "lorem ipsum dolor "
+
+
+# --- hangs ----------------------------------------------------------------------
+
+
+def _request_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "process_request_thread" in t.name]
+
+
+def _assert_server_threads_finish(timeout: float = 3.0) -> None:
+    """The hanging handler must notice the client left instead of sleeping 600 s."""
+    deadline = time.monotonic() + timeout
+    while _request_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _request_threads() == []
+
+
+def test_hang_non_streaming_times_out(base_url: str) -> None:
+    client = anthropic.Anthropic(api_key="k", base_url=base_url, max_retries=0, timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(anthropic.APITimeoutError):
+        client.messages.create(model=MODEL, max_tokens=10, messages=user("[[fake: hang=1]]"))
+    assert time.monotonic() - started < 3
+    _assert_server_threads_finish()
+
+
+def test_hang_streaming_after_deltas(base_url: str) -> None:
+    client = anthropic.Anthropic(api_key="k", base_url=base_url, max_retries=0, timeout=1.0)
+    chunks = []
+    started = time.monotonic()
+    # The 200 headers already arrived, so anthropic 2.11 does not wrap the body
+    # read timeout: the raw httpx2.ReadTimeout escapes from the stream iterator.
+    with (
+        pytest.raises(httpx2.ReadTimeout),
+        client.messages.stream(model=MODEL, max_tokens=10, messages=user("[[fake: hang=1 after=2]]")) as stream,
+    ):
+        for text in stream.text_stream:
+            chunks.append(text)
+    assert time.monotonic() - started < 3
+    assert chunks == ["lorem ", "ipsum "]
+    _assert_server_threads_finish()
+
+
+def test_hang_streaming_before_message_start(base_url: str) -> None:
+    client = anthropic.Anthropic(api_key="k", base_url=base_url, max_retries=0, timeout=1.0)
+    started = time.monotonic()
+    with (
+        pytest.raises(httpx2.ReadTimeout),
+        client.messages.stream(model=MODEL, max_tokens=10, messages=user("[[fake: hang=1]]")) as stream,
+    ):
+        # Headers came back, so the stream opened; only the body hangs.
+        assert stream.response.status_code == 200
+        stream.get_final_message()
+    assert time.monotonic() - started < 3
+    _assert_server_threads_finish()
+
+
+# --- request validation ---------------------------------------------------------
+
+
+def test_missing_auth_is_401(base_url: str) -> None:
+    body = {"model": MODEL, "max_tokens": 10, "messages": user("hi")}
+    status, _, payload = raw(base_url, "POST", "/v1/messages", body)
+    assert status == 401
+    assert json.loads(payload)["error"]["type"] == "authentication_error"
+    status, _, _ = raw(base_url, "POST", "/v1/messages", body, {"authorization": "Bearer "})
+    assert status == 401
+    # Both header styles authenticate.
+    assert raw(base_url, "POST", "/v1/messages", body, {"x-api-key": "k"})[0] == 200
+    assert raw(base_url, "POST", "/v1/messages", body, {"authorization": "Bearer k"})[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"messages": []}, "messages"),
+        ({"model": ""}, "model"),
+        ({"messages": [{"role": "robot", "content": "hi"}]}, "role"),
+        ({"messages": [{"role": "user", "content": [{"type": "image"}]}]}, "messages.0.content.0"),
+        ({"system": 5}, "system"),
+    ],
+)
+def test_invalid_body_is_400(client: anthropic.Anthropic, overrides: dict[str, Any], fragment: str) -> None:
+    kwargs = {"model": MODEL, "max_tokens": 10, "messages": user("hi"), **overrides}
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(**kwargs)
+    assert info.value.type == "invalid_request_error"
+    assert fragment in (info.value.api_message or "")
+
+
+@pytest.mark.parametrize("extra", [{"temperature": 1.5}, {"stream": "yes"}])
+def test_invalid_optional_fields_are_400(client: anthropic.Anthropic, extra: dict[str, Any]) -> None:
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model=MODEL, max_tokens=10, messages=user("hi"), extra_body=extra)
+    assert next(iter(extra)) in (info.value.api_message or "")
+
+
+def test_non_json_body_is_400(base_url: str) -> None:
+    status, _, payload = raw(base_url, "POST", "/v1/messages", b"{nope", {"x-api-key": "k"})
+    assert status == 400
+    assert json.loads(payload)["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("directive", "fragment"),
+    [
+        ("[[fake: tokenz=3]]", "unknown key 'tokenz'"),
+        ("[[fake: tokens=many]]", "tokens must be an integer"),
+        ("[[fake: tokens]]", "expected key=value"),
+        ("[[fake: error=418]]", "error must be one of"),
+        ("[[fake: fail_times=2]]", "fail_times needs key"),
+        ("[[fake: mid_stream_error=oops]]", "mid_stream_error must be one of"),
+    ],
+)
+def test_bad_directive_is_400(client: anthropic.Anthropic, directive: str, fragment: str) -> None:
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model=MODEL, max_tokens=10, messages=user(directive))
+    assert fragment in (info.value.api_message or "")
+
+
+def test_unknown_route_uses_error_shape(base_url: str) -> None:
+    status, _, payload = raw(base_url, "GET", "/v1/nope")
+    assert status == 404
+    assert json.loads(payload)["error"]["type"] == "not_found_error"

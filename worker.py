@@ -1,0 +1,47 @@
+"""Run a pool of RQ workers: `python worker.py [QUEUE ...]` (default: high default low).
+
+Queues are served in strict priority order, in the order given. WORKER_CONCURRENCY
+forking workers run side by side, so one pool makes that many LLM calls at once while
+keeping RQ's per-job process isolation, timeouts, stop command and heartbeats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rq import Worker
+from rq.worker_pool import WorkerPool
+
+from service.config import SettingsError, load_settings
+from service.jobs.connection import worker_connection
+from service.jobs.queues import PRIORITIES, SERIALIZER
+from service.tasks import llm_job  # noqa: F401  (imported once here, so forked job processes start warm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("queues", nargs="*", metavar="QUEUE", help=f"any of {', '.join(PRIORITIES)}")
+    parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.queues) - set(PRIORITIES))
+    if unknown:
+        parser.error(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(PRIORITIES)}")
+    queues = list(dict.fromkeys(args.queues)) or list(PRIORITIES)
+    try:
+        settings = load_settings(require_llm_key=True)
+    except SettingsError as exc:
+        print(f"config error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    connection = worker_connection(settings.redis_url)
+    if settings.worker_concurrency == 1:
+        worker = Worker(queues, connection=connection, serializer=SERIALIZER)
+        worker.work(burst=args.burst, with_scheduler=True)
+    else:
+        pool = WorkerPool(queues, connection, num_workers=settings.worker_concurrency, serializer=SERIALIZER)
+        pool.start(burst=args.burst)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
