@@ -8,18 +8,20 @@ keeping RQ's per-job process isolation, timeouts, stop command and heartbeats.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from rq import Worker
 from rq.worker_pool import WorkerPool
 
 from service.config import SettingsError, load_settings
-from service.jobs.connection import worker_connection
+from service.jobs.connection import wait_until_reachable, worker_connection
 from service.jobs.queues import PRIORITIES, SERIALIZER
 from service.tasks import llm_job  # noqa: F401  (imported once here, so forked job processes start warm)
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("queues", nargs="*", metavar="QUEUE", help=f"any of {', '.join(PRIORITIES)}")
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         return 2
     connection = worker_connection(settings.redis_url)
+    wait_until_reachable(connection)
     if settings.worker_concurrency == 1:
         worker = Worker(queues, connection=connection, serializer=SERIALIZER)
         worker.work(burst=args.burst, with_scheduler=True)

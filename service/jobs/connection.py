@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
 
 
 def api_connection(url: str) -> Redis:
@@ -13,3 +20,17 @@ def api_connection(url: str) -> Redis:
 def worker_connection(url: str) -> Redis:
     """No read timeout: RQ blocks on BLPOP-style dequeues and sets its own bounds."""
     return Redis.from_url(url, socket_connect_timeout=5, health_check_interval=15)
+
+
+def wait_until_reachable(connection: Redis, max_delay_s: float = 5.0) -> None:
+    """Block until Redis answers, retrying with backoff: a process started alongside
+    (or before) its Redis should wait for it, not exit."""
+    delay = 0.2
+    while True:
+        try:
+            connection.ping()
+            return
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("Redis not reachable (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay_s)

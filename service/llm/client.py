@@ -15,7 +15,6 @@ from anthropic.lib.streaming import MessageStream
 from service.llm.errors import classify
 from service.llm.stop_token import StopToken
 
-
 CONNECT_TIMEOUT_S = 5.0
 DEADLINE_SLACK_S = 0.05  # a read timeout at the deadline must find the token already stopped
 

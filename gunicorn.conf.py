@@ -1,0 +1,12 @@
+"""gunicorn settings for `gunicorn wsgi:app` (read from the working directory)."""
+
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")  # honcho sets PORT for every process, so not PORT
+# Threaded workers: requests mostly wait on Redis, and later SSE streams stay open.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+timeout = 60
+accesslog = "-"  # request lines only: headers (and so API keys) are never logged
+wsgi_app = "wsgi:app"

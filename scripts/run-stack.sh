@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make run`: the whole stack in the foreground under honcho; Ctrl-C stops all of it.
+# Starts Redis (AOF on) unless REDIS_URL points at one that answers, and the fake
+# Anthropic server unless ANTHROPIC_API_KEY is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+mkdir -p .run
+
+export API_PORT="${API_PORT:-8000}" REDIS_PORT="${REDIS_PORT:-6380}" FAKE_ANTHROPIC_PORT="${FAKE_ANTHROPIC_PORT:-8765}"
+processes=(api worker_high worker_default worker_low scheduler)
+
+if [ -n "${REDIS_URL:-}" ] && python -c "import redis,sys; redis.Redis.from_url(sys.argv[1]).ping()" "$REDIS_URL" 2>/dev/null; then
+  echo "using Redis at $REDIS_URL"
+else
+  export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+  processes=(redis "${processes[@]}")
+  echo "starting Redis on port $REDIS_PORT (AOF on, data in .run/redis)"
+fi
+
+if [ -z "${ANTHROPIC_API_KEY:-}" ]; then
+  export ANTHROPIC_API_KEY="fake-key" ANTHROPIC_BASE_URL="http://127.0.0.1:$FAKE_ANTHROPIC_PORT"
+  processes=(fake_anthropic "${processes[@]}")
+  echo "no ANTHROPIC_API_KEY: using the bundled fake Anthropic server at $ANTHROPIC_BASE_URL"
+fi
+
+if [ -z "${API_KEYS:-}" ]; then
+  [ -s .run/dev-api-key ] || python -c "import secrets; print('dev-' + secrets.token_urlsafe(24))" > .run/dev-api-key
+  export API_KEYS="dev=$(cat .run/dev-api-key)"
+fi
+key="${API_KEYS#*=}"; key="${key%%,*}"
+
+cat <<MSG
+
+  API        http://127.0.0.1:$API_PORT/v1/jobs
+  API docs   http://127.0.0.1:$API_PORT/docs   (OpenAPI: /openapi.json)
+
+  Submit a job, then read it back (the id is in the first answer):
+    curl -s -X POST http://127.0.0.1:$API_PORT/v1/jobs -H "Authorization: Bearer $key" \\
+         -H "Content-Type: application/json" -d '{"prompt": "Write a haiku about queues", "priority": "high"}'
+    curl -s http://127.0.0.1:$API_PORT/v1/jobs/<id> -H "Authorization: Bearer $key"
+
+MSG
+exec honcho start -f Procfile "${processes[@]}"
