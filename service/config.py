@@ -32,7 +32,7 @@ class JobLimits:
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     api_keys: dict[str, str] = field(default_factory=dict)  # bearer key -> client name
-    default_model: str = "claude-sonnet-4-5"
+    default_model: str = "claude-sonnet-5-5"
     limits: JobLimits = field(default_factory=JobLimits)
     result_ttl_s: int = 7 * 24 * 3600
     worker_concurrency: int = 2

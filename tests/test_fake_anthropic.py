@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -18,11 +16,7 @@ import httpx2
 import pytest
 from werkzeug.serving import make_server
 
-try:
-    from fake_anthropic import create_app
-except ModuleNotFoundError:  # plain checkout without a pythonpath setting
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from fake_anthropic import create_app
+from fake_anthropic import create_app
 
 MODEL = "claude-fake-1"
 WORDS_16 = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "

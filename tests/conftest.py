@@ -1,0 +1,243 @@
+"""Real parts for the tests: a redis-server of their own, the fake Anthropic server,
+and helpers to run gunicorn and worker.py as real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+ALICE_KEY = "alice-key-0123456789abcdef"
+BOB_KEY = "bob-key-0123456789abcdef"
+API_KEYS = f"alice={ALICE_KEY},bob={BOB_KEY}"
+ALICE = {"Authorization": f"Bearer {ALICE_KEY}"}
+BOB = {"Authorization": f"Bearer {BOB_KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    """Poll until `condition()` is truthy and return its value; fail the test after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    """A redis-server with AOF on, in its own directory, that a test may stop and restart."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed (make test installs it)"
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = redis.Redis(port=self.port)
+        wait_for(lambda: _pings(client), what="redis-server to answer")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_conn(redis_server: RedisServer) -> redis.Redis:
+    """A clean database for each test."""
+    connection = redis.Redis.from_url(redis_server.url)
+    connection.flushall()
+    return connection
+
+
+class Processes:
+    """Starts real processes with their output in files, and stops them all at teardown."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.started: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = self.log_dir / f"{name}-{len(self.started)}.log"
+        process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.started.append((name, process, log))
+        return process
+
+    def log_of(self, process: subprocess.Popen) -> str:
+        return next(log.read_text(errors="replace") for _, p, log in self.started if p is process)
+
+    def stop_all(self) -> None:
+        for _, process, _ in self.started:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for _, process, _ in self.started:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def tails(self, lines: int = 30) -> str:
+        return "\n".join(
+            f"--- {name} (pid {p.pid}, rc {p.poll()})\n"
+            + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            for name, p, log in self.started
+        )
+
+
+@pytest.fixture
+def processes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(procs.tails())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The project's fake Anthropic server as a real process; yields its base URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("fake") / "fake.log"
+    process = subprocess.Popen(
+        [PYTHON, "-m", "fake_anthropic", "--port", str(port), "--chunk-delay-ms", "5"],
+        cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(f"{base_url}/healthz"), what="the fake Anthropic server")
+    yield base_url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def service_env(redis_server: RedisServer, fake_anthropic: str, redis_conn: redis.Redis) -> dict[str, str]:
+    """The environment every process of the service gets in a test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "RQ_"))}
+    env.update(
+        REDIS_URL=redis_server.url,
+        API_KEYS=API_KEYS,
+        ANTHROPIC_API_KEY="test-key",
+        ANTHROPIC_BASE_URL=fake_anthropic,
+        PROGRESS_INTERVAL_S="0.05",
+        WORKER_CONCURRENCY="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture
+def app(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
+    """The Flask app in-process (for request/response tests), on the tests' Redis."""
+    from service.app import create_app
+
+    for name in ("REDIS_URL", "API_KEYS", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.setenv(name, service_env[name])
+    return create_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def start_api(processes: Processes, service_env: dict[str, str]) -> Callable[..., str]:
+    """Start the API under gunicorn; returns its base URL once it answers."""
+
+    def start(**env_overrides: str) -> str:
+        port = free_port()
+        env = {**service_env, **env_overrides}
+        args = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+        process = processes.start("api", args, env)
+        base_url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: process.poll() is not None or _answers(f"{base_url}/openapi.json"), what="gunicorn to answer")
+        assert process.poll() is None, processes.log_of(process)
+        return base_url
+
+    return start
+
+
+@pytest.fixture
+def start_worker(processes: Processes, service_env: dict[str, str], redis_conn: redis.Redis):
+    """Start `python worker.py QUEUE...`; returns once its workers have registered."""
+    from rq import Worker
+
+    def start(*queues: str, **env_overrides: str) -> subprocess.Popen:
+        env = {**service_env, **env_overrides}
+        before = len(Worker.all(connection=redis_conn))
+        process = processes.start("worker", [PYTHON, "worker.py", *queues], env)
+        wanted = before + int(env["WORKER_CONCURRENCY"])
+        wait_for(
+            lambda: process.poll() is not None or len(Worker.all(connection=redis_conn)) >= wanted,
+            what="the worker to register",
+        )
+        assert process.poll() is None, processes.log_of(process)
+        return process
+
+    return start

@@ -1,0 +1,116 @@
+"""The LLM client: the real anthropic SDK over HTTP to the fake server (no mocks)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import anthropic
+import pytest
+import requests
+
+from service.llm import LLMClient, LLMError, LLMRequest, Stopped, StopToken
+
+
+@pytest.fixture
+def llm(fake_anthropic: str) -> LLMClient:
+    return LLMClient(anthropic.Anthropic(api_key="test-key", base_url=fake_anthropic, max_retries=0))
+
+
+def ask(text: str, **fields) -> LLMRequest:
+    return LLMRequest(model="claude-sonnet-5-5", max_tokens=fields.pop("max_tokens", 100),
+                      messages=[{"role": "user", "content": text}], **fields)  # fmt: skip
+
+
+def run(llm: LLMClient, request: LLMRequest, deadline_s: float = 30.0, token: StopToken | None = None):
+    chunks: list[str] = []
+    reply = llm.stream(request, on_text=chunks.append, stop=token or StopToken(time.time() + deadline_s))
+    return reply, chunks
+
+
+def test_streams_text_in_chunks_and_reports_usage(llm: LLMClient):
+    reply, chunks = run(llm, ask("four words please [[fake: tokens=12]]"))
+    assert len(chunks) == 12
+    assert "".join(chunks) == reply.text
+    assert reply.output_tokens == 12
+    assert reply.input_tokens == len("four words please [[fake: tokens=12]]") // 4
+    assert reply.stop_reason == "end_turn"
+
+
+def test_max_tokens_caps_the_reply(llm: LLMClient):
+    reply, _ = run(llm, ask("long [[fake: tokens=50]]", max_tokens=5))
+    assert (reply.output_tokens, reply.stop_reason) == (5, "max_tokens")
+
+
+def test_system_and_temperature_reach_the_provider(llm: LLMClient, fake_anthropic: str):
+    requests.delete(f"{fake_anthropic}/_fake/requests", timeout=5)
+    run(llm, ask("hello", system="be brief", temperature=0.3))
+    (sent,) = requests.get(f"{fake_anthropic}/_fake/requests", timeout=5).json()
+    assert sent["body"]["temperature"] == 0.3
+    assert sent["body"]["system"] == "be brief"
+    assert sent["body"]["stream"] is True
+
+
+@pytest.mark.parametrize(
+    ("directive", "error_type", "retryable", "status"),
+    [
+        ("error=400", "invalid_request_error", False, 400),
+        ("error=401", "authentication_error", False, 401),
+        ("error=403", "permission_error", False, 403),
+        ("error=404", "not_found_error", False, 404),
+        ("error=413", "request_too_large", False, 413),
+        ("error=429 retry_after=7", "rate_limit_error", True, 429),
+        ("error=429 spend_limit=1", "rate_limit_error", False, 429),
+        ("error=500", "api_error", True, 500),
+        ("error=529", "overloaded_error", True, 529),
+        ("mid_stream_error=overloaded_error after=2", "overloaded_error", True, None),
+    ],
+)
+def test_provider_errors_are_classified(llm: LLMClient, directive, error_type, retryable, status):
+    with pytest.raises(LLMError) as caught:
+        run(llm, ask(f"x [[fake: {directive}]]"))
+    error = caught.value
+    assert (error.type, error.retryable, error.status_code) == (error_type, retryable, status)
+    assert error.message  # the provider's own words, shown to the client
+    if "retry_after=7" in directive:
+        assert error.retry_after_s == 7.0
+    if "spend_limit" in directive:
+        assert "spend limit" in error.message
+
+
+def test_unreachable_provider_is_a_retryable_connection_error():
+    from tests.conftest import free_port
+
+    sdk = anthropic.Anthropic(api_key="k", base_url=f"http://127.0.0.1:{free_port()}", max_retries=0)
+    with pytest.raises(LLMError) as caught:
+        run(LLMClient(sdk), ask("hi"))
+    assert (caught.value.type, caught.value.retryable) == ("connection_error", True)
+
+
+@pytest.mark.parametrize(
+    "directive",
+    ["hang=1", "hang=1 after=3", "latency_ms=20000"],
+    ids=["silent-after-headers", "silent-mid-stream", "silent-before-headers"],
+)
+def test_deadline_stops_a_silent_provider(llm: LLMClient, directive: str):
+    started = time.monotonic()
+    with pytest.raises(Stopped) as caught:
+        run(llm, ask(f"x [[fake: {directive}]]"), deadline_s=1.0)
+    assert caught.value.reason == "timeout"
+    # The fake stays silent for 20 s or more: getting here at all means the deadline cut it.
+    assert time.monotonic() - started < 10
+
+
+def test_cancel_from_another_thread_stops_a_silent_stream(llm: LLMClient):
+    token = StopToken(time.time() + 60)
+    threading.Timer(0.5, token.cancel).start()
+    with pytest.raises(Stopped) as caught:
+        run(llm, ask("x [[fake: hang=1 after=2]]"), token=token)
+    assert caught.value.reason == "canceled"
+
+
+def test_an_expired_token_makes_no_call(llm: LLMClient, fake_anthropic: str):
+    requests.delete(f"{fake_anthropic}/_fake/requests", timeout=5)
+    with pytest.raises(Stopped):
+        run(llm, ask("hi"), deadline_s=-1)
+    assert requests.get(f"{fake_anthropic}/_fake/requests", timeout=5).json() == []
