@@ -1,0 +1,212 @@
+"""Settings: `load_settings` validates the environment and names every bad variable,
+and each process (API, worker, scheduler) stops on a bad one with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from service.config import JobLimits, Settings, SettingsError, load_settings
+from tests.conftest import ROOT
+
+SETTINGS_VARS = (
+    "REDIS_URL", "API_KEYS", "LLM_DEFAULT_MODEL", "RESULT_TTL_S", "WORKER_CONCURRENCY", "PROGRESS_INTERVAL_S",
+    "LLM_PRICES", "MAX_BODY_BYTES", "MAX_MESSAGES", "MAX_OUTPUT_TOKENS", "MAX_METADATA_KEYS", "JOB_TIMEOUT_S",
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+)  # fmt: skip
+KEY_A = "a-key-0123456789abcdef"
+KEY_B = "b-key-0123456789abcdef"
+SECRET = "s3cret-0123456789abcd"  # 20 characters, must never be printed
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from no settings in the environment."""
+    for name in SETTINGS_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+def settings_error(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], **kwargs: bool) -> str:
+    """Set `env`, call load_settings, and return the SettingsError message (failing if none)."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(**kwargs)
+    return str(caught.value)
+
+
+# --- load_settings: errors -------------------------------------------------------------
+
+BAD_SETTINGS = [
+    pytest.param({}, "API_KEYS", id="API_KEYS-missing"),
+    pytest.param({"API_KEYS": "alice"}, "API_KEYS", id="API_KEYS-malformed"),
+    pytest.param({"API_KEYS": "alice=short-key"}, "API_KEYS", id="API_KEYS-short-key"),
+    pytest.param({"API_KEYS": f"alice={KEY_A},bob={KEY_A}"}, "API_KEYS", id="API_KEYS-same-key-twice"),
+    pytest.param({"API_KEYS": f"alice={KEY_A},=x{KEY_B}"}, "API_KEYS", id="API_KEYS-no-name"),
+    pytest.param({"JOB_TIMEOUT_S": "abc"}, "JOB_TIMEOUT_S", id="JOB_TIMEOUT_S-not-int"),
+    pytest.param({"JOB_TIMEOUT_S": "0"}, "JOB_TIMEOUT_S", id="JOB_TIMEOUT_S-zero"),
+    pytest.param({"MAX_BODY_BYTES": "-1"}, "MAX_BODY_BYTES", id="MAX_BODY_BYTES-negative"),
+    pytest.param({"REDIS_URL": "http://x"}, "REDIS_URL", id="REDIS_URL-http"),
+    pytest.param({"LLM_PRICES": "not json"}, "LLM_PRICES", id="LLM_PRICES-not-json"),
+    pytest.param({"LLM_PRICES": '{"my-model": [1]}'}, "LLM_PRICES", id="LLM_PRICES-one-price"),
+    pytest.param({"LLM_PRICES": '{"my-model": [1, -2]}'}, "LLM_PRICES", id="LLM_PRICES-negative"),
+    pytest.param({"LLM_PRICES": "[1, 2]"}, "LLM_PRICES", id="LLM_PRICES-not-an-object"),
+    pytest.param({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY", id="WORKER_CONCURRENCY-zero"),
+]
+
+
+@pytest.mark.parametrize(("env", "variable"), BAD_SETTINGS)
+def test_a_bad_setting_is_named(monkeypatch, env, variable):
+    env = {"API_KEYS": f"a={KEY_A}", **env} if variable != "API_KEYS" else env
+
+    message = settings_error(monkeypatch, env, require_api_keys=True)
+
+    assert variable in message
+    assert [name for name in SETTINGS_VARS if name in message] == [variable], message
+
+
+def test_every_bad_setting_is_named_in_one_message(monkeypatch):
+    bad = {"API_KEYS": "alice", "JOB_TIMEOUT_S": "abc", "REDIS_URL": "http://x", "WORKER_CONCURRENCY": "0"}
+
+    message = settings_error(monkeypatch, {**bad, "MAX_MESSAGES": "10"}, require_api_keys=True)
+
+    assert all(name in message for name in bad), message
+    assert "MAX_MESSAGES" not in message
+    assert "\n" not in message
+
+
+def test_api_keys_are_only_required_when_asked(monkeypatch):
+    assert load_settings().api_keys == {}
+    assert "API_KEYS" in settings_error(monkeypatch, {}, require_api_keys=True)
+
+
+def test_a_key_is_never_in_the_message(monkeypatch):
+    message = settings_error(monkeypatch, {"API_KEYS": f"alice={SECRET},bob=short"}, require_api_keys=True)
+
+    assert "API_KEYS" in message and "bob" in message
+    assert SECRET not in message
+
+
+def test_llm_key_is_required_when_asked(monkeypatch):
+    assert load_settings(require_llm_key=False) == Settings()
+
+    message = settings_error(monkeypatch, {}, require_llm_key=True)
+
+    assert "ANTHROPIC_API_KEY" in message
+    assert "ANTHROPIC_BASE_URL" not in message
+
+
+def test_llm_base_url_must_be_a_url(monkeypatch):
+    env = {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "not a url"}
+
+    message = settings_error(monkeypatch, env, require_llm_key=True)
+
+    assert "ANTHROPIC_BASE_URL" in message
+    assert "ANTHROPIC_API_KEY" not in message
+
+
+# --- load_settings: valid values -------------------------------------------------------
+
+
+def test_defaults_when_nothing_is_set():
+    assert load_settings() == Settings()
+    assert load_settings().limits == JobLimits(
+        max_body_bytes=1024 * 1024, max_messages=200, max_output_tokens=64000, max_metadata_keys=16, max_timeout_s=600
+    )
+
+
+def test_api_keys_map_key_to_client(monkeypatch):
+    monkeypatch.setenv("API_KEYS", f" a={KEY_A} , b={KEY_B} ")
+
+    assert load_settings(require_api_keys=True).api_keys == {KEY_A: "a", KEY_B: "b"}
+
+
+def test_prices_parse_to_float_pairs(monkeypatch):
+    monkeypatch.setenv("LLM_PRICES", '{"my-model": [1, 2]}')
+
+    prices = load_settings().price_overrides
+
+    assert prices == {"my-model": (1.0, 2.0)}
+    assert all(isinstance(v, float) for v in prices["my-model"])
+
+
+def test_limits_and_other_values_are_read(monkeypatch):
+    env = {
+        "REDIS_URL": "redis://cache:6380/2",
+        "LLM_DEFAULT_MODEL": "my-model",
+        "RESULT_TTL_S": "60",
+        "WORKER_CONCURRENCY": "4",
+        "PROGRESS_INTERVAL_S": "0.5",
+        "MAX_BODY_BYTES": "2048",
+        "MAX_MESSAGES": "10",
+        "MAX_OUTPUT_TOKENS": "100",
+        "MAX_METADATA_KEYS": "0",
+        "JOB_TIMEOUT_S": "30",
+        "ANTHROPIC_API_KEY": "k",
+        "ANTHROPIC_BASE_URL": "http://127.0.0.1:8080",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    settings = load_settings(require_llm_key=True)
+
+    assert settings.limits == JobLimits(
+        max_body_bytes=2048, max_messages=10, max_output_tokens=100, max_metadata_keys=0, max_timeout_s=30
+    )
+    assert (settings.redis_url, settings.default_model) == ("redis://cache:6380/2", "my-model")
+    assert (settings.result_ttl_s, settings.worker_concurrency, settings.progress_interval_s) == (60, 4, 0.5)
+
+
+# --- processes stop with one clear line ------------------------------------------------
+
+
+def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a process of the service from the repo root with only `env` as its settings."""
+    base = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARS and not k.startswith(("ANTHROPIC_", "RQ_"))}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def one_config_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("config error:"), result.stderr
+    return lines[0]
+
+
+def test_worker_without_llm_key_stops_with_one_line():
+    line = one_config_error_line(run(["worker.py"], REDIS_URL="redis://127.0.0.1:1/0"))
+
+    assert "ANTHROPIC_API_KEY" in line
+
+
+def test_worker_refuses_an_unknown_queue():
+    result = run(["worker.py", "bogus"], REDIS_URL="redis://127.0.0.1:1/0", ANTHROPIC_API_KEY="k")
+
+    assert result.returncode == 2, result.stderr
+    assert "bogus" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_api_without_keys_stops_with_one_line():
+    line = one_config_error_line(run(["-c", "import wsgi"], REDIS_URL="redis://127.0.0.1:1/0"))
+
+    assert "API_KEYS" in line
+
+
+def test_api_never_prints_a_key():
+    line = one_config_error_line(run(["-c", "import wsgi"], API_KEYS=f"alice={SECRET},bob=short"))
+
+    assert "API_KEYS" in line and "bob" in line
+    assert SECRET not in line
+
+
+def test_scheduler_with_bad_timeout_stops_with_one_line():
+    line = one_config_error_line(run(["scheduler.py"], REDIS_URL="redis://127.0.0.1:1/0", JOB_TIMEOUT_S="abc"))
+
+    assert "JOB_TIMEOUT_S" in line
