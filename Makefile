@@ -29,4 +29,4 @@ test: install lint
 	$(BIN)/pytest
 
 bench: install
-	$(BIN)/python -m bench.load --help
+	@echo "start the stack with make run, then:"; $(BIN)/python -m bench.load --help
