@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Redis for `make run`, stopped last. honcho signals every process at once (and Ctrl-C
+# reaches the whole terminal group), but workers finishing their current job still need
+# Redis. So Redis runs in its own session, and on INT/TERM this waits for the workers to
+# deregister (at most 4 s: honcho SIGKILLs after 5 s), then shuts Redis down cleanly.
+set -u
+mkdir -p .run/redis
+setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir .run/redis \
+  --appendonly yes --appendfsync everysec --save "" &
+redis_pid=$!
+
+stop() {
+  for _ in $(seq 40); do
+    [ "$(redis-cli -p "$REDIS_PORT" scard rq:workers 2>/dev/null)" = "0" ] && break
+    sleep 0.1
+  done
+  redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill "$redis_pid"
+}
+trap stop INT TERM
+wait "$redis_pid"  # returns early when a trapped signal arrives
+wait "$redis_pid"
