@@ -37,6 +37,10 @@ class Settings:
     result_ttl_s: int = 7 * 24 * 3600
     worker_concurrency: int = 2
     progress_interval_s: float = 0.25
+    max_attempts: int = 5  # LLM calls per job, retries included
+    retry_base_s: float = 2.0  # first retry waits up to this long (full jitter), doubling each time
+    retry_max_s: float = 300.0  # cap on one wait (a provider's retry-after may ask for more)
+    idempotency_ttl_s: int = 24 * 3600
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -89,6 +93,10 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
             "PROGRESS_INTERVAL_S", defaults.progress_interval_s, validate=validate.Range(min=0)
         ),
         price_overrides=env.prices("LLM_PRICES", "{}"),
+        max_attempts=env.int("LLM_MAX_ATTEMPTS", defaults.max_attempts, validate=positive),
+        retry_base_s=env.float("RETRY_BASE_S", defaults.retry_base_s, validate=validate.Range(min=0)),
+        retry_max_s=env.float("RETRY_MAX_S", defaults.retry_max_s, validate=validate.Range(min=0)),
+        idempotency_ttl_s=env.int("IDEMPOTENCY_TTL_S", defaults.idempotency_ttl_s, validate=positive),
         limits=JobLimits(
             max_body_bytes=env.int("MAX_BODY_BYTES", limits.max_body_bytes, validate=positive),
             max_messages=env.int("MAX_MESSAGES", limits.max_messages, validate=positive),

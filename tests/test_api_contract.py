@@ -19,8 +19,10 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 import service.api.jobs
+from service.api.schemas import JobSchema
 from service.app import create_app
 from service.config import Settings, load_settings
+from service.jobs.resource import job_resource
 from tests.conftest import ALICE, API_KEYS, BOB, free_port
 
 PRIORITIES = ("high", "default", "low")
@@ -28,7 +30,7 @@ DEFAULT_MODEL = Settings().default_model  # LLM_DEFAULT_MODEL is not set in the 
 LLM_TASK = "service.tasks.llm_job.run_llm_job"
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 RESOURCE_KEYS = {
-    "id", "status", "priority", "model", "progress", "result", "error", "attempts",
+    "id", "status", "priority", "model", "progress", "result", "error", "attempts", "next_attempt_at",
     "created_at", "started_at", "finished_at", "metadata", "links",
 }  # fmt: skip
 STATUS_NAMES = {
@@ -112,11 +114,19 @@ def test_submit_prompt_answers_202_with_the_queued_job_resource(client, redis_co
         "result": None,
         "error": None,
         "attempts": 0,
+        "next_attempt_at": None,
         "started_at": None,
         "finished_at": None,
         "metadata": {},
         "links": {"self": f"/v1/jobs/{job_id}"},
     }
+
+
+def test_the_documented_schema_carries_every_field_of_the_resource(client, redis_conn):
+    """The response schema filters what it does not declare: it must not drift from the builder."""
+    job_id = submit(client, {"prompt": "hi"}).get_json()["id"]
+    job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
+    assert set(JobSchema().fields) == set(job_resource(job)) == RESOURCE_KEYS
 
 
 def test_submit_prompt_stores_and_enqueues_the_rq_job(client, redis_conn):

@@ -153,6 +153,9 @@ class JobSchema(Schema):
     result = fields.Nested(ResultSchema, allow_none=True)
     error = fields.Nested(ErrorInfoSchema, allow_none=True)
     attempts = fields.Integer(metadata={"description": "LLM calls made for this job."})
+    next_attempt_at = fields.String(
+        allow_none=True, metadata={"description": "When a job waiting to retry will be tried again."}
+    )
     created_at = fields.String()
     started_at = fields.String(allow_none=True)
     finished_at = fields.String(allow_none=True)

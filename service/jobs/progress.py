@@ -1,7 +1,9 @@
-"""What a running job records in its meta: attempts, streamed text, result, error.
+"""What a running job records in its meta: attempts, streamed text, retries, result, error.
 
-Called from the worker's task; writes go to the RQ job hash so the API (and
-rq-dashboard) see progress without another store.
+Called from the worker's task; the RQ job hash is the one record, so the API and
+rq-dashboard see progress without another store. Every write goes through one guard:
+once a run of the job has completed it, no other run (say, one re-queued after its
+worker went silent) may change the record, so a job that ran twice ends once.
 """
 
 from __future__ import annotations
@@ -10,6 +12,30 @@ import time
 from typing import Any
 
 from rq.job import Job
+
+from service.jobs.control import completed_key
+from service.jobs.resource import job_result
+
+# KEYS: job hash, completion marker. ARGV: serialized meta, marker TTL ("" = not completing).
+_GUARDED_SAVE = """
+if redis.call('exists', KEYS[2]) == 1 then return 0 end
+redis.call('hset', KEYS[1], 'meta', ARGV[1])
+if ARGV[2] ~= '' then redis.call('set', KEYS[2], '1', 'EX', ARGV[2]) end
+return 1
+"""
+
+
+class Superseded(Exception):
+    """Another run of this job has already completed it."""
+
+
+def _save(job: Job, *, completes_for_s: int | None = None) -> None:
+    save = job.connection.register_script(_GUARDED_SAVE)
+    meta = job.serializer.dumps(job.meta)
+    if not save(keys=[job.key, completed_key(job.id)], args=[meta, completes_for_s or ""]):
+        # Adopt the winner's record, so RQ's own later saves of this job keep it.
+        job.meta = job.get_meta(refresh=True)
+        raise Superseded(job.id)
 
 
 def start_attempt(job: Job) -> float:
@@ -20,8 +46,8 @@ def start_attempt(job: Job) -> float:
     meta = job.meta
     meta["attempts"] = meta.get("attempts", 0) + 1
     meta.setdefault("deadline_at", time.time() + meta["timeout_s"])
-    meta.update(text="", output_tokens=0, error=None, result=None)
-    job.save_meta()
+    meta.update(text="", output_tokens=0, error=None, result=None, next_attempt_at=None)
+    _save(job)
     return meta["deadline_at"]
 
 
@@ -44,20 +70,28 @@ class ProgressRecorder:
 
     def flush(self) -> None:
         self._job.meta.update(text="".join(self._parts), output_tokens=self._chunks)
-        self._job.save_meta()
+        _save(self._job)
         self._last_write = time.monotonic()
 
 
 def record_result(
-    job: Job, *, text: str, stop_reason: str | None, usage: dict[str, int], cost_usd: float | None
+    job: Job, *, text: str, stop_reason: str | None, usage: dict[str, int], cost_usd: float | None, keep_for_s: int
 ) -> dict[str, Any]:
-    """Store the final reply; returns what RQ keeps as the job's return value."""
+    """Complete the job (once); returns what RQ keeps as the job's return value."""
     result = {"stop_reason": stop_reason, "usage": usage, "cost_usd": cost_usd}
     job.meta.update(text=text, output_tokens=usage["output_tokens"], result=result)
-    job.save_meta()
-    return {"text": text, **result}
+    _save(job, completes_for_s=keep_for_s)
+    return job_result(job)
 
 
-def record_error(job: Job, error: dict[str, Any]) -> None:
+def record_retry(job: Job, error: dict[str, Any], next_attempt_at: float) -> None:
+    """The attempt failed and another is due at `next_attempt_at`; the error stays visible meanwhile."""
+    job.meta.update(error=error, next_attempt_at=next_attempt_at)
+    _save(job)
+
+
+def record_error(job: Job, error: dict[str, Any], *, canceled: bool = False) -> None:
     job.meta["error"] = error
-    job.save_meta()
+    if canceled:
+        job.meta["canceled_at"] = time.time()
+    _save(job)

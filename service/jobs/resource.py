@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rq.job import Job
 
-from service.jobs.status import FAILED, SUCCEEDED, TERMINAL_STATUSES, public_status
+from service.jobs.status import FAILED, QUEUED, SUCCEEDED, TERMINAL_STATUSES, public_status
 
 # Shown when a job failed without recording why (e.g. a crash outside the LLM call);
 # the traceback stays with the operators in rq-dashboard.
@@ -22,22 +22,29 @@ def job_resource(job: Job) -> dict[str, Any]:
     meta = job.meta
     status = public_status(job)
     error = meta.get("error") or (UNEXPECTED_FAILURE if status == FAILED else None)
-    result = meta.get("result")
+    next_attempt_at = meta.get("next_attempt_at") if status == QUEUED else None
     return {
         "id": job.id,
         "status": status,
         "priority": meta.get("priority"),
         "model": meta.get("model"),
         "progress": {"output_tokens": meta.get("output_tokens", 0), "text": meta.get("text", "")},
-        "result": {"text": meta.get("text", ""), **result} if status == SUCCEEDED and result else None,
+        "result": job_result(job) if status == SUCCEEDED else None,
         "error": error if status != SUCCEEDED else None,
         "attempts": meta.get("attempts", 0),
+        "next_attempt_at": _iso(datetime.fromtimestamp(next_attempt_at, UTC)) if next_attempt_at else None,
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.ended_at) if status in TERMINAL_STATUSES else None,
         "metadata": meta.get("metadata", {}),
         "links": {"self": job_path(job.id)},
     }
+
+
+def job_result(job: Job) -> dict[str, Any] | None:
+    """The completed reply: text, stop_reason, usage, cost_usd (also RQ's return value)."""
+    result = job.meta.get("result")
+    return {"text": job.meta.get("text", ""), **result} if result else None
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -22,4 +22,7 @@ _FROM_RQ = {
 
 
 def public_status(job: Job) -> str:
+    # A running job stopped by a cancel request ends in RQ's failed state; its meta says why.
+    if job.meta.get("canceled_at") is not None:
+        return CANCELED
     return _FROM_RQ.get(job.get_status(refresh=False), QUEUED)

@@ -1,44 +1,92 @@
-"""The RQ task: run one LLM job, streaming its text into the job's progress."""
+"""The RQ task: run one attempt of an LLM job, streaming its text into the job's progress.
+
+A failed attempt that is worth retrying returns RQ's `Retry`, so the job waits in the
+scheduled registry (status `queued`) without holding a worker slot.
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
-from rq import get_current_job
+from rq import Retry, get_current_job
+from rq.job import Job
 
-from service.config import load_settings
-from service.jobs.progress import ProgressRecorder, record_error, record_result, start_attempt
+from service.config import Settings, load_settings
+from service.jobs.control import supervised
+from service.jobs.progress import (
+    ProgressRecorder,
+    Superseded,
+    record_error,
+    record_result,
+    record_retry,
+    start_attempt,
+)
+from service.jobs.resource import job_result
+from service.jobs.retry_policy import retry_delay_s
 from service.llm import LLMClient, LLMError, LLMRequest, Stopped, StopToken, cost_usd
 
 
-def run_llm_job(request: dict[str, Any]) -> dict[str, Any]:
+class JobFailed(Exception):
+    """The job failed for good; the error a client sees is in its meta."""
+
+
+def run_llm_job(request: dict[str, Any]) -> dict[str, Any] | Retry | None:
     """Entry point named by `service.jobs.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
     job = get_current_job()
-    settings = load_settings()
+    try:
+        return _attempt(job, LLMRequest(**request), load_settings())
+    except Superseded:
+        # Another run of this job (re-queued while this one looked lost) finished first.
+        return job_result(job)
+
+
+def _attempt(job: Job, request: LLMRequest, settings: Settings) -> dict[str, Any] | Retry:
     stop = StopToken(deadline=start_attempt(job))
     progress = ProgressRecorder(job, settings.progress_interval_s)
-    llm_request = LLMRequest(**request)
     try:
-        reply = LLMClient().stream(llm_request, on_text=progress.add, stop=stop)
+        with supervised(job.connection, job.id, on_cancel=stop.cancel):
+            reply = LLMClient().stream(request, on_text=progress.add, stop=stop)
     except Stopped as exc:
         progress.flush()  # keep the partial text
-        record_error(job, _stopped_error(exc, job.meta["timeout_s"]))
-        raise
+        if exc.reason == "canceled":
+            record_error(job, {"type": "canceled", "message": "canceled on request", "retryable": False}, canceled=True)
+        else:
+            record_error(job, _timeout_error(job))
+        raise JobFailed(exc.reason) from exc
     except LLMError as exc:
         progress.flush()
-        record_error(job, exc.as_record())
-        raise
+        return _retry_or_fail(job, exc, settings, stop)
     usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, **reply.extra_usage}
     return record_result(
         job,
         text=reply.text,
         stop_reason=reply.stop_reason,
         usage=usage,
-        cost_usd=cost_usd(llm_request.model, reply.input_tokens, reply.output_tokens, settings.price_overrides),
+        cost_usd=cost_usd(request.model, reply.input_tokens, reply.output_tokens, settings.price_overrides),
+        keep_for_s=settings.result_ttl_s,
     )
 
 
-def _stopped_error(exc: Stopped, timeout_s: int) -> dict[str, Any]:
-    if exc.reason == "timeout":
-        return {"type": "timeout", "message": f"the job did not finish within {timeout_s} s", "retryable": False}
-    return {"type": "canceled", "message": "the job was canceled", "retryable": False}
+def _retry_or_fail(job: Job, error: LLMError, settings: Settings, stop: StopToken) -> Retry:
+    attempt = job.meta["attempts"]
+    if not error.retryable or attempt >= settings.max_attempts:
+        record_error(job, error.as_record())  # the final failure keeps the last error
+        raise JobFailed(str(error)) from error
+    delay = retry_delay_s(
+        attempt, base_s=settings.retry_base_s, cap_s=settings.retry_max_s, retry_after_s=error.retry_after_s
+    )
+    if delay >= stop.remaining_s():
+        record_error(job, _timeout_error(job, last_error=error))
+        raise JobFailed("timeout") from error
+    record_retry(job, error.as_record(), next_attempt_at=time.time() + delay)
+    # RQ schedules in whole seconds; rounding up keeps us behind any retry-after.
+    return Retry(max=settings.max_attempts, interval=math.ceil(delay))
+
+
+def _timeout_error(job: Job, last_error: LLMError | None = None) -> dict[str, Any]:
+    message = f"the job did not finish within its {job.meta['timeout_s']} s deadline"
+    if last_error is not None:
+        message += f" (last error: {last_error})"
+    return {"type": "timeout", "message": message, "retryable": False}

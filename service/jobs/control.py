@@ -1,0 +1,75 @@
+"""Signals between the API, the scheduler and the process running a job.
+
+- cancel request: set by the API, seen by the running job within `CHECK_INTERVAL_S`;
+- lease: refreshed by the running job; a started job without one has lost its worker;
+- completion marker: set once, by the first run that finishes, so a job that ran twice
+  ends once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL_S = 15  # a running job is presumed lost this long after its last sign of life
+LEASE_REFRESH_S = 5
+CHECK_INTERVAL_S = 0.25  # how often a running job looks for a cancel request
+
+
+def cancel_key(job_id: str) -> str:
+    return f"llmjobs:cancel:{job_id}"
+
+
+def lease_key(job_id: str) -> str:
+    return f"llmjobs:lease:{job_id}"
+
+
+def completed_key(job_id: str) -> str:
+    return f"llmjobs:completed:{job_id}"
+
+
+def request_cancel(connection: Redis, job_id: str, ttl_s: int) -> None:
+    connection.set(cancel_key(job_id), 1, ex=ttl_s)
+
+
+def has_lease(connection: Redis, job_id: str) -> bool:
+    return bool(connection.exists(lease_key(job_id)))
+
+
+@contextmanager
+def supervised(connection: Redis, job_id: str, on_cancel: Callable[[], None]) -> Iterator[None]:
+    """While the body runs, keep the job's lease alive and call `on_cancel` once a
+    cancel request appears. Runs beside the LLM call in a helper thread."""
+    done = threading.Event()
+
+    def watch() -> None:
+        since_refresh = LEASE_REFRESH_S
+        while not done.wait(CHECK_INTERVAL_S):
+            since_refresh += CHECK_INTERVAL_S
+            try:
+                if since_refresh >= LEASE_REFRESH_S:
+                    connection.set(lease_key(job_id), 1, ex=LEASE_TTL_S)
+                    since_refresh = 0
+                if connection.exists(cancel_key(job_id)):
+                    on_cancel()
+                    return
+            except RedisError as exc:  # Redis away: keep trying; the lease may lapse
+                log.warning("job %s: cannot reach Redis for lease/cancel check: %s", job_id, exc)
+
+    connection.set(lease_key(job_id), 1, ex=LEASE_TTL_S)
+    watcher = threading.Thread(target=watch, name=f"supervise-{job_id}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        with suppress(RedisError):  # the lease lapses by itself anyway
+            connection.delete(lease_key(job_id))

@@ -1,0 +1,19 @@
+"""When to try a failed LLM call again."""
+
+from __future__ import annotations
+
+import random
+
+
+def retry_delay_s(
+    attempt: int, *, base_s: float, cap_s: float, retry_after_s: float | None, rng: random.Random | None = None
+) -> float:
+    """Exponential backoff with full jitter after `attempt` (1-based) failed, but never
+    sooner than the provider's `retry-after`.
+
+    Full jitter (a uniform draw below the exponential ceiling) spreads a burst of
+    failures out instead of retrying them in lockstep.
+    """
+    ceiling = min(cap_s, base_s * 2 ** (attempt - 1))
+    backoff = (rng or random).uniform(0, ceiling)
+    return max(backoff, retry_after_s or 0.0)
