@@ -1,7 +1,8 @@
 """Run rq-scheduler: `python scheduler.py`.
 
-It moves jobs scheduled with rq-scheduler into their queues when due. rq-scheduler holds
-a Redis lock, so a second scheduler process waits instead of doubling the work.
+Every poll it moves due scheduled jobs into their queues and re-queues jobs whose worker
+died. rq-scheduler holds a Redis lock, so a second scheduler process waits instead of
+doubling the work. A Redis outage does not end the process: it waits and carries on.
 """
 
 from __future__ import annotations
@@ -10,19 +11,21 @@ import argparse
 import logging
 import sys
 
-from rq import Queue
-from rq_scheduler import Scheduler
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.config import SettingsError, load_settings
 from service.jobs.connection import wait_until_reachable, worker_connection
-from service.jobs.queues import SERIALIZER
+from service.jobs.scheduler import MaintainingScheduler
+
+log = logging.getLogger("scheduler")
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls (default 5)")
-    parser.add_argument("--burst", action="store_true", help="move what is due once, then exit")
+    parser.add_argument("--burst", action="store_true", help="one poll, then exit")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
@@ -30,11 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         return 2
     connection = worker_connection(settings.redis_url)
-    wait_until_reachable(connection)
-    # Jobs it enqueues go through a JSON-serializing queue, like every job of ours.
-    queue = Queue("default", connection=connection, serializer=SERIALIZER)
-    Scheduler(queue=queue, connection=connection, interval=args.interval).run(burst=args.burst)
-    return 0
+    while True:
+        wait_until_reachable(connection)
+        try:
+            MaintainingScheduler(connection=connection, interval=args.interval).run(burst=args.burst)
+            return 0
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("lost Redis (%s); waiting for it", exc)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ import argparse
 import logging
 import sys
 
-from rq import Worker
 from rq.worker_pool import WorkerPool
 
 from service.config import SettingsError, load_settings
 from service.jobs.connection import wait_until_reachable, worker_connection
 from service.jobs.queues import PRIORITIES, SERIALIZER
+from service.jobs.worker import LLMWorker
 from service.tasks import llm_job  # noqa: F401  (imported once here, so forked job processes start warm)
 
 
@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     connection = worker_connection(settings.redis_url)
     wait_until_reachable(connection)
     if settings.worker_concurrency == 1:
-        worker = Worker(queues, connection=connection, serializer=SERIALIZER)
-        worker.work(burst=args.burst, with_scheduler=True)
+        LLMWorker(queues, connection=connection).work(burst=args.burst, with_scheduler=True)
     else:
-        pool = WorkerPool(queues, connection, num_workers=settings.worker_concurrency, serializer=SERIALIZER)
+        pool = WorkerPool(
+            queues, connection, num_workers=settings.worker_concurrency, worker_class=LLMWorker, serializer=SERIALIZER
+        )
         pool.start(burst=args.burst)
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service.api import jobs
+from service.api import health, jobs
 from service.api.context import EXTENSION_KEY, AppContext
 from service.api.errors import JsonErrorApi, register_error_handlers
 from service.config import Settings, load_settings
@@ -33,4 +33,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.spec.options["security"] = [{"bearerAuth": []}]
     register_error_handlers(app, api)
     api.register_blueprint(jobs.blp)
+    api.register_blueprint(health.blp)
     return app

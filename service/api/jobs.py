@@ -1,4 +1,4 @@
-"""/v1/jobs: submit a job, read one, list your own."""
+"""/v1/jobs: submit a job, read one, list your own, cancel or retry one."""
 
 from __future__ import annotations
 
@@ -7,17 +7,22 @@ from typing import Any
 from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
+from rq.job import Job
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
-from service.api.schemas import JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
+from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
+from service.jobs.idempotency import IdempotencyClaim, IdempotencyConflict
 from service.jobs.index import InvalidCursor
 from service.jobs.lookup import fetch_client_job, list_client_jobs
 from service.jobs.resource import job_resource
+from service.jobs.status import RUNNING, public_status
 from service.jobs.submit import submit_job
+from service.jobs.transitions import InvalidTransition, cancel_job, rerun_job
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Submit LLM jobs and read them back.")
 blp.before_request(require_client)
+LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
 
 
 @blp.before_request
@@ -28,28 +33,42 @@ def require_json_body() -> None:
 
 @blp.route("")
 class JobCollection(MethodView):
+    @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.arguments(JobRequestSchema)
-    @blp.response(202, JobSchema, headers={"Location": {"description": "The job's URL", "schema": {"type": "string"}}})
-    def post(self, body: dict[str, Any]):
+    @blp.response(202, JobSchema, headers=LOCATION, description="Queued.")
+    @blp.alt_response(200, schema=JobSchema, headers=LOCATION, description="The job an earlier request with the "
+                      "same Idempotency-Key and body created.")  # fmt: skip
+    @blp.alt_response(409, description="The Idempotency-Key was used with another body.")
+    def post(self, body: dict[str, Any], idempotency_key: str | None = None):
         """Queue an LLM job; answers at once with the job, status `queued`."""
         ctx = app_context()
+        claim = None
+        if idempotency_key is not None:
+            claim = IdempotencyClaim.for_request(
+                current_client(), idempotency_key, body, ctx.settings.idempotency_ttl_s
+            )
         llm_request = {
             "model": body.get("model", ctx.settings.default_model),
             "max_tokens": body["max_tokens"],
             "messages": body["messages"],
             **{name: body[name] for name in ("system", "temperature") if name in body},
         }
-        job = submit_job(
-            ctx.redis,
-            ctx.queues[body["priority"]],
-            client=current_client(),
-            request=llm_request,
-            metadata=body["metadata"],
-            timeout_s=body.get("timeout_s", ctx.settings.limits.max_timeout_s),
-            result_ttl_s=ctx.settings.result_ttl_s,
-        )
-        resource = job_resource(job)
-        return resource, 202, {"Location": resource["links"]["self"]}
+        try:
+            submitted = submit_job(
+                ctx.redis,
+                ctx.queues[body["priority"]],
+                client=current_client(),
+                request=llm_request,
+                metadata=body["metadata"],
+                timeout_s=body.get("timeout_s", ctx.settings.limits.max_timeout_s),
+                max_attempts=ctx.settings.max_attempts,
+                result_ttl_s=ctx.settings.result_ttl_s,
+                idempotency=claim,
+            )
+        except IdempotencyConflict as exc:
+            abort(409, message=str(exc))
+        resource = job_resource(submitted.job)
+        return resource, 202 if submitted.created else 200, {"Location": resource["links"]["self"]}
 
     @blp.arguments(JobListArgsSchema, location="query")
     @blp.response(200, JobPageSchema)
@@ -73,7 +92,43 @@ class JobItem(MethodView):
     @blp.response(200, JobSchema)
     def get(self, job_id: str):
         """One of your jobs."""
-        job = fetch_client_job(app_context().redis, current_client(), job_id)
-        if job is None:
-            abort(404, message=f"no job {job_id!r}")
+        return job_resource(own_job(job_id))
+
+
+@blp.route("/<job_id>/cancel")
+class JobCancel(MethodView):
+    @blp.response(200, JobSchema, description="Canceled.")
+    @blp.alt_response(202, schema=JobSchema, description="Running: it stops within a second.")
+    @blp.alt_response(409, description="The job has already finished.")
+    def post(self, job_id: str):
+        """Cancel a queued job at once, or stop a running one (its partial text is kept)."""
+        job = own_job(job_id)
+        try:
+            cancel_job(job)
+        except InvalidTransition as exc:
+            abort(409, message=str(exc))
+        job.refresh()
+        return job_resource(job), 202 if public_status(job) == RUNNING else 200
+
+
+@blp.route("/<job_id>/retry")
+class JobRetry(MethodView):
+    @blp.response(202, JobSchema, description="Queued again.")
+    @blp.alt_response(409, description="The job is not failed or canceled.")
+    def post(self, job_id: str):
+        """Run a failed or canceled job again, with a fresh deadline and attempt budget."""
+        job = own_job(job_id)
+        try:
+            rerun_job(job, max_attempts=app_context().settings.max_attempts)
+        except InvalidTransition as exc:
+            abort(409, message=str(exc))
+        job.refresh()
         return job_resource(job)
+
+
+def own_job(job_id: str) -> Job:
+    """The caller's job, or a 404 (also for another client's job: ids are not disclosed)."""
+    job = fetch_client_job(app_context().redis, current_client(), job_id)
+    if job is None:
+        abort(404, message=f"no job {job_id!r}")
+    return job

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from service.api.context import EXTENSION_KEY
 from service.jobs.queues import PRIORITIES
@@ -109,6 +109,18 @@ class JobRequestSchema(Schema):
         if "prompt" in data:
             data["messages"] = [{"role": "user", "content": data.pop("prompt")}]
         return data
+
+
+class IdempotencyHeaderSchema(Schema):
+    # Headers: unknown ones are ignored, not refused.
+    class Meta:
+        unknown = EXCLUDE
+
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=validate.Length(min=1, max=255),
+        metadata={"description": "Same key and body within IDEMPOTENCY_TTL_S (24 h): the first job comes back."},
+    )
 
 
 class JobListArgsSchema(Schema):

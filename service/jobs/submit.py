@@ -1,20 +1,30 @@
-"""Store and enqueue a new job in one Redis round trip."""
+"""Store and enqueue a new job in one Redis round trip (a few more with an Idempotency-Key)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
 
 from redis import Redis
+from redis.exceptions import WatchError
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from service.jobs import index
-from service.jobs.queues import LLM_TASK
+from service.jobs.idempotency import IdempotencyClaim
+from service.jobs.queues import LLM_TASK, SERIALIZER
 
 # RQ's own SIGALRM timeout is a backstop behind the job's deadline, which the task
 # enforces itself (and which also closes the provider connection).
 RQ_TIMEOUT_GRACE_S = 30
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    created: bool  # False: an earlier request with the same Idempotency-Key created it
 
 
 def submit_job(
@@ -25,8 +35,10 @@ def submit_job(
     request: dict[str, Any],
     metadata: dict[str, str],
     timeout_s: int,
+    max_attempts: int,
     result_ttl_s: int,
-) -> Job:
+    idempotency: IdempotencyClaim | None = None,
+) -> Submitted:
     """Create the RQ job (our fields in meta), push it and index it for its client, atomically."""
     job_id = uuid4().hex
     meta = {
@@ -36,6 +48,7 @@ def submit_job(
         "metadata": metadata,
         "timeout_s": timeout_s,
         "attempts": 0,
+        "attempt_limit": max_attempts,  # fixed per job, like its deadline
         "output_tokens": 0,
         "text": "",
     }
@@ -51,7 +64,28 @@ def submit_job(
         description=f"{request['model']} for {client}",
     )
     with connection.pipeline() as pipe:
-        (job,) = queue.enqueue_many([data], pipeline=pipe)
-        index.add(pipe, client, job.id, job.created_at)
-        pipe.execute()
-    return job
+        while True:
+            try:
+                if idempotency is not None:
+                    # WATCH: a concurrent request storing the same key makes our EXEC fail.
+                    pipe.watch(idempotency.redis_key)
+                    if (earlier := _earlier_job(connection, pipe.get(idempotency.redis_key), idempotency)) is not None:
+                        return Submitted(earlier, created=False)
+                    pipe.multi()
+                    pipe.set(idempotency.redis_key, idempotency.record(job_id), ex=idempotency.ttl_s)
+                (job,) = queue.enqueue_many([data], pipeline=pipe)
+                index.add(pipe, client, job.id, job.created_at)
+                pipe.execute()
+                return Submitted(job, created=True)
+            except WatchError:
+                continue  # the key was stored meanwhile: read it again
+
+
+def _earlier_job(connection: Redis, stored: bytes | None, claim: IdempotencyClaim) -> Job | None:
+    if stored is None:
+        return None
+    job_id = claim.replayed_job_id(stored)  # raises IdempotencyConflict on another body
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return None  # expired since: this request creates a new job under the same key

@@ -71,7 +71,7 @@ def _attempt(job: Job, request: LLMRequest, settings: Settings) -> dict[str, Any
 
 def _retry_or_fail(job: Job, error: LLMError, settings: Settings, stop: StopToken) -> Retry:
     attempt = job.meta["attempts"]
-    if not error.retryable or attempt >= settings.max_attempts:
+    if not error.retryable or attempt >= job.meta["attempt_limit"]:
         record_error(job, error.as_record())  # the final failure keeps the last error
         raise JobFailed(str(error)) from error
     delay = retry_delay_s(
@@ -82,7 +82,7 @@ def _retry_or_fail(job: Job, error: LLMError, settings: Settings, stop: StopToke
         raise JobFailed("timeout") from error
     record_retry(job, error.as_record(), next_attempt_at=time.time() + delay)
     # RQ schedules in whole seconds; rounding up keeps us behind any retry-after.
-    return Retry(max=settings.max_attempts, interval=math.ceil(delay))
+    return Retry(max=job.meta["attempt_limit"], interval=math.ceil(delay))
 
 
 def _timeout_error(job: Job, last_error: LLMError | None = None) -> dict[str, Any]:

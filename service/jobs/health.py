@@ -1,0 +1,51 @@
+"""Is the service ready to take jobs? Redis reachable and a live worker on every queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from redis import Redis
+from redis.exceptions import RedisError, ResponseError
+from rq import Queue, Worker
+from rq.utils import now
+
+from service.jobs.worker import HEARTBEAT_FRESH_S
+
+
+@dataclass
+class Readiness:
+    checks: dict[str, str] = field(default_factory=dict)  # name -> "ok" or what is wrong
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return all(state == "ok" for state in self.checks.values())
+
+
+def readiness(connection: Redis, queues: dict[str, Queue]) -> Readiness:
+    report = Readiness()
+    try:
+        connection.ping()
+    except RedisError as exc:
+        report.checks["redis"] = f"unreachable: {exc}"
+        return report
+    report.checks["redis"] = "ok"
+    fresh_after = now() - timedelta(seconds=HEARTBEAT_FRESH_S)
+    for name, queue in queues.items():
+        live = [w for w in Worker.all(queue=queue) if w.last_heartbeat and w.last_heartbeat > fresh_after]
+        report.checks[f"workers:{name}"] = (
+            "ok" if live else f"no worker with a heartbeat in the last {HEARTBEAT_FRESH_S} s"
+        )
+    if not _persistent(connection):
+        report.warnings.append("Redis persistence is off (no AOF, no RDB saves): a Redis restart loses queued jobs")
+    return report
+
+
+def _persistent(connection: Redis) -> bool:
+    try:
+        info = connection.info("persistence")
+        saves = connection.config_get("save").get("save", "")
+    except ResponseError:  # managed Redis may refuse CONFIG: assume the provider persists
+        return True
+    return bool(info.get("aof_enabled")) or bool(saves.strip())

@@ -1,0 +1,42 @@
+"""`Idempotency-Key`: the same key and body from the same client gives the first job back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+class IdempotencyConflict(Exception):
+    """The key was already used with a different body."""
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """A client's key and the fingerprint of the body it came with."""
+
+    client: str
+    key: str
+    fingerprint: str
+    ttl_s: int
+
+    @classmethod
+    def for_request(cls, client: str, key: str, body: dict[str, Any], ttl_s: int) -> IdempotencyClaim:
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return cls(client, key, hashlib.sha256(canonical.encode()).hexdigest(), ttl_s)
+
+    @property
+    def redis_key(self) -> str:
+        # Hashed: the client's key may be long or odd; its hash is a safe, fixed-size name.
+        return f"llmjobs:idempotency:{self.client}:{hashlib.sha256(self.key.encode()).hexdigest()}"
+
+    def record(self, job_id: str) -> str:
+        return json.dumps({"job_id": job_id, "fingerprint": self.fingerprint})
+
+    def replayed_job_id(self, stored: bytes) -> str:
+        """The first job's id, or IdempotencyConflict when the bodies differ."""
+        record = json.loads(stored)
+        if record["fingerprint"] != self.fingerprint:
+            raise IdempotencyConflict("this Idempotency-Key was already used with a different request body")
+        return record["job_id"]

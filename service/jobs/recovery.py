@@ -1,0 +1,67 @@
+"""Jobs whose worker died (say, SIGKILL) are found by their lapsed lease and run again.
+
+RQ alone notices such a job only when the started registry entry expires (~90 s after
+the last heartbeat) and a worker's maintenance next runs (every 10 min): up to ~11 min.
+A running job refreshes its lease every few seconds, so a started job without one, older
+than the lease, has lost its worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from redis import Redis
+from rq.job import Job, JobStatus
+from rq.utils import now, utcformat
+
+from service.jobs.control import LEASE_TTL_S, has_lease
+from service.jobs.progress import record_error
+from service.jobs.queues import LLM_TASK, SERIALIZER, make_queues
+
+log = logging.getLogger(__name__)
+
+WORKER_LOST = {
+    "type": "worker_lost",
+    "message": "the worker running this job stopped, and the job has no attempts left",
+    "retryable": False,
+}
+
+
+def recover_abandoned_jobs(connection: Redis) -> list[str]:
+    """Re-queue (or, with no attempts left, fail) every started LLM job without a lease."""
+    recovered = []
+    for queue in make_queues(connection).values():
+        registry = queue.started_job_registry
+        for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+            job = Job.fetch_many([job_id], connection=connection, serializer=SERIALIZER)[0]
+            if job is None or job.func_name != LLM_TASK or not _abandoned(connection, job):
+                continue
+            # ZREM decides who handles it: another recoverer, or RQ's own clean-up, gets 0.
+            if not connection.zrem(registry.key, f"{job_id}:{execution_id}"):
+                continue
+            if job.meta.get("attempts", 0) >= job.meta.get("attempt_limit", 1):
+                _fail(job, queue)
+                log.warning("job %s lost its worker with no attempts left: failed", job_id)
+            else:
+                queue.enqueue_job(job, at_front=True)  # it has waited long enough already
+                log.warning("job %s lost its worker: re-queued on %s", job_id, queue.name)
+            recovered.append(job_id)
+    return recovered
+
+
+def _abandoned(connection: Redis, job: Job) -> bool:
+    if job.get_status(refresh=False) != JobStatus.STARTED or has_lease(connection, job.id):
+        return False
+    # A job that has just started may not have written its first lease yet.
+    return job.started_at is not None and now() - job.started_at > timedelta(seconds=LEASE_TTL_S)
+
+
+def _fail(job: Job, queue) -> None:
+    record_error(job, WORKER_LOST)
+    with job.connection.pipeline() as pipe:
+        job.ended_at = now()
+        job.set_status(JobStatus.FAILED, pipeline=pipe)
+        pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
+        queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string="worker lost", pipeline=pipe)
+        pipe.execute()

@@ -1,0 +1,58 @@
+"""The state changes a client asks for: cancel a job, run a finished one again."""
+
+from __future__ import annotations
+
+from rq.job import Job, JobStatus
+from rq.registry import CanceledJobRegistry
+from rq.utils import now, utcformat
+
+from service.jobs.control import cancel_key, request_cancel
+from service.jobs.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, public_status
+
+# How long a cancel request outlives the job's own deadline, for an attempt that starts late.
+CANCEL_REQUEST_MARGIN_S = 300
+
+
+class InvalidTransition(Exception):
+    """The job is not in a state that allows this; the message says why."""
+
+
+def cancel_job(job: Job) -> None:
+    """A queued job (also one waiting to retry) is canceled at once; a running one is
+    asked to stop and does within a second, keeping its partial text."""
+    status = public_status(job)
+    if status in TERMINAL_STATUSES:
+        raise InvalidTransition(f"the job has already {_past(status)}")
+    # Also covers a job a worker dequeues between our read and the cancel below.
+    request_cancel(job.connection, job.id, ttl_s=job.meta["timeout_s"] + CANCEL_REQUEST_MARGIN_S)
+    if status == QUEUED:
+        with job.connection.pipeline() as pipe:
+            job.cancel(pipeline=pipe)
+            pipe.hset(job.key, "ended_at", utcformat(now()))
+            pipe.execute()
+
+
+def rerun_job(job: Job, *, max_attempts: int) -> None:
+    """Queue a failed or canceled job again, with a fresh deadline and attempt budget.
+    `attempts` keeps counting: it is every LLM call made for the job."""
+    status = public_status(job)
+    if status not in (FAILED, CANCELED):
+        raise InvalidTransition(f"only a failed or canceled job can be retried; this one is {status}")
+    meta = job.meta
+    meta.pop("deadline_at", None)
+    meta.update(
+        canceled_at=None, error=None, result=None, next_attempt_at=None,
+        attempt_limit=meta.get("attempts", 0) + max_attempts,
+    )  # fmt: skip
+    job.number_of_retries = 0  # RQ's own count, checked against the Retry a task returns
+    registry = (
+        CanceledJobRegistry(job.origin, job.connection, serializer=job.serializer)
+        if job.get_status(refresh=False) == JobStatus.CANCELED
+        else job.failed_job_registry
+    )
+    job.connection.delete(cancel_key(job.id))
+    registry.requeue(job)  # saves the job, meta included, and pushes it on its queue
+
+
+def _past(status: str) -> str:
+    return {"succeeded": "succeeded", "failed": "failed", "canceled": "been canceled"}[status]
