@@ -2,7 +2,8 @@
 
 Queues are served in strict priority order, in the order given. WORKER_CONCURRENCY
 forking workers run side by side, so one pool makes that many LLM calls at once while
-keeping RQ's per-job process isolation, timeouts, stop command and heartbeats.
+keeping RQ's per-job process isolation, timeouts, stop command and heartbeats. A worker
+that dies (say, during a Redis outage) is replaced; its job is recovered by the scheduler.
 """
 
 from __future__ import annotations
@@ -37,13 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     connection = worker_connection(settings.redis_url)
     wait_until_reachable(connection)
-    if settings.worker_concurrency == 1:
-        LLMWorker(queues, connection=connection).work(burst=args.burst, with_scheduler=True)
-    else:
-        pool = WorkerPool(
-            queues, connection, num_workers=settings.worker_concurrency, worker_class=LLMWorker, serializer=SERIALIZER
-        )
-        pool.start(burst=args.burst)
+    # Always a pool, even of one: its parent never touches Redis and respawns a worker
+    # that died (say, of a Redis outage) every second, so the process outlives outages.
+    pool = WorkerPool(
+        queues, connection, num_workers=settings.worker_concurrency, worker_class=LLMWorker, serializer=SERIALIZER
+    )
+    pool.start(burst=args.burst)
     return 0
 
 

@@ -3,6 +3,7 @@ and helpers to run gunicorn and worker.py as real processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -44,6 +45,28 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL a process and every descendant, as a crashed machine would. The tree is read
+    before any kill: RQ puts each job's work horse in its own process group, so killing
+    the worker's group alone leaves the horses running their calls."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    for member in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signal.SIGKILL)
+    return tree
 
 
 class RedisServer:
@@ -236,6 +259,23 @@ def start_worker(processes: Processes, service_env: dict[str, str], redis_conn: 
         wait_for(
             lambda: process.poll() is not None or len(Worker.all(connection=redis_conn)) >= wanted,
             what="the worker to register",
+        )
+        assert process.poll() is None, processes.log_of(process)
+        return process
+
+    return start
+
+
+@pytest.fixture
+def start_scheduler(processes: Processes, service_env: dict[str, str], redis_conn: redis.Redis):
+    """Start `python scheduler.py` (polling every second); returns once it has registered."""
+
+    def start(**env_overrides: str) -> subprocess.Popen:
+        env = {**service_env, **env_overrides}
+        process = processes.start("scheduler", [PYTHON, "scheduler.py", "--interval", "1"], env)
+        wait_for(
+            lambda: process.poll() is not None or redis_conn.keys("rq:scheduler_instance:*"),
+            what="the scheduler to register",
         )
         assert process.poll() is None, processes.log_of(process)
         return process

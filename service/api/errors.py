@@ -18,6 +18,9 @@ class JsonErrorApi(Api):
 
     def handle_http_exception(self, error: HTTPException):
         payload, code, headers = super().handle_http_exception(error)
+        # werkzeug's own headers (Allow on a 405, ...), which flask-smorest drops.
+        own = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+        headers = {**own, **(headers or {})}
         if "message" not in payload:
             payload["message"] = summarize(payload["errors"]) if "errors" in payload else error.description
         return payload, code, headers

@@ -20,6 +20,7 @@ class ReadinessSchema(Schema):
 
 @blp.route("/healthz")
 class Liveness(MethodView):
+    @blp.doc(security=[])
     @blp.response(200, Schema.from_dict({"status": fields.String()}))
     def get(self):
         """The process answers."""
@@ -28,6 +29,7 @@ class Liveness(MethodView):
 
 @blp.route("/readyz")
 class Readiness(MethodView):
+    @blp.doc(security=[])
     @blp.response(200, ReadinessSchema)
     @blp.alt_response(503, description="Not ready: `errors.checks` says what is missing.")
     def get(self):

@@ -50,9 +50,7 @@ class MessageSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(["user", "assistant"]))
     content = MessageContent(
         required=True,
-        metadata={
-            "oneOf": [{"type": "string"}, {"type": "array", "items": {"$ref": "#/components/schemas/TextBlock"}}]
-        },
+        metadata={"oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_BLOCK_OPENAPI}]},
     )
 
 

@@ -14,8 +14,10 @@ from datetime import datetime
 from redis import Redis
 from redis.client import Pipeline
 
+from service.jobs.ids import JOB_ID_PATTERN
+
 KEY_PREFIX = "llmjobs:client:"
-_MEMBER = re.compile(r"^\d{16}:[0-9a-f]{32}$")
+_MEMBER = re.compile(rf"^\d{{16}}:{JOB_ID_PATTERN}$")
 
 
 class InvalidCursor(ValueError):

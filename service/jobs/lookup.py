@@ -9,6 +9,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from service.jobs import index
+from service.jobs.ids import is_job_id
 from service.jobs.queues import LLM_TASK, SERIALIZER
 from service.jobs.status import public_status
 
@@ -25,6 +26,8 @@ class JobPage:
 
 def fetch_client_job(connection: Redis, client: str, job_id: str) -> Job | None:
     """The job, or None if it does not exist or belongs to someone else (both look alike)."""
+    if not is_job_id(job_id):  # RQ refuses some ids with an error; none of ours looks odd
+        return None
     try:
         job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
     except NoSuchJobError:

@@ -22,7 +22,9 @@ _FROM_RQ = {
 
 
 def public_status(job: Job) -> str:
-    # A running job stopped by a cancel request ends in RQ's failed state; its meta says why.
-    if job.meta.get("canceled_at") is not None:
+    status = _FROM_RQ.get(job.get_status(refresh=False), QUEUED)
+    # A running job stopped by a cancel request ends in RQ's failed state; its meta says
+    # why. Until RQ has marked it failed (and set its end time) it is still running.
+    if status == FAILED and job.meta.get("canceled_at") is not None:
         return CANCELED
-    return _FROM_RQ.get(job.get_status(refresh=False), QUEUED)
+    return status

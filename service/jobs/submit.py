@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
 
 from redis import Redis
 from redis.exceptions import WatchError
@@ -14,6 +13,7 @@ from rq.job import Job
 
 from service.jobs import index
 from service.jobs.idempotency import IdempotencyClaim
+from service.jobs.ids import new_job_id
 from service.jobs.queues import LLM_TASK, SERIALIZER
 
 # RQ's own SIGALRM timeout is a backstop behind the job's deadline, which the task
@@ -40,7 +40,7 @@ def submit_job(
     idempotency: IdempotencyClaim | None = None,
 ) -> Submitted:
     """Create the RQ job (our fields in meta), push it and index it for its client, atomically."""
-    job_id = uuid4().hex
+    job_id = new_job_id()
     meta = {
         "client": client,
         "priority": queue.name,

@@ -80,9 +80,11 @@ def _retry_or_fail(job: Job, error: LLMError, settings: Settings, stop: StopToke
     if delay >= stop.remaining_s():
         record_error(job, _timeout_error(job, last_error=error))
         raise JobFailed("timeout") from error
-    record_retry(job, error.as_record(), next_attempt_at=time.time() + delay)
-    # RQ schedules in whole seconds; rounding up keeps us behind any retry-after.
-    return Retry(max=job.meta["attempt_limit"], interval=math.ceil(delay))
+    # RQ scores scheduled jobs in whole seconds, truncated, so a job falls due up to 1 s
+    # before now + interval: one more second keeps the wait at least `delay`.
+    interval = math.ceil(delay) + 1
+    record_retry(job, error.as_record(), next_attempt_at=math.floor(time.time() + interval))
+    return Retry(max=job.meta["attempt_limit"], interval=interval)
 
 
 def _timeout_error(job: Job, last_error: LLMError | None = None) -> dict[str, Any]:

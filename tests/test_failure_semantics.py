@@ -1,0 +1,227 @@
+"""Every way a job can go wrong, end to end with real processes: provider errors and
+retries, deadlines, cancel and re-run, a SIGKILLed worker, and a Redis outage."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import requests
+
+from tests.conftest import ALICE, kill_tree, wait_for
+from tests.test_end_to_end import get, parse, submit, wait_until_finished
+
+# Short waits so the suite stays quick; the policy itself is the production one.
+FAST_RETRIES = {"RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1", "LLM_MAX_ATTEMPTS": "3"}
+
+
+@pytest.fixture
+def stack(start_api, start_worker):
+    """An API and one worker on all queues, with fast retries."""
+    api = start_api(**FAST_RETRIES)
+    start_worker(**FAST_RETRIES)
+    return api
+
+
+def directive(**fields: object) -> str:
+    return "[[fake: " + " ".join(f"{k}={v}" for k, v in fields.items()) + "]]"
+
+
+def fails_first(times: int, **fields: object) -> str:
+    """A prompt whose first `times` provider calls fail as `fields` say, then succeed."""
+    return f"flaky {directive(fail_times=times, key=uuid.uuid4().hex, **fields)}"
+
+
+def watch(api: str, job_id: str, until: set[str], timeout: float = 30) -> list[dict]:
+    """Every distinct state the job shows while polling, until its status is in `until`."""
+    seen: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = get(api, job_id)
+        if not seen or job != seen[-1]:
+            seen.append(job)
+        if job["status"] in until:
+            return seen
+        time.sleep(0.03)
+    pytest.fail(f"job {job_id} never reached {until}; last seen {seen[-1]}")
+
+
+@pytest.mark.parametrize(
+    ("failure", "error_type"),
+    [
+        ({"error": 529}, "overloaded_error"),
+        ({"error": 500}, "api_error"),
+        ({"error": 429, "retry_after": 1}, "rate_limit_error"),
+        ({"mid_stream_error": "overloaded_error", "after": 2}, "overloaded_error"),
+    ],
+    ids=["529", "500", "429", "overloaded-mid-stream"],
+)
+def test_transient_errors_are_retried_and_the_wait_shows_as_queued(stack, failure, error_type):
+    job = submit(stack, {"prompt": fails_first(2, **failure)})
+    seen = watch(stack, job["id"], until={"succeeded", "failed"})
+
+    assert seen[-1]["status"] == "succeeded", seen[-1]
+    assert seen[-1]["attempts"] == 3
+    assert seen[-1]["error"] is None and seen[-1]["next_attempt_at"] is None
+    waiting = [j for j in seen if j["status"] == "queued" and j["attempts"] >= 1]
+    assert waiting, "never saw the job waiting between attempts"
+    assert all(j["next_attempt_at"] and j["error"]["type"] == error_type for j in waiting)
+    assert all(j["error"]["retryable"] for j in waiting)
+    assert not [j for j in seen if j["status"] == "running" and j["next_attempt_at"]]
+
+
+def test_retry_after_is_honoured(stack):
+    job = submit(stack, {"prompt": fails_first(1, error=429, retry_after=3)})
+    seen = watch(stack, job["id"], until={"succeeded", "failed"})
+    assert seen[-1]["status"] == "succeeded"
+    first_start = parse(seen[0]["started_at"] or seen[1]["started_at"])
+    scheduled = [parse(j["next_attempt_at"]) for j in seen if j["next_attempt_at"]]
+    assert scheduled and (scheduled[0] - first_start).total_seconds() >= 3
+    assert parse(seen[-1]["started_at"]) >= scheduled[0]  # the second attempt did not start early
+
+
+@pytest.mark.parametrize(
+    ("failure", "error_type"),
+    [
+        ({"error": 429, "spend_limit": 1}, "rate_limit_error"),
+        ({"error": 401}, "authentication_error"),
+        ({"error": 403}, "permission_error"),
+        ({"error": 404}, "not_found_error"),
+        ({"error": 413}, "request_too_large"),
+    ],
+    ids=["spend-limit-429", "401", "403", "404", "413"],
+)
+def test_final_errors_fail_at_once_with_the_providers_message(stack, failure, error_type):
+    done = wait_until_finished(stack, submit(stack, {"prompt": f"x {directive(**failure)}"})["id"])
+    assert done["status"] == "failed"
+    assert done["attempts"] == 1
+    assert done["error"]["type"] == error_type and done["error"]["retryable"] is False
+    assert done["error"]["message"]
+    if "spend_limit" in failure:
+        assert "spend limit" in done["error"]["message"]
+
+
+def test_when_attempts_run_out_the_last_error_is_kept(stack):
+    done = wait_until_finished(stack, submit(stack, {"prompt": fails_first(10, error=500)})["id"])
+    assert done["status"] == "failed"
+    assert done["attempts"] == 3  # LLM_MAX_ATTEMPTS
+    assert done["error"]["type"] == "api_error"
+
+
+def test_a_retry_that_would_pass_the_deadline_fails_as_timeout(stack):
+    job = submit(stack, {"prompt": fails_first(1, error=429, retry_after=30), "timeout_s": 5})
+    done = wait_until_finished(stack, job["id"])
+    assert done["status"] == "failed"
+    assert done["error"]["type"] == "timeout"
+    assert "rate_limit_error" in done["error"]["message"]  # says what it was waiting out
+    assert done["attempts"] == 1
+
+
+def test_cancel_stops_a_running_job_within_a_second_and_keeps_its_text(stack):
+    job = submit(stack, {"prompt": f"long {directive(tokens=400, chunk_delay_ms=50)}"})
+    wait_for(lambda: get(stack, job["id"])["progress"]["output_tokens"] > 3, what="streaming to start")
+
+    asked = datetime.now(UTC)
+    response = requests.post(f"{stack}/v1/jobs/{job['id']}/cancel", headers=ALICE, timeout=10)
+    assert response.status_code == 202 and response.json()["status"] == "running"
+    done = wait_until_finished(stack, job["id"])
+
+    assert done["status"] == "canceled"
+    assert done["error"]["type"] == "canceled"
+    assert (parse(done["finished_at"]) - asked).total_seconds() < 1.0
+    assert 3 < done["progress"]["output_tokens"] < 400 and done["progress"]["text"]
+    assert requests.post(f"{stack}/v1/jobs/{job['id']}/cancel", headers=ALICE, timeout=10).status_code == 409
+
+
+def test_cancel_reaches_a_silent_provider_call(stack):
+    job = submit(stack, {"prompt": f"x {directive(hang=1, after=2)}"})
+    wait_for(lambda: get(stack, job["id"])["progress"]["output_tokens"] >= 1, what="the call to start streaming")
+    time.sleep(0.3)  # the fake sends its two chunks at once, then nothing
+    asked = datetime.now(UTC)
+    requests.post(f"{stack}/v1/jobs/{job['id']}/cancel", headers=ALICE, timeout=10)
+    done = wait_until_finished(stack, job["id"])
+    assert done["status"] == "canceled"
+    assert (parse(done["finished_at"]) - asked).total_seconds() < 1.0
+
+
+def test_a_canceled_queued_job_never_runs_and_a_retry_runs_it(start_api, start_worker, fake_anthropic):
+    api = start_api(**FAST_RETRIES)
+    prompt = f"never {uuid.uuid4().hex}"
+    job = submit(api, {"prompt": prompt})
+    canceled = requests.post(f"{api}/v1/jobs/{job['id']}/cancel", headers=ALICE, timeout=10)
+    assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+    marker = submit(api, {"prompt": "after it"})
+    start_worker(**FAST_RETRIES)
+    assert wait_until_finished(api, marker["id"])["status"] == "succeeded"  # the worker got past it
+    assert get(api, job["id"])["status"] == "canceled"
+    sent = [r["body"]["messages"][0]["content"] for r in requests.get(f"{fake_anthropic}/_fake/requests").json()]
+    assert prompt not in sent
+
+    rerun = requests.post(f"{api}/v1/jobs/{job['id']}/retry", headers=ALICE, timeout=10)
+    assert rerun.status_code == 202 and rerun.json()["status"] == "queued"
+    assert wait_until_finished(api, job["id"])["status"] == "succeeded"
+
+
+def test_retry_reruns_a_failed_job(stack):
+    job = submit(stack, {"prompt": fails_first(1, error=400)})
+    assert wait_until_finished(stack, job["id"])["status"] == "failed"
+    assert requests.post(f"{stack}/v1/jobs/{job['id']}/retry", headers=ALICE, timeout=10).status_code == 202
+    done = wait_until_finished(stack, job["id"])
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 2  # every LLM call made for the job
+    assert requests.post(f"{stack}/v1/jobs/{job['id']}/retry", headers=ALICE, timeout=10).status_code == 409
+
+
+def test_jobs_of_a_sigkilled_worker_run_again_within_a_minute_and_end_once(
+    start_api, start_worker, start_scheduler, fake_anthropic, processes
+):
+    api = start_api()
+    start_scheduler()
+    doomed = start_worker(WORKER_CONCURRENCY="3")
+    prompts = [f"crash {i} {uuid.uuid4().hex} {directive(tokens=60, chunk_delay_ms=50)}" for i in range(3)]
+    jobs = [submit(api, {"prompt": p}) for p in prompts]
+    wait_for(lambda: all(get(api, j["id"])["progress"]["output_tokens"] > 0 for j in jobs), what="all three streaming")
+
+    killed = kill_tree(doomed.pid)  # the pool, its workers and their job processes, mid-call
+    killed_at = datetime.now(UTC)
+    assert len(killed) >= 7  # pool + 3 workers + 3 work horses (+ RQ's scheduler process)
+    start_worker()
+
+    done = [wait_until_finished(api, j["id"], timeout=60) for j in jobs]
+    assert [j["status"] for j in done] == ["succeeded"] * 3
+    assert all(j["attempts"] == 2 for j in done)
+    assert all((parse(j["started_at"]) - killed_at).total_seconds() < 60 for j in done)
+    print("kill -> re-run started:", [round((parse(j["started_at"]) - killed_at).total_seconds(), 1) for j in done])
+    # Ran twice, recorded once: one result each, with the usage of the run that finished.
+    sent = [r["body"]["messages"][0]["content"] for r in requests.get(f"{fake_anthropic}/_fake/requests").json()]
+    assert all(sent.count(p) == 2 for p in prompts)
+    assert all(j["result"]["usage"]["output_tokens"] == 60 for j in done)
+
+
+def test_a_redis_outage_answers_503_and_loses_no_acknowledged_job(
+    start_api, start_worker, start_scheduler, redis_server
+):
+    api = start_api()
+    start_scheduler()
+    start_worker()
+    jobs = [submit(api, {"prompt": f"outage {i} {directive(tokens=20, chunk_delay_ms=50)}"}) for i in range(4)]
+    wait_for(lambda: get(api, jobs[0]["id"])["status"] == "running", what="the first job to run")
+
+    redis_server.stop()
+    try:
+        down = requests.post(f"{api}/v1/jobs", json={"prompt": "while down"}, headers=ALICE, timeout=15)
+        assert down.status_code == 503 and down.headers["Retry-After"]
+        assert down.json()["code"] == 503 and down.json()["message"]
+        assert requests.get(f"{api}/v1/jobs/{jobs[0]['id']}", headers=ALICE, timeout=15).status_code == 503
+        ready = requests.get(f"{api}/readyz", timeout=15)
+        assert ready.status_code == 503 and "redis" in ready.json()["errors"]["checks"]
+        assert requests.get(f"{api}/healthz", timeout=15).status_code == 200
+        time.sleep(3)  # an outage long enough for the worker to notice
+    finally:
+        redis_server.start()  # same port and directory: the AOF brings the data back
+
+    done = [wait_until_finished(api, j["id"], timeout=60) for j in jobs]
+    assert [j["status"] for j in done] == ["succeeded"] * 4
+    assert requests.get(f"{api}/readyz", timeout=15).status_code == 200  # the worker came back by itself
