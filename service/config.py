@@ -38,6 +38,9 @@ class Settings:
     worker_concurrency: int = 2
     progress_interval_s: float = 0.25
     max_attempts: int = 5  # LLM calls per job, retries included
+    # A stream silent this long is dead (healthy ones send pings): the attempt fails as a
+    # retryable timeout instead of waiting out the whole job deadline.
+    llm_read_timeout_s: float = 120.0
     retry_base_s: float = 2.0  # first retry waits up to this long (full jitter), doubling each time
     retry_max_s: float = 300.0  # cap on one wait (a provider's retry-after may ask for more)
     idempotency_ttl_s: int = 24 * 3600
@@ -94,6 +97,9 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         ),
         price_overrides=env.prices("LLM_PRICES", "{}"),
         max_attempts=env.int("LLM_MAX_ATTEMPTS", defaults.max_attempts, validate=positive),
+        llm_read_timeout_s=env.float(
+            "LLM_READ_TIMEOUT_S", defaults.llm_read_timeout_s, validate=validate.Range(min=0, min_inclusive=False)
+        ),
         retry_base_s=env.float("RETRY_BASE_S", defaults.retry_base_s, validate=validate.Range(min=0)),
         retry_max_s=env.float("RETRY_MAX_S", defaults.retry_max_s, validate=validate.Range(min=0)),
         idempotency_ttl_s=env.int("IDEMPOTENCY_TTL_S", defaults.idempotency_ttl_s, validate=positive),

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tests.conftest import ALICE, kill_tree, wait_for
+from tests.conftest import ALICE, free_port, kill_tree, wait_for
 from tests.test_end_to_end import get, parse, submit, wait_until_finished
 
 # Short waits so the suite stays quick; the policy itself is the production one.
@@ -70,6 +70,23 @@ def test_transient_errors_are_retried_and_the_wait_shows_as_queued(stack, failur
     assert all(j["next_attempt_at"] and j["error"]["type"] == error_type for j in waiting)
     assert all(j["error"]["retryable"] for j in waiting)
     assert not [j for j in seen if j["status"] == "running" and j["next_attempt_at"]]
+
+
+def test_a_stalled_stream_is_retried_as_a_timeout(start_api, start_worker):
+    api = start_api(**FAST_RETRIES)
+    start_worker(**FAST_RETRIES, LLM_READ_TIMEOUT_S="1")
+    seen = watch(api, submit(api, {"prompt": fails_first(1, hang=1, after=2)})["id"], until={"succeeded", "failed"})
+    assert seen[-1]["status"] == "succeeded" and seen[-1]["attempts"] == 2
+    assert any(j["status"] == "queued" and (j["error"] or {}).get("type") == "timeout" for j in seen)
+
+
+def test_connection_errors_are_retried_until_attempts_run_out(start_api, start_worker):
+    api = start_api(**FAST_RETRIES)
+    start_worker(**FAST_RETRIES, ANTHROPIC_BASE_URL=f"http://127.0.0.1:{free_port()}")  # nothing listens
+    done = wait_until_finished(api, submit(api, {"prompt": "unreachable"})["id"])
+    assert done["status"] == "failed"
+    assert done["attempts"] == 3
+    assert (done["error"]["type"], done["error"]["retryable"]) == ("connection_error", True)
 
 
 def test_retry_after_is_honoured(stack):

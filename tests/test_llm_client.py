@@ -114,3 +114,10 @@ def test_an_expired_token_makes_no_call(llm: LLMClient, fake_anthropic: str):
     with pytest.raises(Stopped):
         run(llm, ask("hi"), deadline_s=-1)
     assert requests.get(f"{fake_anthropic}/_fake/requests", timeout=5).json() == []
+
+
+def test_a_stalled_stream_is_a_retryable_timeout_well_before_the_deadline(fake_anthropic: str):
+    llm = LLMClient(anthropic.Anthropic(api_key="k", base_url=fake_anthropic, max_retries=0), read_timeout_s=0.5)
+    with pytest.raises(LLMError) as caught:
+        run(llm, ask("x [[fake: hang=1 after=2]]"), deadline_s=30)
+    assert (caught.value.type, caught.value.retryable) == ("timeout", True)

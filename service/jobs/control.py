@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from redis import Redis
 from redis.exceptions import RedisError
+
+from service.background import polling
 
 log = logging.getLogger(__name__)
 
@@ -47,29 +49,25 @@ def has_lease(connection: Redis, job_id: str) -> bool:
 def supervised(connection: Redis, job_id: str, on_cancel: Callable[[], None]) -> Iterator[None]:
     """While the body runs, keep the job's lease alive and call `on_cancel` once a
     cancel request appears. Runs beside the LLM call in a helper thread."""
-    done = threading.Event()
+    lease_renewed = time.monotonic()
 
-    def watch() -> None:
-        since_refresh = LEASE_REFRESH_S
-        while not done.wait(CHECK_INTERVAL_S):
-            since_refresh += CHECK_INTERVAL_S
-            try:
-                if since_refresh >= LEASE_REFRESH_S:
-                    connection.set(lease_key(job_id), 1, ex=LEASE_TTL_S)
-                    since_refresh = 0
-                if connection.exists(cancel_key(job_id)):
-                    on_cancel()
-                    return
-            except RedisError as exc:  # Redis away: keep trying; the lease may lapse
-                log.warning("job %s: cannot reach Redis for lease/cancel check: %s", job_id, exc)
+    def check() -> bool:
+        nonlocal lease_renewed
+        try:
+            if time.monotonic() - lease_renewed >= LEASE_REFRESH_S:
+                connection.set(lease_key(job_id), 1, ex=LEASE_TTL_S)
+                lease_renewed = time.monotonic()
+            if connection.exists(cancel_key(job_id)):
+                on_cancel()
+                return True
+        except RedisError as exc:  # Redis away: keep trying; the lease may lapse
+            log.warning("job %s: cannot reach Redis for lease/cancel check: %s", job_id, exc)
+        return False
 
     connection.set(lease_key(job_id), 1, ex=LEASE_TTL_S)
-    watcher = threading.Thread(target=watch, name=f"supervise-{job_id}", daemon=True)
-    watcher.start()
     try:
-        yield
+        with polling(check, CHECK_INTERVAL_S, name=f"supervise-{job_id}"):
+            yield
     finally:
-        done.set()
-        watcher.join()
         with suppress(RedisError):  # the lease lapses by itself anyway
             connection.delete(lease_key(job_id))

@@ -42,9 +42,10 @@ class LLMClient:
     """Streams one reply. The SDK's own retries are off: the job layer retries, so that
     waiting out a `retry-after` never holds a worker slot."""
 
-    def __init__(self, sdk: anthropic.Anthropic | None = None):
+    def __init__(self, sdk: anthropic.Anthropic | None = None, read_timeout_s: float = 120.0):
         # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are read by the SDK itself.
         self._sdk = sdk or anthropic.Anthropic(max_retries=0)
+        self._read_timeout_s = read_timeout_s
 
     def stream(self, request: LLMRequest, on_text: Callable[[str], None], stop: StopToken) -> LLMReply:
         """Stream the reply, passing each text delta to `on_text`.
@@ -65,8 +66,11 @@ class LLMClient:
                     model=request.model,
                     max_tokens=request.max_tokens,
                     messages=request.messages,
-                    # Bounds the wait for the response headers, before the watcher runs.
-                    timeout=httpx2.Timeout(stop.remaining_s() + DEADLINE_SLACK_S, connect=CONNECT_TIMEOUT_S),
+                    # Per read: a stalled stream fails the attempt (retryable); never past the
+                    # deadline, which also bounds the wait for headers, before the watcher runs.
+                    timeout=httpx2.Timeout(
+                        min(self._read_timeout_s, stop.remaining_s() + DEADLINE_SLACK_S), connect=CONNECT_TIMEOUT_S
+                    ),
                     **optional,
                 ) as stream,
                 stop.closing(lambda: _interrupt(stream)),

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from service.background import polling
 
 WATCH_INTERVAL_S = 0.1
 
@@ -48,21 +50,13 @@ class StopToken:
         if (reason := self.reason) is not None:
             raise Stopped(reason)
 
-    @contextmanager
-    def closing(self, close: Callable[[], None]) -> Iterator[None]:
+    def closing(self, close: Callable[[], None]) -> AbstractContextManager[None]:
         """Run the body; if the token stops meanwhile, call `close()` from a watcher thread."""
-        done = threading.Event()
 
-        def watch() -> None:
-            while not done.wait(WATCH_INTERVAL_S):
-                if self.reason is not None:
-                    close()
-                    return
+        def check() -> bool:
+            if self.reason is None:
+                return False
+            close()
+            return True
 
-        watcher = threading.Thread(target=watch, name="stop-token-watcher", daemon=True)
-        watcher.start()
-        try:
-            yield
-        finally:
-            done.set()
-            watcher.join()
+        return polling(check, WATCH_INTERVAL_S, name="stop-token-watcher")

@@ -47,7 +47,8 @@ def _attempt(job: Job, request: LLMRequest, settings: Settings) -> dict[str, Any
     progress = ProgressRecorder(job, settings.progress_interval_s)
     try:
         with supervised(job.connection, job.id, on_cancel=stop.cancel):
-            reply = LLMClient().stream(request, on_text=progress.add, stop=stop)
+            llm = LLMClient(read_timeout_s=settings.llm_read_timeout_s)
+            reply = llm.stream(request, on_text=progress.add, stop=stop)
     except Stopped as exc:
         progress.flush()  # keep the partial text
         if exc.reason == "canceled":
