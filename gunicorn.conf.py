@@ -6,7 +6,8 @@ bind = os.environ.get("BIND", "127.0.0.1:8000")  # honcho sets PORT for every pr
 # Threaded workers: requests mostly wait on Redis, and later SSE streams stay open.
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+# Each open SSE stream holds a thread; SSE_MAX_STREAMS (24) per process keeps 8 free.
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 timeout = 60
 accesslog = "-"  # request lines only: headers (and so API keys) are never logged
 wsgi_app = "wsgi:app"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask
 
-from service.api import health, jobs
+from service.api import events, health, jobs
 from service.api.context import EXTENSION_KEY, AppContext
 from service.api.errors import JsonErrorApi, register_error_handlers
 from service.config import Settings, load_settings
@@ -26,12 +28,18 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
     )
     redis = api_connection(settings.redis_url)
-    app.extensions[EXTENSION_KEY] = AppContext(settings=settings, redis=redis, queues=make_queues(redis))
+    app.extensions[EXTENSION_KEY] = AppContext(
+        settings=settings,
+        redis=redis,
+        queues=make_queues(redis),
+        stream_slots=threading.BoundedSemaphore(settings.sse_max_streams),
+    )
 
     api = JsonErrorApi(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearerAuth": []}]
     register_error_handlers(app, api)
     api.register_blueprint(jobs.blp)
+    api.register_blueprint(events.blp)
     api.register_blueprint(health.blp)
     return app

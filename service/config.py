@@ -44,6 +44,8 @@ class Settings:
     retry_base_s: float = 2.0  # first retry waits up to this long (full jitter), doubling each time
     retry_max_s: float = 300.0  # cap on one wait (a provider's retry-after may ask for more)
     idempotency_ttl_s: int = 24 * 3600
+    sse_max_streams: int = 24  # per API process; keep below GUNICORN_THREADS
+    sse_keepalive_s: float = 15.0  # a comment line on a silent stream, so proxies keep it open
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -103,6 +105,8 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         retry_base_s=env.float("RETRY_BASE_S", defaults.retry_base_s, validate=validate.Range(min=0)),
         retry_max_s=env.float("RETRY_MAX_S", defaults.retry_max_s, validate=validate.Range(min=0)),
         idempotency_ttl_s=env.int("IDEMPOTENCY_TTL_S", defaults.idempotency_ttl_s, validate=positive),
+        sse_max_streams=env.int("SSE_MAX_STREAMS", defaults.sse_max_streams, validate=positive),
+        sse_keepalive_s=env.float("SSE_KEEPALIVE_S", defaults.sse_keepalive_s, validate=validate.Range(min=1)),
         limits=JobLimits(
             max_body_bytes=env.int("MAX_BODY_BYTES", limits.max_body_bytes, validate=positive),
             max_messages=env.int("MAX_MESSAGES", limits.max_messages, validate=positive),

@@ -209,6 +209,7 @@ def service_env(redis_server: RedisServer, fake_anthropic: str, redis_conn: redi
         ANTHROPIC_BASE_URL=fake_anthropic,
         PROGRESS_INTERVAL_S="0.05",
         WORKER_CONCURRENCY="1",
+        WEB_CONCURRENCY="2",
         PYTHONUNBUFFERED="1",
     )
     return env
@@ -236,7 +237,7 @@ def start_api(processes: Processes, service_env: dict[str, str]) -> Callable[...
     def start(**env_overrides: str) -> str:
         port = free_port()
         env = {**service_env, **env_overrides}
-        args = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+        args = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}"]
         process = processes.start("api", args, env)
         base_url = f"http://127.0.0.1:{port}"
         wait_for(lambda: process.poll() is not None or _answers(f"{base_url}/openapi.json"), what="gunicorn to answer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from flask import current_app
@@ -18,6 +19,7 @@ class AppContext:
     settings: Settings
     redis: Redis
     queues: dict[str, Queue]
+    stream_slots: threading.BoundedSemaphore  # open SSE streams this process may serve
 
 
 def app_context() -> AppContext:

@@ -14,13 +14,19 @@ from typing import Any
 from rq.job import Job
 
 from service.jobs.control import completed_key
+from service.jobs.events import MAX_EVENTS, events_key, progress_event
 from service.jobs.resource import job_result
 
-# KEYS: job hash, completion marker. ARGV: serialized meta, marker TTL ("" = not completing).
+# KEYS: job hash, completion marker, event stream. ARGV: serialized meta, marker TTL
+# ("" = not completing), progress event data ("" = none), stream cap, stream TTL.
 _GUARDED_SAVE = """
 if redis.call('exists', KEYS[2]) == 1 then return 0 end
 redis.call('hset', KEYS[1], 'meta', ARGV[1])
 if ARGV[2] ~= '' then redis.call('set', KEYS[2], '1', 'EX', ARGV[2]) end
+if ARGV[3] ~= '' then
+  redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'progress', 'data', ARGV[3])
+  redis.call('expire', KEYS[3], ARGV[5])
+end
 return 1
 """
 
@@ -29,10 +35,11 @@ class Superseded(Exception):
     """Another run of this job has already completed it."""
 
 
-def _save(job: Job, *, completes_for_s: int | None = None) -> None:
+def _save(job: Job, *, completes_for_s: int | None = None, progress: str = "") -> None:
     save = job.connection.register_script(_GUARDED_SAVE)
-    meta = job.serializer.dumps(job.meta)
-    if not save(keys=[job.key, completed_key(job.id)], args=[meta, completes_for_s or ""]):
+    keys = [job.key, completed_key(job.id), events_key(job.id)]
+    args = [job.serializer.dumps(job.meta), completes_for_s or "", progress, MAX_EVENTS, job.result_ttl]
+    if not save(keys=keys, args=args):
         # Adopt the winner's record, so RQ's own later saves of this job keep it.
         job.meta = job.get_meta(refresh=True)
         raise Superseded(job.id)
@@ -58,6 +65,7 @@ class ProgressRecorder:
         self._job = job
         self._interval_s = interval_s
         self._parts: list[str] = []
+        self._published = 0  # parts already sent as progress events
         self._chunks = 0
         self._last_write = time.monotonic()
 
@@ -69,8 +77,12 @@ class ProgressRecorder:
             self.flush()
 
     def flush(self) -> None:
+        """Write the text so far, and the new part of it as a progress event."""
+        new_text = "".join(self._parts[self._published :])
         self._job.meta.update(text="".join(self._parts), output_tokens=self._chunks)
-        _save(self._job)
+        event = progress_event(new_text, self._chunks, self._job.meta["attempts"]) if new_text else ""
+        _save(self._job, progress=event)
+        self._published = len(self._parts)
         self._last_write = time.monotonic()
 
 

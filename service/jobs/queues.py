@@ -10,6 +10,8 @@ PRIORITIES = ("high", "default", "low")  # strict dequeue order for a worker on 
 SERIALIZER = JSONSerializer
 # Referenced by name so that the API never imports task code.
 LLM_TASK = "service.tasks.llm_job.run_llm_job"
+ON_SUCCESS = "service.tasks.llm_job.announce_success"
+ON_FAILURE = "service.tasks.llm_job.announce_failure"
 
 
 def make_queues(connection: Redis, names: tuple[str, ...] = PRIORITIES) -> dict[str, Queue]:

@@ -16,6 +16,7 @@ from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
 from service.jobs.control import LEASE_TTL_S, has_lease
+from service.jobs.events import announce_end
 from service.jobs.progress import record_error
 from service.jobs.queues import LLM_TASK, SERIALIZER, make_queues
 
@@ -65,3 +66,4 @@ def _fail(job: Job, queue) -> None:
         pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
         queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string="worker lost", pipeline=pipe)
         pipe.execute()
+    announce_end(job)

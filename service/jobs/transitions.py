@@ -7,6 +7,7 @@ from rq.registry import CanceledJobRegistry
 from rq.utils import now, utcformat
 
 from service.jobs.control import cancel_key, request_cancel
+from service.jobs.events import announce_end, announced_key, events_key
 from service.jobs.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, public_status
 
 # How long a cancel request outlives the job's own deadline, for an attempt that starts late.
@@ -26,10 +27,13 @@ def cancel_job(job: Job) -> None:
     # Also covers a job a worker dequeues between our read and the cancel below.
     request_cancel(job.connection, job.id, ttl_s=job.meta["timeout_s"] + CANCEL_REQUEST_MARGIN_S)
     if status == QUEUED:
+        job.ended_at = now()
         with job.connection.pipeline() as pipe:
             job.cancel(pipeline=pipe)
-            pipe.hset(job.key, "ended_at", utcformat(now()))
+            pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
             pipe.execute()
+        job.refresh()  # cancel() re-read the old status mid-pipeline
+        announce_end(job)
 
 
 def rerun_job(job: Job, *, max_attempts: int) -> None:
@@ -50,7 +54,8 @@ def rerun_job(job: Job, *, max_attempts: int) -> None:
         if job.get_status(refresh=False) == JobStatus.CANCELED
         else job.failed_job_registry
     )
-    job.connection.delete(cancel_key(job.id))
+    # A new run, a new story: its stream starts empty and its end is announced afresh.
+    job.connection.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id))
     registry.requeue(job)  # saves the job, meta included, and pushes it on its queue
 
 

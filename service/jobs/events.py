@@ -1,0 +1,74 @@
+"""A job's event stream: `progress` events with the new text, then one terminal event.
+
+A Redis stream per job, capped in length and expiring with the job; stream entry ids are
+the SSE event ids, so `Last-Event-ID` resumes exactly where a client left off.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from redis import Redis
+from rq.job import Job
+
+from service.jobs.resource import job_resource
+from service.jobs.status import TERMINAL_STATUSES, public_status
+
+MAX_EVENTS = 5000  # per job; a 10-minute stream writes ~2400 at the default progress rate
+_EVENT_ID = re.compile(r"^\d+-\d+$")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str  # "progress" or a terminal status
+    data: str  # JSON
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL_STATUSES
+
+
+def events_key(job_id: str) -> str:
+    return f"llmjobs:events:{job_id}"
+
+
+def announced_key(job_id: str) -> str:
+    return f"llmjobs:announced:{job_id}"
+
+
+def is_event_id(value: str) -> bool:
+    return _EVENT_ID.match(value) is not None
+
+
+def progress_event(text: str, output_tokens: int, attempt: int) -> str:
+    return json.dumps({"text": text, "output_tokens": output_tokens, "attempt": attempt})
+
+
+def read_events(connection: Redis, job_id: str, after: str, block_ms: int) -> list[Event]:
+    """Events after id `after` ("0" for all), waiting up to `block_ms` for the first."""
+    answer = connection.xread({events_key(job_id): after}, count=500, block=block_ms)
+    return [
+        Event(entry_id.decode(), fields[b"type"].decode(), fields[b"data"].decode())
+        for _stream, entries in answer
+        for entry_id, fields in entries
+    ]
+
+
+def announce_end(job: Job) -> bool:
+    """Publish the terminal event of a job that has just ended, once per terminal state
+    (a job that ran twice ends once; a re-run clears the mark). Returns False if it was
+    already announced."""
+    status = public_status(job)
+    if status not in TERMINAL_STATUSES:
+        raise ValueError(f"job {job.id} has not ended: {status}")
+    if not job.connection.set(announced_key(job.id), status, nx=True, ex=job.result_ttl):
+        return False
+    with job.connection.pipeline(transaction=False) as pipe:
+        event = {"type": status, "data": json.dumps(job_resource(job))}
+        pipe.xadd(events_key(job.id), event, maxlen=MAX_EVENTS, approximate=True)
+        pipe.expire(events_key(job.id), job.result_ttl)
+        pipe.execute()
+    return True
