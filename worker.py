@@ -16,20 +16,23 @@ from rq.worker_pool import WorkerPool
 
 from service.config import SettingsError, load_settings
 from service.jobs.connection import wait_until_reachable, worker_connection
-from service.jobs.queues import PRIORITIES, SERIALIZER
+from service.jobs.queues import PRIORITIES, SERIALIZER, WEBHOOK_QUEUE
 from service.jobs.worker import LLMWorker
-from service.tasks import llm_job  # noqa: F401  (imported once here, so forked job processes start warm)
+from service.tasks import llm_job, webhook_job  # noqa: F401  (imported here, so forked job processes start warm)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("queues", nargs="*", metavar="QUEUE", help=f"any of {', '.join(PRIORITIES)}")
+    known = (*PRIORITIES, WEBHOOK_QUEUE)
+    parser.add_argument(
+        "queues", nargs="*", metavar="QUEUE", help=f"any of {', '.join(known)} (default: the first three)"
+    )
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.queues) - set(PRIORITIES))
+    unknown = sorted(set(args.queues) - set(known))
     if unknown:
-        parser.error(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(PRIORITIES)}")
+        parser.error(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     queues = list(dict.fromkeys(args.queues)) or list(PRIORITIES)
     try:
         settings = load_settings(require_llm_key=True)

@@ -8,7 +8,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p .run
 
 export API_PORT="${API_PORT:-8000}" REDIS_PORT="${REDIS_PORT:-6380}" FAKE_ANTHROPIC_PORT="${FAKE_ANTHROPIC_PORT:-8765}"
-processes=(api worker_high worker_default worker_low scheduler)
+processes=(api worker_high worker_default worker_low worker_webhooks scheduler)
 
 if [ -n "${REDIS_URL:-}" ] && python -c "import redis,sys; redis.Redis.from_url(sys.argv[1]).ping()" "$REDIS_URL" 2>/dev/null; then
   echo "using Redis at $REDIS_URL"
@@ -30,6 +30,13 @@ if [ -z "${API_KEYS:-}" ]; then
 fi
 key="${API_KEYS#*=}"; key="${key%%,*}"
 
+if [ -z "${WEBHOOK_SECRET:-}" ]; then
+  [ -s .run/webhook-secret ] || python -c "import base64, secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())" > .run/webhook-secret
+  export WEBHOOK_SECRET="$(cat .run/webhook-secret)"
+fi
+# Local development: let callbacks reach receivers on this machine.
+export CALLBACK_ALLOWED_NETWORKS="${CALLBACK_ALLOWED_NETWORKS-127.0.0.1/32,::1/128}"
+
 cat <<MSG
 
   API        http://127.0.0.1:$API_PORT/v1/jobs
@@ -39,6 +46,10 @@ cat <<MSG
     curl -s -X POST http://127.0.0.1:$API_PORT/v1/jobs -H "Authorization: Bearer $key" \\
          -H "Content-Type: application/json" -d '{"prompt": "Write a haiku about queues", "priority": "high"}'
     curl -s http://127.0.0.1:$API_PORT/v1/jobs/<id> -H "Authorization: Bearer $key"
+    curl -sN http://127.0.0.1:$API_PORT/v1/jobs/<id>/events -H "Authorization: Bearer $key"   # live, as SSE
+
+  Webhooks are signed with WEBHOOK_SECRET (in .run/webhook-secret); callback URLs on
+  $CALLBACK_ALLOWED_NETWORKS are allowed.
 
 MSG
 exec honcho start -f Procfile "${processes[@]}"

@@ -11,7 +11,7 @@ from service.api.context import EXTENSION_KEY, AppContext
 from service.api.errors import JsonErrorApi, register_error_handlers
 from service.config import Settings, load_settings
 from service.jobs.connection import api_connection
-from service.jobs.queues import make_queues
+from service.jobs.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[EXTENSION_KEY] = AppContext(
         settings=settings,
         redis=redis,
-        queues=make_queues(redis),
+        # With webhooks on, /readyz also wants a worker on their queue.
+        queues=make_queues(redis, PRIORITIES + ((WEBHOOK_QUEUE,) if settings.webhook_secret else ())),
         stream_slots=threading.BoundedSemaphore(settings.sse_max_streams),
     )
 

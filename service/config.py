@@ -6,11 +6,14 @@ it with one line naming the variable instead of failing later, mid-request.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 
 from environs import Env, EnvValidationError
 from marshmallow import ValidationError, validate
+
+from service.webhooks.addresses import CallbackPolicy
 
 
 class SettingsError(Exception):
@@ -46,6 +49,10 @@ class Settings:
     idempotency_ttl_s: int = 24 * 3600
     sse_max_streams: int = 24  # per API process; keep below GUNICORN_THREADS
     sse_keepalive_s: float = 15.0  # a comment line on a silent stream, so proxies keep it open
+    webhook_secret: str | None = None  # whsec_...; none: webhooks off, callback_url refused
+    callback_policy: CallbackPolicy = field(default_factory=CallbackPolicy)
+    webhook_timeout_s: float = 10.0
+    webhook_retry_schedule_s: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200)
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -80,11 +87,40 @@ def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
     return prices
 
 
+def parse_webhook_secret(raw: str | None) -> str | None:
+    """A Standard Webhooks secret: `whsec_` + base64 of at least 24 random bytes."""
+    if raw is None:  # unset: webhooks are off
+        return None
+    if not raw.startswith("whsec_"):
+        raise ValidationError("expected whsec_ followed by base64")
+    try:
+        key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+    except ValueError as exc:
+        raise ValidationError("the part after whsec_ is not base64") from exc
+    if len(key) < 24:
+        raise ValidationError("the secret is shorter than 24 bytes")
+    return raw
+
+
+def parse_schedule(raw: str) -> tuple[float, ...]:
+    """`5,30,120`: seconds to wait before each retry."""
+    try:
+        waits = tuple(float(part) for part in raw.split(","))
+    except ValueError as exc:
+        raise ValidationError("expected comma-separated seconds, e.g. 5,30,120") from exc
+    if not waits or any(wait <= 0 for wait in waits):
+        raise ValidationError("every wait must be a positive number of seconds")
+    return waits
+
+
 def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = False) -> Settings:
     """Read and validate every setting; raise SettingsError naming each bad variable."""
     env = Env(eager=False)
     env.add_parser("api_keys", parse_api_keys)
     env.add_parser("prices", parse_prices)
+    env.add_parser("webhook_secret", parse_webhook_secret)
+    env.add_parser("callback_policy", CallbackPolicy.parse)
+    env.add_parser("schedule", parse_schedule)
     positive = validate.Range(min=1)
     defaults, limits = Settings(), JobLimits()
     settings = Settings(
@@ -107,6 +143,12 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         idempotency_ttl_s=env.int("IDEMPOTENCY_TTL_S", defaults.idempotency_ttl_s, validate=positive),
         sse_max_streams=env.int("SSE_MAX_STREAMS", defaults.sse_max_streams, validate=positive),
         sse_keepalive_s=env.float("SSE_KEEPALIVE_S", defaults.sse_keepalive_s, validate=validate.Range(min=1)),
+        webhook_secret=env.webhook_secret("WEBHOOK_SECRET", None),
+        callback_policy=env.callback_policy("CALLBACK_ALLOWED_NETWORKS", ""),
+        webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_S", defaults.webhook_timeout_s, validate=positive),
+        webhook_retry_schedule_s=env.schedule(
+            "WEBHOOK_RETRY_SCHEDULE", ",".join(map(str, defaults.webhook_retry_schedule_s))
+        ),
         limits=JobLimits(
             max_body_bytes=env.int("MAX_BODY_BYTES", limits.max_body_bytes, validate=positive),
             max_messages=env.int("MAX_MESSAGES", limits.max_messages, validate=positive),

@@ -31,7 +31,7 @@ LLM_TASK = "service.tasks.llm_job.run_llm_job"
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 RESOURCE_KEYS = {
     "id", "status", "priority", "model", "progress", "result", "error", "attempts", "next_attempt_at",
-    "created_at", "started_at", "finished_at", "metadata", "links",
+    "created_at", "started_at", "finished_at", "metadata", "webhook", "links",
 }  # fmt: skip
 STATUS_NAMES = {
     400: "Bad Request",
@@ -118,6 +118,7 @@ def test_submit_prompt_answers_202_with_the_queued_job_resource(client, redis_co
         "started_at": None,
         "finished_at": None,
         "metadata": {},
+        "webhook": None,
         "links": {"self": f"/v1/jobs/{job_id}"},
     }
 

@@ -19,7 +19,7 @@ from redis import Redis
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.jobs import own_job
-from service.jobs.events import Event, is_event_id, read_events
+from service.jobs.events import Event, announce_end, is_event_id, read_events
 from service.jobs.lookup import fetch_client_job
 from service.jobs.resource import job_resource
 from service.jobs.status import TERMINAL_STATUSES, public_status
@@ -78,12 +78,16 @@ def _stream(
             if events:
                 idle_since = time.monotonic()
             elif time.monotonic() - idle_since >= keepalive_s:
-                # Also a safety net: a job that ended without its end being published
-                # (its worker died at that very moment) still ends its stream.
+                # Also a safety net: a job that ended without its end being published (its
+                # worker died at that very moment) gets it published now, webhook included.
                 job = fetch_client_job(connection, client, job_id)
-                if job is None or public_status(job) in TERMINAL_STATUSES:
-                    if job is not None:
-                        yield _format(Event("", public_status(job), json.dumps(job_resource(job))))
+                if job is None:
+                    return
+                if public_status(job) in TERMINAL_STATUSES:
+                    if announce_end(job):
+                        continue  # the terminal event is in the stream now: read it next
+                    # announced, but its events are gone (expired or trimmed): end anyway
+                    yield _format(Event("", public_status(job), json.dumps(job_resource(job))))
                     return
                 yield ": keep-alive\n\n"
                 idle_since = time.monotonic()

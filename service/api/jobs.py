@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import request
@@ -18,7 +19,7 @@ from service.jobs.lookup import fetch_client_job, list_client_jobs
 from service.jobs.resource import job_resource
 from service.jobs.status import RUNNING, public_status
 from service.jobs.submit import submit_job
-from service.jobs.transitions import InvalidTransition, cancel_job, rerun_job
+from service.jobs.transitions import InvalidTransition, cancel_job, redeliver_webhook, rerun_job
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Submit LLM jobs and read them back.")
 blp.before_request(require_client)
@@ -63,6 +64,7 @@ class JobCollection(MethodView):
                 timeout_s=body.get("timeout_s", ctx.settings.limits.max_timeout_s),
                 max_attempts=ctx.settings.max_attempts,
                 result_ttl_s=ctx.settings.result_ttl_s,
+                callback_url=body.get("callback_url"),
                 idempotency=claim,
             )
         except IdempotencyConflict as exc:
@@ -102,12 +104,7 @@ class JobCancel(MethodView):
     @blp.alt_response(409, description="The job has already finished.")
     def post(self, job_id: str):
         """Cancel a queued job at once, or stop a running one (its partial text is kept)."""
-        job = own_job(job_id)
-        try:
-            cancel_job(job)
-        except InvalidTransition as exc:
-            abort(409, message=str(exc))
-        job.refresh()
+        job = change_own_job(job_id, cancel_job)
         return job_resource(job), 202 if public_status(job) == RUNNING else 200
 
 
@@ -117,13 +114,28 @@ class JobRetry(MethodView):
     @blp.alt_response(409, description="The job is not failed or canceled.")
     def post(self, job_id: str):
         """Run a failed or canceled job again, with a fresh deadline and attempt budget."""
-        job = own_job(job_id)
-        try:
-            rerun_job(job, max_attempts=app_context().settings.max_attempts)
-        except InvalidTransition as exc:
-            abort(409, message=str(exc))
-        job.refresh()
-        return job_resource(job)
+        max_attempts = app_context().settings.max_attempts
+        return job_resource(change_own_job(job_id, lambda job: rerun_job(job, max_attempts=max_attempts)))
+
+
+@blp.route("/<job_id>/webhook/redeliver")
+class WebhookRedeliver(MethodView):
+    @blp.response(202, JobSchema, description="Queued: the same webhook id, the job as it is now.")
+    @blp.alt_response(409, description="The job has not ended, or has no callback_url.")
+    def post(self, job_id: str):
+        """Send the job's webhook again (after the receiver was fixed, say)."""
+        return job_resource(change_own_job(job_id, redeliver_webhook))
+
+
+def change_own_job(job_id: str, change: Callable[[Job], None]) -> Job:
+    """Apply a state change to the caller's job; 409 when its state does not allow it."""
+    job = own_job(job_id)
+    try:
+        change(job)
+    except InvalidTransition as exc:
+        abort(409, message=str(exc))
+    job.refresh()
+    return job
 
 
 def own_job(job_id: str) -> Job:

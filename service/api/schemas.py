@@ -14,6 +14,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 from service.api.context import EXTENSION_KEY
 from service.jobs.queues import PRIORITIES
 from service.jobs.status import PUBLIC_STATUSES
+from service.webhooks.addresses import CallbackRefused
 
 METADATA_KEY_MAX = 64
 METADATA_VALUE_MAX = 512
@@ -79,6 +80,14 @@ class JobRequestSchema(Schema):
     timeout_s = fields.Integer(
         strict=True, metadata={"description": "Deadline for the whole job, 1..JOB_TIMEOUT_S (600, the default)."}
     )
+    callback_url = fields.String(
+        validate=validate.Length(max=2048),
+        metadata={
+            "format": "uri",
+            "description": "http(s) URL that gets the job, signed (Standard Webhooks), when it ends. Needs "
+            "WEBHOOK_SECRET; internal addresses are refused unless CALLBACK_ALLOWED_NETWORKS lists them.",
+        },
+    )
 
     @validates_schema
     def check_shape(self, data: dict[str, Any], **_: Any) -> None:
@@ -89,7 +98,8 @@ class JobRequestSchema(Schema):
 
     @validates_schema
     def check_limits(self, data: dict[str, Any], **_: Any) -> None:
-        limits = current_app.extensions[EXTENSION_KEY].settings.limits
+        settings = current_app.extensions[EXTENSION_KEY].settings
+        limits = settings.limits
         errors: dict[str, list[str]] = {}
         if len(data.get("messages", [])) > limits.max_messages:
             errors["messages"] = [f"at most {limits.max_messages} messages"]
@@ -99,6 +109,14 @@ class JobRequestSchema(Schema):
             errors["metadata"] = [f"at most {limits.max_metadata_keys} keys"]
         if "timeout_s" in data and not 1 <= data["timeout_s"] <= limits.max_timeout_s:
             errors["timeout_s"] = [f"must be between 1 and {limits.max_timeout_s}"]
+        if "callback_url" in data:
+            if settings.webhook_secret is None:
+                errors["callback_url"] = ["webhooks are off on this service (no WEBHOOK_SECRET)"]
+            else:
+                try:
+                    settings.callback_policy.check(data["callback_url"])
+                except CallbackRefused as exc:
+                    errors["callback_url"] = [str(exc)]
         if errors:
             raise ValidationError(errors)
 
@@ -152,6 +170,16 @@ class ErrorInfoSchema(Schema):
     retryable = fields.Boolean()
 
 
+class WebhookSchema(Schema):
+    id = fields.String(metadata={"description": "The `webhook-id` header: the same on every retry."})
+    url = fields.String()
+    state = fields.String(metadata={"enum": ["pending", "delivered", "failed", "gone"]})
+    attempts = fields.Integer()
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    next_attempt_at = fields.String(allow_none=True)
+
+
 class JobSchema(Schema):
     """Documents the resource built by `service.jobs.resource.job_resource`."""
 
@@ -170,6 +198,7 @@ class JobSchema(Schema):
     started_at = fields.String(allow_none=True)
     finished_at = fields.String(allow_none=True)
     metadata = fields.Dict(keys=fields.String(), values=fields.String())
+    webhook = fields.Nested(WebhookSchema, allow_none=True, metadata={"description": "Set once the job has ended."})
     links = fields.Dict(keys=fields.String(), values=fields.String())
 
 

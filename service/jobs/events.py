@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from redis import Redis
 from rq.job import Job
 
+from service.jobs.deliveries import new_webhook, queue_delivery
 from service.jobs.resource import job_resource
 from service.jobs.status import TERMINAL_STATUSES, public_status
 
@@ -58,17 +59,22 @@ def read_events(connection: Redis, job_id: str, after: str, block_ms: int) -> li
 
 
 def announce_end(job: Job) -> bool:
-    """Publish the terminal event of a job that has just ended, once per terminal state
-    (a job that ran twice ends once; a re-run clears the mark). Returns False if it was
-    already announced."""
+    """Publish the end of a job that has just ended, once per terminal state (a job that
+    ran twice ends once; a re-run clears the mark): its terminal event, and its webhook
+    when it has a callback URL. Returns False if it was already announced."""
     status = public_status(job)
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"job {job.id} has not ended: {status}")
     if not job.connection.set(announced_key(job.id), status, nx=True, ex=job.result_ttl):
         return False
+    if callback_url := job.meta.get("callback_url"):
+        job.meta["webhook"] = new_webhook(callback_url)
+        job.save_meta()
+    payload = json.dumps(job_resource(job))
     with job.connection.pipeline(transaction=False) as pipe:
-        event = {"type": status, "data": json.dumps(job_resource(job))}
-        pipe.xadd(events_key(job.id), event, maxlen=MAX_EVENTS, approximate=True)
+        pipe.xadd(events_key(job.id), {"type": status, "data": payload}, maxlen=MAX_EVENTS, approximate=True)
         pipe.expire(events_key(job.id), job.result_ttl)
         pipe.execute()
+    if callback_url:
+        queue_delivery(job, payload)  # the webhook's body is the terminal event's resource
     return True

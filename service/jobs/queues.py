@@ -12,6 +12,9 @@ SERIALIZER = JSONSerializer
 LLM_TASK = "service.tasks.llm_job.run_llm_job"
 ON_SUCCESS = "service.tasks.llm_job.announce_success"
 ON_FAILURE = "service.tasks.llm_job.announce_failure"
+# Webhook deliveries have a queue of their own, served by `python worker.py webhooks`.
+WEBHOOK_QUEUE = "webhooks"
+DELIVERY_TASK = "service.tasks.webhook_job.deliver_webhook"
 
 
 def make_queues(connection: Redis, names: tuple[str, ...] = PRIORITIES) -> dict[str, Queue]:

@@ -37,6 +37,7 @@ def job_resource(job: Job) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.ended_at) if status in TERMINAL_STATUSES else None,
         "metadata": meta.get("metadata", {}),
+        "webhook": _webhook(meta.get("webhook")),
         "links": {"self": job_path(job.id)},
     }
 
@@ -45,6 +46,13 @@ def job_result(job: Job) -> dict[str, Any] | None:
     """The completed reply: text, stop_reason, usage, cost_usd (also RQ's return value)."""
     result = job.meta.get("result")
     return {"text": job.meta.get("text", ""), **result} if result else None
+
+
+def _webhook(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    if state is None:
+        return None
+    due = state.get("next_attempt_at")
+    return {**state, "next_attempt_at": _iso(datetime.fromtimestamp(due, UTC)) if due else None}
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -37,6 +37,7 @@ def submit_job(
     timeout_s: int,
     max_attempts: int,
     result_ttl_s: int,
+    callback_url: str | None = None,
     idempotency: IdempotencyClaim | None = None,
 ) -> Submitted:
     """Create the RQ job (our fields in meta), push it and index it for its client, atomically."""
@@ -51,6 +52,7 @@ def submit_job(
         "attempt_limit": max_attempts,  # fixed per job, like its deadline
         "output_tokens": 0,
         "text": "",
+        "callback_url": callback_url,
     }
     data = Queue.prepare_data(
         LLM_TASK,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
 from rq.utils import now, utcformat
 
 from service.jobs.control import cancel_key, request_cancel
+from service.jobs.deliveries import queue_delivery
 from service.jobs.events import announce_end, announced_key, events_key
+from service.jobs.resource import job_resource
 from service.jobs.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, public_status
 
 # How long a cancel request outlives the job's own deadline, for an attempt that starts late.
@@ -45,7 +49,7 @@ def rerun_job(job: Job, *, max_attempts: int) -> None:
     meta = job.meta
     meta.pop("deadline_at", None)
     meta.update(
-        canceled_at=None, error=None, result=None, next_attempt_at=None,
+        canceled_at=None, error=None, result=None, next_attempt_at=None, webhook=None,
         attempt_limit=meta.get("attempts", 0) + max_attempts,
     )  # fmt: skip
     job.number_of_retries = 0  # RQ's own count, checked against the Retry a task returns
@@ -57,6 +61,16 @@ def rerun_job(job: Job, *, max_attempts: int) -> None:
     # A new run, a new story: its stream starts empty and its end is announced afresh.
     job.connection.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id))
     registry.requeue(job)  # saves the job, meta included, and pushes it on its queue
+
+
+def redeliver_webhook(job: Job) -> None:
+    """Queue the ended job's webhook again, under the same id (receivers dedupe by it)."""
+    status = public_status(job)
+    if status not in TERMINAL_STATUSES or job.meta.get("webhook") is None:
+        raise InvalidTransition("only an ended job with a callback_url has a webhook to send")
+    job.meta["webhook"].update(state="pending", next_attempt_at=None)
+    job.save_meta()
+    queue_delivery(job, json.dumps(job_resource(job)))
 
 
 def _past(status: str) -> str:

@@ -6,12 +6,12 @@ how long the provider asked us to wait.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from dataclasses import dataclass
 
 import anthropic
 import httpx2
+
+from service.retry_after import parse_retry_after
 
 # Provider statuses worth another attempt: request timeout, conflict, rate limit,
 # server errors and "overloaded" (529).
@@ -81,14 +81,4 @@ def _retry_after_s(headers: httpx2.Headers) -> float | None:
             return max(0.0, float(millis) / 1000)
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
-    except (ValueError, TypeError):
-        return None
+    return parse_retry_after(headers.get("retry-after"))

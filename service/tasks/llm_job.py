@@ -7,8 +7,6 @@ scheduled registry (status `queued`) without holding a worker slot.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from typing import Any
 
 from redis import Redis
@@ -27,7 +25,7 @@ from service.jobs.progress import (
     start_attempt,
 )
 from service.jobs.resource import job_result
-from service.jobs.retry_policy import retry_delay_s
+from service.jobs.retry_policy import retry_delay_s, rq_retry
 from service.llm import LLMClient, LLMError, LLMRequest, Stopped, StopToken, cost_usd
 
 log = logging.getLogger(__name__)
@@ -87,11 +85,9 @@ def _retry_or_fail(job: Job, error: LLMError, settings: Settings, stop: StopToke
     if delay >= stop.remaining_s():
         record_error(job, _timeout_error(job, last_error=error))
         raise JobFailed("timeout") from error
-    # RQ scores scheduled jobs in whole seconds, truncated, so a job falls due up to 1 s
-    # before now + interval: one more second keeps the wait at least `delay`.
-    interval = math.ceil(delay) + 1
-    record_retry(job, error.as_record(), next_attempt_at=math.floor(time.time() + interval))
-    return Retry(max=job.meta["attempt_limit"], interval=interval)
+    retry, due_at = rq_retry(delay, max_retries=job.meta["attempt_limit"])
+    record_retry(job, error.as_record(), next_attempt_at=due_at)
+    return retry
 
 
 def announce_success(job: Job, connection: Redis, result: Any, *args: Any, **kwargs: Any) -> None:

@@ -1,0 +1,33 @@
+"""The RQ task that delivers one webhook attempt, and schedules the next on failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq import Retry, get_current_job
+
+from service.config import load_settings
+from service.jobs.deliveries import update_delivery
+from service.jobs.retry_policy import rq_retry
+from service.webhooks.delivery import next_wait_s, send
+
+
+def deliver_webhook(job_id: str, webhook_id: str, url: str, payload: str) -> dict[str, Any] | Retry:
+    settings = load_settings()
+    if settings.webhook_secret is None:
+        raise RuntimeError("WEBHOOK_SECRET is not set on this worker: webhooks cannot be signed")
+    delivery = get_current_job()
+    attempt = (delivery.number_of_retries or 0) + 1
+    outcome = send(
+        url, payload, webhook_id=webhook_id, secret=settings.webhook_secret,
+        timeout_s=settings.webhook_timeout_s, policy=settings.callback_policy,
+    )  # fmt: skip
+    record = {"attempts": attempt, "last_status_code": outcome.status_code, "last_error": outcome.error}
+    wait = None if outcome.final else next_wait_s(attempt, settings.webhook_retry_schedule_s, outcome.retry_after_s)
+    if wait is None:
+        state = "delivered" if outcome.delivered else "gone" if outcome.status_code == 410 else "failed"
+        update_delivery(delivery.connection, job_id, webhook_id, state=state, next_attempt_at=None, **record)
+        return {"state": state, **record}
+    retry, due_at = rq_retry(wait, max_retries=len(settings.webhook_retry_schedule_s))
+    update_delivery(delivery.connection, job_id, webhook_id, state="pending", next_attempt_at=due_at, **record)
+    return retry
