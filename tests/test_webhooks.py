@@ -197,3 +197,14 @@ def test_refused_callback_urls_are_422(service_env, monkeypatch, url, env, messa
     response = create_app().test_client().post("/v1/jobs", json={"prompt": "hi", "callback_url": url}, headers=ALICE)
     assert response.status_code == 422
     assert message in response.get_json()["errors"]["json"]["callback_url"][0]
+
+
+def test_a_receiver_slower_than_the_timeout_is_retried(start_api, start_worker, receiver):
+    api = start_api(**WEBHOOKS_ON)
+    start_worker(**WEBHOOKS_ON)
+    start_worker("webhooks", **WEBHOOKS_ON, WEBHOOK_TIMEOUT_S="1")
+    receiver.script = [(200, {}, 3.0)]  # answers, but only after the sender gave up
+    job = submit(api, {"prompt": "hi [[fake: tokens=2]]", "callback_url": receiver.url})
+    hook = webhook_of(api, job["id"], "delivered")
+    assert hook["attempts"] == 2
+    assert [d.headers["webhook-id"] for d in receiver.deliveries] == [hook["id"]] * 2

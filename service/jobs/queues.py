@@ -10,8 +10,6 @@ PRIORITIES = ("high", "default", "low")  # strict dequeue order for a worker on 
 SERIALIZER = JSONSerializer
 # Referenced by name so that the API never imports task code.
 LLM_TASK = "service.tasks.llm_job.run_llm_job"
-ON_SUCCESS = "service.tasks.llm_job.announce_success"
-ON_FAILURE = "service.tasks.llm_job.announce_failure"
 # Webhook deliveries have a queue of their own, served by `python worker.py webhooks`.
 WEBHOOK_QUEUE = "webhooks"
 DELIVERY_TASK = "service.tasks.webhook_job.deliver_webhook"

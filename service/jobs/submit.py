@@ -9,12 +9,12 @@ from redis import Redis
 from redis.exceptions import WatchError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
-from rq.job import Callback, Job
+from rq.job import Job
 
 from service.jobs import index
 from service.jobs.idempotency import IdempotencyClaim
 from service.jobs.ids import new_job_id
-from service.jobs.queues import LLM_TASK, ON_FAILURE, ON_SUCCESS, SERIALIZER
+from service.jobs.queues import LLM_TASK, SERIALIZER
 
 # RQ's own SIGALRM timeout is a backstop behind the job's deadline, which the task
 # enforces itself (and which also closes the provider connection).
@@ -62,9 +62,6 @@ def submit_job(
         result_ttl=result_ttl_s,
         failure_ttl=result_ttl_s,
         meta=meta,
-        # RQ calls these once the job has ended (a retryable failure returns, not raises).
-        on_success=Callback(ON_SUCCESS),
-        on_failure=Callback(ON_FAILURE),
         # Shown in rq-dashboard; the default would be the whole call, prompt included.
         description=f"{request['model']} for {client}",
     )

@@ -6,16 +6,13 @@ scheduled registry (status `queued`) without holding a worker slot.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from redis import Redis
 from rq import Retry, get_current_job
 from rq.job import Job
 
 from service.config import Settings, load_settings
 from service.jobs.control import supervised
-from service.jobs.events import announce_end
 from service.jobs.progress import (
     ProgressRecorder,
     Superseded,
@@ -27,8 +24,6 @@ from service.jobs.progress import (
 from service.jobs.resource import job_result
 from service.jobs.retry_policy import retry_delay_s, rq_retry
 from service.llm import LLMClient, LLMError, LLMRequest, Stopped, StopToken, cost_usd
-
-log = logging.getLogger(__name__)
 
 
 class JobFailed(Exception):
@@ -88,25 +83,6 @@ def _retry_or_fail(job: Job, error: LLMError, settings: Settings, stop: StopToke
     retry, due_at = rq_retry(delay, max_retries=job.meta["attempt_limit"])
     record_retry(job, error.as_record(), next_attempt_at=due_at)
     return retry
-
-
-def announce_success(job: Job, connection: Redis, result: Any, *args: Any, **kwargs: Any) -> None:
-    """RQ's on_success callback: the job has ended; publish it (once)."""
-    _announce(job)
-
-
-def announce_failure(job: Job, connection: Redis, *exc_info: Any) -> None:
-    """RQ's on_failure callback: runs only for a final failure (a retry returns, not raises)."""
-    _announce(job)
-
-
-def _announce(job: Job) -> None:
-    # RQ fails a job whose success callback raises: a hiccup here must not turn a result
-    # into a failure. Clients polling still see the end; the stream ends at its next check.
-    try:
-        announce_end(job)
-    except Exception:
-        log.exception("job %s: could not announce its end", job.id)
 
 
 def _timeout_error(job: Job, last_error: LLMError | None = None) -> dict[str, Any]:
