@@ -1,7 +1,11 @@
-# One image for the API, the workers and the scheduler; the command picks the role:
-#   docker run IMAGE                          -> API (gunicorn wsgi:app on :8000)
-#   docker run IMAGE python worker.py high    -> a worker pool on the high queue
-#   docker run IMAGE python scheduler.py      -> rq-scheduler
+# One image for every role; the command picks it (docker-compose.yml runs them all):
+#   docker run IMAGE                             -> API (gunicorn wsgi:app on :8000)
+#   docker run IMAGE python worker.py high       -> a worker pool on the high queue (also
+#                                                   default, low, webhooks, or several)
+#   docker run IMAGE python scheduler.py         -> rq-scheduler
+#   docker run IMAGE python -m fake_anthropic --host 0.0.0.0   -> the fake Anthropic server
+# No HEALTHCHECK here: what "healthy" means depends on the role, so docker-compose.yml sets
+# one per service.
 FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,13 +15,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BIND=0.0.0.0:8000
 
 WORKDIR /app
+# Dependencies in their own layer: rebuilt only when requirements.txt changes.
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 RUN useradd --system --uid 10001 --no-create-home app
-COPY --chown=app:app service/ service/
-COPY --chown=app:app fake_anthropic/ fake_anthropic/
-COPY --chown=app:app worker.py scheduler.py wsgi.py gunicorn.conf.py ./
+# The code stays owned by root: the processes write nothing under /app, so the app user
+# gets no write access to what it runs.
+COPY service/ service/
+COPY fake_anthropic/ fake_anthropic/
+COPY worker.py scheduler.py wsgi.py gunicorn.conf.py ./
 USER app
 
 EXPOSE 8000

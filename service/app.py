@@ -6,9 +6,10 @@ import threading
 
 from flask import Flask
 
-from service.api import events, health, jobs
+from service.api import events, health, jobs, usage
 from service.api.context import EXTENSION_KEY, AppContext
 from service.api.errors import JsonErrorApi, register_error_handlers
+from service.api.limits import init_limits
 from service.config import Settings, load_settings
 from service.jobs.connection import api_connection
 from service.jobs.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
@@ -40,7 +41,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearerAuth": []}]
     register_error_handlers(app, api)
+    init_limits(app, settings)
     api.register_blueprint(jobs.blp)
     api.register_blueprint(events.blp)
     api.register_blueprint(health.blp)
+    api.register_blueprint(usage.blp)
     return app

@@ -10,6 +10,7 @@ import base64
 import json
 from dataclasses import dataclass, field
 
+import limits
 from environs import Env, EnvValidationError
 from marshmallow import ValidationError, validate
 
@@ -38,6 +39,7 @@ class Settings:
     default_model: str = "claude-sonnet-5-5"
     limits: JobLimits = field(default_factory=JobLimits)
     result_ttl_s: int = 7 * 24 * 3600
+    usage_retention_days: int = 400  # how long a day's usage counters are kept
     worker_concurrency: int = 2
     progress_interval_s: float = 0.25
     max_attempts: int = 5  # LLM calls per job, retries included
@@ -53,6 +55,9 @@ class Settings:
     callback_policy: CallbackPolicy = field(default_factory=CallbackPolicy)
     webhook_timeout_s: float = 10.0
     webhook_retry_schedule_s: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200)
+    rate_limit: str = "600/minute"  # submits per client, flask-limiter syntax
+    rate_limit_overrides: dict[str, str] = field(default_factory=dict)  # client -> limit
+    queue_max_depth: int = 10000  # submits to a deeper queue answer 503; 0 = no bound
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -113,6 +118,26 @@ def parse_schedule(raw: str) -> tuple[float, ...]:
     return waits
 
 
+def parse_rate_limit(raw: str) -> str:
+    """flask-limiter syntax: `600/minute`, or several: `10/second;600/minute`."""
+    try:
+        limits.parse_many(raw)
+    except ValueError as exc:
+        raise ValidationError(f"not a rate limit like 600/minute: {raw!r}") from exc
+    return raw
+
+
+def parse_rate_limit_overrides(raw: str) -> dict[str, str]:
+    """`client=limit,client=limit`, e.g. `batch=6000/minute,trial=10/minute`."""
+    overrides = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        client, sep, limit = pair.partition("=")
+        if not sep or not client.strip():
+            raise ValidationError("expected comma-separated client=limit pairs")
+        overrides[client.strip()] = parse_rate_limit(limit.strip())
+    return overrides
+
+
 def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = False) -> Settings:
     """Read and validate every setting; raise SettingsError naming each bad variable."""
     env = Env(eager=False)
@@ -121,14 +146,17 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
     env.add_parser("webhook_secret", parse_webhook_secret)
     env.add_parser("callback_policy", CallbackPolicy.parse)
     env.add_parser("schedule", parse_schedule)
+    env.add_parser("rate_limit", parse_rate_limit)
+    env.add_parser("rate_limit_overrides", parse_rate_limit_overrides)
     positive = validate.Range(min=1)
-    defaults, limits = Settings(), JobLimits()
+    defaults, default_limits = Settings(), JobLimits()
     settings = Settings(
         redis_url=env.str("REDIS_URL", defaults.redis_url, validate=_redis_url),
         # Only the API serves clients; workers and the scheduler never read the keys.
         api_keys=env.api_keys("API_KEYS") if require_api_keys else {},
         default_model=env.str("LLM_DEFAULT_MODEL", defaults.default_model, validate=validate.Length(min=1)),
         result_ttl_s=env.int("RESULT_TTL_S", defaults.result_ttl_s, validate=positive),
+        usage_retention_days=env.int("USAGE_RETENTION_DAYS", defaults.usage_retention_days, validate=positive),
         worker_concurrency=env.int("WORKER_CONCURRENCY", defaults.worker_concurrency, validate=positive),
         progress_interval_s=env.float(
             "PROGRESS_INTERVAL_S", defaults.progress_interval_s, validate=validate.Range(min=0)
@@ -146,15 +174,20 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         webhook_secret=env.webhook_secret("WEBHOOK_SECRET", None),
         callback_policy=env.callback_policy("CALLBACK_ALLOWED_NETWORKS", ""),
         webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_S", defaults.webhook_timeout_s, validate=positive),
+        rate_limit=env.rate_limit("RATE_LIMIT", defaults.rate_limit),
+        rate_limit_overrides=env.rate_limit_overrides("RATE_LIMIT_OVERRIDES", ""),
+        queue_max_depth=env.int("QUEUE_MAX_DEPTH", defaults.queue_max_depth, validate=validate.Range(min=0)),
         webhook_retry_schedule_s=env.schedule(
             "WEBHOOK_RETRY_SCHEDULE", ",".join(map(str, defaults.webhook_retry_schedule_s))
         ),
         limits=JobLimits(
-            max_body_bytes=env.int("MAX_BODY_BYTES", limits.max_body_bytes, validate=positive),
-            max_messages=env.int("MAX_MESSAGES", limits.max_messages, validate=positive),
-            max_output_tokens=env.int("MAX_OUTPUT_TOKENS", limits.max_output_tokens, validate=positive),
-            max_metadata_keys=env.int("MAX_METADATA_KEYS", limits.max_metadata_keys, validate=validate.Range(min=0)),
-            max_timeout_s=env.int("JOB_TIMEOUT_S", limits.max_timeout_s, validate=positive),
+            max_body_bytes=env.int("MAX_BODY_BYTES", default_limits.max_body_bytes, validate=positive),
+            max_messages=env.int("MAX_MESSAGES", default_limits.max_messages, validate=positive),
+            max_output_tokens=env.int("MAX_OUTPUT_TOKENS", default_limits.max_output_tokens, validate=positive),
+            max_metadata_keys=env.int(
+                "MAX_METADATA_KEYS", default_limits.max_metadata_keys, validate=validate.Range(min=0)
+            ),
+            max_timeout_s=env.int("JOB_TIMEOUT_S", default_limits.max_timeout_s, validate=positive),
         ),
     )
     if require_llm_key:

@@ -97,6 +97,12 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
 
+    def crash(self) -> None:
+        """SIGKILL: no shutdown save, so only what AOF had fsynced survives."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
 
 def _pings(client: redis.Redis) -> bool:
     try:

@@ -226,7 +226,7 @@ def test_a_redis_outage_answers_503_and_loses_no_acknowledged_job(
     jobs = [submit(api, {"prompt": f"outage {i} {directive(tokens=20, chunk_delay_ms=50)}"}) for i in range(4)]
     wait_for(lambda: get(api, jobs[0]["id"])["status"] == "running", what="the first job to run")
 
-    redis_server.stop()
+    redis_server.crash()  # kill -9: what survives is what AOF (appendfsync always) had written
     try:
         down = requests.post(f"{api}/v1/jobs", json={"prompt": "while down"}, headers=ALICE, timeout=15)
         assert down.status_code == 503 and down.headers["Retry-After"]

@@ -12,6 +12,7 @@ from rq.job import Job
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
+from service.api.limits import limiter, refuse_if_full, submit_limit
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.jobs.idempotency import IdempotencyClaim, IdempotencyConflict
 from service.jobs.index import InvalidCursor
@@ -34,12 +35,15 @@ def require_json_body() -> None:
 
 @blp.route("")
 class JobCollection(MethodView):
+    @limiter.limit(submit_limit, error_message="over your submit limit (RATE_LIMIT); retry after Retry-After seconds")
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.arguments(JobRequestSchema)
     @blp.response(202, JobSchema, headers=LOCATION, description="Queued.")
     @blp.alt_response(200, schema=JobSchema, headers=LOCATION, description="The job an earlier request with the "
                       "same Idempotency-Key and body created.")  # fmt: skip
     @blp.alt_response(409, description="The Idempotency-Key was used with another body.")
+    @blp.alt_response(429, description="Over your submit limit; see Retry-After and X-RateLimit-*.")
+    @blp.alt_response(503, description="The queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
     def post(self, body: dict[str, Any], idempotency_key: str | None = None):
         """Queue an LLM job; answers at once with the job, status `queued`."""
         ctx = app_context()
@@ -54,10 +58,12 @@ class JobCollection(MethodView):
             "messages": body["messages"],
             **{name: body[name] for name in ("system", "temperature") if name in body},
         }
+        queue = ctx.queues[body["priority"]]
+        refuse_if_full(queue)
         try:
             submitted = submit_job(
                 ctx.redis,
-                ctx.queues[body["priority"]],
+                queue,
                 client=current_client(),
                 request=llm_request,
                 metadata=body["metadata"],

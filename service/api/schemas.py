@@ -6,6 +6,7 @@ Fixed bounds live on the fields; bounds an operator can configure (see
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import current_app
@@ -14,6 +15,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 from service.api.context import EXTENSION_KEY
 from service.jobs.queues import PRIORITIES
 from service.jobs.status import PUBLIC_STATUSES
+from service.jobs.usage import GROUP_BYS, MAX_REPORT_DAYS
 from service.webhooks.addresses import CallbackRefused
 
 METADATA_KEY_MAX = 64
@@ -205,3 +207,49 @@ class JobSchema(Schema):
 class JobPageSchema(Schema):
     data = fields.List(fields.Nested(JobSchema))
     next_cursor = fields.String(allow_none=True)
+
+
+USAGE_DEFAULT_DAYS = 30  # `from` defaults to this many days before `to`
+
+
+class UsageArgsSchema(Schema):
+    date_from = fields.Date(
+        data_key="from", metadata={"description": "First UTC day (YYYY-MM-DD), included; defaults to `to` - 30 days."}
+    )
+    date_to = fields.Date(data_key="to", metadata={"description": "Last UTC day, included; defaults to today (UTC)."})
+    group_by = fields.String(load_default="day", validate=validate.OneOf(GROUP_BYS))
+
+    @post_load
+    def fill_range(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        date_to = data.setdefault("date_to", datetime.now(UTC).date())
+        if "date_from" not in data:
+            data["date_from"] = date.fromordinal(max(1, date_to.toordinal() - USAGE_DEFAULT_DAYS))
+        if data["date_from"] > date_to:
+            raise ValidationError("must not be after `to`", "from")
+        if (date_to - data["date_from"]).days > MAX_REPORT_DAYS:
+            raise ValidationError(f"`from` and `to` may be at most {MAX_REPORT_DAYS} days apart", "from")
+        return data
+
+
+class UsageFiguresSchema(Schema):
+    jobs = fields.Integer(metadata={"description": "Jobs completed (succeeded), each counted once."})
+    input_tokens = fields.Integer()
+    output_tokens = fields.Integer()
+    cost_usd = fields.Float(metadata={"description": "Jobs of a model with no known price add nothing here."})
+    unpriced_jobs = fields.Integer(metadata={"description": "Jobs of a model with no known price."})
+
+
+class UsageRowSchema(UsageFiguresSchema):
+    """One group: `day`, `model` or `client`, as `group_by` says."""
+
+    day = fields.String(metadata={"format": "date"})
+    model = fields.String()
+    client = fields.String()
+
+
+class UsageReportSchema(Schema):
+    date_from = fields.Date(data_key="from")
+    date_to = fields.Date(data_key="to")
+    group_by = fields.String(metadata={"enum": list(GROUP_BYS)})
+    data = fields.List(fields.Nested(UsageRowSchema), metadata={"description": "Groups with usage, by their key."})
+    total = fields.Nested(UsageFiguresSchema)

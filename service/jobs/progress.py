@@ -9,6 +9,7 @@ worker went silent) may change the record, so a job that ran twice ends once.
 from __future__ import annotations
 
 import time
+from itertools import chain
 from typing import Any
 
 from rq.job import Job
@@ -16,13 +17,22 @@ from rq.job import Job
 from service.jobs.control import completed_key
 from service.jobs.events import MAX_EVENTS, events_key, progress_event
 from service.jobs.resource import job_result
+from service.jobs.usage import UsageIncrements, job_usage
 
-# KEYS: job hash, completion marker, event stream. ARGV: serialized meta, marker TTL
-# ("" = not completing), progress event data ("" = none), stream cap, stream TTL.
+# KEYS: job hash, completion marker, event stream[, usage hash]. ARGV: serialized meta,
+# marker TTL ("" = not completing), progress event data ("" = none), stream cap, stream TTL
+# [, usage hash TTL, then field, amount, field, amount, ...]. The usage counters are added
+# only by the completing save, in the same script: a job is counted once, however often it ran.
 _GUARDED_SAVE = """
 if redis.call('exists', KEYS[2]) == 1 then return 0 end
 redis.call('hset', KEYS[1], 'meta', ARGV[1])
-if ARGV[2] ~= '' then redis.call('set', KEYS[2], '1', 'EX', ARGV[2]) end
+if ARGV[2] ~= '' then
+  redis.call('set', KEYS[2], '1', 'EX', ARGV[2])
+  if KEYS[4] then
+    for i = 7, #ARGV, 2 do redis.call('hincrby', KEYS[4], ARGV[i], ARGV[i + 1]) end
+    redis.call('expire', KEYS[4], ARGV[6])
+  end
+end
 if ARGV[3] ~= '' then
   redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'progress', 'data', ARGV[3])
   redis.call('expire', KEYS[3], ARGV[5])
@@ -35,10 +45,15 @@ class Superseded(Exception):
     """Another run of this job has already completed it."""
 
 
-def _save(job: Job, *, completes_for_s: int | None = None, progress: str = "") -> None:
+def _save(
+    job: Job, *, completes_for_s: int | None = None, usage: UsageIncrements | None = None, progress: str = ""
+) -> None:
     save = job.connection.register_script(_GUARDED_SAVE)
     keys = [job.key, completed_key(job.id), events_key(job.id)]
     args = [job.serializer.dumps(job.meta), completes_for_s or "", progress, MAX_EVENTS, job.result_ttl]
+    if usage is not None:
+        keys.append(usage.key)
+        args += [usage.ttl_s, *chain.from_iterable(usage.amounts.items())]
     if not save(keys=keys, args=args):
         # Adopt the winner's record, so RQ's own later saves of this job keep it.
         job.meta = job.get_meta(refresh=True)
@@ -87,12 +102,21 @@ class ProgressRecorder:
 
 
 def record_result(
-    job: Job, *, text: str, stop_reason: str | None, usage: dict[str, int], cost_usd: float | None, keep_for_s: int
+    job: Job,
+    *,
+    text: str,
+    stop_reason: str | None,
+    usage: dict[str, int],
+    cost_usd: float | None,
+    keep_for_s: int,
+    usage_retention_days: int,
 ) -> dict[str, Any]:
-    """Complete the job (once); returns what RQ keeps as the job's return value."""
+    """Complete the job (once), adding it to its client's usage counters; returns what RQ
+    keeps as the job's return value."""
     result = {"stop_reason": stop_reason, "usage": usage, "cost_usd": cost_usd}
     job.meta.update(text=text, output_tokens=usage["output_tokens"], result=result)
-    _save(job, completes_for_s=keep_for_s)
+    counted = job_usage(job.meta["client"], job.meta["model"], usage, cost_usd, usage_retention_days)
+    _save(job, completes_for_s=keep_for_s, usage=counted)
     return job_result(job)
 
 

@@ -66,6 +66,7 @@ def _attempt(job: Job, request: LLMRequest, settings: Settings) -> dict[str, Any
         usage=usage,
         cost_usd=cost_usd(request.model, reply.input_tokens, reply.output_tokens, settings.price_overrides),
         keep_for_s=settings.result_ttl_s,
+        usage_retention_days=settings.usage_retention_days,
     )
 
 

@@ -1,0 +1,57 @@
+"""Per-client submit limits (flask-limiter, counted in Redis so every API process shares
+them) and back-pressure on deep queues."""
+
+from __future__ import annotations
+
+from flask import Flask, g
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_smorest import abort
+from rq import Queue
+
+from service.api.auth import current_client
+from service.api.context import app_context
+from service.config import Settings
+
+QUEUE_FULL_RETRY_AFTER_S = 30
+
+
+def rate_limit_key() -> str:
+    """The client's name, so one client's burst never spends another's allowance. The
+    submit limit is checked after auth; flask-limiter's own early pass, before auth,
+    sees only the address."""
+    client = g.get("client")
+    return f"client:{client}" if client else f"address:{get_remote_address()}"
+
+
+limiter = Limiter(key_func=rate_limit_key)
+
+
+def init_limits(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        RATELIMIT_STORAGE_URI=settings.redis_url,
+        RATELIMIT_KEY_PREFIX="llmjobs:ratelimit",
+        RATELIMIT_STRATEGY="moving-window",
+        RATELIMIT_HEADERS_ENABLED=True,  # X-RateLimit-*, and Retry-After on a 429
+        # Redis away: let the request through; the submit itself then answers 503.
+        RATELIMIT_SWALLOW_ERRORS=True,
+    )
+    limiter.init_app(app)
+
+
+def submit_limit() -> str:
+    """The caller's submit limit: its override (RATE_LIMIT_OVERRIDES), else RATE_LIMIT."""
+    settings = app_context().settings
+    return settings.rate_limit_overrides.get(current_client(), settings.rate_limit)
+
+
+def refuse_if_full(queue: Queue) -> None:
+    """503 with Retry-After when the queue holds QUEUE_MAX_DEPTH jobs already: better
+    than a backlog that grows without bound while the workers cannot keep up."""
+    limit = app_context().settings.queue_max_depth
+    if limit and queue.count >= limit:
+        abort(
+            503,
+            message=f"the {queue.name} queue is full ({limit} jobs waiting); retry later",
+            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)},
+        )

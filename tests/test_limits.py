@@ -1,0 +1,43 @@
+"""Per-client submit limits and back-pressure, against the API under gunicorn (real Redis)."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.conftest import ALICE, BOB
+
+
+def post(api: str, headers: dict, priority: str = "default") -> requests.Response:
+    return requests.post(f"{api}/v1/jobs", json={"prompt": "hi", "priority": priority}, headers=headers, timeout=10)
+
+
+def assert_error(response: requests.Response, code: int) -> dict:
+    assert response.status_code == code, response.text
+    body = response.json()
+    assert body["code"] == code and body["message"]
+    assert float(response.headers["Retry-After"]) > 0
+    return body
+
+
+def test_each_client_has_its_own_submit_limit_with_headers(start_api):
+    api = start_api(RATE_LIMIT="3/minute", RATE_LIMIT_OVERRIDES="bob=1/minute")
+    accepted = [post(api, ALICE) for _ in range(3)]
+    assert [r.status_code for r in accepted] == [202, 202, 202]
+    assert [r.headers["X-RateLimit-Remaining"] for r in accepted] == ["2", "1", "0"]
+    assert accepted[0].headers["X-RateLimit-Limit"] == "3"
+
+    assert "submit limit" in assert_error(post(api, ALICE), 429)["message"]
+    # bob has his own allowance (his override: 1/minute), untouched by alice's
+    assert post(api, BOB).status_code == 202
+    assert_error(post(api, BOB), 429)
+    # reading is not limited
+    assert requests.get(f"{api}/v1/jobs", headers=ALICE, timeout=10).status_code == 200
+
+
+def test_a_full_queue_answers_503_until_it_drains(start_api, redis_conn):
+    api = start_api(QUEUE_MAX_DEPTH="2")
+    assert [post(api, ALICE, "low").status_code for _ in range(2)] == [202, 202]
+    assert "queue is full" in assert_error(post(api, ALICE, "low"), 503)["message"]
+    assert post(api, ALICE, "high").status_code == 202  # another queue is not held up
+    redis_conn.lpop("rq:queue:low")  # a worker takes one
+    assert post(api, ALICE, "low").status_code == 202

@@ -1,0 +1,197 @@
+"""Usage accounting: counters added by the completing save itself (each job counted once),
+and GET /v1/usage over real processes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+import requests
+from rq.job import Job
+
+from service.jobs.progress import Superseded, record_result, start_attempt
+from service.jobs.queues import SERIALIZER, make_queues
+from service.jobs.submit import submit_job
+from service.jobs.usage import usage_key, usage_report
+from tests.conftest import ALICE, BOB, wait_for
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+# --- counting, in-process on a real Redis ---------------------------------------------------
+
+
+def started_runs(redis_conn, model: str, runs: int = 1) -> list[Job]:
+    """`runs` fetched copies of one new job, each having started its attempt (a job that ran twice)."""
+    submitted = submit_job(
+        redis_conn, make_queues(redis_conn)["default"], client="alice",
+        request={"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
+        metadata={}, timeout_s=60, max_attempts=3, result_ttl_s=600,
+    )  # fmt: skip
+    copies = [Job.fetch(submitted.job.id, connection=redis_conn, serializer=SERIALIZER) for _ in range(runs)]
+    for job in copies:
+        start_attempt(job)
+    return copies
+
+
+def complete(job: Job, input_tokens: int, output_tokens: int, cost: float | None) -> dict:
+    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    return record_result(
+        job, text="x", stop_reason="end_turn", usage=usage, cost_usd=cost, keep_for_s=600, usage_retention_days=3
+    )
+
+
+def counters(redis_conn, client: str = "alice") -> dict[str, int]:
+    stored = redis_conn.hgetall(usage_key(datetime.now(UTC).date(), client))
+    return {field.decode(): int(value) for field, value in stored.items()}
+
+
+def test_a_job_that_ran_twice_is_counted_once(redis_conn):
+    first, second = started_runs(redis_conn, DEFAULT_MODEL, runs=2)
+    complete(first, 12, 40, 0.000424)
+    with pytest.raises(Superseded):
+        complete(second, 99, 99, 0.5)  # the other run, finishing later, adds nothing
+    with pytest.raises(Superseded):
+        complete(first, 12, 40, 0.000424)  # nor does the winner's completion, retried
+
+    assert counters(redis_conn) == {
+        f"{DEFAULT_MODEL}:jobs": 1,
+        f"{DEFAULT_MODEL}:input_tokens": 12,
+        f"{DEFAULT_MODEL}:output_tokens": 40,
+        f"{DEFAULT_MODEL}:cost_micro_usd": 424,
+    }
+    ttl = redis_conn.ttl(usage_key(datetime.now(UTC).date(), "alice"))
+    assert 3 * 86400 - 60 < ttl <= 3 * 86400  # USAGE_RETENTION_DAYS, passed by the task
+
+
+def test_a_model_without_a_price_counts_tokens_and_an_unpriced_job_but_no_cost(redis_conn):
+    (priced,) = started_runs(redis_conn, DEFAULT_MODEL)
+    (unpriced,) = started_runs(redis_conn, "mystery-model-1")
+    complete(priced, 5, 6, 0.000070)
+    complete(unpriced, 7, 8, None)
+
+    stored = counters(redis_conn)
+    assert {name: value for name, value in stored.items() if name.startswith("mystery-model-1:")} == {
+        "mystery-model-1:jobs": 1,
+        "mystery-model-1:input_tokens": 7,
+        "mystery-model-1:output_tokens": 8,
+        "mystery-model-1:cost_micro_usd": 0,
+        "mystery-model-1:unpriced_jobs": 1,
+    }
+    assert f"{DEFAULT_MODEL}:unpriced_jobs" not in stored
+    today = datetime.now(UTC).date()
+    assert usage_report(redis_conn, "alice", today, today, "model") == [
+        {"model": DEFAULT_MODEL, "jobs": 1, "input_tokens": 5, "output_tokens": 6, "cost_usd": 0.00007,
+         "unpriced_jobs": 0},
+        {"model": "mystery-model-1", "jobs": 1, "input_tokens": 7, "output_tokens": 8, "cost_usd": 0.0,
+         "unpriced_jobs": 1},
+    ]  # fmt: skip
+
+
+def test_the_report_groups_only_the_asked_days_of_the_asked_client(redis_conn):
+    day1, day2, day3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
+    redis_conn.hset(usage_key(day1, "alice"), mapping={"m:a:jobs": 1, "m:a:input_tokens": 10, "m:a:cost_micro_usd": 5})
+    redis_conn.hset(usage_key(day2, "alice"), mapping={"b:jobs": 2, "b:output_tokens": 3, "m:a:jobs": 1})
+    redis_conn.hset(usage_key(day3, "alice"), mapping={"b:jobs": 100})  # outside the range asked
+    redis_conn.hset(usage_key(day2, "bob"), mapping={"b:jobs": 100})  # another client
+
+    zero = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "unpriced_jobs": 0}
+    assert usage_report(redis_conn, "alice", day1 - timedelta(days=1), day2, "day") == [
+        {**zero, "day": "2026-03-01", "jobs": 1, "input_tokens": 10, "cost_usd": 0.000005},
+        {**zero, "day": "2026-03-02", "jobs": 3, "output_tokens": 3},
+    ]
+    assert usage_report(redis_conn, "alice", day1, day2, "model") == [
+        {**zero, "model": "b", "jobs": 2, "output_tokens": 3},
+        {**zero, "model": "m:a", "jobs": 2, "input_tokens": 10, "cost_usd": 0.000005},  # a model name with ':'
+    ]
+    assert usage_report(redis_conn, "alice", day1, day2, "client") == [
+        {"client": "alice", "jobs": 4, "input_tokens": 10, "output_tokens": 3, "cost_usd": 0.000005, "unpriced_jobs": 0}
+    ]
+    assert usage_report(redis_conn, "alice", day3 + timedelta(days=1), day3 + timedelta(days=9), "day") == []
+
+
+# --- GET /v1/usage, end to end ---------------------------------------------------------------
+
+
+def submit(api: str, body: dict, headers: dict) -> str:
+    response = requests.post(f"{api}/v1/jobs", json=body, headers=headers, timeout=10)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def finished(api: str, job_id: str, headers: dict) -> dict:
+    def get() -> dict:
+        return requests.get(f"{api}/v1/jobs/{job_id}", headers=headers, timeout=10).json()
+
+    return wait_for(lambda: (job := get())["status"] in TERMINAL and job, 20, what=f"job {job_id}")
+
+
+def usage(api: str, headers: dict = ALICE, **query: str) -> requests.Response:
+    return requests.get(f"{api}/v1/usage", params=query, headers=headers, timeout=10)
+
+
+def figures(jobs: list[dict]) -> dict:
+    return {
+        "jobs": len(jobs),
+        "input_tokens": sum(job["result"]["usage"]["input_tokens"] for job in jobs),
+        "output_tokens": sum(job["result"]["usage"]["output_tokens"] for job in jobs),
+        "cost_usd": pytest.approx(sum(job["result"]["cost_usd"] for job in jobs), abs=1e-9),
+        "unpriced_jobs": 0,
+    }
+
+
+def assert_error(response: requests.Response, code: int, field: str | None = None) -> None:
+    assert response.status_code == code, response.text
+    body = response.json()
+    assert set(body) <= {"code", "status", "message", "errors"} and body["code"] == code and body["message"], body
+    if field is not None:
+        assert field in body["errors"]["query"], body
+
+
+def test_usage_report_sums_the_clients_completed_jobs(start_api, start_worker):
+    api = start_api()
+    start_worker()
+    today = datetime.now(UTC).date()
+    alice_ids = [
+        submit(api, {"prompt": "one [[fake: tokens=7]]"}, ALICE),
+        submit(api, {"prompt": "two, longer [[fake: tokens=5]]"}, ALICE),
+        submit(api, {"prompt": "three [[fake: tokens=3]]", "model": "claude-haiku-4-5"}, ALICE),
+        submit(api, {"prompt": "four, a bit longer [[fake: tokens=9]]", "model": "claude-haiku-4-5"}, ALICE),
+    ]
+    failed_id = submit(api, {"prompt": "bad [[fake: error=400]]"}, ALICE)
+    bob_id = submit(api, {"prompt": "bob's [[fake: tokens=11]]"}, BOB)
+
+    alice_jobs = [finished(api, job_id, ALICE) for job_id in alice_ids]
+    assert [job["status"] for job in alice_jobs] == ["succeeded"] * 4
+    assert finished(api, failed_id, ALICE)["status"] == "failed"
+    bob_job = finished(api, bob_id, BOB)
+    assert bob_job["status"] == "succeeded"
+
+    by_model = usage(api, group_by="model")
+    assert by_model.status_code == 200, by_model.text
+    report = by_model.json()
+    assert report["group_by"] == "model"
+    assert report["to"] in {today.isoformat(), datetime.now(UTC).date().isoformat()}
+    assert date.fromisoformat(report["to"]) - date.fromisoformat(report["from"]) == timedelta(days=30)
+    assert report["data"] == [
+        {"model": model, **figures([job for job in alice_jobs if job["model"] == model])}
+        for model in ("claude-haiku-4-5", DEFAULT_MODEL)
+    ]
+    # the failed job and bob's job add nothing to alice's figures
+    assert report["total"] == figures(alice_jobs)
+    assert report["total"]["cost_usd"] > 0
+
+    by_day = usage(api, group_by="day").json()
+    assert [row["day"] for row in by_day["data"]] in ([today.isoformat()], [datetime.now(UTC).date().isoformat()])
+    assert by_day["total"] == figures(alice_jobs)
+    assert usage(api, group_by="client").json()["data"] == [{"client": "alice", **figures(alice_jobs)}]
+    assert usage(api, BOB, group_by="client").json()["data"] == [{"client": "bob", **figures([bob_job])}]
+
+    assert usage(api, **{"from": "2020-01-01", "to": "2020-01-31"}).json()["data"] == []  # another range
+
+    assert_error(usage(api, group_by="week"), 422, "group_by")
+    assert_error(usage(api, **{"from": "2026-13-01"}), 422, "from")
+    assert_error(usage(api, **{"from": "2026-03-02", "to": "2026-03-01"}), 422, "from")
+    assert_error(usage(api, **{"from": "2025-01-01", "to": "2026-03-01"}), 422, "from")  # over 400 days
+    assert_error(usage(api, headers={}), 401)
