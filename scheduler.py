@@ -1,8 +1,10 @@
 """Run rq-scheduler: `python scheduler.py`.
 
 Every poll it moves due scheduled jobs into their queues and re-queues jobs whose worker
-died. rq-scheduler holds a Redis lock, so a second scheduler process waits instead of
-doubling the work. A Redis outage does not end the process: it waits and carries on.
+died. At start it registers the periodic clean-up (every CLEANUP_INTERVAL_S, on the low
+queue) under a fixed id, so restarts never register it twice. rq-scheduler holds a Redis
+lock, so a second scheduler process waits instead of doubling the work. A Redis outage
+does not end the process: it waits and carries on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.config import SettingsError, load_settings
 from service.jobs.connection import wait_until_reachable, worker_connection
-from service.jobs.scheduler import MaintainingScheduler
+from service.jobs.scheduler import MaintainingScheduler, register_periodic_jobs
 
 log = logging.getLogger("scheduler")
 
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         wait_until_reachable(connection)
         try:
-            MaintainingScheduler(connection=connection, interval=args.interval).run(burst=args.burst)
+            scheduler = MaintainingScheduler(connection=connection, interval=args.interval)
+            register_periodic_jobs(scheduler, cleanup_interval_s=settings.cleanup_interval_s)
+            scheduler.run(burst=args.burst)
             return 0
         except (RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("lost Redis (%s); waiting for it", exc)

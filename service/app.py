@@ -6,8 +6,9 @@ import threading
 
 from flask import Flask
 
-from service.api import events, health, jobs, usage
+from service.api import batches, events, health, jobs, usage
 from service.api.context import EXTENSION_KEY, AppContext
+from service.api.dashboard import mount_dashboard
 from service.api.errors import JsonErrorApi, register_error_handlers
 from service.api.limits import init_limits
 from service.config import Settings, load_settings
@@ -46,4 +47,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(events.blp)
     api.register_blueprint(health.blp)
     api.register_blueprint(usage.blp)
+    api.register_blueprint(batches.blp)
+    mount_dashboard(app, settings)  # operators only; off unless DASHBOARD_* are set
     return app

@@ -49,6 +49,7 @@ class Settings:
     retry_base_s: float = 2.0  # first retry waits up to this long (full jitter), doubling each time
     retry_max_s: float = 300.0  # cap on one wait (a provider's retry-after may ask for more)
     idempotency_ttl_s: int = 24 * 3600
+    cleanup_interval_s: int = 300  # the scheduler's periodic clean-up (service.tasks.maintenance)
     sse_max_streams: int = 24  # per API process; keep below GUNICORN_THREADS
     sse_keepalive_s: float = 15.0  # a comment line on a silent stream, so proxies keep it open
     webhook_secret: str | None = None  # whsec_...; none: webhooks off, callback_url refused
@@ -58,6 +59,10 @@ class Settings:
     rate_limit: str = "600/minute"  # submits per client, flask-limiter syntax
     rate_limit_overrides: dict[str, str] = field(default_factory=dict)  # client -> limit
     queue_max_depth: int = 10000  # submits to a deeper queue answer 503; 0 = no bound
+    # Operator login for rq-dashboard at /dashboard/; both or neither (neither: no dashboard).
+    dashboard_username: str | None = None
+    dashboard_password: str | None = None
+    max_batch_jobs: int = 100  # jobs in one POST /v1/batches
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -169,6 +174,7 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         retry_base_s=env.float("RETRY_BASE_S", defaults.retry_base_s, validate=validate.Range(min=0)),
         retry_max_s=env.float("RETRY_MAX_S", defaults.retry_max_s, validate=validate.Range(min=0)),
         idempotency_ttl_s=env.int("IDEMPOTENCY_TTL_S", defaults.idempotency_ttl_s, validate=positive),
+        cleanup_interval_s=env.int("CLEANUP_INTERVAL_S", defaults.cleanup_interval_s, validate=positive),
         sse_max_streams=env.int("SSE_MAX_STREAMS", defaults.sse_max_streams, validate=positive),
         sse_keepalive_s=env.float("SSE_KEEPALIVE_S", defaults.sse_keepalive_s, validate=validate.Range(min=1)),
         webhook_secret=env.webhook_secret("WEBHOOK_SECRET", None),
@@ -177,6 +183,9 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         rate_limit=env.rate_limit("RATE_LIMIT", defaults.rate_limit),
         rate_limit_overrides=env.rate_limit_overrides("RATE_LIMIT_OVERRIDES", ""),
         queue_max_depth=env.int("QUEUE_MAX_DEPTH", defaults.queue_max_depth, validate=validate.Range(min=0)),
+        dashboard_username=env.str("DASHBOARD_USERNAME", None, validate=validate.Length(min=1)),
+        dashboard_password=env.str("DASHBOARD_PASSWORD", None, validate=validate.Length(min=1)),
+        max_batch_jobs=env.int("MAX_BATCH_JOBS", defaults.max_batch_jobs, validate=positive),
         webhook_retry_schedule_s=env.schedule(
             "WEBHOOK_RETRY_SCHEDULE", ",".join(map(str, defaults.webhook_retry_schedule_s))
         ),
@@ -200,6 +209,8 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         raise SettingsError(
             "; ".join(f"{name}: {' '.join(map(str, msgs))}" for name, msgs in sorted(exc.error_messages.items()))
         ) from None
+    if (settings.dashboard_username is None) != (settings.dashboard_password is None):
+        raise SettingsError("DASHBOARD_USERNAME, DASHBOARD_PASSWORD: set both (dashboard on) or neither (off)")
     return settings
 
 

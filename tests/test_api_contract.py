@@ -23,7 +23,7 @@ from service.api.schemas import JobSchema
 from service.app import create_app
 from service.config import Settings, load_settings
 from service.jobs.resource import job_resource
-from tests.conftest import ALICE, API_KEYS, BOB, free_port
+from tests.conftest import ALICE, API_KEYS, BOB, counting_redis_calls, free_port
 
 PRIORITIES = ("high", "default", "low")
 DEFAULT_MODEL = Settings().default_model  # LLM_DEFAULT_MODEL is not set in the tests
@@ -205,21 +205,8 @@ def test_job_is_stored_as_json_not_pickle(client, redis_conn):
 
 def test_submit_is_one_redis_round_trip(client, redis_conn, monkeypatch):
     submitted_id(client)  # warm-up: the queue caches the server version on first use
-    calls = {"pipeline": 0, "command": []}
-    pipeline_execute, execute_command = redis.client.Pipeline.execute, redis.Redis.execute_command
-
-    def counting_execute(self, *args, **kwargs):
-        calls["pipeline"] += 1
-        return pipeline_execute(self, *args, **kwargs)
-
-    def counting_command(self, *args, **kwargs):
-        calls["command"].append(args[0])
-        return execute_command(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.client.Pipeline, "execute", counting_execute)
-    monkeypatch.setattr(redis.Redis, "execute_command", counting_command)
-    response = submit(client)
-    monkeypatch.undo()
+    with counting_redis_calls() as calls:
+        response = submit(client)
 
     assert response.status_code == 202
     # The job is stored, enqueued and indexed by that one pipeline (MULTI/EXEC). Outside it,

@@ -9,15 +9,13 @@ from rq.job import Job
 from service.jobs.progress import ProgressRecorder, Superseded, record_result, start_attempt
 from service.jobs.queues import SERIALIZER, make_queues
 from service.jobs.resource import job_resource
-from service.jobs.submit import submit_job
+from service.jobs.submit import NewJob, submit_job
 
 
 def two_runs_of_one_job(redis_conn) -> tuple[Job, Job]:
-    submitted = submit_job(
-        redis_conn, make_queues(redis_conn)["default"], client="alice",
-        request={"model": "claude-sonnet-5-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
-        metadata={}, timeout_s=60, max_attempts=3, result_ttl_s=600,
-    )  # fmt: skip
+    request = {"model": "claude-sonnet-5-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    new = NewJob(priority="default", request=request, metadata={}, timeout_s=60)
+    submitted = submit_job(redis_conn, make_queues(redis_conn), new, client="alice", max_attempts=3, result_ttl_s=600)
     first, second = (Job.fetch(submitted.job.id, connection=redis_conn, serializer=SERIALIZER) for _ in range(2))
     start_attempt(first)
     start_attempt(second)

@@ -242,3 +242,18 @@ def test_a_redis_outage_answers_503_and_loses_no_acknowledged_job(
     done = [wait_until_finished(api, j["id"], timeout=60) for j in jobs]
     assert [j["status"] for j in done] == ["succeeded"] * 4
     assert requests.get(f"{api}/readyz", timeout=15).status_code == 200  # the worker came back by itself
+
+
+def test_a_job_dequeued_just_as_it_was_canceled_still_stops(start_api, start_worker, redis_conn):
+    api = start_api()
+    job = submit(api, {"prompt": f"raced {directive(tokens=200, chunk_delay_ms=20)}"})
+    assert requests.post(f"{api}/v1/jobs/{job['id']}/cancel", headers=ALICE, timeout=10).json()["status"] == "canceled"
+    # as if a worker had popped it a moment before the cancel removed it from the queue
+    redis_conn.rpush("rq:queue:default", job["id"])
+    start_worker()
+    wait_for(lambda: redis_conn.llen("rq:queue:default") == 0, what="the worker to take it")
+    time.sleep(1.5)  # long enough for a run that ignored the cancel to show it
+    done = get(api, job["id"])
+    assert done["status"] == "canceled" and done["result"] is None
+    ends = [fields[b"type"] for _, fields in redis_conn.xrange(f"llmjobs:events:{job['id']}")]
+    assert ends == [b"canceled"]

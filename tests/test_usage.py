@@ -11,7 +11,7 @@ from rq.job import Job
 
 from service.jobs.progress import Superseded, record_result, start_attempt
 from service.jobs.queues import SERIALIZER, make_queues
-from service.jobs.submit import submit_job
+from service.jobs.submit import NewJob, submit_job
 from service.jobs.usage import usage_key, usage_report
 from tests.conftest import ALICE, BOB, wait_for
 
@@ -24,11 +24,9 @@ TERMINAL = {"succeeded", "failed", "canceled"}
 
 def started_runs(redis_conn, model: str, runs: int = 1) -> list[Job]:
     """`runs` fetched copies of one new job, each having started its attempt (a job that ran twice)."""
-    submitted = submit_job(
-        redis_conn, make_queues(redis_conn)["default"], client="alice",
-        request={"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]},
-        metadata={}, timeout_s=60, max_attempts=3, result_ttl_s=600,
-    )  # fmt: skip
+    request = {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    new = NewJob(priority="default", request=request, metadata={}, timeout_s=60)
+    submitted = submit_job(redis_conn, make_queues(redis_conn), new, client="alice", max_attempts=3, result_ttl_s=600)
     copies = [Job.fetch(submitted.job.id, connection=redis_conn, serializer=SERIALIZER) for _ in range(runs)]
     for job in copies:
         start_attempt(job)

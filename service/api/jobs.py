@@ -14,12 +14,13 @@ from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.limits import limiter, refuse_if_full, submit_limit
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
+from service.config import Settings
 from service.jobs.idempotency import IdempotencyClaim, IdempotencyConflict
 from service.jobs.index import InvalidCursor
 from service.jobs.lookup import fetch_client_job, list_client_jobs
 from service.jobs.resource import job_resource
 from service.jobs.status import RUNNING, public_status
-from service.jobs.submit import submit_job
+from service.jobs.submit import NewJob, submit_job
 from service.jobs.transitions import InvalidTransition, cancel_job, redeliver_webhook, rerun_job
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Submit LLM jobs and read them back.")
@@ -52,25 +53,15 @@ class JobCollection(MethodView):
             claim = IdempotencyClaim.for_request(
                 current_client(), idempotency_key, body, ctx.settings.idempotency_ttl_s
             )
-        llm_request = {
-            "model": body.get("model", ctx.settings.default_model),
-            "max_tokens": body["max_tokens"],
-            "messages": body["messages"],
-            **{name: body[name] for name in ("system", "temperature") if name in body},
-        }
-        queue = ctx.queues[body["priority"]]
-        refuse_if_full(queue)
+        refuse_if_full(ctx.queues[body["priority"]])
         try:
             submitted = submit_job(
                 ctx.redis,
-                queue,
+                ctx.queues,
+                new_job_of(body, ctx.settings),
                 client=current_client(),
-                request=llm_request,
-                metadata=body["metadata"],
-                timeout_s=body.get("timeout_s", ctx.settings.limits.max_timeout_s),
                 max_attempts=ctx.settings.max_attempts,
                 result_ttl_s=ctx.settings.result_ttl_s,
-                callback_url=body.get("callback_url"),
                 idempotency=claim,
             )
         except IdempotencyConflict as exc:
@@ -131,6 +122,22 @@ class WebhookRedeliver(MethodView):
     def post(self, job_id: str):
         """Send the job's webhook again (after the receiver was fixed, say)."""
         return job_resource(change_own_job(job_id, redeliver_webhook))
+
+
+def new_job_of(body: dict[str, Any], settings: Settings) -> NewJob:
+    """A validated job request (also each job of a batch), with this service's defaults."""
+    return NewJob(
+        priority=body["priority"],
+        request={
+            "model": body.get("model", settings.default_model),
+            "max_tokens": body["max_tokens"],
+            "messages": body["messages"],
+            **{name: body[name] for name in ("system", "temperature") if name in body},
+        },
+        metadata=body["metadata"],
+        timeout_s=body.get("timeout_s", settings.limits.max_timeout_s),
+        callback_url=body.get("callback_url"),
+    )
 
 
 def change_own_job(job_id: str, change: Callable[[Job], None]) -> Job:

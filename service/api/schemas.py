@@ -57,6 +57,17 @@ class MessageSchema(Schema):
     )
 
 
+def callback_url_errors(settings: Any, url: str) -> list[str]:
+    """Why `url` may not be a callback URL here (empty: it may): a job's and a batch's alike."""
+    if settings.webhook_secret is None:
+        return ["webhooks are off on this service (no WEBHOOK_SECRET)"]
+    try:
+        settings.callback_policy.check(url)
+    except CallbackRefused as exc:
+        return [str(exc)]
+    return []
+
+
 class JobRequestSchema(Schema):
     prompt = fields.String(
         validate=validate.Length(min=1), metadata={"description": "A single user message. Give this or `messages`."}
@@ -111,14 +122,8 @@ class JobRequestSchema(Schema):
             errors["metadata"] = [f"at most {limits.max_metadata_keys} keys"]
         if "timeout_s" in data and not 1 <= data["timeout_s"] <= limits.max_timeout_s:
             errors["timeout_s"] = [f"must be between 1 and {limits.max_timeout_s}"]
-        if "callback_url" in data:
-            if settings.webhook_secret is None:
-                errors["callback_url"] = ["webhooks are off on this service (no WEBHOOK_SECRET)"]
-            else:
-                try:
-                    settings.callback_policy.check(data["callback_url"])
-                except CallbackRefused as exc:
-                    errors["callback_url"] = [str(exc)]
+        if "callback_url" in data and (refused := callback_url_errors(settings, data["callback_url"])):
+            errors["callback_url"] = refused
         if errors:
             raise ValidationError(errors)
 
@@ -253,3 +258,66 @@ class UsageReportSchema(Schema):
     group_by = fields.String(metadata={"enum": list(GROUP_BYS)})
     data = fields.List(fields.Nested(UsageRowSchema), metadata={"description": "Groups with usage, by their key."})
     total = fields.Nested(UsageFiguresSchema)
+
+
+class BatchRequestSchema(Schema):
+    """`{"jobs": [<job request>, ...]}`: every job is validated before any is queued."""
+
+    jobs = fields.List(
+        fields.Nested(JobRequestSchema),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "1..MAX_BATCH_JOBS (100) job requests; an error names the job by its index."},
+    )
+    callback_url = fields.String(
+        validate=validate.Length(max=2048),
+        metadata={
+            "format": "uri",
+            "description": "http(s) URL that gets the batch, signed, once every job of it has ended; checked "
+            "like a job's callback_url.",
+        },
+    )
+    metadata = fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
+        values=fields.String(validate=validate.Length(max=METADATA_VALUE_MAX)),
+        load_default=dict,
+        metadata={"description": "Echoed back; bounded like a job's metadata."},
+    )
+
+    @validates_schema
+    def check_limits(self, data: dict[str, Any], **_: Any) -> None:
+        settings = current_app.extensions[EXTENSION_KEY].settings
+        errors: dict[str, list[str]] = {}
+        if len(data["jobs"]) > settings.max_batch_jobs:
+            errors["jobs"] = [f"at most {settings.max_batch_jobs} jobs (MAX_BATCH_JOBS)"]
+        if len(data.get("metadata", {})) > settings.limits.max_metadata_keys:
+            errors["metadata"] = [f"at most {settings.limits.max_metadata_keys} keys"]
+        if "callback_url" in data and (refused := callback_url_errors(settings, data["callback_url"])):
+            errors["callback_url"] = refused
+        if errors:
+            raise ValidationError(errors)
+
+
+class BatchCountsSchema(Schema):
+    queued = fields.Integer()
+    running = fields.Integer()
+    succeeded = fields.Integer()
+    failed = fields.Integer()
+    canceled = fields.Integer()
+
+
+class BatchSchema(Schema):
+    """Documents the resource built by `service.jobs.batches.batch_resource`."""
+
+    id = fields.String()
+    status = fields.String(
+        metadata={"enum": ["running", "done"], "description": "`done` once every job has ended (and stays so)."}
+    )
+    counts = fields.Nested(BatchCountsSchema, metadata={"description": "The jobs by their current status."})
+    job_ids = fields.List(fields.String(), metadata={"description": "In request order."})
+    created_at = fields.String()
+    finished_at = fields.String(allow_none=True)
+    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+    webhook = fields.Nested(WebhookSchema, allow_none=True, metadata={"description": "Set once the batch is done."})
+    links = fields.Dict(keys=fields.String(), values=fields.Raw(), metadata={"description": "`self`, and `jobs`: "
+                        "each job's URL, in request order."})  # fmt: skip

@@ -65,6 +65,8 @@ def supervised(connection: Redis, job_id: str, on_cancel: Callable[[], None]) ->
         return False
 
     connection.set(lease_key(job_id), 1, ex=LEASE_TTL_S)
+    if connection.exists(cancel_key(job_id)):
+        on_cancel()  # canceled before it began (say, dequeued as it was canceled): no call at all
     try:
         with polling(check, CHECK_INTERVAL_S, name=f"supervise-{job_id}"):
             yield

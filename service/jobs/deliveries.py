@@ -35,14 +35,21 @@ def new_webhook(url: str) -> dict[str, Any]:
 def queue_delivery(job: Job, payload: str) -> None:
     """Send `payload` (the job resource, JSON) to the job's callback URL as webhook
     `job.meta["webhook"]["id"]`."""
-    webhook = job.meta["webhook"]
-    Queue(WEBHOOK_QUEUE, connection=job.connection, serializer=SERIALIZER).enqueue(
+    enqueue_delivery(job.connection, job.meta["webhook"], payload, subject_id=job.id)
+
+
+def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *, subject_id: str,
+                     kind: str = "job") -> None:  # fmt: skip
+    """Queue the delivery task for `webhook`; `kind` says where its state is kept: on the
+    job `subject_id` ("job"), or on the batch `subject_id` ("batch")."""
+    kwargs = {"job_id": subject_id, "webhook_id": webhook["id"], "url": webhook["url"], "payload": payload}
+    Queue(WEBHOOK_QUEUE, connection=connection, serializer=SERIALIZER).enqueue(
         DELIVERY_TASK,
-        kwargs={"job_id": job.id, "webhook_id": webhook["id"], "url": webhook["url"], "payload": payload},
+        kwargs=kwargs if kind == "job" else {**kwargs, "kind": kind},
         job_timeout=DELIVERY_JOB_TIMEOUT_S,
         result_ttl=DELIVERY_RECORD_TTL_S,
         failure_ttl=DELIVERY_RECORD_TTL_S,
-        description=f"webhook {webhook['id']} for job {job.id}",
+        description=f"webhook {webhook['id']} for {kind} {subject_id}",
     )
 
 

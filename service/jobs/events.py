@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from redis import Redis
 from rq.job import Job
 
+from service.jobs.batches import job_ended as batch_job_ended
 from service.jobs.deliveries import new_webhook, queue_delivery
 from service.jobs.resource import job_resource
 from service.jobs.status import TERMINAL_STATUSES, public_status
@@ -77,4 +78,5 @@ def announce_end(job: Job) -> bool:
         pipe.execute()
     if callback_url:
         queue_delivery(job, payload)  # the webhook's body is the terminal event's resource
+    batch_job_ended(job)  # a job of a batch: the batch counts it (its last end fires the batch's webhook)
     return True

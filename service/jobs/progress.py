@@ -14,9 +14,11 @@ from typing import Any
 
 from rq.job import Job
 
-from service.jobs.control import completed_key
-from service.jobs.events import MAX_EVENTS, events_key, progress_event
+from service.config import Settings
+from service.jobs.control import cancel_key, completed_key
+from service.jobs.events import MAX_EVENTS, announced_key, events_key, progress_event
 from service.jobs.resource import job_result
+from service.jobs.status import FAILED
 from service.jobs.usage import UsageIncrements, job_usage
 
 # KEYS: job hash, completion marker, event stream[, usage hash]. ARGV: serialized meta,
@@ -60,11 +62,32 @@ def _save(
         raise Superseded(job.id)
 
 
-def start_attempt(job: Job) -> float:
+def start_new_run(job: Job, *, max_attempts: int) -> None:
+    """Make an ended job's next run a fresh one: a new deadline and attempt budget, no old
+    error, cancel or webhook, an empty event stream, its end announced afresh. `attempts`
+    keeps counting: it is every LLM call made for the job. The caller saves the job."""
+    meta = job.meta
+    meta.pop("deadline_at", None)
+    meta.update(
+        canceled_at=None, error=None, result=None, next_attempt_at=None, webhook=None,
+        attempt_limit=meta.get("attempts", 0) + max_attempts,
+    )  # fmt: skip
+    job.number_of_retries = 0  # RQ's own count, checked against the Retry a task returns
+    job.connection.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id))
+
+
+def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts) -> float:
     """Count the attempt, reset its progress, and return the job's deadline (epoch s).
 
-    The deadline is fixed at the first attempt: `timeout_s` bounds the whole job.
+    The deadline is fixed at the first attempt: `timeout_s` bounds the whole job. A job
+    whose announced end is `failed` was re-queued behind our back (rq-dashboard's requeue,
+    RQ's own `FailedJobRegistry.requeue`): it starts a new run, as `POST /retry` would.
+    Not so a `canceled` one: a worker that dequeued a job just as it was canceled in the
+    queue must still see the cancel request and stop (re-running a canceled job is
+    `POST /retry`'s job). A completed job stays completed: `_save` refuses it below.
     """
+    if job.connection.get(announced_key(job.id)) == FAILED.encode():
+        start_new_run(job, max_attempts=max_attempts)
     meta = job.meta
     meta["attempts"] = meta.get("attempts", 0) + 1
     meta.setdefault("deadline_at", time.time() + meta["timeout_s"])

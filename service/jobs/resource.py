@@ -32,12 +32,12 @@ def job_resource(job: Job) -> dict[str, Any]:
         "result": job_result(job) if status == SUCCEEDED else None,
         "error": error if status != SUCCEEDED else None,
         "attempts": meta.get("attempts", 0),
-        "next_attempt_at": _iso(datetime.fromtimestamp(next_attempt_at, UTC)) if next_attempt_at else None,
-        "created_at": _iso(job.created_at),
-        "started_at": _iso(job.started_at),
-        "finished_at": _iso(job.ended_at) if status in TERMINAL_STATUSES else None,
+        "next_attempt_at": iso_timestamp(datetime.fromtimestamp(next_attempt_at, UTC)) if next_attempt_at else None,
+        "created_at": iso_timestamp(job.created_at),
+        "started_at": iso_timestamp(job.started_at),
+        "finished_at": iso_timestamp(job.ended_at) if status in TERMINAL_STATUSES else None,
         "metadata": meta.get("metadata", {}),
-        "webhook": _webhook(meta.get("webhook")),
+        "webhook": webhook_view(meta.get("webhook")),
         "links": {"self": job_path(job.id)},
     }
 
@@ -48,12 +48,12 @@ def job_result(job: Job) -> dict[str, Any] | None:
     return {"text": job.meta.get("text", ""), **result} if result else None
 
 
-def _webhook(state: dict[str, Any] | None) -> dict[str, Any] | None:
+def webhook_view(state: dict[str, Any] | None) -> dict[str, Any] | None:
     if state is None:
         return None
     due = state.get("next_attempt_at")
-    return {**state, "next_attempt_at": _iso(datetime.fromtimestamp(due, UTC)) if due else None}
+    return {**state, "next_attempt_at": iso_timestamp(datetime.fromtimestamp(due, UTC)) if due else None}
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso_timestamp(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None

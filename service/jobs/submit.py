@@ -10,6 +10,7 @@ from redis.exceptions import WatchError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
+from rq.queue import EnqueueData
 
 from service.jobs import index
 from service.jobs.idempotency import IdempotencyClaim
@@ -22,6 +23,17 @@ RQ_TIMEOUT_GRACE_S = 30
 
 
 @dataclass(frozen=True)
+class NewJob:
+    """One job as a client asked for it, validated: the LLM request and our fields around it."""
+
+    priority: str
+    request: dict[str, Any]
+    metadata: dict[str, str]
+    timeout_s: int
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
 class Submitted:
     job: Job
     created: bool  # False: an earlier request with the same Idempotency-Key created it
@@ -29,42 +41,19 @@ class Submitted:
 
 def submit_job(
     connection: Redis,
-    queue: Queue,
+    queues: dict[str, Queue],
+    new: NewJob,
     *,
     client: str,
-    request: dict[str, Any],
-    metadata: dict[str, str],
-    timeout_s: int,
     max_attempts: int,
     result_ttl_s: int,
-    callback_url: str | None = None,
     idempotency: IdempotencyClaim | None = None,
 ) -> Submitted:
-    """Create the RQ job (our fields in meta), push it and index it for its client, atomically."""
-    job_id = new_job_id()
-    meta = {
-        "client": client,
-        "priority": queue.name,
-        "model": request["model"],
-        "metadata": metadata,
-        "timeout_s": timeout_s,
-        "attempts": 0,
-        "attempt_limit": max_attempts,  # fixed per job, like its deadline
-        "output_tokens": 0,
-        "text": "",
-        "callback_url": callback_url,
-    }
-    data = Queue.prepare_data(
-        LLM_TASK,
-        kwargs={"request": request},
-        job_id=job_id,
-        timeout=timeout_s + RQ_TIMEOUT_GRACE_S,
-        result_ttl=result_ttl_s,
-        failure_ttl=result_ttl_s,
-        meta=meta,
-        # Shown in rq-dashboard; the default would be the whole call, prompt included.
-        description=f"{request['model']} for {client}",
-    )
+    """Create the RQ job (our fields in meta), push it on its priority's queue and index it
+    for its client, atomically."""
+    queue = queues[new.priority]
+    data = prepare_job(new, client=client, max_attempts=max_attempts, result_ttl_s=result_ttl_s)
+    job_id = data.job_id
     with connection.pipeline() as pipe:
         while True:
             try:
@@ -81,6 +70,37 @@ def submit_job(
                 return Submitted(job, created=True)
             except WatchError:
                 continue  # the key was stored meanwhile: read it again
+
+
+def prepare_job(
+    new: NewJob, *, client: str, max_attempts: int, result_ttl_s: int, batch_id: str | None = None
+) -> EnqueueData:
+    """One new job's RQ data (our fields in meta), ready for `queue.enqueue_many`."""
+    meta = {
+        "client": client,
+        "priority": new.priority,
+        "model": new.request["model"],
+        "metadata": new.metadata,
+        "timeout_s": new.timeout_s,
+        "attempts": 0,
+        "attempt_limit": max_attempts,  # fixed per job, like its deadline
+        "output_tokens": 0,
+        "text": "",
+        "callback_url": new.callback_url,
+    }
+    if batch_id is not None:
+        meta["batch_id"] = batch_id
+    return Queue.prepare_data(
+        LLM_TASK,
+        kwargs={"request": new.request},
+        job_id=new_job_id(),
+        timeout=new.timeout_s + RQ_TIMEOUT_GRACE_S,
+        result_ttl=result_ttl_s,
+        failure_ttl=result_ttl_s,
+        meta=meta,
+        # Shown in rq-dashboard; the default would be the whole call, prompt included.
+        description=f"{new.request['model']} for {client}",
+    )
 
 
 def _earlier_job(connection: Redis, stored: bytes | None, claim: IdempotencyClaim) -> Job | None:

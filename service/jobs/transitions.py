@@ -8,9 +8,10 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
 from rq.utils import now, utcformat
 
-from service.jobs.control import cancel_key, request_cancel
+from service.jobs.control import request_cancel
 from service.jobs.deliveries import queue_delivery
-from service.jobs.events import announce_end, announced_key, events_key
+from service.jobs.events import announce_end
+from service.jobs.progress import start_new_run
 from service.jobs.resource import job_resource
 from service.jobs.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, public_status
 
@@ -46,20 +47,13 @@ def rerun_job(job: Job, *, max_attempts: int) -> None:
     status = public_status(job)
     if status not in (FAILED, CANCELED):
         raise InvalidTransition(f"only a failed or canceled job can be retried; this one is {status}")
-    meta = job.meta
-    meta.pop("deadline_at", None)
-    meta.update(
-        canceled_at=None, error=None, result=None, next_attempt_at=None, webhook=None,
-        attempt_limit=meta.get("attempts", 0) + max_attempts,
-    )  # fmt: skip
-    job.number_of_retries = 0  # RQ's own count, checked against the Retry a task returns
     registry = (
         CanceledJobRegistry(job.origin, job.connection, serializer=job.serializer)
         if job.get_status(refresh=False) == JobStatus.CANCELED
         else job.failed_job_registry
     )
     # A new run, a new story: its stream starts empty and its end is announced afresh.
-    job.connection.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id))
+    start_new_run(job, max_attempts=max_attempts)
     registry.requeue(job)  # saves the job, meta included, and pushes it on its queue
 
 

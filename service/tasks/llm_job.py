@@ -41,7 +41,7 @@ def run_llm_job(request: dict[str, Any]) -> dict[str, Any] | Retry | None:
 
 
 def _attempt(job: Job, request: LLMRequest, settings: Settings) -> dict[str, Any] | Retry:
-    stop = StopToken(deadline=start_attempt(job))
+    stop = StopToken(deadline=start_attempt(job, max_attempts=settings.max_attempts))
     progress = ProgressRecorder(job, settings.progress_interval_s)
     try:
         with supervised(job.connection, job.id, on_cancel=stop.cancel):

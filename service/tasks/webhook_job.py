@@ -7,16 +7,19 @@ from typing import Any
 from rq import Retry, get_current_job
 
 from service.config import load_settings
+from service.jobs.batches import update_batch_delivery
 from service.jobs.deliveries import update_delivery
 from service.jobs.retry_policy import rq_retry
 from service.webhooks.delivery import next_wait_s, send
 
 
-def deliver_webhook(job_id: str, webhook_id: str, url: str, payload: str) -> dict[str, Any] | Retry:
+def deliver_webhook(job_id: str, webhook_id: str, url: str, payload: str, kind: str = "job") -> dict[str, Any] | Retry:
+    """One attempt; `job_id` names what the webhook is about: a job, or a batch when `kind` is "batch"."""
     settings = load_settings()
     if settings.webhook_secret is None:
         raise RuntimeError("WEBHOOK_SECRET is not set on this worker: webhooks cannot be signed")
     delivery = get_current_job()
+    update = update_batch_delivery if kind == "batch" else update_delivery
     attempt = (delivery.number_of_retries or 0) + 1
     outcome = send(
         url, payload, webhook_id=webhook_id, secret=settings.webhook_secret,
@@ -26,8 +29,8 @@ def deliver_webhook(job_id: str, webhook_id: str, url: str, payload: str) -> dic
     wait = None if outcome.final else next_wait_s(attempt, settings.webhook_retry_schedule_s, outcome.retry_after_s)
     if wait is None:
         state = "delivered" if outcome.delivered else "gone" if outcome.status_code == 410 else "failed"
-        update_delivery(delivery.connection, job_id, webhook_id, state=state, next_attempt_at=None, **record)
+        update(delivery.connection, job_id, webhook_id, state=state, next_attempt_at=None, **record)
         return {"state": state, **record}
     retry, due_at = rq_retry(wait, max_retries=len(settings.webhook_retry_schedule_s))
-    update_delivery(delivery.connection, job_id, webhook_id, state="pending", next_attempt_at=due_at, **record)
+    update(delivery.connection, job_id, webhook_id, state="pending", next_attempt_at=due_at, **record)
     return retry

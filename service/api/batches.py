@@ -1,0 +1,67 @@
+"""/v1/batches: submit many jobs in one request, and follow them as a whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from service.api.auth import current_client, require_client
+from service.api.context import app_context
+from service.api.jobs import new_job_of, require_json_body
+from service.api.limits import limiter, refuse_if_full, submit_limit
+from service.api.schemas import BatchRequestSchema, BatchSchema
+from service.jobs.batches import batch_resource, fetch_client_batch, submit_batch
+
+blp = Blueprint(
+    "batches", __name__, url_prefix="/v1/batches", description="Submit many jobs at once and follow them as a whole."
+)
+blp.before_request(require_client)
+blp.before_request(require_json_body)
+LOCATION = {"Location": {"description": "The batch's URL", "schema": {"type": "string"}}}
+
+
+@blp.route("")
+class BatchCollection(MethodView):
+    @limiter.limit(submit_limit, error_message="over your submit limit (RATE_LIMIT); retry after Retry-After seconds")
+    @blp.arguments(BatchRequestSchema)
+    @blp.response(202, BatchSchema, headers=LOCATION, description="Every job queued.")
+    @blp.alt_response(429, description="Over your submit limit (one batch counts once); see Retry-After.")
+    @blp.alt_response(503, description="A target queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
+    def post(self, body: dict[str, Any]):
+        """Queue up to MAX_BATCH_JOBS jobs: all are validated first, then all are queued in one step."""
+        ctx = app_context()
+        settings = ctx.settings
+        jobs = [new_job_of(job, settings) for job in body["jobs"]]
+        for priority in dict.fromkeys(job.priority for job in jobs):
+            refuse_if_full(ctx.queues[priority])
+        submitted = submit_batch(
+            ctx.redis,
+            ctx.queues,
+            current_client(),
+            jobs,
+            max_attempts=settings.max_attempts,
+            result_ttl_s=settings.result_ttl_s,
+            metadata=body["metadata"],
+            callback_url=body.get("callback_url"),
+        )
+        resource = batch_resource(ctx.redis, submitted.record, submitted.jobs)
+        return resource, 202, {"Location": resource["links"]["self"]}
+
+
+@blp.route("/<batch_id>")
+class BatchItem(MethodView):
+    @blp.response(200, BatchSchema)
+    def get(self, batch_id: str):
+        """One of your batches: its jobs' counts by status, and their ids."""
+        return own_batch(batch_id)
+
+
+def own_batch(batch_id: str) -> dict[str, Any]:
+    """The caller's batch resource, or a 404 (also for another client's batch)."""
+    redis = app_context().redis
+    record = fetch_client_batch(redis, current_client(), batch_id)
+    if record is None:
+        abort(404, message=f"no batch {batch_id!r}")
+    return batch_resource(redis, record)

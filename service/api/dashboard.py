@@ -1,0 +1,95 @@
+"""rq-dashboard at /dashboard/, for operators: behind HTTP basic auth, exempt from the
+client rate limits, and reading our JSON-serialized jobs.
+
+Off unless DASHBOARD_USERNAME and DASHBOARD_PASSWORD are set: then /dashboard/ is a 404
+like any unknown route.
+"""
+
+from __future__ import annotations
+
+import hmac
+from functools import partial
+from typing import Any
+
+import rq_dashboard
+import rq_dashboard.web
+from flask import Flask, request
+from flask_smorest import abort
+from rq import Queue, Worker, requeue_job
+from rq.job import Job
+
+from service.api.limits import limiter
+from service.config import Settings
+from service.jobs.queues import PRIORITIES, SERIALIZER, WEBHOOK_QUEUE
+
+URL_PREFIX = "/dashboard"
+REALM = 'Basic realm="llm-jobs dashboard"'
+ALL_QUEUES = (*PRIORITIES, WEBHOOK_QUEUE)
+
+
+class _JsonJob(Job):
+    """A Job that reads our JSON serializer unless told otherwise."""
+
+    @classmethod
+    def fetch(cls, id: str, connection: Any = None, serializer: Any = None) -> Job:
+        return super().fetch(id, connection=connection, serializer=serializer or SERIALIZER)
+
+
+class _JsonQueue(Queue):
+    """Queues read with our JSON serializer; `all()` lists ours even before their first job."""
+
+    @classmethod
+    def all(cls, connection: Any, *args: Any, **kwargs: Any) -> list:
+        kwargs["serializer"] = kwargs.get("serializer") or SERIALIZER
+        found = super().all(connection, *args, **kwargs)
+        seen = {queue.name for queue in found}
+        ours = [cls(name, connection=connection, serializer=SERIALIZER) for name in ALL_QUEUES if name not in seen]
+        return found + ours
+
+
+class _JsonWorker(Worker):
+    """Workers whose current job is read with our JSON serializer."""
+
+    @classmethod
+    def all(cls, *args: Any, **kwargs: Any) -> list:
+        kwargs["serializer"] = kwargs.get("serializer") or SERIALIZER
+        return super().all(*args, **kwargs)
+
+
+def _use_json_serializer() -> None:
+    """rq-dashboard 0.9 reads jobs with pickle unless told otherwise. Its `config.serializer`
+    (the CLI's --serializer) covers its queue and registry views; the views that call
+    `Job.fetch`, `requeue_job`, `Queue.all` or `Worker.all` without a serializer (job page,
+    requeue, delete, queues, workers) get JSON-defaulting stand-ins for those names in its
+    module."""
+    web = rq_dashboard.web
+    web.config.serializer = SERIALIZER
+    web.Job = _JsonJob
+    web.Queue = _JsonQueue
+    web.Worker = _JsonWorker
+    web.requeue_job = partial(requeue_job, serializer=SERIALIZER)
+
+
+def mount_dashboard(app: Flask, settings: Settings) -> None:
+    if settings.dashboard_username is None or settings.dashboard_password is None:
+        return
+    username, password = settings.dashboard_username.encode(), settings.dashboard_password.encode()
+
+    def require_operator() -> None:
+        auth = request.authorization
+        given_user = (auth.username or "").encode() if auth and auth.type == "basic" else b""
+        given_password = (auth.password or "").encode() if auth and auth.type == "basic" else b""
+        # Both compared, always: the time taken says nothing about which one was wrong.
+        user_ok = hmac.compare_digest(given_user, username)
+        password_ok = hmac.compare_digest(given_password, password)
+        if not (user_ok and password_ok):
+            abort(401, message="operator credentials required", headers={"WWW-Authenticate": REALM})
+
+    _use_json_serializer()
+    app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
+    rq_dashboard.web.setup_rq_connection(app)
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
+    # On the app, keyed by the blueprint, and first: the blueprint is a module global that
+    # Flask will not let us change once registered, and its own hook opens connections.
+    app.before_request_funcs.setdefault(rq_dashboard.blueprint.name, []).insert(0, require_operator)
+    limiter.exempt(rq_dashboard.blueprint)

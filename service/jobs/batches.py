@@ -1,0 +1,165 @@
+"""Batches: many jobs queued in one request and one MULTI/EXEC, followed as a whole.
+
+A batch is a hash `llmjobs:batch:<id>` (client, job ids, created_at, remaining count,
+callback_url, metadata; later finished_at and the webhook's delivery state) that lives
+RESULT_TTL_S. Each of its jobs carries `batch_id` in its meta. When a job's end is
+announced (`service.jobs.events.announce_end`, once per end), `job_ended` counts it,
+once per job however often it runs: the call that counts the last job sets `finished_at`
+and queues the batch's webhook. A job re-run after that does not reopen the batch: it
+stays `done`, while its counts always show the jobs' current statuses.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+
+from service.jobs import index
+from service.jobs.deliveries import enqueue_delivery, new_webhook
+from service.jobs.ids import is_job_id, new_job_id
+from service.jobs.queues import SERIALIZER
+from service.jobs.resource import iso_timestamp, job_path, webhook_view
+from service.jobs.status import PUBLIC_STATUSES, public_status
+from service.jobs.submit import NewJob, prepare_job
+
+RUNNING, DONE = "running", "done"
+
+# KEYS[1] the batch; ARGV[1] the job that ended, ARGV[2] now (ISO). Counts each job once
+# (a re-run job ends again), and only in a batch that still exists. Returns the jobs left,
+# or -1 when nothing was counted.
+_COUNT_END = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HSETNX', KEYS[1], 'ended:' .. ARGV[1], 1) == 0 then return -1 end
+local left = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
+if left == 0 then redis.call('HSET', KEYS[1], 'finished_at', ARGV[2]) end
+return left
+"""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    record: dict[str, Any]  # as `fetch_client_batch` returns it
+    jobs: list[Job]  # in request order
+
+
+def batch_key(batch_id: str) -> str:
+    return f"llmjobs:batch:{batch_id}"
+
+
+def batch_path(batch_id: str) -> str:
+    return f"/v1/batches/{batch_id}"
+
+
+def submit_batch(
+    connection: Redis,
+    queues: dict[str, Queue],
+    client: str,
+    jobs: list[NewJob],
+    *,
+    max_attempts: int,
+    result_ttl_s: int,
+    metadata: dict[str, str] | None = None,
+    callback_url: str | None = None,
+) -> Submitted:
+    """Store every job, enqueue each on its priority's queue, index them for the client and
+    store the batch record: all in one MULTI/EXEC."""
+    batch_id = new_job_id()
+    datas = [
+        prepare_job(job, client=client, max_attempts=max_attempts, result_ttl_s=result_ttl_s, batch_id=batch_id)
+        for job in jobs
+    ]
+    by_queue: dict[str, list] = {}
+    for data in datas:
+        by_queue.setdefault(data.meta["priority"], []).append(data)
+    record = {
+        "client": client,
+        "job_ids": json.dumps([data.job_id for data in datas]),  # request order
+        "created_at": iso_timestamp(datetime.now(UTC)),
+        "remaining": len(datas),
+        "callback_url": callback_url or "",
+        "metadata": json.dumps(metadata or {}),
+    }
+    enqueued: dict[str, Job] = {}
+    with connection.pipeline() as pipe:  # MULTI/EXEC
+        for name, group in by_queue.items():
+            for job in queues[name].enqueue_many(group, pipeline=pipe):
+                index.add(pipe, client, job.id, job.created_at)
+                enqueued[job.id] = job
+        pipe.hset(batch_key(batch_id), mapping=record)
+        pipe.expire(batch_key(batch_id), result_ttl_s)
+        pipe.execute()
+    return Submitted({**record, "id": batch_id}, [enqueued[data.job_id] for data in datas])
+
+
+def fetch_client_batch(connection: Redis, client: str, batch_id: str) -> dict[str, str] | None:
+    """The batch record, or None if it does not exist or belongs to someone else (both look alike)."""
+    if not is_job_id(batch_id):
+        return None
+    record = {k.decode(): v.decode() for k, v in connection.hgetall(batch_key(batch_id)).items()}
+    if record.get("client") != client:
+        return None
+    return {**record, "id": batch_id}
+
+
+def batch_resource(connection: Redis, record: dict[str, Any], jobs: list[Job | None] | None = None) -> dict[str, Any]:
+    """The public batch resource: built here and nowhere else. Its jobs are read in one
+    round trip, unless the caller has them already (just enqueued)."""
+    job_ids = json.loads(record["job_ids"])
+    if jobs is None:
+        jobs = Job.fetch_many(job_ids, connection=connection, serializer=SERIALIZER)
+    counts = dict.fromkeys(PUBLIC_STATUSES, 0)
+    for job in jobs:
+        if job is not None:  # a job past its result TTL is no longer counted
+            counts[public_status(job)] += 1
+    finished_at = record.get("finished_at") or None
+    return {
+        "id": record["id"],
+        "status": DONE if finished_at else RUNNING,
+        "counts": counts,
+        "job_ids": job_ids,
+        "created_at": record["created_at"],
+        "finished_at": finished_at,
+        "metadata": json.loads(record.get("metadata") or "{}"),
+        "webhook": webhook_view(json.loads(record["webhook"])) if record.get("webhook") else None,
+        "links": {"self": batch_path(record["id"]), "jobs": [job_path(job_id) for job_id in job_ids]},
+    }
+
+
+def job_ended(job: Job) -> None:
+    """Count the end of a job of a batch (called by `announce_end`, once per end). The call
+    that counts the last job marks the batch done and queues its webhook, if it has one."""
+    batch_id = job.meta.get("batch_id")
+    if not batch_id:
+        return
+    connection = job.connection
+    left = connection.register_script(_COUNT_END)(
+        keys=[batch_key(batch_id)], args=[job.id, iso_timestamp(datetime.now(UTC))]
+    )
+    if left != 0:
+        return
+    record = {k.decode(): v.decode() for k, v in connection.hgetall(batch_key(batch_id)).items()}
+    if not record.get("callback_url"):
+        return
+    webhook = new_webhook(record["callback_url"])
+    record.update(id=batch_id, webhook=json.dumps(webhook))
+    connection.hset(batch_key(batch_id), "webhook", record["webhook"])
+    payload = json.dumps(batch_resource(connection, record))
+    enqueue_delivery(connection, webhook, payload, subject_id=batch_id, kind="batch")
+
+
+def update_batch_delivery(connection: Redis, batch_id: str, webhook_id: str, **changes: Any) -> None:
+    """Record a delivery attempt's outcome on the batch (only the delivery task writes it)."""
+    raw = connection.hget(batch_key(batch_id), "webhook")
+    if raw is None:
+        return  # the batch expired
+    webhook = json.loads(raw)
+    if webhook["id"] != webhook_id:
+        return
+    webhook.update(changes)
+    connection.hset(batch_key(batch_id), "webhook", json.dumps(webhook))

@@ -1,0 +1,59 @@
+"""The periodic clean-up that the scheduler enqueues (see service.jobs.scheduler)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from rq import get_current_job
+
+from service.config import load_settings
+from service.jobs import cleanup
+
+log = logging.getLogger(__name__)
+
+# One hash of totals plus the last runs, for operators (and tests) to see that it runs.
+RUNS_KEY = "llmjobs:maintenance:runs"
+RECENT_KEY = "llmjobs:maintenance:recent"
+RECENT_KEPT = 100
+# A run still going when the next is due (a huge keyspace) makes the next one skip.
+LOCK_KEY = "llmjobs:maintenance:lock"
+
+
+def run_cleanup() -> dict[str, Any]:
+    """Prune indexes and orphan keys, fill in lost TTLs, clean RQ's registries."""
+    job = get_current_job()
+    connection = job.connection
+    settings = load_settings()
+    lock_ttl = int(job.timeout or 600)
+    token = uuid.uuid4().hex
+    if not connection.set(LOCK_KEY, token, nx=True, ex=lock_ttl):
+        log.info("clean-up skipped: the previous run is still going")
+        return {"skipped": True}
+    started = time.time()
+    try:
+        counts: dict[str, Any] = {"index_entries": cleanup.prune_client_indexes(connection)}
+        counts.update(
+            cleanup.prune_orphan_job_keys(
+                connection,
+                idempotency_ttl_s=settings.idempotency_ttl_s,
+                usage_retention_days=settings.usage_retention_days,
+            )
+        )
+        counts["registry_entries"] = cleanup.clean_rq_registries(connection)
+    finally:
+        if connection.get(LOCK_KEY) == token.encode():  # not another run's, had ours lapsed
+            connection.delete(LOCK_KEY)
+    enqueued_at = job.enqueued_at.timestamp() if job.enqueued_at else None
+    record = {"enqueued_at": enqueued_at, "started_at": started, "seconds": round(time.time() - started, 3), **counts}
+    with connection.pipeline() as pipe:
+        pipe.hincrby(RUNS_KEY, "runs", 1)
+        pipe.hset(RUNS_KEY, "last", json.dumps(record))
+        pipe.lpush(RECENT_KEY, json.dumps(record))
+        pipe.ltrim(RECENT_KEY, 0, RECENT_KEPT - 1)
+        pipe.execute()
+    log.info("clean-up done in %.3f s: %s", record["seconds"], counts)
+    return counts

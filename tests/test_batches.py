@@ -1,0 +1,181 @@
+"""Batches: many jobs in one request, validated together, queued in one MULTI/EXEC, and
+followed as a whole (counts by status, one webhook when every job has ended)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+import requests
+from standardwebhooks import Webhook
+
+from service.app import create_app
+from service.jobs.batches import batch_key
+from tests.conftest import ALICE, BOB, counting_redis_calls, wait_for
+from tests.test_end_to_end import get
+from tests.test_webhooks import SECRET, WEBHOOKS_ON, Receiver
+
+ZERO = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "canceled": 0}
+
+
+def post_batch(api: str, body: dict, headers: dict = ALICE) -> requests.Response:
+    return requests.post(f"{api}/v1/batches", json=body, headers=headers, timeout=10)
+
+
+def get_batch(api: str, batch_id: str, headers: dict = ALICE) -> dict:
+    response = requests.get(f"{api}/v1/batches/{batch_id}", headers=headers, timeout=10)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_until_done(api: str, batch_id: str, timeout: float = 20) -> dict:
+    return wait_for(
+        lambda: (batch := get_batch(api, batch_id))["status"] == "done" and batch, timeout, what=f"batch {batch_id}"
+    )
+
+
+def test_a_batch_of_mixed_outcomes_is_counted_until_done(start_api, start_worker, redis_conn):
+    api = start_api()
+    prompts = ["a [[fake: tokens=3]]", "b [[fake: tokens=3]]", "c [[fake: error=400]]", "d [[fake: tokens=3]]"]
+    jobs = [{"prompt": p, "metadata": {"i": str(i)}} for i, p in enumerate(prompts)]
+    jobs[1]["priority"] = "high"
+    response = post_batch(api, {"jobs": jobs, "metadata": {"run": "r1"}})
+    assert response.status_code == 202, response.text
+    batch = response.json()
+    assert response.headers["Location"] == f"/v1/batches/{batch['id']}" == batch["links"]["self"]
+    assert batch["status"] == "running" and batch["finished_at"] is None and batch["webhook"] is None
+    assert batch["counts"] == {**ZERO, "queued": 4}
+    assert batch["metadata"] == {"run": "r1"}
+    ids = batch["job_ids"]
+    assert batch["links"]["jobs"] == [f"/v1/jobs/{job_id}" for job_id in ids]
+    # in request order, each a job of the client's own, on its own priority's queue
+    assert [get(api, job_id)["metadata"] for job_id in ids] == [{"i": str(i)} for i in range(4)]
+    assert [get(api, job_id)["priority"] for job_id in ids] == ["default", "high", "default", "default"]
+    assert requests.get(f"{api}/v1/jobs/{ids[0]}", headers=BOB, timeout=10).status_code == 404
+
+    canceled = requests.post(f"{api}/v1/jobs/{ids[3]}/cancel", headers=ALICE, timeout=10)
+    assert canceled.status_code == 200, canceled.text
+    assert get_batch(api, batch["id"])["counts"] == {**ZERO, "queued": 3, "canceled": 1}
+
+    start_worker()
+    done = wait_until_done(api, batch["id"])
+    assert done["counts"] == {**ZERO, "succeeded": 2, "failed": 1, "canceled": 1}
+    assert done["finished_at"] and done["finished_at"] >= done["created_at"]
+    assert done["job_ids"] == ids
+    assert [get(api, job_id)["status"] for job_id in ids] == ["succeeded", "succeeded", "failed", "canceled"]
+
+    # A re-run of one of its jobs does not reopen the batch, nor count that job twice.
+    rerun = requests.post(f"{api}/v1/jobs/{ids[2]}/retry", headers=ALICE, timeout=10)
+    assert rerun.status_code == 202, rerun.text
+    wait_for(lambda: (j := get(api, ids[2]))["status"] == "failed" and j["attempts"] == 2, what="the re-run to end")
+    again = get_batch(api, batch["id"])
+    assert (again["status"], again["finished_at"]) == ("done", done["finished_at"])
+    assert again["counts"] == done["counts"]
+    assert int(redis_conn.hget(batch_key(batch["id"]), "remaining")) == 0
+
+
+@pytest.fixture
+def small_batches(service_env, monkeypatch):
+    """The app in-process with MAX_BATCH_JOBS=3."""
+    for name in ("REDIS_URL", "API_KEYS", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.setenv(name, service_env[name])
+    monkeypatch.setenv("MAX_BATCH_JOBS", "3")
+    return create_app().test_client()
+
+
+def nothing_enqueued(connection: redis.Redis) -> bool:
+    queued = sum(connection.llen(f"rq:queue:{name}") for name in ("high", "default", "low"))
+    return queued == 0 and not connection.keys("rq:job:*") and not connection.keys("llmjobs:batch:*")
+
+
+def test_one_invalid_job_refuses_the_whole_batch_naming_its_index(small_batches, redis_conn):
+    body = {"jobs": [{"prompt": "ok"}, {"prompt": "ok", "max_tokens": 0}, {"prompt": "ok", "priority": "urgent"}]}
+    response = small_batches.post("/v1/batches", json=body, headers=ALICE)
+    assert response.status_code == 422, response.text
+    error = response.get_json()
+    assert error["code"] == 422 and error["status"] == "Unprocessable Entity"
+    assert set(error["errors"]["json"]["jobs"]) == {"1", "2"}
+    assert "max_tokens" in error["errors"]["json"]["jobs"]["1"]
+    assert "priority" in error["errors"]["json"]["jobs"]["2"]
+    assert "jobs.1.max_tokens" in error["message"]
+    assert nothing_enqueued(redis_conn)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param({"jobs": [{"prompt": "hi"}] * 4}, "jobs", id="over-MAX_BATCH_JOBS"),
+        pytest.param({"jobs": []}, "jobs", id="empty"),
+        pytest.param({}, "jobs", id="no-jobs"),
+        pytest.param({"jobs": [{"prompt": "hi"}], "color": "red"}, "color", id="unknown-field"),
+        pytest.param({"jobs": [{"prompt": "hi", "color": "red"}]}, "jobs", id="unknown-job-field"),
+        pytest.param({"jobs": [{"prompt": "hi"}], "callback_url": "http://127.0.0.1/x"}, "callback_url", id="hook"),
+        pytest.param({"jobs": [{"prompt": "hi"}], "metadata": {"k": 1}}, "metadata", id="metadata"),
+    ],
+)
+def test_bad_batches_are_422_and_enqueue_nothing(small_batches, redis_conn, body, field):
+    response = small_batches.post("/v1/batches", json=body, headers=ALICE)
+    assert response.status_code == 422, response.text
+    assert field in response.get_json()["errors"]["json"]
+    assert nothing_enqueued(redis_conn)
+
+
+def test_a_batch_of_max_size_is_accepted_and_only_its_owner_sees_it(small_batches):
+    response = small_batches.post("/v1/batches", json={"jobs": [{"prompt": "hi"}] * 3}, headers=ALICE)
+    assert response.status_code == 202, response.text
+    batch_id = response.get_json()["id"]
+    assert small_batches.get(f"/v1/batches/{batch_id}", headers=ALICE).status_code == 200
+    for path, headers in [(batch_id, BOB), ("0" * 32, ALICE), ("not-an-id", ALICE)]:
+        missing = small_batches.get(f"/v1/batches/{path}", headers=headers)
+        assert missing.status_code == 404 and missing.get_json()["code"] == 404
+    assert small_batches.get(f"/v1/batches/{batch_id}").status_code == 401
+
+
+def test_a_batch_is_enqueued_in_one_pipeline(client, redis_conn, monkeypatch):
+    body = {"jobs": [{"prompt": "a"}, {"prompt": "b", "priority": "high"}, {"prompt": "c", "priority": "low"}]}
+    assert client.post("/v1/batches", json=body, headers=ALICE).status_code == 202  # warm-up: server version
+    with counting_redis_calls() as calls:
+        response = client.post("/v1/batches", json=body, headers=ALICE)
+
+    assert response.status_code == 202, response.text
+    assert calls["pipeline"] == 1  # every job, the client index and the batch record: one MULTI/EXEC
+    assert calls["command"].count("LLEN") == 3  # back-pressure, one read per target queue
+    assert set(calls["command"]) <= {"LLEN", "EVALSHA"}
+    assert redis_conn.llen("rq:queue:default") == 2 and redis_conn.llen("rq:queue:high") == 2
+
+
+@pytest.fixture
+def batch_receiver():
+    receiver = Receiver()
+    server = receiver.serve()
+    yield receiver
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_callback_fires_once_when_the_whole_batch_is_done(start_api, start_worker, batch_receiver):
+    api = start_api(**WEBHOOKS_ON)
+    start_worker(**WEBHOOKS_ON)
+    start_worker("webhooks", **WEBHOOKS_ON)
+    jobs = [{"prompt": "a [[fake: tokens=3]]"}, {"prompt": "b [[fake: error=400]]"}, {"prompt": "c [[fake: tokens=5]]"}]
+    response = post_batch(api, {"jobs": jobs, "callback_url": batch_receiver.url})
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["id"]
+
+    hook = wait_for(
+        lambda: (h := get_batch(api, batch_id)["webhook"]) and h["state"] == "delivered" and h,
+        timeout=20,
+        what="the batch's webhook to be delivered",
+    )
+    time.sleep(0.5)  # nothing else comes
+    (delivery,) = batch_receiver.deliveries
+    headers = {k.lower(): v for k, v in delivery.headers.items()}
+    assert headers["webhook-id"] == hook["id"]
+    body = Webhook(SECRET).verify(delivery.body, headers)
+    assert body == json.loads(delivery.body)
+    assert body["id"] == batch_id and body["status"] == "done" and body["finished_at"]
+    assert body["counts"] == {**ZERO, "succeeded": 2, "failed": 1}
+    assert body["webhook"]["state"] == "pending"  # as it was when sent
+    assert (hook["attempts"], hook["last_status_code"], hook["url"]) == (1, 200, batch_receiver.url)
