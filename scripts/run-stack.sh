@@ -34,6 +34,10 @@ if [ -z "${WEBHOOK_SECRET:-}" ]; then
   [ -s .run/webhook-secret ] || python -c "import base64, secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())" > .run/webhook-secret
   export WEBHOOK_SECRET="$(cat .run/webhook-secret)"
 fi
+if [ -z "${DASHBOARD_USERNAME:-}${DASHBOARD_PASSWORD:-}" ]; then
+  [ -s .run/dashboard-password ] || python -c "import secrets; print(secrets.token_urlsafe(18))" > .run/dashboard-password
+  export DASHBOARD_USERNAME=operator DASHBOARD_PASSWORD="$(cat .run/dashboard-password)"
+fi
 # Local development: let callbacks reach receivers on this machine.
 export CALLBACK_ALLOWED_NETWORKS="${CALLBACK_ALLOWED_NETWORKS-127.0.0.1/32,::1/128}"
 
@@ -41,6 +45,7 @@ cat <<MSG
 
   API        http://127.0.0.1:$API_PORT/v1/jobs
   API docs   http://127.0.0.1:$API_PORT/docs   (OpenAPI: /openapi.json)
+  Dashboard  http://127.0.0.1:$API_PORT/dashboard/   (user $DASHBOARD_USERNAME, password in .run/dashboard-password)
 
   Submit a job, then read it back (the id is in the first answer):
     curl -s -X POST http://127.0.0.1:$API_PORT/v1/jobs -H "Authorization: Bearer $key" \\
