@@ -19,12 +19,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service.config import SettingsError, load_settings
 from service.jobs.connection import wait_until_reachable, worker_connection
 from service.jobs.scheduler import MaintainingScheduler, register_periodic_jobs
+from service.logs import configure_logging
 
 log = logging.getLogger("scheduler")
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging("scheduler")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between polls (default 5)")
     parser.add_argument("--burst", action="store_true", help="one poll, then exit")

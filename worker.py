@@ -9,7 +9,6 @@ that dies (say, during a Redis outage) is replaced; its job is recovered by the 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from rq.worker_pool import WorkerPool
@@ -18,11 +17,12 @@ from service.config import SettingsError, load_settings
 from service.jobs.connection import wait_until_reachable, worker_connection
 from service.jobs.queues import PRIORITIES, SERIALIZER, WEBHOOK_QUEUE
 from service.jobs.worker import LLMWorker
+from service.logs import configure_logging
 from service.tasks import llm_job, webhook_job  # noqa: F401  (imported here, so forked job processes start warm)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging("worker")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     known = (*PRIORITIES, WEBHOOK_QUEUE)
     parser.add_argument(

@@ -6,6 +6,7 @@ scheduled registry (status `queued`) without holding a worker slot.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from rq import Retry, get_current_job
@@ -24,6 +25,9 @@ from service.jobs.progress import (
 from service.jobs.resource import job_result
 from service.jobs.retry_policy import retry_delay_s, rq_retry
 from service.llm import LLMClient, LLMError, LLMRequest, Stopped, StopToken, cost_usd
+from service.logs import log_context
+
+log = logging.getLogger(__name__)
 
 
 class JobFailed(Exception):
@@ -33,11 +37,20 @@ class JobFailed(Exception):
 def run_llm_job(request: dict[str, Any]) -> dict[str, Any] | Retry | None:
     """Entry point named by `service.jobs.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
     job = get_current_job()
-    try:
-        return _attempt(job, LLMRequest(**request), load_settings())
-    except Superseded:
-        # Another run of this job (re-queued while this one looked lost) finished first.
-        return job_result(job)
+    context = {"job_id": job.id, "client": job.meta.get("client"), "queue": job.origin}
+    with log_context(**context, attempt=job.meta.get("attempts", 0) + 1):
+        try:
+            outcome = _attempt(job, LLMRequest(**request), load_settings())
+        except Superseded:
+            # Another run of this job (re-queued while this one looked lost) finished first.
+            log.info("attempt ended", extra={"outcome": "superseded"})
+            return job_result(job)
+        except JobFailed as exc:
+            log.info("attempt ended", extra={"outcome": "failed", "error_type": job.meta["error"]["type"]})
+            raise JobFailed(str(exc)) from exc
+        retrying = isinstance(outcome, Retry)
+        log.info("attempt ended", extra={"outcome": "retrying" if retrying else "succeeded"})
+        return outcome
 
 
 def _attempt(job: Job, request: LLMRequest, settings: Settings) -> dict[str, Any] | Retry:

@@ -1,0 +1,64 @@
+"""JSON log lines on every process, carrying the job and client they concern.
+
+One line per record: `time`, `level`, `logger`, `message`, `process` (api, worker,
+scheduler) and whatever `log_context` has bound (`job_id`, `client`, `queue`, `attempt`,
+...) plus a record's own `extra` (e.g. `outcome`). No API key, secret or prompt text is
+logged by default: auth never logs the header, jobs are described by model and client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+_context: ContextVar[tuple[tuple[str, Any], ...]] = ContextVar("log_context", default=())
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add `fields` to every log line written inside the block (this thread or task only)."""
+    token = _context.set((*_context.get(), *fields.items()))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+# RQ attaches a failed job's call to its log record as `extra` fields. A text log never
+# shows them; a JSON one would, and a job's arguments are its prompt.
+_NEVER_LOGGED = ("arguments", "kwargs")
+
+
+class _ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in _context.get():
+            setattr(record, name, value)
+        for name in _NEVER_LOGGED:
+            if hasattr(record, name):
+                setattr(record, name, "[not logged]")
+        return True
+
+
+def json_formatter(process: str) -> JsonFormatter:
+    return JsonFormatter(
+        "{asctime}{levelname}{name}{message}",
+        style="{",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        static_fields={"process": process},
+    )
+
+
+def configure_logging(process: str, level: str = "INFO") -> None:
+    """Send every logger's records (RQ's too: it adds no handler of its own when the root
+    has one) to stderr as JSON lines."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(json_formatter(process))
+    handler.addFilter(_ContextFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

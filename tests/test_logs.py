@@ -1,0 +1,41 @@
+"""Every process logs JSON lines that name the job, client, queue, attempt and outcome,
+and never an API key or prompt text."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import ALICE_KEY, BOB_KEY
+from tests.test_end_to_end import submit, wait_until_finished
+
+SECRET_PROMPT = "the-secret-launch-code-4711"
+
+
+def json_lines(text: str) -> list[dict]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]  # fails on any line that is not JSON
+
+
+def test_logs_are_json_with_job_context_and_no_secrets(start_api, start_worker, processes):
+    api = start_api()
+    start_worker()
+    ok = submit(api, {"prompt": f"{SECRET_PROMPT} [[fake: tokens=3]]"})
+    bad = submit(api, {"prompt": f"{SECRET_PROMPT} [[fake: error=400]]"})
+    assert wait_until_finished(api, ok["id"])["status"] == "succeeded"
+    assert wait_until_finished(api, bad["id"])["status"] == "failed"
+    processes.stop_all()  # flush and close every log
+
+    logs = {name: processes.log_of(process) for name, process, _ in processes.started}
+    for name, text in logs.items():
+        records = json_lines(text)
+        assert records and all({"time", "level", "logger", "message", "process"} <= set(r) for r in records), name
+        for secret in (ALICE_KEY, BOB_KEY, SECRET_PROMPT):
+            assert secret not in text, f"{name} log holds {secret!r}"
+
+    ended = {r["job_id"]: r for r in json_lines(logs["worker"]) if r["message"] == "attempt ended"}
+    assert ended[ok["id"]] | {"outcome": "succeeded"} == ended[ok["id"]]
+    assert {k: ended[ok["id"]][k] for k in ("client", "queue", "attempt", "process")} == {
+        "client": "alice", "queue": "default", "attempt": 1, "process": "worker",
+    }  # fmt: skip
+    assert (ended[bad["id"]]["outcome"], ended[bad["id"]]["error_type"]) == ("failed", "invalid_request_error")
+    assert any(r["logger"] == "gunicorn.access" for r in json_lines(logs["api"]))
