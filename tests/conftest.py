@@ -296,13 +296,15 @@ def start_worker(processes: Processes, service_env: dict[str, str], redis_conn: 
 
 @pytest.fixture
 def start_scheduler(processes: Processes, service_env: dict[str, str], redis_conn: redis.Redis):
-    """Start `python scheduler.py` (polling every second); returns once it has registered."""
+    """Start `python scheduler.py` (polling every second); returns once it has registered
+    itself, which it does after registering its periodic jobs."""
 
     def start(**env_overrides: str) -> subprocess.Popen:
         env = {**service_env, **env_overrides}
+        earlier = set(redis_conn.keys("rq:scheduler_instance:*"))  # a stopped one's may linger
         process = processes.start("scheduler", [PYTHON, "scheduler.py", "--interval", "1"], env)
         wait_for(
-            lambda: process.poll() is not None or redis_conn.keys("rq:scheduler_instance:*"),
+            lambda: process.poll() is not None or set(redis_conn.keys("rq:scheduler_instance:*")) - earlier,
             what="the scheduler to register",
         )
         assert process.poll() is None, processes.log_of(process)

@@ -23,6 +23,21 @@ METADATA_VALUE_MAX = 512
 MODEL_NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$", error="not a model name")
 
 
+def metadata_field(description: str) -> fields.Dict:
+    """A client's string map, echoed back (a job's or a batch's)."""
+    return fields.Dict(
+        keys=fields.String(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
+        values=fields.String(validate=validate.Length(max=METADATA_VALUE_MAX)),
+        load_default=dict,
+        metadata={"description": description},
+    )
+
+
+def callback_url_field(description: str) -> fields.String:
+    """Where a webhook goes; its address is checked by `callback_url_errors` at load."""
+    return fields.String(validate=validate.Length(max=2048), metadata={"format": "uri", "description": description})
+
+
 class TextBlockSchema(Schema):
     type = fields.String(required=True, validate=validate.OneOf(["text"]))
     text = fields.String(required=True, validate=validate.Length(min=1))
@@ -84,22 +99,13 @@ class JobRequestSchema(Schema):
     )
     temperature = fields.Float(validate=validate.Range(min=0, max=1), allow_nan=False)
     priority = fields.String(load_default="default", validate=validate.OneOf(PRIORITIES))
-    metadata = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
-        values=fields.String(validate=validate.Length(max=METADATA_VALUE_MAX)),
-        load_default=dict,
-        metadata={"description": "Echoed back; at most MAX_METADATA_KEYS (16) keys of <= 64 chars, values <= 512."},
-    )
+    metadata = metadata_field("Echoed back; at most MAX_METADATA_KEYS (16) keys of <= 64 chars, values <= 512.")
     timeout_s = fields.Integer(
         strict=True, metadata={"description": "Deadline for the whole job, 1..JOB_TIMEOUT_S (600, the default)."}
     )
-    callback_url = fields.String(
-        validate=validate.Length(max=2048),
-        metadata={
-            "format": "uri",
-            "description": "http(s) URL that gets the job, signed (Standard Webhooks), when it ends. Needs "
-            "WEBHOOK_SECRET; internal addresses are refused unless CALLBACK_ALLOWED_NETWORKS lists them.",
-        },
+    callback_url = callback_url_field(
+        "http(s) URL that gets the job, signed (Standard Webhooks), when it ends. Needs WEBHOOK_SECRET; "
+        "internal addresses are refused unless CALLBACK_ALLOWED_NETWORKS lists them."
     )
 
     @validates_schema
@@ -269,20 +275,10 @@ class BatchRequestSchema(Schema):
         validate=validate.Length(min=1),
         metadata={"description": "1..MAX_BATCH_JOBS (100) job requests; an error names the job by its index."},
     )
-    callback_url = fields.String(
-        validate=validate.Length(max=2048),
-        metadata={
-            "format": "uri",
-            "description": "http(s) URL that gets the batch, signed, once every job of it has ended; checked "
-            "like a job's callback_url.",
-        },
+    callback_url = callback_url_field(
+        "http(s) URL that gets the batch, signed, once every job of it has ended; checked like a job's callback_url."
     )
-    metadata = fields.Dict(
-        keys=fields.String(validate=validate.Length(min=1, max=METADATA_KEY_MAX)),
-        values=fields.String(validate=validate.Length(max=METADATA_VALUE_MAX)),
-        load_default=dict,
-        metadata={"description": "Echoed back; bounded like a job's metadata."},
-    )
+    metadata = metadata_field("Echoed back; bounded like a job's metadata.")
 
     @validates_schema
     def check_limits(self, data: dict[str, Any], **_: Any) -> None:
