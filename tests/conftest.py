@@ -10,8 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -311,3 +314,54 @@ def start_scheduler(processes: Processes, service_env: dict[str, str], redis_con
         return process
 
     return start
+
+
+# --- a webhook receiver -----------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class Receiver:
+    """Answers each POST with the next scripted (status, headers, delay); 200 when the script runs out."""
+
+    url: str = ""
+    script: list[tuple[int, dict[str, str], float]] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
+
+    def serve(self) -> ThreadingHTTPServer:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.deliveries.append(Delivery(dict(self.headers.items()), body, time.time()))
+                status, headers, delay = receiver.script.pop(0) if receiver.script else (200, {}, 0.0)
+                time.sleep(delay)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{server.server_port}/hooks"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
+@pytest.fixture
+def receiver():
+    receiver = Receiver()
+    server = receiver.serve()
+    yield receiver
+    server.shutdown()
+    server.server_close()

@@ -15,7 +15,7 @@ from service.app import create_app
 from service.jobs.batches import batch_key
 from tests.conftest import ALICE, BOB, counting_redis_calls, wait_for
 from tests.test_end_to_end import get
-from tests.test_webhooks import SECRET, WEBHOOKS_ON, Receiver
+from tests.test_webhooks import SECRET, WEBHOOKS_ON
 
 ZERO = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "canceled": 0}
 
@@ -146,21 +146,12 @@ def test_a_batch_is_enqueued_in_one_pipeline(client, redis_conn, monkeypatch):
     assert redis_conn.llen("rq:queue:default") == 2 and redis_conn.llen("rq:queue:high") == 2
 
 
-@pytest.fixture
-def batch_receiver():
-    receiver = Receiver()
-    server = receiver.serve()
-    yield receiver
-    server.shutdown()
-    server.server_close()
-
-
-def test_the_callback_fires_once_when_the_whole_batch_is_done(start_api, start_worker, batch_receiver):
+def test_the_callback_fires_once_when_the_whole_batch_is_done(start_api, start_worker, receiver):
     api = start_api(**WEBHOOKS_ON)
     start_worker(**WEBHOOKS_ON)
     start_worker("webhooks", **WEBHOOKS_ON)
     jobs = [{"prompt": "a [[fake: tokens=3]]"}, {"prompt": "b [[fake: error=400]]"}, {"prompt": "c [[fake: tokens=5]]"}]
-    response = post_batch(api, {"jobs": jobs, "callback_url": batch_receiver.url})
+    response = post_batch(api, {"jobs": jobs, "callback_url": receiver.url})
     assert response.status_code == 202, response.text
     batch_id = response.json()["id"]
 
@@ -170,7 +161,7 @@ def test_the_callback_fires_once_when_the_whole_batch_is_done(start_api, start_w
         what="the batch's webhook to be delivered",
     )
     time.sleep(0.5)  # nothing else comes
-    (delivery,) = batch_receiver.deliveries
+    (delivery,) = receiver.deliveries
     headers = {k.lower(): v for k, v in delivery.headers.items()}
     assert headers["webhook-id"] == hook["id"]
     body = Webhook(SECRET).verify(delivery.body, headers)
@@ -178,4 +169,4 @@ def test_the_callback_fires_once_when_the_whole_batch_is_done(start_api, start_w
     assert body["id"] == batch_id and body["status"] == "done" and body["finished_at"]
     assert body["counts"] == {**ZERO, "succeeded": 2, "failed": 1}
     assert body["webhook"]["state"] == "pending"  # as it was when sent
-    assert (hook["attempts"], hook["last_status_code"], hook["url"]) == (1, 200, batch_receiver.url)
+    assert (hook["attempts"], hook["last_status_code"], hook["url"]) == (1, 200, receiver.url)

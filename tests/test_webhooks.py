@@ -5,10 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 import time
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -21,54 +18,6 @@ from tests.test_end_to_end import get, submit, wait_until_finished
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 WEBHOOKS_ON = {"WEBHOOK_SECRET": SECRET, "CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32", "WEBHOOK_RETRY_SCHEDULE": "1,1,1"}
-
-
-@dataclass
-class Delivery:
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-
-@dataclass
-class Receiver:
-    """Answers each POST with the next scripted (status, headers, delay); 200 when the script runs out."""
-
-    url: str = ""
-    script: list[tuple[int, dict[str, str], float]] = field(default_factory=list)
-    deliveries: list[Delivery] = field(default_factory=list)
-
-    def serve(self) -> ThreadingHTTPServer:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.deliveries.append(Delivery(dict(self.headers.items()), body, time.time()))
-                status, headers, delay = receiver.script.pop(0) if receiver.script else (200, {}, 0.0)
-                time.sleep(delay)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{server.server_port}/hooks"
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
-
-
-@pytest.fixture
-def receiver():
-    receiver = Receiver()
-    server = receiver.serve()
-    yield receiver
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
