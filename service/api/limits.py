@@ -9,7 +9,6 @@ from flask_limiter.util import get_remote_address
 from flask_smorest import abort
 from rq import Queue
 
-from service.api.auth import current_client
 from service.api.context import app_context
 from service.config import Settings
 
@@ -40,9 +39,12 @@ def init_limits(app: Flask, settings: Settings) -> None:
 
 
 def submit_limit() -> str:
-    """The caller's submit limit: its override (RATE_LIMIT_OVERRIDES), else RATE_LIMIT."""
+    """The caller's submit limit: its override (RATE_LIMIT_OVERRIDES), else RATE_LIMIT.
+
+    flask-limiter also reads it in its early pass, before auth, only to see the limit's
+    options (nothing is counted there): no client is known yet, so RATE_LIMIT it is."""
     settings = app_context().settings
-    return settings.rate_limit_overrides.get(current_client(), settings.rate_limit)
+    return settings.rate_limit_overrides.get(g.get("client"), settings.rate_limit)
 
 
 def refuse_if_full(queue: Queue) -> None:
