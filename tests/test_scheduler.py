@@ -183,12 +183,16 @@ def test_two_schedulers_register_one_job_and_never_double_a_run(redis_conn, star
     assert scheduled_ids(redis_conn) == [CLEANUP_JOB_ID]
 
     # It is the lock that serialises them: while another holder has it, neither enqueues.
-    redis_conn.set(MaintainingScheduler.scheduler_lock_key, "someone else", ex=30)
-    time.sleep(1)  # a run enqueued just before may still finish
+    # Taken only while free: a scheduler holding it would delete it when its poll ends.
+    lock = MaintainingScheduler.scheduler_lock_key
+    wait_for(lambda: redis_conn.set(lock, "someone else", ex=30, nx=True), interval=0.01, what="a free lock")
+    low = Queue("low", connection=redis_conn)
+    wait_for(lambda: low.count == 0 and low.started_job_registry.get_job_count(cleanup=False) == 0,
+             what="runs enqueued before to finish")  # fmt: skip
     held = runs(redis_conn)
     time.sleep(1.5)  # a poll or more of each scheduler
     assert runs(redis_conn) == held
-    redis_conn.delete(MaintainingScheduler.scheduler_lock_key)
+    redis_conn.delete(lock)
     wait_for(lambda: runs(redis_conn) > held, timeout=5, what="runs to resume")
 
 
