@@ -46,6 +46,7 @@ cat <<MSG
   API        http://127.0.0.1:$API_PORT/v1/jobs
   API docs   http://127.0.0.1:$API_PORT/docs   (OpenAPI: /openapi.json)
   Dashboard  http://127.0.0.1:$API_PORT/dashboard/   (user $DASHBOARD_USERNAME, password in .run/dashboard-password)
+  Metrics    http://127.0.0.1:$API_PORT/metrics
 
   Submit a job, then read it back (the id is in the first answer):
     curl -s -X POST http://127.0.0.1:$API_PORT/v1/jobs -H "Authorization: Bearer $key" \\

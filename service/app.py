@@ -6,7 +6,7 @@ import threading
 
 from flask import Flask
 
-from service.api import batches, events, health, jobs, usage
+from service.api import batches, events, health, jobs, metrics, usage
 from service.api.context import EXTENSION_KEY, AppContext
 from service.api.dashboard import mount_dashboard
 from service.api.errors import JsonErrorApi, register_error_handlers
@@ -48,5 +48,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(health.blp)
     api.register_blueprint(usage.blp)
     api.register_blueprint(batches.blp)
+    api.register_blueprint(metrics.blp)
     mount_dashboard(app, settings)  # operators only; off unless DASHBOARD_* are set
     return app

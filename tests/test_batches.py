@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 
 from service.app import create_app
 from service.jobs.batches import batch_key
-from tests.conftest import ALICE, BOB, counting_redis_calls, wait_for
+from tests.conftest import ALICE, BOB, counting_redis_calls, scrape, value, wait_for
 from tests.test_end_to_end import get
 from tests.test_webhooks import SECRET, WEBHOOKS_ON
 
@@ -53,6 +53,9 @@ def test_a_batch_of_mixed_outcomes_is_counted_until_done(start_api, start_worker
     # in request order, each a job of the client's own, on its own priority's queue
     assert [get(api, job_id)["metadata"] for job_id in ids] == [{"i": str(i)} for i in range(4)]
     assert [get(api, job_id)["priority"] for job_id in ids] == ["default", "high", "default", "default"]
+    submitted = scrape(api)
+    assert value(submitted, "llmjobs_jobs_submitted_total", queue="default") == 3
+    assert value(submitted, "llmjobs_jobs_submitted_total", queue="high") == 1
     assert requests.get(f"{api}/v1/jobs/{ids[0]}", headers=BOB, timeout=10).status_code == 404
 
     canceled = requests.post(f"{api}/v1/jobs/{ids[3]}/cancel", headers=ALICE, timeout=10)

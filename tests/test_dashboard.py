@@ -10,7 +10,7 @@ import uuid
 import pytest
 import requests
 
-from tests.conftest import ALICE, wait_for
+from tests.conftest import ALICE, scrape, value, wait_for
 from tests.test_end_to_end import get, submit, wait_until_finished
 from tests.test_events import read_stream
 from tests.test_failure_semantics import FAST_RETRIES, directive, watch
@@ -101,3 +101,4 @@ def test_requeue_from_the_failed_registry_is_a_fresh_run(stack):
     assert events[-1].event == "succeeded" and events[-1].data["status"] == "succeeded"
     assert [e.event for e in events if e.event != "progress"] == ["succeeded"]  # the old run's end is gone
     assert dashboard(stack, "0/data/jobs/default/failed/8/asc/1.json").json()["jobs"] == []
+    assert value(scrape(stack), "llmjobs_job_retries_total", queue="default", reason="requested") == 1

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tests.conftest import ALICE, free_port, kill_tree, wait_for
+from tests.conftest import ALICE, free_port, kill_tree, scrape, value, wait_for
 from tests.test_end_to_end import get, parse, submit, wait_until_finished
 
 # Short waits so the suite stays quick; the policy itself is the production one.
@@ -215,6 +215,10 @@ def test_jobs_of_a_sigkilled_worker_run_again_within_a_minute_and_end_once(
     sent = [r["body"]["messages"][0]["content"] for r in requests.get(f"{fake_anthropic}/_fake/requests").json()]
     assert all(sent.count(p) == 2 for p in prompts)
     assert all(j["result"]["usage"]["output_tokens"] == 60 for j in done)
+    counted = scrape(api)  # so do the metrics
+    assert value(counted, "llmjobs_job_retries_total", queue="default", reason="worker_lost") == 3
+    assert value(counted, "llmjobs_jobs_finished_total", queue="default", outcome="succeeded") == 3
+    assert value(counted, "llmjobs_llm_tokens_total", model=done[0]["model"], type="output") == 180
 
 
 def test_a_redis_outage_answers_503_and_loses_no_acknowledged_job(
@@ -235,6 +239,8 @@ def test_a_redis_outage_answers_503_and_loses_no_acknowledged_job(
         ready = requests.get(f"{api}/readyz", timeout=15)
         assert ready.status_code == 503 and "redis" in ready.json()["errors"]["checks"]
         assert requests.get(f"{api}/healthz", timeout=15).status_code == 200
+        unscraped = requests.get(f"{api}/metrics", timeout=15)
+        assert unscraped.status_code == 503 and unscraped.json()["code"] == 503
         time.sleep(3)  # an outage long enough for the worker to notice
     finally:
         redis_server.start()  # same port and directory: the AOF brings the data back

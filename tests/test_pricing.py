@@ -2,7 +2,7 @@
 
 import pytest
 
-from service.llm.pricing import PRICES_USD_PER_MTOK, cost_usd
+from service.llm.pricing import PRICES_USD_PER_MTOK, cost_usd, is_priced
 
 
 def test_cost_uses_input_and_output_prices():
@@ -28,3 +28,10 @@ def test_unknown_model_has_no_cost_rather_than_a_guess():
     assert cost_usd("gpt-whatever", 10, 10) is None
     assert cost_usd("claude-sonnet-5x", 10, 10) is None
     assert cost_usd("claude-sonnet-5-9", 10, 10) is None  # not a snapshot of claude-sonnet-5
+
+
+def test_a_model_is_priced_exactly_when_it_has_a_cost():
+    overrides = {"my-model": (10.0, 20.0)}
+    for model in ("claude-haiku-4-5", "claude-haiku-4-5-20251001", "my-model", "gpt-whatever", "claude-sonnet-5-9"):
+        assert is_priced(model, overrides) == (cost_usd(model, 1, 1, overrides) is not None)
+    assert is_priced("claude-haiku-4-5-20251001") and not is_priced("my-model") and is_priced("my-model", overrides)

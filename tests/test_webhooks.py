@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 
 from service.app import create_app
 from service.client import verify_webhook
-from tests.conftest import ALICE, wait_for
+from tests.conftest import ALICE, scrape, wait_for
 from tests.test_end_to_end import get, submit, wait_until_finished
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -26,6 +26,15 @@ def stack(start_api, start_worker):
     start_worker(**WEBHOOKS_ON)
     start_worker("webhooks", **WEBHOOKS_ON)
     return api
+
+
+def deliveries_counted(api: str) -> dict[str, float]:
+    """/metrics' job webhook delivery attempts by outcome."""
+    return {
+        dict(labels)["outcome"]: count
+        for (name, labels), count in scrape(api).items()
+        if name == "llmjobs_webhook_deliveries_total" and dict(labels)["kind"] == "job"
+    }
 
 
 def webhook_of(api: str, job_id: str, state: str) -> dict:
@@ -71,6 +80,7 @@ def test_410_stops_retries(stack, receiver):
     hook = webhook_of(stack, job["id"], "gone")
     time.sleep(3)  # longer than the retry schedule's first wait: nothing more comes
     assert len(receiver.deliveries) == 1 and hook["last_status_code"] == 410
+    assert deliveries_counted(stack) == {"gone": 1}
 
 
 def test_a_receiver_that_keeps_failing_is_marked_failed_after_the_schedule(stack, receiver):
@@ -79,6 +89,7 @@ def test_a_receiver_that_keeps_failing_is_marked_failed_after_the_schedule(stack
     hook = webhook_of(stack, job["id"], "failed")
     assert len(receiver.deliveries) == 4  # the first try and the 3 of WEBHOOK_RETRY_SCHEDULE
     assert (hook["attempts"], hook["last_status_code"]) == (4, 500)
+    assert deliveries_counted(stack) == {"retrying": 3, "failed": 1}
 
 
 @pytest.mark.parametrize("outcome", ["failed", "canceled"])

@@ -20,7 +20,7 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from service.jobs import index
+from service.jobs import index, metrics
 from service.jobs.deliveries import enqueue_delivery, new_webhook
 from service.jobs.ids import is_job_id, new_job_id
 from service.jobs.queues import SERIALIZER
@@ -91,6 +91,7 @@ def submit_batch(
             for job in queues[name].enqueue_many(group, pipeline=pipe):
                 index.add(pipe, client, job.id, job.created_at)
                 enqueued[job.id] = job
+            metrics.JOBS_SUBMITTED.inc(pipe, len(group), queue=name)
         pipe.hset(batch_key(batch_id), mapping=record)
         pipe.expire(batch_key(batch_id), result_ttl_s)
         pipe.execute()

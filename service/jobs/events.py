@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from redis import Redis
 from rq.job import Job
+from rq.utils import now
 
+from service.jobs import metrics
 from service.jobs.batches import job_ended as batch_job_ended
 from service.jobs.deliveries import new_webhook, queue_delivery
 from service.jobs.resource import job_resource
@@ -75,6 +77,9 @@ def announce_end(job: Job) -> bool:
     with job.connection.pipeline(transaction=False) as pipe:
         pipe.xadd(events_key(job.id), {"type": status, "data": payload}, maxlen=MAX_EVENTS, approximate=True)
         pipe.expire(events_key(job.id), job.result_ttl)
+        metrics.JOBS_FINISHED.inc(pipe, queue=job.origin, outcome=status)
+        lifetime_s = ((job.ended_at or now()) - job.created_at).total_seconds()
+        metrics.JOB_DURATION.observe(pipe, lifetime_s, queue=job.origin, outcome=status)
         pipe.execute()
     if callback_url:
         queue_delivery(job, payload)  # the webhook's body is the terminal event's resource

@@ -9,30 +9,37 @@ worker went silent) may change the record, so a job that ran twice ends once.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
 from rq.job import Job
 
 from service.config import Settings
+from service.jobs import metrics
 from service.jobs.control import cancel_key, completed_key
+from service.jobs.counters import HashIncrements
 from service.jobs.events import MAX_EVENTS, announced_key, events_key, progress_event
 from service.jobs.resource import job_result
 from service.jobs.status import FAILED
-from service.jobs.usage import UsageIncrements, job_usage
+from service.jobs.usage import job_usage
 
-# KEYS: job hash, completion marker, event stream[, usage hash]. ARGV: serialized meta,
-# marker TTL ("" = not completing), progress event data ("" = none), stream cap, stream TTL
-# [, usage hash TTL, then field, amount, field, amount, ...]. The usage counters are added
-# only by the completing save, in the same script: a job is counted once, however often it ran.
+# KEYS: job hash, completion marker, event stream, then counter hashes. ARGV: serialized
+# meta, marker TTL ("" = not completing), progress event data ("" = none), stream cap,
+# stream TTL, then for each counter hash: its TTL (0 = none), its number of fields, then
+# field, amount, field, amount, ... The counters (usage, metrics) are added only by the
+# completing save, in the same script: a job is counted once, however often it ran.
 _GUARDED_SAVE = """
 if redis.call('exists', KEYS[2]) == 1 then return 0 end
 redis.call('hset', KEYS[1], 'meta', ARGV[1])
 if ARGV[2] ~= '' then
   redis.call('set', KEYS[2], '1', 'EX', ARGV[2])
-  if KEYS[4] then
-    for i = 7, #ARGV, 2 do redis.call('hincrby', KEYS[4], ARGV[i], ARGV[i + 1]) end
-    redis.call('expire', KEYS[4], ARGV[6])
+  local i = 6
+  for k = 4, #KEYS do
+    local ttl, fields = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+    for j = i + 2, i + 2 * fields, 2 do redis.call('hincrby', KEYS[k], ARGV[j], ARGV[j + 1]) end
+    if ttl > 0 then redis.call('expire', KEYS[k], ttl) end
+    i = i + 2 + 2 * fields
   end
 end
 if ARGV[3] ~= '' then
@@ -48,14 +55,14 @@ class Superseded(Exception):
 
 
 def _save(
-    job: Job, *, completes_for_s: int | None = None, usage: UsageIncrements | None = None, progress: str = ""
+    job: Job, *, completes_for_s: int | None = None, counters: Sequence[HashIncrements] = (), progress: str = ""
 ) -> None:
     save = job.connection.register_script(_GUARDED_SAVE)
     keys = [job.key, completed_key(job.id), events_key(job.id)]
     args = [job.serializer.dumps(job.meta), completes_for_s or "", progress, MAX_EVENTS, job.result_ttl]
-    if usage is not None:
-        keys.append(usage.key)
-        args += [usage.ttl_s, *chain.from_iterable(usage.amounts.items())]
+    for counter in counters:
+        keys.append(counter.key)
+        args += [counter.ttl_s or 0, len(counter.amounts), *chain.from_iterable(counter.amounts.items())]
     if not save(keys=keys, args=args):
         # Adopt the winner's record, so RQ's own later saves of this job keep it.
         job.meta = job.get_meta(refresh=True)
@@ -73,7 +80,10 @@ def start_new_run(job: Job, *, max_attempts: int) -> None:
         attempt_limit=meta.get("attempts", 0) + max_attempts,
     )  # fmt: skip
     job.number_of_retries = 0  # RQ's own count, checked against the Retry a task returns
-    job.connection.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id))
+    with job.connection.pipeline(transaction=False) as pipe:
+        pipe.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id))
+        metrics.JOB_RETRIES.inc(pipe, queue=job.origin, reason="requested")
+        pipe.execute()
 
 
 def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts) -> float:
@@ -134,12 +144,16 @@ def record_result(
     keep_for_s: int,
     usage_retention_days: int,
 ) -> dict[str, Any]:
-    """Complete the job (once), adding it to its client's usage counters; returns what RQ
-    keeps as the job's return value."""
+    """Complete the job (once), adding it to its client's usage counters and the metrics;
+    returns what RQ keeps as the job's return value."""
     result = {"stop_reason": stop_reason, "usage": usage, "cost_usd": cost_usd}
     job.meta.update(text=text, output_tokens=usage["output_tokens"], result=result)
-    counted = job_usage(job.meta["client"], job.meta["model"], usage, cost_usd, usage_retention_days)
-    _save(job, completes_for_s=keep_for_s, usage=counted)
+    model = job.meta["model"]
+    counters = (
+        job_usage(job.meta["client"], model, usage, cost_usd, usage_retention_days),
+        metrics.llm_usage(model, usage["input_tokens"], usage["output_tokens"], cost_usd),
+    )
+    _save(job, completes_for_s=keep_for_s, counters=counters)
     return job_result(job)
 
 

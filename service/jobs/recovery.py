@@ -15,6 +15,7 @@ from redis import Redis
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
+from service.jobs import metrics
 from service.jobs.control import LEASE_TTL_S, has_lease
 from service.jobs.events import announce_end
 from service.jobs.progress import record_error
@@ -46,6 +47,7 @@ def recover_abandoned_jobs(connection: Redis) -> list[str]:
                 log.warning("job %s lost its worker with no attempts left: failed", job_id)
             else:
                 queue.enqueue_job(job, at_front=True)  # it has waited long enough already
+                metrics.JOB_RETRIES.inc(connection, queue=queue.name, reason="worker_lost")
                 log.warning("job %s lost its worker: re-queued on %s", job_id, queue.name)
             recovered.append(job_id)
     return recovered

@@ -12,7 +12,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.queue import EnqueueData
 
-from service.jobs import index
+from service.jobs import index, metrics
 from service.jobs.idempotency import IdempotencyClaim
 from service.jobs.ids import new_job_id
 from service.jobs.queues import LLM_TASK, SERIALIZER
@@ -66,6 +66,7 @@ def submit_job(
                     pipe.set(idempotency.redis_key, idempotency.record(job_id), ex=idempotency.ttl_s)
                 (job,) = queue.enqueue_many([data], pipeline=pipe)
                 index.add(pipe, client, job.id, job.created_at)
+                metrics.JOBS_SUBMITTED.inc(pipe, queue=queue.name)
                 pipe.execute()
                 return Submitted(job, created=True)
             except WatchError:

@@ -10,11 +10,12 @@ a model with no known price adds no cost and counts in `unpriced_jobs`.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from redis import Redis
+
+from service.jobs.counters import HashIncrements
 
 KEY_PREFIX = "llmjobs:usage:"
 MAX_REPORT_DAYS = 400  # one hash read per day: bounds what one report costs
@@ -27,18 +28,9 @@ def usage_key(day: date, client: str) -> str:
     return f"{KEY_PREFIX}{day.isoformat()}:{client}"
 
 
-@dataclass(frozen=True)
-class UsageIncrements:
-    """What one completed job adds: `amounts` to fields of the hash `key`, kept `ttl_s`."""
-
-    key: str
-    ttl_s: int
-    amounts: dict[str, int]
-
-
 def job_usage(
     client: str, model: str, usage: dict[str, int], cost_usd: float | None, retention_days: int
-) -> UsageIncrements:
+) -> HashIncrements:
     """The increments for a job completing now (its UTC day)."""
     amounts = {
         f"{model}:jobs": 1,
@@ -48,7 +40,7 @@ def job_usage(
     }
     if cost_usd is None:
         amounts[f"{model}:unpriced_jobs"] = 1
-    return UsageIncrements(usage_key(datetime.now(UTC).date(), client), retention_days * 24 * 3600, amounts)
+    return HashIncrements(usage_key(datetime.now(UTC).date(), client), retention_days * 24 * 3600, amounts)
 
 
 def usage_report(connection: Redis, client: str, date_from: date, date_to: date, group_by: str) -> list[dict[str, Any]]:

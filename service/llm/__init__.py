@@ -2,7 +2,7 @@
 
 from service.llm.client import LLMClient, LLMReply, LLMRequest
 from service.llm.errors import LLMError
-from service.llm.pricing import cost_usd
+from service.llm.pricing import cost_usd, is_priced
 from service.llm.stop_token import Stopped, StopToken
 
-__all__ = ["LLMClient", "LLMError", "LLMReply", "LLMRequest", "StopToken", "Stopped", "cost_usd"]
+__all__ = ["LLMClient", "LLMError", "LLMReply", "LLMRequest", "StopToken", "Stopped", "cost_usd", "is_priced"]

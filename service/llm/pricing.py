@@ -32,9 +32,17 @@ def cost_usd(
     overrides: dict[str, tuple[float, float]] | None = None,
 ) -> float | None:
     """Cost of one call, or None for a model with no known price (never a guess)."""
-    table = {**PRICES_USD_PER_MTOK, **(overrides or {})}
-    prices = table.get(model) or table.get(_SNAPSHOT_SUFFIX.sub("", model))
+    prices = _prices(model, overrides)
     if prices is None:
         return None
     input_price, output_price = prices
     return round((input_tokens * input_price + output_tokens * output_price) / 1_000_000, 8)
+
+
+def is_priced(model: str, overrides: dict[str, tuple[float, float]] | None = None) -> bool:
+    return _prices(model, overrides) is not None
+
+
+def _prices(model: str, overrides: dict[str, tuple[float, float]] | None) -> tuple[float, float] | None:
+    table = {**PRICES_USD_PER_MTOK, **(overrides or {})}
+    return table.get(model) or table.get(_SNAPSHOT_SUFFIX.sub("", model))

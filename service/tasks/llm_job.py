@@ -11,8 +11,10 @@ from typing import Any
 
 from rq import Retry, get_current_job
 from rq.job import Job
+from rq.utils import now
 
 from service.config import Settings, load_settings
+from service.jobs import metrics
 from service.jobs.control import supervised
 from service.jobs.progress import (
     ProgressRecorder,
@@ -24,7 +26,7 @@ from service.jobs.progress import (
 )
 from service.jobs.resource import job_result
 from service.jobs.retry_policy import retry_delay_s, rq_retry
-from service.llm import LLMClient, LLMError, LLMRequest, Stopped, StopToken, cost_usd
+from service.llm import LLMClient, LLMError, LLMRequest, Stopped, StopToken, cost_usd, is_priced
 from service.logs import log_context
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ def run_llm_job(request: dict[str, Any]) -> dict[str, Any] | Retry | None:
 
 def _attempt(job: Job, request: LLMRequest, settings: Settings) -> dict[str, Any] | Retry:
     stop = StopToken(deadline=start_attempt(job, max_attempts=settings.max_attempts))
+    metrics.QUEUE_WAIT.observe(job.connection, (now() - job.enqueued_at).total_seconds(), queue=job.origin)
     progress = ProgressRecorder(job, settings.progress_interval_s)
     try:
         with supervised(job.connection, job.id, on_cancel=stop.cancel):
@@ -84,6 +87,8 @@ def _attempt(job: Job, request: LLMRequest, settings: Settings) -> dict[str, Any
 
 
 def _retry_or_fail(job: Job, error: LLMError, settings: Settings, stop: StopToken) -> Retry:
+    model = metrics.model_label(job.meta["model"], priced=is_priced(job.meta["model"], settings.price_overrides))
+    metrics.LLM_ERRORS.inc(job.connection, model=model, error_type=error.type)
     attempt = job.meta["attempts"]
     if not error.retryable or attempt >= job.meta["attempt_limit"]:
         record_error(job, error.as_record())  # the final failure keeps the last error
@@ -96,6 +101,7 @@ def _retry_or_fail(job: Job, error: LLMError, settings: Settings, stop: StopToke
         raise JobFailed("timeout") from error
     retry, due_at = rq_retry(delay, max_retries=job.meta["attempt_limit"])
     record_retry(job, error.as_record(), next_attempt_at=due_at)
+    metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")
     return retry
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from rq import Retry, get_current_job
 
 from service.config import load_settings
+from service.jobs import metrics
 from service.jobs.batches import update_batch_delivery
 from service.jobs.deliveries import update_delivery
 from service.jobs.retry_policy import rq_retry
@@ -30,7 +31,9 @@ def deliver_webhook(job_id: str, webhook_id: str, url: str, payload: str, kind: 
     if wait is None:
         state = "delivered" if outcome.delivered else "gone" if outcome.status_code == 410 else "failed"
         update(delivery.connection, job_id, webhook_id, state=state, next_attempt_at=None, **record)
+        metrics.WEBHOOK_DELIVERIES.inc(delivery.connection, kind=kind, outcome=state)
         return {"state": state, **record}
     retry, due_at = rq_retry(wait, max_retries=len(settings.webhook_retry_schedule_s))
     update(delivery.connection, job_id, webhook_id, state="pending", next_attempt_at=due_at, **record)
+    metrics.WEBHOOK_DELIVERIES.inc(delivery.connection, kind=kind, outcome="retrying")
     return retry

@@ -1,0 +1,34 @@
+"""`GET /metrics`: Prometheus exposition of the counters every process keeps in Redis
+(see `service.jobs.metrics`) and of the queues' state; it needs no key."""
+
+from __future__ import annotations
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from service.api.context import app_context
+from service.jobs.metrics import RedisMetricsCollector
+from service.jobs.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
+
+blp = Blueprint("metrics", __name__, description="Prometheus metrics.")
+
+
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @blp.doc(
+        security=[],
+        responses={"200": {"description": "Prometheus text format (OpenMetrics when the scraper asks for it).",
+                           "content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )  # fmt: skip
+    def get(self):
+        """Jobs submitted and finished, queue depths, running jobs, durations, queue waits,
+        LLM tokens, cost and errors, retries and webhook deliveries."""
+        ctx = app_context()
+        # Built per scrape (it holds no state): the figures live in Redis, not in this process.
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(RedisMetricsCollector(ctx.redis, make_queues(ctx.redis, (*PRIORITIES, WEBHOOK_QUEUE))))
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return Response(encode(registry), content_type=content_type)

@@ -1,0 +1,182 @@
+"""Prometheus metrics, counted in Redis and read at scrape time.
+
+Every process that sees an event (the API's gunicorn workers, the forked RQ work horses,
+the scheduler, on any machine) adds it to one Redis hash, `llmjobs:metrics`; `/metrics`
+reads that hash and the queues' own state. So the figures are the same whichever API
+process is scraped, and nothing is lost when a short-lived work horse exits. This
+replaces prometheus-client's multiprocess mode, which sums per-process files on one
+machine only and cannot see workers elsewhere.
+
+A hash field is a series: `["<name>", [<label values>]]`, plus a third element for a
+histogram (a bucket's index, or "sum"). Buckets are stored non-cumulative and summed
+when read. Counters are integers (cost in micro-dollars) so that HINCRBY stays exact;
+they survive restarts of every process, and Prometheus copes with the reset if Redis
+loses them.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from redis import Redis
+from redis.client import Pipeline
+from rq import Queue
+
+from service.jobs.counters import HashIncrements
+
+METRICS_KEY = "llmjobs:metrics"
+OTHER_MODEL = "other"
+
+
+def _series(name: str, labels: tuple[str, ...], *part: int | str) -> str:
+    return json.dumps([name, list(labels), *part], separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class RedisCounter:
+    name: str  # exposed with the `_total` suffix
+    documentation: str
+    labelnames: tuple[str, ...]
+    scale: float = 1.0  # exposed value per stored unit
+
+    def field(self, **labels: str) -> str:
+        return _series(self.name, tuple(str(labels[name]) for name in self.labelnames))
+
+    def inc(self, redis: Redis | Pipeline, amount: int = 1, **labels: str) -> None:
+        redis.hincrby(METRICS_KEY, self.field(**labels), amount)
+
+
+@dataclass(frozen=True)
+class RedisHistogram:
+    name: str
+    documentation: str
+    labelnames: tuple[str, ...]
+    buckets: tuple[float, ...]  # upper bounds, ascending; +Inf is implied
+
+    def observe(self, redis: Redis | Pipeline, value: float, **labels: str) -> None:
+        values = tuple(str(labels[name]) for name in self.labelnames)
+        pipe = redis if isinstance(redis, Pipeline) else redis.pipeline(transaction=False)
+        pipe.hincrby(METRICS_KEY, _series(self.name, values, bisect_left(self.buckets, value)), 1)
+        pipe.hincrbyfloat(METRICS_KEY, _series(self.name, values, "sum"), value)
+        if pipe is not redis:
+            pipe.execute()
+
+
+JOBS_SUBMITTED = RedisCounter("llmjobs_jobs_submitted", "LLM jobs accepted, by queue.", ("queue",))
+JOBS_FINISHED = RedisCounter(
+    "llmjobs_jobs_finished", "LLM jobs ended, by queue and outcome (succeeded, failed, canceled).", ("queue", "outcome")
+)
+JOB_RETRIES = RedisCounter(
+    "llmjobs_job_retries",
+    "LLM job runs started again, by queue and reason: `error` (a retryable LLM error), `worker_lost` "
+    "(its worker died) or `requested` (POST /retry or a requeue in rq-dashboard).",
+    ("queue", "reason"),
+)
+LLM_ERRORS = RedisCounter(
+    "llmjobs_llm_errors",
+    "Failed LLM calls, by model (`other`: one with no known price) and error type.",
+    ("model", "error_type"),
+)
+LLM_TOKENS = RedisCounter(
+    "llmjobs_llm_tokens",
+    "Tokens of completed LLM jobs, by model (`other`: one with no known price) and type (input, output).",
+    ("model", "type"),
+)
+LLM_COST = RedisCounter(
+    "llmjobs_llm_cost_usd", "Cost of completed LLM jobs in US dollars, by model.", ("model",), scale=1e-6
+)
+WEBHOOK_DELIVERIES = RedisCounter(
+    "llmjobs_webhook_deliveries",
+    "Webhook delivery attempts, by kind (job, batch) and outcome (delivered, retrying, failed, gone).",
+    ("kind", "outcome"),
+)
+COUNTERS = (JOBS_SUBMITTED, JOBS_FINISHED, JOB_RETRIES, LLM_ERRORS, LLM_TOKENS, LLM_COST, WEBHOOK_DELIVERIES)
+
+JOB_DURATION = RedisHistogram(
+    "llmjobs_job_duration_seconds",
+    "Seconds from a job's creation to its end (queue wait, attempts and retry back-off included), "
+    "by queue and outcome.",
+    ("queue", "outcome"),
+    (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+QUEUE_WAIT = RedisHistogram(
+    "llmjobs_job_queue_wait_seconds",
+    "Seconds an LLM job waited in its queue before an attempt started (each attempt), by queue.",
+    ("queue",),
+    (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+)
+HISTOGRAMS = (JOB_DURATION, QUEUE_WAIT)
+
+
+def model_label(model: str, priced: bool) -> str:
+    """The `model` label: a model without a known price is `other`, which bounds the label
+    to the price table (made-up model names fail, but would each add series forever)."""
+    return model if priced else OTHER_MODEL
+
+
+def llm_usage(model: str, input_tokens: int, output_tokens: int, cost_usd: float | None) -> HashIncrements:
+    """What a completed job adds to the metrics; added by the completion step itself, so a
+    job that ran twice counts once (as in `service.jobs.usage`)."""
+    model = model_label(model, priced=cost_usd is not None)
+    amounts = {
+        LLM_TOKENS.field(model=model, type="input"): input_tokens,
+        LLM_TOKENS.field(model=model, type="output"): output_tokens,
+    }
+    if cost_usd is not None:
+        amounts[LLM_COST.field(model=model)] = round(cost_usd / LLM_COST.scale)
+    return HashIncrements(METRICS_KEY, None, amounts)
+
+
+class RedisMetricsCollector:
+    """Builds every metric family from Redis at scrape time."""
+
+    def __init__(self, connection: Redis, queues: dict[str, Queue]):
+        self._redis = connection
+        self._queues = queues
+
+    def collect(self) -> Iterator[Metric]:
+        stored: dict[str, dict[tuple[str, ...], dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+        for field, value in self._redis.hgetall(METRICS_KEY).items():
+            name, labels, *part = json.loads(field)
+            stored[name][tuple(labels)][str(part[0]) if part else ""] = float(value)
+        for counter in COUNTERS:
+            family = CounterMetricFamily(counter.name, counter.documentation, labels=counter.labelnames)
+            for labels, values in sorted(stored[counter.name].items()):
+                family.add_metric(labels, values[""] * counter.scale)
+            yield family
+        for histogram in HISTOGRAMS:
+            family = HistogramMetricFamily(histogram.name, histogram.documentation, labels=histogram.labelnames)
+            for labels, values in sorted(stored[histogram.name].items()):
+                family.add_metric(labels, _cumulative(histogram, values), values.get("sum", 0.0))
+            yield family
+        yield from self._queue_gauges()
+
+    def _queue_gauges(self) -> Iterator[Metric]:
+        depth = GaugeMetricFamily("llmjobs_queue_depth", "Jobs waiting in each queue.", labels=("queue",))
+        waiting = GaugeMetricFamily(
+            "llmjobs_jobs_waiting_retry", "Jobs waiting for their next attempt, by queue.", labels=("queue",)
+        )
+        running = GaugeMetricFamily("llmjobs_jobs_running", "Jobs being run, by queue.", labels=("queue",))
+        with self._redis.pipeline(transaction=False) as pipe:
+            for queue in self._queues.values():
+                pipe.llen(queue.key)
+                pipe.zcard(queue.scheduled_job_registry.key)
+                pipe.zcard(queue.started_job_registry.key)
+            answers = pipe.execute()
+        for i, name in enumerate(self._queues):
+            for family, value in zip((depth, waiting, running), answers[3 * i : 3 * i + 3], strict=True):
+                family.add_metric((name,), value)
+        yield from (depth, waiting, running)
+
+
+def _cumulative(histogram: RedisHistogram, values: dict[str, float]) -> list[tuple[str, float]]:
+    buckets, total = [], 0.0
+    for i, bound in enumerate((*histogram.buckets, float("inf"))):
+        total += values.get(str(i), 0.0)
+        buckets.append(("+Inf" if bound == float("inf") else str(float(bound)), total))
+    return buckets

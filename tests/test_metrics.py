@@ -1,0 +1,162 @@
+"""GET /metrics: counters every process keeps in Redis, read at scrape time; in-process on a
+real Redis for the arithmetic, and end to end with several API and worker processes."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from prometheus_client import CollectorRegistry, generate_latest
+
+from service.jobs import metrics
+from service.jobs.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
+from tests.conftest import ALICE, Samples, samples_of, scrape, value, wait_for
+from tests.test_end_to_end import get, submit, wait_until_finished
+from tests.test_failure_semantics import FAST_RETRIES, fails_first
+from tests.test_usage import DEFAULT_MODEL, complete, started_runs
+from tests.test_webhooks import WEBHOOKS_ON
+
+QUEUES = (*PRIORITIES, WEBHOOK_QUEUE)
+
+
+def collected(redis_conn) -> Samples:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.RedisMetricsCollector(redis_conn, make_queues(redis_conn, QUEUES)))
+    return samples_of(generate_latest(registry).decode())
+
+
+# --- the arithmetic, in-process on a real Redis ------------------------------------------------
+
+
+def test_histograms_are_cumulative_with_sum_and_count(redis_conn):
+    for seconds in (0.2, 0.5, 0.7, 42.0, 5000.0):  # 0.5 is on a bound: `le` includes it
+        metrics.JOB_DURATION.observe(redis_conn, seconds, queue="default", outcome="succeeded")
+    with redis_conn.pipeline() as pipe:  # also within a caller's pipeline
+        metrics.JOB_DURATION.observe(pipe, 3.0, queue="high", outcome="failed")
+        pipe.execute()
+
+    got = collected(redis_conn)
+    name, labels = "llmjobs_job_duration_seconds", {"queue": "default", "outcome": "succeeded"}
+    assert value(got, f"{name}_bucket", **labels, le="0.5") == 2
+    assert value(got, f"{name}_bucket", **labels, le="1.0") == 3
+    assert value(got, f"{name}_bucket", **labels, le="30.0") == 3
+    assert value(got, f"{name}_bucket", **labels, le="60.0") == 4
+    assert value(got, f"{name}_bucket", **labels, le="3600.0") == 4
+    assert value(got, f"{name}_bucket", **labels, le="+Inf") == 5
+    assert value(got, f"{name}_count", **labels) == 5
+    assert value(got, f"{name}_sum", **labels) == pytest.approx(5043.4)
+    assert value(got, f"{name}_count", queue="high", outcome="failed") == 1
+
+
+def test_counters_keep_odd_label_values_apart(redis_conn):
+    metrics.LLM_ERRORS.inc(redis_conn, model='m"1', error_type="a,b")
+    metrics.LLM_ERRORS.inc(redis_conn, 2, model='m"1', error_type="a,b")
+    metrics.LLM_ERRORS.inc(redis_conn, model="m:1", error_type='a"b')
+
+    got = collected(redis_conn)
+    assert value(got, "llmjobs_llm_errors_total", model='m"1', error_type="a,b") == 3
+    assert value(got, "llmjobs_llm_errors_total", model="m:1", error_type='a"b') == 1
+
+
+def test_a_job_that_ran_twice_adds_its_tokens_and_cost_once(redis_conn):
+    first, second = started_runs(redis_conn, DEFAULT_MODEL, runs=2)
+    complete(first, 12, 40, 0.000424)
+    with pytest.raises(Exception, match=first.id):
+        complete(second, 99, 99, 0.5)  # Superseded: the other run adds nothing
+    (unpriced,) = started_runs(redis_conn, "mystery-model-1")
+    complete(unpriced, 7, 8, None)
+
+    got = collected(redis_conn)
+    assert value(got, "llmjobs_llm_tokens_total", model=DEFAULT_MODEL, type="input") == 12
+    assert value(got, "llmjobs_llm_tokens_total", model=DEFAULT_MODEL, type="output") == 40
+    assert value(got, "llmjobs_llm_cost_usd_total", model=DEFAULT_MODEL) == pytest.approx(0.000424)
+    # a model with no known price counts as `other`, and adds no cost
+    assert value(got, "llmjobs_llm_tokens_total", model="other", type="output") == 8
+    assert [labels for name, labels in got if name == "llmjobs_llm_cost_usd_total"] == [(("model", DEFAULT_MODEL),)]
+    assert "mystery-model-1" not in str(got)
+    assert value(got, "llmjobs_jobs_submitted_total", queue="default") == 2  # counted at submit
+
+
+# --- end to end: several gunicorn workers and several worker processes -------------------------
+
+
+def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, receiver):
+    env = {**FAST_RETRIES, **WEBHOOKS_ON}
+    api = start_api(**env)  # gunicorn with WEB_CONCURRENCY=2
+    start_worker("high", "default", **{**env, "WORKER_CONCURRENCY": "2"})
+    start_worker("webhooks", **env)  # nothing serves `low`: its job stays queued
+
+    before = scrape(api)
+    gauges = {"llmjobs_queue_depth", "llmjobs_jobs_waiting_retry", "llmjobs_jobs_running"}
+    assert {name for name, _ in before} == gauges, "nothing has been counted yet"
+    for queue in QUEUES:
+        assert value(before, "llmjobs_queue_depth", queue=queue) == 0
+        assert value(before, "llmjobs_jobs_running", queue=queue) == 0
+
+    receiver.script = [(500, {}, 0.0)]  # the webhook's first try fails; its retry is delivered
+    hooked = submit(api, {"prompt": "hooked [[fake: tokens=6]]", "callback_url": receiver.url})
+    plain = [submit(api, {"prompt": f"plain {i} [[fake: tokens={i + 3}]]"}) for i in range(3)]
+    haiku = submit(api, {"prompt": "haiku [[fake: tokens=4]]", "model": "claude-haiku-4-5"})
+    rejected = submit(api, {"prompt": "bad [[fake: error=400]]"})
+    made_up = submit(api, {"prompt": "who? [[fake: error=404]]", "model": "made-up-model-9"})
+    flaky = submit(api, {"prompt": fails_first(1, error=529)})
+    slow = submit(api, {"prompt": "slow [[fake: tokens=40 chunk_delay_ms=100]]", "priority": "high"})
+    parked = submit(api, {"prompt": "never runs", "priority": "low"})
+
+    wait_for(lambda: get(api, slow["id"])["status"] == "running", what="the slow job to run")
+    during = scrape(api)
+    assert value(during, "llmjobs_jobs_running", queue="high") == 1
+    assert value(during, "llmjobs_queue_depth", queue="low") == 1
+    assert requests.post(f"{api}/v1/jobs/{parked['id']}/cancel", headers=ALICE, timeout=10).status_code == 200
+
+    ran = [hooked, *plain, haiku, rejected, made_up, flaky, slow]
+    ended = {job["id"]: wait_until_finished(api, job["id"]) for job in [*ran, parked]}
+    wait_for(lambda: get(api, hooked["id"])["webhook"]["state"] == "delivered", what="the webhook")
+    after = scrape(api)
+
+    assert value(after, "llmjobs_jobs_submitted_total", queue="default") == 8
+    assert value(after, "llmjobs_jobs_submitted_total", queue="high") == 1
+    assert value(after, "llmjobs_jobs_submitted_total", queue="low") == 1
+    finished = {
+        ("default", "succeeded"): 6, ("default", "failed"): 2, ("high", "succeeded"): 1, ("low", "canceled"): 1,
+    }  # fmt: skip
+    for (queue, outcome), count in finished.items():
+        assert value(after, "llmjobs_jobs_finished_total", queue=queue, outcome=outcome) == count
+        assert value(after, "llmjobs_job_duration_seconds_count", queue=queue, outcome=outcome) == count
+    assert sum(v for (name, _), v in after.items() if name == "llmjobs_jobs_finished_total") == 10
+    slow_lifetime = value(after, "llmjobs_job_duration_seconds_sum", queue="high", outcome="succeeded")
+    assert slow_lifetime >= 4.0  # 40 tokens 100 ms apart
+
+    succeeded = [ended[job["id"]] for job in ran if ended[job["id"]]["status"] == "succeeded"]
+    for model in (DEFAULT_MODEL, "claude-haiku-4-5"):
+        results = [job["result"] for job in succeeded if job["model"] == model]
+        for kind in ("input", "output"):
+            tokens = sum(result["usage"][f"{kind}_tokens"] for result in results)
+            assert value(after, "llmjobs_llm_tokens_total", model=model, type=kind) == tokens
+        cost = sum(result["cost_usd"] for result in results)
+        assert value(after, "llmjobs_llm_cost_usd_total", model=model) == pytest.approx(cost, abs=1e-6)
+
+    rejected_type = ended[rejected["id"]]["error"]["type"]
+    assert value(after, "llmjobs_llm_errors_total", model=DEFAULT_MODEL, error_type=rejected_type) == 1
+    assert value(after, "llmjobs_llm_errors_total", model=DEFAULT_MODEL, error_type="overloaded_error") == 1
+    # a made-up model name is no label of its own: it would add series forever
+    made_up_type = ended[made_up["id"]]["error"]["type"]
+    assert value(after, "llmjobs_llm_errors_total", model="other", error_type=made_up_type) == 1
+    assert "made-up-model-9" not in str(after)
+    assert value(after, "llmjobs_job_retries_total", queue="default", reason="error") == 1
+    attempts_by_queue = {"default": 0, "high": 0}
+    for job in ran:
+        attempts_by_queue[job["priority"]] += ended[job["id"]]["attempts"]
+    for queue, attempts in attempts_by_queue.items():
+        assert value(after, "llmjobs_job_queue_wait_seconds_count", queue=queue) == attempts
+    assert value(after, "llmjobs_job_queue_wait_seconds_count", queue="low") == 0  # canceled before it ran
+
+    assert value(after, "llmjobs_webhook_deliveries_total", kind="job", outcome="retrying") == 1
+    assert value(after, "llmjobs_webhook_deliveries_total", kind="job", outcome="delivered") == 1
+    for queue in QUEUES:
+        assert value(after, "llmjobs_queue_depth", queue=queue) == 0
+        assert value(after, "llmjobs_jobs_running", queue=queue) == 0
+        assert value(after, "llmjobs_jobs_waiting_retry", queue=queue) == 0
+
+    # Whichever gunicorn process answers, it reads the same figures.
+    for _ in range(6):
+        assert scrape(api) == after
