@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 
 from service.app import create_app
 from service.client import verify_webhook
-from tests.conftest import ALICE, scrape, wait_for
+from tests.conftest import ALICE, kill_tree, scrape, wait_for
 from tests.test_end_to_end import get, submit, wait_until_finished
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -37,9 +37,9 @@ def deliveries_counted(api: str) -> dict[str, float]:
     }
 
 
-def webhook_of(api: str, job_id: str, state: str) -> dict:
+def webhook_of(api: str, job_id: str, state: str, timeout: float = 30) -> dict:
     return wait_for(
-        lambda: (hook := get(api, job_id)["webhook"]) and hook["state"] == state and hook, timeout=30,
+        lambda: (hook := get(api, job_id)["webhook"]) and hook["state"] == state and hook, timeout=timeout,
         what=f"the webhook to be {state}",
     )  # fmt: skip
 
@@ -168,3 +168,24 @@ def test_a_receiver_slower_than_the_timeout_is_retried(start_api, start_worker, 
     hook = webhook_of(api, job["id"], "delivered")
     assert hook["attempts"] == 2
     assert [d.headers["webhook-id"] for d in receiver.deliveries] == [hook["id"]] * 2
+
+
+def test_a_delivery_whose_worker_dies_mid_attempt_is_sent_again(start_api, start_worker, start_scheduler, receiver):
+    slow_receiver = {**WEBHOOKS_ON, "WEBHOOK_TIMEOUT_S": "60"}
+    api = start_api(**slow_receiver)
+    start_worker(**slow_receiver)
+    start_scheduler(**slow_receiver)
+    doomed = start_worker("webhooks", **slow_receiver)
+    receiver.script = [(200, {}, 40.0)]  # the first attempt hangs: its worker is killed meanwhile
+    job = submit(api, {"prompt": "hi [[fake: tokens=2]]", "callback_url": receiver.url})
+    wait_for(lambda: len(receiver.deliveries) == 1, what="the first attempt")
+
+    kill_tree(doomed.pid)  # the pool, its worker and the work horse in the middle of the POST
+    start_worker("webhooks", **slow_receiver)
+    hook = webhook_of(api, job["id"], "delivered", timeout=45)  # RQ alone would leave it pending for ~11 min
+
+    first, second = receiver.deliveries
+    assert second.headers["webhook-id"] == first.headers["webhook-id"] == hook["id"]
+    assert second.body == first.body
+    assert hook["attempts"] == 1  # the lost attempt, made again: not a new one
+    assert deliveries_counted(api) == {"worker_lost": 1, "delivered": 1}

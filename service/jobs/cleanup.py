@@ -140,7 +140,10 @@ def clean_rq_registries(connection: Redis) -> int:
     StartedJobRegistry.cleanup would mark an abandoned job failed (or retry it by RQ's
     rules, not ours); the scheduler's lease-based recovery (`recover_abandoned_jobs`, on
     every poll) re-queues those within a minute and with our attempt accounting, so
-    cleaning that registry here could only race it. Returns the entries removed."""
+    cleaning that registry here could only race it. Lost webhook deliveries are recovered
+    the same way, but their entries expire only ~2 min after the attempt began, long after
+    that; what RQ's clean-up still finds there are entries whose job is gone. Returns the
+    entries removed."""
     removed = 0
     for name in (*PRIORITIES, WEBHOOK_QUEUE):
         queue = Queue(name, connection=connection, serializer=SERIALIZER)

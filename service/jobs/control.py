@@ -46,9 +46,9 @@ def has_lease(connection: Redis, job_id: str) -> bool:
 
 
 @contextmanager
-def supervised(connection: Redis, job_id: str, on_cancel: Callable[[], None]) -> Iterator[None]:
-    """While the body runs, keep the job's lease alive and call `on_cancel` once a
-    cancel request appears. Runs beside the LLM call in a helper thread."""
+def supervised(connection: Redis, job_id: str, on_cancel: Callable[[], None] | None = None) -> Iterator[None]:
+    """While the body runs, keep the job's lease alive and, given `on_cancel`, call it once
+    a cancel request appears. Runs beside the call in a helper thread."""
     lease_renewed = time.monotonic()
 
     def check() -> bool:
@@ -57,7 +57,7 @@ def supervised(connection: Redis, job_id: str, on_cancel: Callable[[], None]) ->
             if time.monotonic() - lease_renewed >= LEASE_REFRESH_S:
                 connection.set(lease_key(job_id), 1, ex=LEASE_TTL_S)
                 lease_renewed = time.monotonic()
-            if connection.exists(cancel_key(job_id)):
+            if on_cancel is not None and connection.exists(cancel_key(job_id)):
                 on_cancel()
                 return True
         except RedisError as exc:  # Redis away: keep trying; the lease may lapse
@@ -65,7 +65,7 @@ def supervised(connection: Redis, job_id: str, on_cancel: Callable[[], None]) ->
         return False
 
     connection.set(lease_key(job_id), 1, ex=LEASE_TTL_S)
-    if connection.exists(cancel_key(job_id)):
+    if on_cancel is not None and connection.exists(cancel_key(job_id)):
         on_cancel()  # canceled before it began (say, dequeued as it was canceled): no call at all
     try:
         with polling(check, CHECK_INTERVAL_S, name=f"supervise-{job_id}"):

@@ -92,7 +92,8 @@ LLM_COST = RedisCounter(
 )
 WEBHOOK_DELIVERIES = RedisCounter(
     "llmjobs_webhook_deliveries",
-    "Webhook delivery attempts, by kind (job, batch) and outcome (delivered, retrying, failed, gone).",
+    "Webhook delivery attempts, by kind (job, batch) and outcome (delivered, retrying, failed, gone, "
+    "worker_lost: its worker died mid-attempt and it is made again).",
     ("kind", "outcome"),
 )
 COUNTERS = (JOBS_SUBMITTED, JOBS_FINISHED, JOB_RETRIES, LLM_ERRORS, LLM_TOKENS, LLM_COST, WEBHOOK_DELIVERIES)

@@ -1,4 +1,5 @@
-"""Jobs whose worker died (say, SIGKILL) are found by their lapsed lease and run again.
+"""Jobs whose worker died (say, SIGKILL) are found by their lapsed lease and run again:
+LLM jobs, and webhook deliveries (whose state would otherwise stay `pending`).
 
 RQ alone notices such a job only when the started registry entry expires (~90 s after
 the last heartbeat) and a worker's maintenance next runs (every 10 min): up to ~11 min.
@@ -12,6 +13,7 @@ import logging
 from datetime import timedelta
 
 from redis import Redis
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
@@ -19,7 +21,7 @@ from service.jobs import metrics
 from service.jobs.control import LEASE_TTL_S, has_lease
 from service.jobs.events import announce_end
 from service.jobs.progress import record_error
-from service.jobs.queues import LLM_TASK, SERIALIZER, make_queues
+from service.jobs.queues import DELIVERY_TASK, LLM_TASK, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +33,35 @@ WORKER_LOST = {
 
 
 def recover_abandoned_jobs(connection: Redis) -> list[str]:
-    """Re-queue (or, with no attempts left, fail) every started LLM job without a lease."""
+    """Re-queue (or, with no attempts left, fail) every started LLM job without a lease,
+    and re-queue every webhook delivery without one: the attempt is made again, under the
+    same webhook-id, which receivers dedupe by."""
     recovered = []
-    for queue in make_queues(connection).values():
+    for queue in make_queues(connection, (*PRIORITIES, WEBHOOK_QUEUE)).values():
         registry = queue.started_job_registry
         for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
             job = Job.fetch_many([job_id], connection=connection, serializer=SERIALIZER)[0]
-            if job is None or job.func_name != LLM_TASK or not _abandoned(connection, job):
+            if job is None or job.func_name not in (LLM_TASK, DELIVERY_TASK) or not _abandoned(connection, job):
                 continue
             # ZREM decides who handles it: another recoverer, or RQ's own clean-up, gets 0.
             if not connection.zrem(registry.key, f"{job_id}:{execution_id}"):
                 continue
-            if job.meta.get("attempts", 0) >= job.meta.get("attempt_limit", 1):
+            if job.func_name == LLM_TASK and job.meta.get("attempts", 0) >= job.meta.get("attempt_limit", 1):
                 _fail(job, queue)
                 log.warning("job %s lost its worker with no attempts left: failed", job_id)
             else:
                 queue.enqueue_job(job, at_front=True)  # it has waited long enough already
-                metrics.JOB_RETRIES.inc(connection, queue=queue.name, reason="worker_lost")
+                _count_lost(job, queue)
                 log.warning("job %s lost its worker: re-queued on %s", job_id, queue.name)
             recovered.append(job_id)
     return recovered
+
+
+def _count_lost(job: Job, queue: Queue) -> None:
+    if job.func_name == DELIVERY_TASK:
+        metrics.WEBHOOK_DELIVERIES.inc(job.connection, kind=job.kwargs.get("kind", "job"), outcome="worker_lost")
+    else:
+        metrics.JOB_RETRIES.inc(job.connection, queue=queue.name, reason="worker_lost")
 
 
 def _abandoned(connection: Redis, job: Job) -> bool:
@@ -60,7 +71,7 @@ def _abandoned(connection: Redis, job: Job) -> bool:
     return job.started_at is not None and now() - job.started_at > timedelta(seconds=LEASE_TTL_S)
 
 
-def _fail(job: Job, queue) -> None:
+def _fail(job: Job, queue: Queue) -> None:
     record_error(job, WORKER_LOST)
     with job.connection.pipeline() as pipe:
         job.ended_at = now()

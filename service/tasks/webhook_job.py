@@ -9,6 +9,7 @@ from rq import Retry, get_current_job
 from service.config import load_settings
 from service.jobs import metrics
 from service.jobs.batches import update_batch_delivery
+from service.jobs.control import supervised
 from service.jobs.deliveries import update_delivery
 from service.jobs.retry_policy import rq_retry
 from service.webhooks.delivery import next_wait_s, send
@@ -22,10 +23,11 @@ def deliver_webhook(job_id: str, webhook_id: str, url: str, payload: str, kind: 
     delivery = get_current_job()
     update = update_batch_delivery if kind == "batch" else update_delivery
     attempt = (delivery.number_of_retries or 0) + 1
-    outcome = send(
-        url, payload, webhook_id=webhook_id, secret=settings.webhook_secret,
-        timeout_s=settings.webhook_timeout_s, policy=settings.callback_policy,
-    )  # fmt: skip
+    with supervised(delivery.connection, delivery.id):  # a lease: if this worker dies, the scheduler re-queues it
+        outcome = send(
+            url, payload, webhook_id=webhook_id, secret=settings.webhook_secret,
+            timeout_s=settings.webhook_timeout_s, policy=settings.callback_policy,
+        )  # fmt: skip
     record = {"attempts": attempt, "last_status_code": outcome.status_code, "last_error": outcome.error}
     wait = None if outcome.final else next_wait_s(attempt, settings.webhook_retry_schedule_s, outcome.retry_after_s)
     if wait is None:
