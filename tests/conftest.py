@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -26,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 
+T = TypeVar("T")
 ALICE_KEY = "alice-key-0123456789abcdef"
 BOB_KEY = "bob-key-0123456789abcdef"
 API_KEYS = f"alice={ALICE_KEY},bob={BOB_KEY}"
@@ -49,6 +51,24 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0, interval: f
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def all_at_once(threads: int, call: Callable[[], T]) -> list[T]:
+    """`call()` in `threads` threads released together; their results. (A Flask test client
+    is not thread-safe: let `call` make its own.)"""
+    start = threading.Barrier(threads)
+    results: list[Any] = [None] * threads
+
+    def run(slot: int) -> None:
+        start.wait()
+        results[slot] = call()
+
+    workers = [threading.Thread(target=run, args=(slot,)) for slot in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=30)
+    return results
 
 
 def kill_tree(pid: int) -> list[int]:

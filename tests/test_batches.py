@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -13,7 +14,7 @@ from standardwebhooks import Webhook
 
 from service.app import create_app
 from service.jobs.batches import batch_key
-from tests.conftest import ALICE, BOB, counting_redis_calls, scrape, value, wait_for
+from tests.conftest import ALICE, BOB, all_at_once, counting_redis_calls, scrape, value, wait_for
 from tests.test_end_to_end import get
 from tests.test_webhooks import SECRET, WEBHOOKS_ON
 
@@ -173,3 +174,49 @@ def test_the_callback_fires_once_when_the_whole_batch_is_done(start_api, start_w
     assert body["counts"] == {**ZERO, "succeeded": 2, "failed": 1}
     assert body["webhook"]["state"] == "pending"  # as it was when sent
     assert (hook["attempts"], hook["last_status_code"], hook["url"]) == (1, 200, receiver.url)
+
+
+# --- Idempotency-Key ------------------------------------------------------------------------
+
+
+def batch_ids(connection: redis.Redis) -> set[str]:
+    return {key.decode().removeprefix("llmjobs:batch:") for key in connection.keys("llmjobs:batch:*")}
+
+
+def post_keyed(client, body: dict, key: str) -> Any:
+    """POST /v1/batches in-process, with an Idempotency-Key."""
+    return client.post("/v1/batches", json=body, headers={**ALICE, "Idempotency-Key": key})
+
+
+def test_the_same_key_and_body_give_the_first_batch_back_and_queue_nothing_more(client, redis_conn):
+    body = {"jobs": [{"prompt": "a"}, {"prompt": "b", "priority": "high"}], "metadata": {"run": "r1"}}
+    first = post_keyed(client, body, "nightly-2026-11-21")
+    assert first.status_code == 202, first.text
+    again = post_keyed(client, {**body, "jobs": [{"prompt": "a", "priority": "default"}, body["jobs"][1]]},
+                       "nightly-2026-11-21")  # fmt: skip  # equal after validation defaults
+    assert again.status_code == 200, again.text
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.get_json()["job_ids"] == first.get_json()["job_ids"]
+    assert again.headers["Location"] == first.headers["Location"]
+    assert batch_ids(redis_conn) == {first.get_json()["id"]}
+    assert len(redis_conn.keys("rq:job:*")) == 2
+
+
+def test_the_same_key_with_another_body_or_used_for_a_job_is_409(client, redis_conn):
+    assert post_keyed(client, {"jobs": [{"prompt": "a"}]}, "k1").status_code == 202
+    conflict = post_keyed(client, {"jobs": [{"prompt": "b"}]}, "k1")
+    assert conflict.status_code == 409 and "different request body" in conflict.get_json()["message"]
+    job = client.post("/v1/jobs", json={"prompt": "a"}, headers={**ALICE, "Idempotency-Key": "k2"})
+    assert job.status_code == 202
+    assert post_keyed(client, {"jobs": [{"prompt": "a"}]}, "k2").status_code == 409  # one key, one request
+    assert len(batch_ids(redis_conn)) == 1 and len(redis_conn.keys("rq:job:*")) == 2
+
+
+def test_concurrent_batches_with_one_key_make_one_batch(app, redis_conn):
+    body = {"jobs": [{"prompt": "a"}, {"prompt": "b"}]}
+    responses = all_at_once(8, lambda: post_keyed(app.test_client(), body, "once"))
+    codes = sorted(response.status_code for response in responses)
+    assert codes == [200] * 7 + [202], [r.get_data(as_text=True) for r in responses]
+    assert batch_ids(redis_conn) == {response.get_json()["id"] for response in responses}
+    assert len(batch_ids(redis_conn)) == 1
+    assert redis_conn.llen("rq:queue:default") == 2

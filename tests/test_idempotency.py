@@ -7,7 +7,6 @@ In-process on a real Redis; no worker runs, so every job stays queued.
 from __future__ import annotations
 
 import hashlib
-import threading
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ import rq
 from rq.serializers import JSONSerializer
 
 from service.app import create_app
-from tests.conftest import ALICE, BOB
+from tests.conftest import ALICE, BOB, all_at_once
 from tests.test_fuzz_openapi import assert_error_shape
 
 KEY = "order-1234-attempt"
@@ -195,23 +194,9 @@ def test_a_key_of_255_chars_is_accepted(client, redis_conn):
 
 
 def test_concurrent_requests_with_one_key_make_one_job(app, redis_conn):
-    threads_count = 8
-    start = threading.Barrier(threads_count)
-    responses: list[Any] = [None] * threads_count
-
-    def post(slot: int) -> None:
-        client = app.test_client()  # one per thread: Flask test clients are not thread-safe
-        start.wait()
-        responses[slot] = submit(client, {"prompt": "hi"})
-
-    threads = [threading.Thread(target=post, args=(slot,)) for slot in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-
+    responses = all_at_once(8, lambda: submit(app.test_client(), {"prompt": "hi"}))
     codes = sorted(response.status_code for response in responses)
-    assert codes == [200] * (threads_count - 1) + [202], [r.get_data(as_text=True) for r in responses]
+    assert codes == [200] * 7 + [202], [r.get_data(as_text=True) for r in responses]
     ids = {response.get_json()["id"] for response in responses}
     assert len(ids) == 1
     assert rq_job_ids(redis_conn) == ids

@@ -9,10 +9,11 @@ from flask_smorest import Blueprint, abort
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
-from service.api.jobs import new_job_of, require_json_body
+from service.api.jobs import idempotency_claim, new_job_of, require_json_body
 from service.api.limits import limiter, refuse_if_full, submit_limit
-from service.api.schemas import BatchRequestSchema, BatchSchema
+from service.api.schemas import BatchRequestSchema, BatchSchema, IdempotencyHeaderSchema
 from service.jobs.batches import batch_resource, fetch_client_batch, submit_batch
+from service.jobs.idempotency import IdempotencyConflict
 
 blp = Blueprint(
     "batches", __name__, url_prefix="/v1/batches", description="Submit many jobs at once and follow them as a whole."
@@ -25,29 +26,37 @@ LOCATION = {"Location": {"description": "The batch's URL", "schema": {"type": "s
 @blp.route("")
 class BatchCollection(MethodView):
     @limiter.limit(submit_limit, error_message="over your submit limit (RATE_LIMIT); retry after Retry-After seconds")
+    @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.arguments(BatchRequestSchema)
     @blp.response(202, BatchSchema, headers=LOCATION, description="Every job queued.")
+    @blp.alt_response(200, schema=BatchSchema, headers=LOCATION, description="The batch an earlier request with "
+                      "the same Idempotency-Key and body created.")  # fmt: skip
+    @blp.alt_response(409, description="The Idempotency-Key was used with another body.")
     @blp.alt_response(429, description="Over your submit limit (one batch counts once); see Retry-After.")
     @blp.alt_response(503, description="A target queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
-    def post(self, body: dict[str, Any]):
+    def post(self, body: dict[str, Any], idempotency_key: str | None = None):
         """Queue up to MAX_BATCH_JOBS jobs: all are validated first, then all are queued in one step."""
         ctx = app_context()
         settings = ctx.settings
         jobs = [new_job_of(job, settings) for job in body["jobs"]]
         for priority in dict.fromkeys(job.priority for job in jobs):
             refuse_if_full(ctx.queues[priority])
-        submitted = submit_batch(
-            ctx.redis,
-            ctx.queues,
-            current_client(),
-            jobs,
-            max_attempts=settings.max_attempts,
-            result_ttl_s=settings.result_ttl_s,
-            metadata=body["metadata"],
-            callback_url=body.get("callback_url"),
-        )
+        try:
+            submitted = submit_batch(
+                ctx.redis,
+                ctx.queues,
+                current_client(),
+                jobs,
+                max_attempts=settings.max_attempts,
+                result_ttl_s=settings.result_ttl_s,
+                metadata=body["metadata"],
+                callback_url=body.get("callback_url"),
+                idempotency=idempotency_claim(idempotency_key, body),
+            )
+        except IdempotencyConflict as exc:
+            abort(409, message=str(exc))
         resource = batch_resource(ctx.redis, submitted.record, submitted.jobs)
-        return resource, 202, {"Location": resource["links"]["self"]}
+        return resource, 202 if submitted.created else 200, {"Location": resource["links"]["self"]}
 
 
 @blp.route("/<batch_id>")

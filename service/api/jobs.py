@@ -48,11 +48,6 @@ class JobCollection(MethodView):
     def post(self, body: dict[str, Any], idempotency_key: str | None = None):
         """Queue an LLM job; answers at once with the job, status `queued`."""
         ctx = app_context()
-        claim = None
-        if idempotency_key is not None:
-            claim = IdempotencyClaim.for_request(
-                current_client(), idempotency_key, body, ctx.settings.idempotency_ttl_s
-            )
         refuse_if_full(ctx.queues[body["priority"]])
         try:
             submitted = submit_job(
@@ -62,7 +57,7 @@ class JobCollection(MethodView):
                 client=current_client(),
                 max_attempts=ctx.settings.max_attempts,
                 result_ttl_s=ctx.settings.result_ttl_s,
-                idempotency=claim,
+                idempotency=idempotency_claim(idempotency_key, body),
             )
         except IdempotencyConflict as exc:
             abort(409, message=str(exc))
@@ -122,6 +117,13 @@ class WebhookRedeliver(MethodView):
     def post(self, job_id: str):
         """Send the job's webhook again (after the receiver was fixed, say)."""
         return job_resource(change_own_job(job_id, redeliver_webhook))
+
+
+def idempotency_claim(key: str | None, body: dict[str, Any]) -> IdempotencyClaim | None:
+    """The caller's claim on an `Idempotency-Key` for this (validated) body, if it sent one."""
+    if key is None:
+        return None
+    return IdempotencyClaim.for_request(current_client(), key, body, app_context().settings.idempotency_ttl_s)
 
 
 def new_job_of(body: dict[str, Any], settings: Settings) -> NewJob:

@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue
 from rq.job import Job
 
 from service.jobs import index, metrics
 from service.jobs.deliveries import enqueue_delivery, new_webhook
+from service.jobs.idempotency import IdempotencyClaim, write_once
 from service.jobs.ids import is_job_id, new_job_id
 from service.jobs.queues import SERIALIZER
 from service.jobs.resource import iso_timestamp, job_path, webhook_view
@@ -45,7 +47,8 @@ return left
 @dataclass(frozen=True)
 class Submitted:
     record: dict[str, Any]  # as `fetch_client_batch` returns it
-    jobs: list[Job]  # in request order
+    jobs: list[Job] | None  # in request order; None: not read (an earlier request's batch)
+    created: bool = True  # False: an earlier request with the same Idempotency-Key created it
 
 
 def batch_key(batch_id: str) -> str:
@@ -66,6 +69,7 @@ def submit_batch(
     result_ttl_s: int,
     metadata: dict[str, str] | None = None,
     callback_url: str | None = None,
+    idempotency: IdempotencyClaim | None = None,
 ) -> Submitted:
     """Store every job, enqueue each on its priority's queue, index them for the client and
     store the batch record: all in one MULTI/EXEC."""
@@ -85,8 +89,9 @@ def submit_batch(
         "callback_url": callback_url or "",
         "metadata": json.dumps(metadata or {}),
     }
-    enqueued: dict[str, Job] = {}
-    with connection.pipeline() as pipe:  # MULTI/EXEC
+
+    def write(pipe: Pipeline) -> Submitted:
+        enqueued: dict[str, Job] = {}
         for name, group in by_queue.items():
             for job in queues[name].enqueue_many(group, pipeline=pipe):
                 index.add(pipe, client, job.id, job.created_at)
@@ -94,8 +99,14 @@ def submit_batch(
             metrics.JOBS_SUBMITTED.inc(pipe, len(group), queue=name)
         pipe.hset(batch_key(batch_id), mapping=record)
         pipe.expire(batch_key(batch_id), result_ttl_s)
-        pipe.execute()
-    return Submitted({**record, "id": batch_id}, [enqueued[data.job_id] for data in datas])
+        return Submitted({**record, "id": batch_id}, [enqueued[data.job_id] for data in datas])
+
+    def earlier(earlier_id: str) -> Submitted | None:
+        found = fetch_client_batch(connection, client, earlier_id)
+        return None if found is None else Submitted(found, None, created=False)
+
+    submitted, _created = write_once(connection, idempotency, batch_id, write, earlier)
+    return submitted
 
 
 def fetch_client_batch(connection: Redis, client: str, batch_id: str) -> dict[str, str] | None:

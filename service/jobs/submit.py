@@ -6,14 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import WatchError
+from redis.client import Pipeline
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.queue import EnqueueData
 
 from service.jobs import index, metrics
-from service.jobs.idempotency import IdempotencyClaim
+from service.jobs.idempotency import IdempotencyClaim, write_once
 from service.jobs.ids import new_job_id
 from service.jobs.queues import LLM_TASK, SERIALIZER
 
@@ -53,24 +53,15 @@ def submit_job(
     for its client, atomically."""
     queue = queues[new.priority]
     data = prepare_job(new, client=client, max_attempts=max_attempts, result_ttl_s=result_ttl_s)
-    job_id = data.job_id
-    with connection.pipeline() as pipe:
-        while True:
-            try:
-                if idempotency is not None:
-                    # WATCH: a concurrent request storing the same key makes our EXEC fail.
-                    pipe.watch(idempotency.redis_key)
-                    if (earlier := _earlier_job(connection, pipe.get(idempotency.redis_key), idempotency)) is not None:
-                        return Submitted(earlier, created=False)
-                    pipe.multi()
-                    pipe.set(idempotency.redis_key, idempotency.record(job_id), ex=idempotency.ttl_s)
-                (job,) = queue.enqueue_many([data], pipeline=pipe)
-                index.add(pipe, client, job.id, job.created_at)
-                metrics.JOBS_SUBMITTED.inc(pipe, queue=queue.name)
-                pipe.execute()
-                return Submitted(job, created=True)
-            except WatchError:
-                continue  # the key was stored meanwhile: read it again
+
+    def write(pipe: Pipeline) -> Job:
+        (job,) = queue.enqueue_many([data], pipeline=pipe)
+        index.add(pipe, client, job.id, job.created_at)
+        metrics.JOBS_SUBMITTED.inc(pipe, queue=queue.name)
+        return job
+
+    job, created = write_once(connection, idempotency, data.job_id, write, lambda job_id: _fetch(connection, job_id))
+    return Submitted(job, created)
 
 
 def prepare_job(
@@ -104,11 +95,8 @@ def prepare_job(
     )
 
 
-def _earlier_job(connection: Redis, stored: bytes | None, claim: IdempotencyClaim) -> Job | None:
-    if stored is None:
-        return None
-    job_id = claim.replayed_job_id(stored)  # raises IdempotencyConflict on another body
+def _fetch(connection: Redis, job_id: str) -> Job | None:
     try:
         return Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
     except NoSuchJobError:
-        return None  # expired since: this request creates a new job under the same key
+        return None
