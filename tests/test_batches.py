@@ -175,6 +175,24 @@ def test_the_callback_fires_once_when_the_whole_batch_is_done(start_api, start_w
     assert body["webhook"]["state"] == "pending"  # as it was when sent
     assert (hook["attempts"], hook["last_status_code"], hook["url"]) == (1, 200, receiver.url)
 
+    redelivered = requests.post(f"{api}/v1/batches/{batch_id}/webhook/redeliver", headers=ALICE, timeout=10)
+    assert redelivered.status_code == 202, redelivered.text
+    assert redelivered.json()["webhook"]["state"] == "pending"
+    wait_for(lambda: len(receiver.deliveries) == 2, what="the redelivery")
+    again = receiver.deliveries[1]
+    assert {k.lower(): v for k, v in again.headers.items()}["webhook-id"] == hook["id"]  # receivers dedupe by it
+    assert json.loads(again.body)["counts"] == body["counts"]
+    wait_for(lambda: get_batch(api, batch_id)["webhook"]["state"] == "delivered", what="the redelivery's state")
+    other = requests.post(f"{api}/v1/batches/{batch_id}/webhook/redeliver", headers=BOB, timeout=10)
+    assert other.status_code == 404  # another client's batch
+
+
+def test_redeliver_needs_a_done_batch_with_a_callback(client):
+    batch = client.post("/v1/batches", json={"jobs": [{"prompt": "a"}]}, headers=ALICE).get_json()
+    response = client.post(f"/v1/batches/{batch['id']}/webhook/redeliver", headers=ALICE)
+    assert response.status_code == 409 and "callback_url" in response.get_json()["message"]
+    assert client.post("/v1/batches/nope/webhook/redeliver", headers=ALICE).status_code == 404
+
 
 # --- Idempotency-Key ------------------------------------------------------------------------
 

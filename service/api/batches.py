@@ -12,7 +12,7 @@ from service.api.context import app_context
 from service.api.jobs import idempotency_claim, new_job_of, require_json_body
 from service.api.limits import limiter, refuse_if_full, submit_limit
 from service.api.schemas import BatchRequestSchema, BatchSchema, IdempotencyHeaderSchema
-from service.jobs.batches import batch_resource, fetch_client_batch, submit_batch
+from service.jobs.batches import batch_resource, fetch_client_batch, redeliver_batch_webhook, submit_batch
 from service.jobs.idempotency import IdempotencyConflict
 
 blp = Blueprint(
@@ -67,10 +67,26 @@ class BatchItem(MethodView):
         return own_batch(batch_id)
 
 
+@blp.route("/<batch_id>/webhook/redeliver")
+class BatchWebhookRedelivery(MethodView):
+    @blp.response(202, BatchSchema, description="The webhook is queued again, under the same `webhook-id`.")
+    @blp.alt_response(409, description="The batch has no webhook to send: no callback_url, or not done yet.")
+    def post(self, batch_id: str):
+        """Send the done batch's webhook again (after the receiver was fixed, say)."""
+        redis = app_context().redis
+        record = own_batch_record(batch_id)
+        if not redeliver_batch_webhook(redis, record):
+            abort(409, message="only a done batch with a callback_url has a webhook to send")
+        return batch_resource(redis, record)
+
+
 def own_batch(batch_id: str) -> dict[str, Any]:
     """The caller's batch resource, or a 404 (also for another client's batch)."""
-    redis = app_context().redis
-    record = fetch_client_batch(redis, current_client(), batch_id)
+    return batch_resource(app_context().redis, own_batch_record(batch_id))
+
+
+def own_batch_record(batch_id: str) -> dict[str, str]:
+    record = fetch_client_batch(app_context().redis, current_client(), batch_id)
     if record is None:
         abort(404, message=f"no batch {batch_id!r}")
-    return batch_resource(redis, record)
+    return record

@@ -158,11 +158,24 @@ def job_ended(job: Job) -> None:
     record = {k.decode(): v.decode() for k, v in connection.hgetall(batch_key(batch_id)).items()}
     if not record.get("callback_url"):
         return
-    webhook = new_webhook(record["callback_url"])
-    record.update(id=batch_id, webhook=json.dumps(webhook))
-    connection.hset(batch_key(batch_id), "webhook", record["webhook"])
-    payload = json.dumps(batch_resource(connection, record))
-    enqueue_delivery(connection, webhook, payload, subject_id=batch_id, kind="batch")
+    _send_webhook(connection, {**record, "id": batch_id}, new_webhook(record["callback_url"]))
+
+
+def redeliver_batch_webhook(connection: Redis, record: dict[str, Any]) -> bool:
+    """Queue the batch's webhook again, under the same id (receivers dedupe by it), with
+    the batch as it is now. False when there is none to send: no callback_url, or not done."""
+    if not record.get("webhook"):
+        return False
+    _send_webhook(connection, record, {**json.loads(record["webhook"]), "state": "pending", "next_attempt_at": None})
+    return True
+
+
+def _send_webhook(connection: Redis, record: dict[str, Any], webhook: dict[str, Any]) -> None:
+    """Store the webhook's state on the batch and queue its delivery; the body is the batch."""
+    record["webhook"] = json.dumps(webhook)
+    connection.hset(batch_key(record["id"]), "webhook", record["webhook"])
+    enqueue_delivery(connection, webhook, json.dumps(batch_resource(connection, record)), subject_id=record["id"],
+                     kind="batch")  # fmt: skip
 
 
 def update_batch_delivery(connection: Redis, batch_id: str, webhook_id: str, **changes: Any) -> None:
