@@ -10,10 +10,9 @@ from flask_smorest import Blueprint, abort
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.jobs import idempotency_claim, new_job_of, require_json_body
-from service.api.limits import limiter, refuse_if_full, submit_limit
+from service.api.limits import limit_submits, refuse_if_full
 from service.api.schemas import BatchRequestSchema, BatchSchema, IdempotencyHeaderSchema
 from service.jobs.batches import batch_resource, fetch_client_batch, redeliver_batch_webhook, submit_batch
-from service.jobs.idempotency import IdempotencyConflict
 
 blp = Blueprint(
     "batches", __name__, url_prefix="/v1/batches", description="Submit many jobs at once and follow them as a whole."
@@ -25,7 +24,7 @@ LOCATION = {"Location": {"description": "The batch's URL", "schema": {"type": "s
 
 @blp.route("")
 class BatchCollection(MethodView):
-    @limiter.limit(submit_limit, error_message="over your submit limit (RATE_LIMIT); retry after Retry-After seconds")
+    @limit_submits
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.arguments(BatchRequestSchema)
     @blp.response(202, BatchSchema, headers=LOCATION, description="Every job queued.")
@@ -41,20 +40,17 @@ class BatchCollection(MethodView):
         jobs = [new_job_of(job, settings) for job in body["jobs"]]
         for priority in dict.fromkeys(job.priority for job in jobs):
             refuse_if_full(ctx.queues[priority])
-        try:
-            submitted = submit_batch(
-                ctx.redis,
-                ctx.queues,
-                current_client(),
-                jobs,
-                max_attempts=settings.max_attempts,
-                result_ttl_s=settings.result_ttl_s,
-                metadata=body["metadata"],
-                callback_url=body.get("callback_url"),
-                idempotency=idempotency_claim(idempotency_key, body),
-            )
-        except IdempotencyConflict as exc:
-            abort(409, message=str(exc))
+        submitted = submit_batch(
+            ctx.redis,
+            ctx.queues,
+            current_client(),
+            jobs,
+            max_attempts=settings.max_attempts,
+            result_ttl_s=settings.result_ttl_s,
+            metadata=body["metadata"],
+            callback_url=body.get("callback_url"),
+            idempotency=idempotency_claim(idempotency_key, body),
+        )
         resource = batch_resource(ctx.redis, submitted.record, submitted.jobs)
         return resource, 202 if submitted.created else 200, {"Location": resource["links"]["self"]}
 

@@ -7,7 +7,9 @@ from flask import Flask
 from flask_smorest import Api
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from werkzeug.exceptions import Conflict, HTTPException, ServiceUnavailable
+
+from service.jobs.idempotency import IdempotencyConflict
 
 REDIS_DOWN_RETRY_AFTER_S = 5
 
@@ -54,5 +56,11 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
         }
         return api.handle_http_exception(error)
 
+    def idempotency_conflict(exc: IdempotencyConflict):
+        error = Conflict()
+        error.data = {"message": str(exc)}
+        return api.handle_http_exception(error)
+
+    app.register_error_handler(IdempotencyConflict, idempotency_conflict)  # any submit route
     app.register_error_handler(RedisConnectionError, redis_unavailable)
     app.register_error_handler(RedisTimeoutError, redis_unavailable)

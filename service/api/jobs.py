@@ -12,10 +12,10 @@ from rq.job import Job
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
-from service.api.limits import limiter, refuse_if_full, submit_limit
+from service.api.limits import limit_submits, refuse_if_full
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings
-from service.jobs.idempotency import IdempotencyClaim, IdempotencyConflict
+from service.jobs.idempotency import IdempotencyClaim
 from service.jobs.index import InvalidCursor
 from service.jobs.lookup import fetch_client_job, list_client_jobs
 from service.jobs.resource import job_resource
@@ -36,7 +36,7 @@ def require_json_body() -> None:
 
 @blp.route("")
 class JobCollection(MethodView):
-    @limiter.limit(submit_limit, error_message="over your submit limit (RATE_LIMIT); retry after Retry-After seconds")
+    @limit_submits
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.arguments(JobRequestSchema)
     @blp.response(202, JobSchema, headers=LOCATION, description="Queued.")
@@ -49,18 +49,15 @@ class JobCollection(MethodView):
         """Queue an LLM job; answers at once with the job, status `queued`."""
         ctx = app_context()
         refuse_if_full(ctx.queues[body["priority"]])
-        try:
-            submitted = submit_job(
-                ctx.redis,
-                ctx.queues,
-                new_job_of(body, ctx.settings),
-                client=current_client(),
-                max_attempts=ctx.settings.max_attempts,
-                result_ttl_s=ctx.settings.result_ttl_s,
-                idempotency=idempotency_claim(idempotency_key, body),
-            )
-        except IdempotencyConflict as exc:
-            abort(409, message=str(exc))
+        submitted = submit_job(
+            ctx.redis,
+            ctx.queues,
+            new_job_of(body, ctx.settings),
+            client=current_client(),
+            max_attempts=ctx.settings.max_attempts,
+            result_ttl_s=ctx.settings.result_ttl_s,
+            idempotency=idempotency_claim(idempotency_key, body),
+        )
         resource = job_resource(submitted.job)
         return resource, 202 if submitted.created else 200, {"Location": resource["links"]["self"]}
 

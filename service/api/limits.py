@@ -47,6 +47,12 @@ def submit_limit() -> str:
     return settings.rate_limit_overrides.get(g.get("client"), settings.rate_limit)
 
 
+# The decorator of every submit route (each route counts its own requests).
+limit_submits = limiter.limit(
+    submit_limit, error_message="over your submit limit (RATE_LIMIT); retry after Retry-After seconds"
+)
+
+
 def refuse_if_full(queue: Queue) -> None:
     """503 with Retry-After when the queue holds QUEUE_MAX_DEPTH jobs already: better
     than a backlog that grows without bound while the workers cannot keep up."""
