@@ -41,10 +41,6 @@ def request_cancel(connection: Redis, job_id: str, ttl_s: int) -> None:
     connection.set(cancel_key(job_id), 1, ex=ttl_s)
 
 
-def has_lease(connection: Redis, job_id: str) -> bool:
-    return bool(connection.exists(lease_key(job_id)))
-
-
 @contextmanager
 def supervised(connection: Redis, job_id: str, on_cancel: Callable[[], None] | None = None) -> Iterator[None]:
     """While the body runs, keep the job's lease alive and, given `on_cancel`, call it once

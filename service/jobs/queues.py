@@ -13,6 +13,7 @@ LLM_TASK = "service.tasks.llm_job.run_llm_job"
 # Webhook deliveries have a queue of their own, served by `python worker.py webhooks`.
 WEBHOOK_QUEUE = "webhooks"
 DELIVERY_TASK = "service.tasks.webhook_job.deliver_webhook"
+ALL_QUEUES = (*PRIORITIES, WEBHOOK_QUEUE)  # every queue our workers serve
 
 
 def make_queues(connection: Redis, names: tuple[str, ...] = PRIORITIES) -> dict[str, Queue]:

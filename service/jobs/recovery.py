@@ -18,10 +18,10 @@ from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
 from service.jobs import metrics
-from service.jobs.control import LEASE_TTL_S, has_lease
+from service.jobs.control import LEASE_TTL_S, lease_key
 from service.jobs.events import announce_end
 from service.jobs.progress import record_error
-from service.jobs.queues import DELIVERY_TASK, LLM_TASK, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
+from service.jobs.queues import ALL_QUEUES, DELIVERY_TASK, LLM_TASK, SERIALIZER, make_queues
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,14 @@ def recover_abandoned_jobs(connection: Redis) -> list[str]:
     and re-queue every webhook delivery without one: the attempt is made again, under the
     same webhook-id, which receivers dedupe by."""
     recovered = []
-    for queue in make_queues(connection, (*PRIORITIES, WEBHOOK_QUEUE)).values():
+    for queue in make_queues(connection, ALL_QUEUES).values():
         registry = queue.started_job_registry
-        for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
-            job = Job.fetch_many([job_id], connection=connection, serializer=SERIALIZER)[0]
-            if job is None or job.func_name not in (LLM_TASK, DELIVERY_TASK) or not _abandoned(connection, job):
+        entries = registry.get_job_and_execution_ids(cleanup=False)
+        # Every poll reads all started jobs and their leases: two round trips per queue.
+        jobs = Job.fetch_many([job_id for job_id, _ in entries], connection=connection, serializer=SERIALIZER)
+        leased = _leased(connection, [job_id for job_id, _ in entries])
+        for (job_id, execution_id), job, lease in zip(entries, jobs, leased, strict=True):
+            if job is None or job.func_name not in (LLM_TASK, DELIVERY_TASK) or lease or not _abandoned(job):
                 continue
             # ZREM decides who handles it: another recoverer, or RQ's own clean-up, gets 0.
             if not connection.zrem(registry.key, f"{job_id}:{execution_id}"):
@@ -64,8 +67,16 @@ def _count_lost(job: Job, queue: Queue) -> None:
         metrics.JOB_RETRIES.inc(job.connection, queue=queue.name, reason="worker_lost")
 
 
-def _abandoned(connection: Redis, job: Job) -> bool:
-    if job.get_status(refresh=False) != JobStatus.STARTED or has_lease(connection, job.id):
+def _leased(connection: Redis, job_ids: list[str]) -> list[bool]:
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.exists(lease_key(job_id))
+        return [bool(found) for found in pipe.execute()]
+
+
+def _abandoned(job: Job) -> bool:
+    """Started, without a lease (checked by the caller), and not just starting."""
+    if job.get_status(refresh=False) != JobStatus.STARTED:
         return False
     # A job that has just started may not have written its first lease yet.
     return job.started_at is not None and now() - job.started_at > timedelta(seconds=LEASE_TTL_S)
