@@ -8,19 +8,17 @@ import requests
 from prometheus_client import CollectorRegistry, generate_latest
 
 from service.jobs import metrics
-from service.jobs.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
+from service.jobs.queues import ALL_QUEUES, make_queues
 from tests.conftest import ALICE, Samples, samples_of, scrape, value, wait_for
 from tests.test_end_to_end import get, submit, wait_until_finished
 from tests.test_failure_semantics import FAST_RETRIES, fails_first
 from tests.test_usage import DEFAULT_MODEL, complete, started_runs
 from tests.test_webhooks import WEBHOOKS_ON
 
-QUEUES = (*PRIORITIES, WEBHOOK_QUEUE)
-
 
 def collected(redis_conn) -> Samples:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(metrics.RedisMetricsCollector(redis_conn, make_queues(redis_conn, QUEUES)))
+    registry.register(metrics.RedisMetricsCollector(redis_conn, make_queues(redis_conn, ALL_QUEUES)))
     return samples_of(generate_latest(registry).decode())
 
 
@@ -88,7 +86,7 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
     before = scrape(api)
     gauges = {"llmjobs_queue_depth", "llmjobs_jobs_waiting_retry", "llmjobs_jobs_running"}
     assert {name for name, _ in before} == gauges, "nothing has been counted yet"
-    for queue in QUEUES:
+    for queue in ALL_QUEUES:
         assert value(before, "llmjobs_queue_depth", queue=queue) == 0
         assert value(before, "llmjobs_jobs_running", queue=queue) == 0
 
@@ -152,7 +150,7 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
 
     assert value(after, "llmjobs_webhook_deliveries_total", kind="job", outcome="retrying") == 1
     assert value(after, "llmjobs_webhook_deliveries_total", kind="job", outcome="delivered") == 1
-    for queue in QUEUES:
+    for queue in ALL_QUEUES:
         assert value(after, "llmjobs_queue_depth", queue=queue) == 0
         assert value(after, "llmjobs_jobs_running", queue=queue) == 0
         assert value(after, "llmjobs_jobs_waiting_retry", queue=queue) == 0

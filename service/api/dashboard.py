@@ -20,11 +20,10 @@ from rq.job import Job
 
 from service.api.limits import limiter
 from service.config import Settings
-from service.jobs.queues import PRIORITIES, SERIALIZER, WEBHOOK_QUEUE
+from service.jobs.queues import ALL_QUEUES, SERIALIZER
 
 URL_PREFIX = "/dashboard"
 REALM = 'Basic realm="llm-jobs dashboard"'
-ALL_QUEUES = (*PRIORITIES, WEBHOOK_QUEUE)
 
 
 class _JsonJob(Job):

@@ -11,7 +11,7 @@ from prometheus_client.exposition import choose_encoder
 
 from service.api.context import app_context
 from service.jobs.metrics import RedisMetricsCollector
-from service.jobs.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
+from service.jobs.queues import ALL_QUEUES, make_queues
 
 blp = Blueprint("metrics", __name__, description="Prometheus metrics.")
 
@@ -29,6 +29,6 @@ class Metrics(MethodView):
         ctx = app_context()
         # Built per scrape (it holds no state): the figures live in Redis, not in this process.
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(RedisMetricsCollector(ctx.redis, make_queues(ctx.redis, (*PRIORITIES, WEBHOOK_QUEUE))))
+        registry.register(RedisMetricsCollector(ctx.redis, make_queues(ctx.redis, ALL_QUEUES)))
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         return Response(encode(registry), content_type=content_type)

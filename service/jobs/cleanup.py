@@ -21,7 +21,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from service.jobs import index
-from service.jobs.queues import PRIORITIES, SERIALIZER, WEBHOOK_QUEUE
+from service.jobs.queues import ALL_QUEUES, SERIALIZER, WEBHOOK_QUEUE
 from service.jobs.usage import KEY_PREFIX as USAGE_PREFIX
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def clean_rq_registries(connection: Redis) -> int:
     that; what RQ's clean-up still finds there are entries whose job is gone. Returns the
     entries removed."""
     removed = 0
-    for name in (*PRIORITIES, WEBHOOK_QUEUE):
+    for name in ALL_QUEUES:
         queue = Queue(name, connection=connection, serializer=SERIALIZER)
         registries = [
             FinishedJobRegistry(queue=queue, serializer=SERIALIZER),
