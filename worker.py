@@ -1,52 +1,48 @@
-"""Run a pool of RQ workers: `python worker.py [QUEUE ...]` (default: high default low).
+"""Run a worker: `python worker.py [QUEUE ...]` (default: every queue, webhooks included).
 
-Queues are served in strict priority order, in the order given. WORKER_CONCURRENCY
-forking workers run side by side, so one pool makes that many LLM calls at once while
-keeping RQ's per-job process isolation, timeouts, stop command and heartbeats. A worker
-that dies (say, during a Redis outage) is replaced; its job is recovered by the scheduler.
+One process runs up to WORKER_CONCURRENCY LLM jobs at once as asyncio tasks, taking
+`high`, then `default`, then `low`, plus up to WEBHOOK_CONCURRENCY webhook deliveries.
+WORKER_PROCESSES (or --processes) runs that many such processes under a parent that
+replaces one that dies.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
-from rq.worker_pool import WorkerPool
-
 from service.config import SettingsError, load_settings
-from service.jobs.connection import wait_until_reachable, worker_connection
-from service.jobs.queues import PRIORITIES, SERIALIZER, WEBHOOK_QUEUE
-from service.jobs.worker import LLMWorker
+from service.jobs.queues import ALL_QUEUES
 from service.logs import configure_logging
-from service.tasks import llm_job, webhook_job  # noqa: F401  (imported here, so forked job processes start warm)
 
 
 def main(argv: list[str] | None = None) -> int:
     configure_logging("worker")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    known = (*PRIORITIES, WEBHOOK_QUEUE)
     parser.add_argument(
-        "queues", nargs="*", metavar="QUEUE", help=f"any of {', '.join(known)} (default: the first three)"
+        "queues", nargs="*", metavar="QUEUE", help=f"any of {', '.join(ALL_QUEUES)} (default: all of them)"
     )
+    parser.add_argument("--processes", type=int, help="worker processes (default: WORKER_PROCESSES)")
     parser.add_argument("--burst", action="store_true", help="exit once the queues are empty")
     args = parser.parse_args(argv)
-    unknown = sorted(set(args.queues) - set(known))
+    unknown = sorted(set(args.queues) - set(ALL_QUEUES))
     if unknown:
-        parser.error(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    queues = list(dict.fromkeys(args.queues)) or list(PRIORITIES)
+        parser.error(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(ALL_QUEUES)}")
     try:
         settings = load_settings(require_llm_key=True)
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         return 2
-    connection = worker_connection(settings.redis_url)
-    wait_until_reachable(connection)
-    # Always a pool, even of one: its parent never touches Redis and respawns a worker
-    # that died (say, of a Redis outage) every second, so the process outlives outages.
-    pool = WorkerPool(
-        queues, connection, num_workers=settings.worker_concurrency, worker_class=LLMWorker, serializer=SERIALIZER
-    )
-    pool.start(burst=args.burst)
+    processes = args.processes or settings.worker_processes
+    if processes > 1:
+        from service.worker.supervisor import supervise
+
+        return supervise(["worker.py", *args.queues, "--processes", "1"], processes)
+    from service.worker.async_worker import AsyncWorker
+
+    queues = list(dict.fromkeys(args.queues)) or list(ALL_QUEUES)
+    asyncio.run(AsyncWorker(settings, queues).run(burst=args.burst))
     return 0
 
 

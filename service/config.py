@@ -40,7 +40,20 @@ class Settings:
     limits: JobLimits = field(default_factory=JobLimits)
     result_ttl_s: int = 7 * 24 * 3600
     usage_retention_days: int = 400  # how long a day's usage counters are kept
-    worker_concurrency: int = 2
+    # LLM jobs one worker process runs at once, as asyncio tasks: each waits on the
+    # provider for seconds to minutes and costs ~50 KB while it does.
+    worker_concurrency: int = 200
+    worker_processes: int = 1  # worker processes one `worker.py` runs (more cores)
+    # Share of a process's slots only `high` jobs may take, so a flood of `low` or
+    # `default` work never delays one (floored; never every slot).
+    worker_high_reserve: float = 0.1
+    webhook_concurrency: int = 8  # deliveries one worker process makes at once, beside its LLM slots
+    worker_shutdown_grace_s: float = 30.0  # SIGTERM: running jobs get this long to finish
+    llm_max_in_flight: int = 0  # LLM calls in flight across all processes; 0 = no cap
+    # New calls wait for the provider's reset when its rate-limit headers say fewer than
+    # this many requests (or tokens) are left.
+    llm_ratelimit_request_margin: int = 1
+    llm_ratelimit_token_margin: int = 1000
     progress_interval_s: float = 0.25
     max_attempts: int = 5  # LLM calls per job, retries included
     # A stream silent this long is dead (healthy ones send pings): the attempt fails as a
@@ -163,6 +176,21 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         result_ttl_s=env.int("RESULT_TTL_S", defaults.result_ttl_s, validate=positive),
         usage_retention_days=env.int("USAGE_RETENTION_DAYS", defaults.usage_retention_days, validate=positive),
         worker_concurrency=env.int("WORKER_CONCURRENCY", defaults.worker_concurrency, validate=positive),
+        worker_processes=env.int("WORKER_PROCESSES", defaults.worker_processes, validate=positive),
+        worker_high_reserve=env.float(
+            "WORKER_HIGH_RESERVE", defaults.worker_high_reserve, validate=validate.Range(min=0, max=1)
+        ),
+        webhook_concurrency=env.int("WEBHOOK_CONCURRENCY", defaults.webhook_concurrency, validate=positive),
+        worker_shutdown_grace_s=env.float(
+            "WORKER_SHUTDOWN_GRACE_S", defaults.worker_shutdown_grace_s, validate=validate.Range(min=0)
+        ),
+        llm_max_in_flight=env.int("LLM_MAX_IN_FLIGHT", defaults.llm_max_in_flight, validate=validate.Range(min=0)),
+        llm_ratelimit_request_margin=env.int(
+            "LLM_RATELIMIT_REQUEST_MARGIN", defaults.llm_ratelimit_request_margin, validate=validate.Range(min=0)
+        ),
+        llm_ratelimit_token_margin=env.int(
+            "LLM_RATELIMIT_TOKEN_MARGIN", defaults.llm_ratelimit_token_margin, validate=validate.Range(min=0)
+        ),
         progress_interval_s=env.float(
             "PROGRESS_INTERVAL_S", defaults.progress_interval_s, validate=validate.Range(min=0)
         ),

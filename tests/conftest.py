@@ -300,14 +300,14 @@ def start_api(processes: Processes, service_env: dict[str, str]) -> Callable[...
 
 @pytest.fixture
 def start_worker(processes: Processes, service_env: dict[str, str], redis_conn: redis.Redis):
-    """Start `python worker.py QUEUE...`; returns once its workers have registered."""
+    """Start `python worker.py QUEUE...`; returns once its worker processes have registered."""
     from rq import Worker
 
     def start(*queues: str, **env_overrides: str) -> subprocess.Popen:
         env = {**service_env, **env_overrides}
         before = len(Worker.all(connection=redis_conn))
         process = processes.start("worker", [PYTHON, "worker.py", *queues], env)
-        wanted = before + int(env["WORKER_CONCURRENCY"])
+        wanted = before + int(env.get("WORKER_PROCESSES", "1"))
         wait_for(
             lambda: process.poll() is not None or len(Worker.all(connection=redis_conn)) >= wanted,
             what="the worker to register",

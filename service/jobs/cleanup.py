@@ -34,6 +34,7 @@ PER_JOB_PREFIXES = (
     "llmjobs:announced:",
     "llmjobs:cancel:",
     "llmjobs:lease:",
+    "llmjobs:text:",
 )
 IDEMPOTENCY_PREFIX = "llmjobs:idempotency:"
 

@@ -10,7 +10,9 @@ from redis.exceptions import RedisError, ResponseError
 from rq import Queue, Worker
 from rq.utils import now
 
-from service.jobs.worker import HEARTBEAT_FRESH_S
+# A worker counts as present only while its last heartbeat is this recent (workers
+# heartbeat every few seconds).
+HEARTBEAT_FRESH_S = 30
 
 
 @dataclass

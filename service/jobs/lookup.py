@@ -10,6 +10,7 @@ from rq.job import Job
 
 from service.jobs import index
 from service.jobs.ids import is_job_id
+from service.jobs.progress import live_text_key
 from service.jobs.queues import LLM_TASK, SERIALIZER
 from service.jobs.status import public_status
 
@@ -32,7 +33,10 @@ def fetch_client_job(connection: Redis, client: str, job_id: str) -> Job | None:
         job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
     except NoSuchJobError:
         return None
-    return job if _owned_by(job, client) else None
+    if not _owned_by(job, client):
+        return None
+    with_live_text(connection, [job])
+    return job
 
 
 def list_client_jobs(
@@ -44,14 +48,27 @@ def list_client_jobs(
     while len(found) < limit and scanned < MAX_SCANNED_PER_PAGE:
         members = index.newest_first(connection, client, after, count=limit - len(found))
         if not members:
-            return JobPage(found, None)
+            after = None  # the end: no next page
+            break
         jobs = Job.fetch_many([index.job_id_of(m) for m in members], connection=connection, serializer=SERIALIZER)
         # Jobs past their result TTL are gone from Redis: drop them from the index too.
         index.remove(connection, client, [m for m, job in zip(members, jobs, strict=True) if job is None])
         found += [j for j in jobs if j is not None and (status is None or public_status(j) == status)]
         scanned += len(members)
         after = members[-1]
+    with_live_text(connection, found)
     return JobPage(found, index.encode_cursor(after) if after else None)
+
+
+def with_live_text(connection: Redis, jobs: list[Job]) -> None:
+    """Read the text that running (or retrying) jobs have streamed so far, which lives
+    beside their meta until the attempt ends, into their meta: one round trip for all."""
+    streaming = [job for job in jobs if not job.meta.get("text")]
+    if not streaming:
+        return
+    for job, text in zip(streaming, connection.mget([live_text_key(job.id) for job in streaming]), strict=True):
+        if text:
+            job.meta["text"] = text.decode()
 
 
 def _owned_by(job: Job, client: str) -> bool:

@@ -96,7 +96,15 @@ WEBHOOK_DELIVERIES = RedisCounter(
     "worker_lost: its worker died mid-attempt and it is made again).",
     ("kind", "outcome"),
 )
-COUNTERS = (JOBS_SUBMITTED, JOBS_FINISHED, JOB_RETRIES, LLM_ERRORS, LLM_TOKENS, LLM_COST, WEBHOOK_DELIVERIES)
+LLM_CALLS_HELD = RedisCounter(
+    "llmjobs_llm_calls_held",
+    "Times a worker process had free slots but held back new LLM calls: the provider gate was closed "
+    "(429, overload, rate-limit budget low) or LLM_MAX_IN_FLIGHT was reached.",
+    (),
+)
+COUNTERS = (
+    JOBS_SUBMITTED, JOBS_FINISHED, JOB_RETRIES, LLM_ERRORS, LLM_TOKENS, LLM_COST, WEBHOOK_DELIVERIES, LLM_CALLS_HELD,
+)  # fmt: skip
 
 JOB_DURATION = RedisHistogram(
     "llmjobs_job_duration_seconds",

@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, NoReturn
 
+from redis import Redis
+from redis.commands.core import Script
 from rq.job import Job
 
 from service.config import Settings
@@ -24,49 +26,83 @@ from service.jobs.resource import job_result
 from service.jobs.status import FAILED
 from service.jobs.usage import job_usage
 
-# KEYS: job hash, completion marker, event stream, then counter hashes. ARGV: serialized
-# meta, marker TTL ("" = not completing), progress event data ("" = none), stream cap,
-# stream TTL, then for each counter hash: its TTL (0 = none), its number of fields, then
-# field, amount, field, amount, ... The counters (usage, metrics) are added only by the
-# completing save, in the same script: a job is counted once, however often it ran.
+# KEYS: job hash, completion marker, event stream, live text, then counter hashes. ARGV:
+# serialized meta, marker TTL ("" = not completing), new text ("" = none), progress event
+# data ("" = none), stream cap, stream TTL, then for each counter hash: its TTL (0 =
+# none), its number of fields, then field, amount, field, amount, ... The completing save
+# adds the job's counters (usage, metrics) in the same script: a job is counted once,
+# however often it ran. New text is APPENDed: a flush writes only what is new, so the
+# bytes a job writes grow linearly with its reply.
 _GUARDED_SAVE = """
 if redis.call('exists', KEYS[2]) == 1 then return 0 end
 redis.call('hset', KEYS[1], 'meta', ARGV[1])
-if ARGV[2] ~= '' then
-  redis.call('set', KEYS[2], '1', 'EX', ARGV[2])
-  local i = 6
-  for k = 4, #KEYS do
-    local ttl, fields = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-    for j = i + 2, i + 2 * fields, 2 do redis.call('hincrby', KEYS[k], ARGV[j], ARGV[j + 1]) end
-    if ttl > 0 then redis.call('expire', KEYS[k], ttl) end
-    i = i + 2 + 2 * fields
-  end
+if ARGV[2] ~= '' then redis.call('set', KEYS[2], '1', 'EX', ARGV[2]) end
+local i = 7
+for k = 5, #KEYS do
+  local ttl, fields = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  for j = i + 2, i + 2 * fields, 2 do redis.call('hincrby', KEYS[k], ARGV[j], ARGV[j + 1]) end
+  if ttl > 0 then redis.call('expire', KEYS[k], ttl) end
+  i = i + 2 + 2 * fields
 end
 if ARGV[3] ~= '' then
-  redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'type', 'progress', 'data', ARGV[3])
-  redis.call('expire', KEYS[3], ARGV[5])
+  redis.call('append', KEYS[4], ARGV[3])
+  redis.call('expire', KEYS[4], ARGV[6])
+end
+if ARGV[4] ~= '' then
+  redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'type', 'progress', 'data', ARGV[4])
+  redis.call('expire', KEYS[3], ARGV[6])
 end
 return 1
 """
+_SCRIPTS: dict[int, Script] = {}  # registered once per connection pool
 
 
 class Superseded(Exception):
     """Another run of this job has already completed it."""
 
 
-def _save(
-    job: Job, *, completes_for_s: int | None = None, counters: Sequence[HashIncrements] = (), progress: str = ""
-) -> None:
-    save = job.connection.register_script(_GUARDED_SAVE)
-    keys = [job.key, completed_key(job.id), events_key(job.id)]
-    args = [job.serializer.dumps(job.meta), completes_for_s or "", progress, MAX_EVENTS, job.result_ttl]
+def live_text_key(job_id: str) -> str:
+    """The text the running attempt has streamed so far (its meta holds the text only
+    once the attempt has ended)."""
+    return f"llmjobs:text:{job_id}"
+
+
+def _guarded_save(connection: Redis) -> Script:
+    pool_id = id(connection.connection_pool)
+    if (script := _SCRIPTS.get(pool_id)) is None:
+        script = _SCRIPTS[pool_id] = connection.register_script(_GUARDED_SAVE)
+    return script
+
+
+def _save_call(
+    job: Job,
+    *,
+    completes_for_s: int | None = None,
+    counters: Sequence[HashIncrements] = (),
+    recorder: ProgressRecorder | None = None,
+) -> tuple[list[str], list[Any]]:
+    new_text = event = ""
+    if recorder is not None and (new_text := recorder.unwritten()):
+        event = progress_event(new_text, recorder.chunks, job.meta["attempts"])
+    keys = [job.key, completed_key(job.id), events_key(job.id), live_text_key(job.id)]
+    args: list[Any] = [job.serializer.dumps(job.meta), completes_for_s or "", new_text, event, MAX_EVENTS]
+    args.append(job.result_ttl)
     for counter in counters:
         keys.append(counter.key)
         args += [counter.ttl_s or 0, len(counter.amounts), *chain.from_iterable(counter.amounts.items())]
-    if not save(keys=keys, args=args):
-        # Adopt the winner's record, so RQ's own later saves of this job keep it.
-        job.meta = job.get_meta(refresh=True)
-        raise Superseded(job.id)
+    return keys, args
+
+
+def _save(job: Job, **changes: Any) -> None:
+    keys, args = _save_call(job, **changes)
+    if not _guarded_save(job.connection)(keys=keys, args=args):
+        _adopt_winner(job)
+
+
+def _adopt_winner(job: Job) -> NoReturn:
+    # Adopt the winner's record, so RQ's own later saves of this job keep it.
+    job.meta = job.get_meta(refresh=True)
+    raise Superseded(job.id)
 
 
 def start_new_run(job: Job, *, max_attempts: int) -> None:
@@ -102,36 +138,79 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts) -> flo
     meta["attempts"] = meta.get("attempts", 0) + 1
     meta.setdefault("deadline_at", time.time() + meta["timeout_s"])
     meta.update(text="", output_tokens=0, error=None, result=None, next_attempt_at=None)
+    job.connection.delete(live_text_key(job.id))
     _save(job)
     return meta["deadline_at"]
 
 
-class ProgressRecorder:
-    """Collects streamed text and writes it to the job at most once per `interval_s`."""
+def undo_attempt(job: Job) -> None:
+    """The attempt never reached the provider's model (held back by the provider's rate
+    limit): it does not count against the job's attempts. The caller re-queues the job."""
+    job.meta["attempts"] -= 1
+    _save(job)
 
-    def __init__(self, job: Job, interval_s: float):
-        self._job = job
-        self._interval_s = interval_s
+
+class ProgressRecorder:
+    """Collects a running attempt's streamed text. The worker writes what is new, for all
+    its running jobs at once, in one pipeline per tick (`flush_progress`)."""
+
+    def __init__(self, job: Job):
+        self.job = job
         self._parts: list[str] = []
-        self._published = 0  # parts already sent as progress events
-        self._chunks = 0
-        self._last_write = time.monotonic()
+        self._published = 0  # parts already written
+        self.chunks = 0  # a delta is usually one token; the exact count replaces this at the end
 
     def add(self, text: str) -> None:
         self._parts.append(text)
-        # A delta is usually one token; the exact count replaces this at the end.
-        self._chunks += 1
-        if time.monotonic() - self._last_write >= self._interval_s:
-            self.flush()
+        self.chunks += 1
 
-    def flush(self) -> None:
-        """Write the text so far, and the new part of it as a progress event."""
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
+
+    @property
+    def has_unwritten(self) -> bool:
+        return self._published < len(self._parts)
+
+    def unwritten(self) -> str:
+        """The text not yet written; counted as written from here on."""
         new_text = "".join(self._parts[self._published :])
-        self._job.meta.update(text="".join(self._parts), output_tokens=self._chunks)
-        event = progress_event(new_text, self._chunks, self._job.meta["attempts"]) if new_text else ""
-        _save(self._job, progress=event)
         self._published = len(self._parts)
-        self._last_write = time.monotonic()
+        return new_text
+
+
+def flush_progress(connection: Redis, recorders: Sequence[ProgressRecorder]) -> list[ProgressRecorder]:
+    """Write each recorder's new text (appended to the job's live text, and as a progress
+    event) in one round trip; returns the recorders whose job another run has completed."""
+    script = _guarded_save(connection)
+    written: list[ProgressRecorder] = []
+    with connection.pipeline(transaction=False) as pipe:
+        for recorder in recorders:
+            if not recorder.has_unwritten:
+                continue
+            recorder.job.meta["output_tokens"] = recorder.chunks
+            keys, args = _save_call(recorder.job, recorder=recorder)
+            script(keys=keys, args=args, client=pipe)
+            written.append(recorder)
+        if not written:
+            return []
+        answers = pipe.execute()
+    return [recorder for recorder, saved in zip(written, answers, strict=True) if not saved]
+
+
+def call_counters(
+    job: Job, input_tokens: int, output_tokens: int, cost: float | None, *, retention_days: int
+) -> list[HashIncrements]:
+    """What an attempt that ended without a result adds to the usage and the metrics: the
+    provider bills a call cut short (failed mid-stream, canceled, timed out) all the same."""
+    if not input_tokens and not output_tokens:
+        return []
+    model = job.meta["model"]
+    tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    return [
+        job_usage(job.meta["client"], model, tokens, cost, retention_days, completed=False),
+        metrics.llm_usage(model, input_tokens, output_tokens, cost),
+    ]
 
 
 def record_result(
@@ -143,6 +222,7 @@ def record_result(
     cost_usd: float | None,
     keep_for_s: int,
     usage_retention_days: int,
+    recorder: ProgressRecorder | None = None,
 ) -> dict[str, Any]:
     """Complete the job (once), adding it to its client's usage counters and the metrics;
     returns what RQ keeps as the job's return value."""
@@ -153,18 +233,37 @@ def record_result(
         job_usage(job.meta["client"], model, usage, cost_usd, usage_retention_days),
         metrics.llm_usage(model, usage["input_tokens"], usage["output_tokens"], cost_usd),
     )
-    _save(job, completes_for_s=keep_for_s, counters=counters)
+    _save(job, completes_for_s=keep_for_s, counters=counters, recorder=recorder)
     return job_result(job)
 
 
-def record_retry(job: Job, error: dict[str, Any], next_attempt_at: float) -> None:
+def record_retry(
+    job: Job,
+    error: dict[str, Any],
+    next_attempt_at: float,
+    *,
+    counters: Sequence[HashIncrements] = (),
+    recorder: ProgressRecorder | None = None,
+) -> None:
     """The attempt failed and another is due at `next_attempt_at`; the error stays visible meanwhile."""
     job.meta.update(error=error, next_attempt_at=next_attempt_at)
-    _save(job)
+    if recorder is not None:
+        job.meta["output_tokens"] = recorder.chunks
+    _save(job, counters=counters, recorder=recorder)
 
 
-def record_error(job: Job, error: dict[str, Any], *, canceled: bool = False) -> None:
+def record_error(
+    job: Job,
+    error: dict[str, Any],
+    *,
+    canceled: bool = False,
+    counters: Sequence[HashIncrements] = (),
+    recorder: ProgressRecorder | None = None,
+) -> None:
+    """The job ends without a result, keeping the text its attempt streamed before it stopped."""
     job.meta["error"] = error
+    if recorder is not None:
+        job.meta.update(text=recorder.text, output_tokens=recorder.chunks)
     if canceled:
         job.meta["canceled_at"] = time.time()
-    _save(job)
+    _save(job, counters=counters, recorder=recorder)

@@ -29,16 +29,23 @@ def usage_key(day: date, client: str) -> str:
 
 
 def job_usage(
-    client: str, model: str, usage: dict[str, int], cost_usd: float | None, retention_days: int
+    client: str,
+    model: str,
+    usage: dict[str, int],
+    cost_usd: float | None,
+    retention_days: int,
+    *,
+    completed: bool = True,
 ) -> HashIncrements:
-    """The increments for a job completing now (its UTC day)."""
+    """The increments for a job completing now (its UTC day); with `completed` False, for
+    an attempt that ended without a result: its tokens and cost, but no job."""
     amounts = {
-        f"{model}:jobs": 1,
+        f"{model}:jobs": int(completed),
         f"{model}:input_tokens": usage["input_tokens"],
         f"{model}:output_tokens": usage["output_tokens"],
         f"{model}:cost_micro_usd": 0 if cost_usd is None else round(cost_usd * 1_000_000),
     }
-    if cost_usd is None:
+    if cost_usd is None and completed:
         amounts[f"{model}:unpriced_jobs"] = 1
     return HashIncrements(usage_key(datetime.now(UTC).date(), client), retention_days * 24 * 3600, amounts)
 

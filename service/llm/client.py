@@ -1,22 +1,23 @@
-"""One streaming Messages call through the official SDK, stoppable from outside."""
+"""One streaming Messages call through the official async SDK.
+
+One `LLMClient` (one `AsyncAnthropic`, one connection pool) serves every call a worker
+process makes. A call is stopped from outside by cancelling the task awaiting it (a
+cancel request, the job's deadline): asyncio cancellation interrupts even a silent
+provider, and the SDK closes the response on the way out.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
 import httpx2
-from anthropic.lib.streaming import MessageStream
 
 from service.llm.errors import classify
-from service.llm.stop_token import StopToken
 
 CONNECT_TIMEOUT_S = 5.0
-DEADLINE_SLACK_S = 0.05  # a read timeout at the deadline must find the token already stopped
 
 
 @dataclass(frozen=True)
@@ -38,22 +39,57 @@ class LLMReply:
     extra_usage: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class CallUsage:
+    """What the provider bills for one call, as far as its stream showed it: kept up to
+    date while the reply streams, so a call cut short (canceled, timed out, failed
+    mid-stream) still says what it cost."""
+
+    input_tokens: int = 0
+    reported_output_tokens: int | None = None  # the last message_delta's cumulative count
+    chunks: int = 0  # text deltas seen; about one token each
+
+    @property
+    def output_tokens(self) -> int:
+        return self.reported_output_tokens if self.reported_output_tokens is not None else self.chunks
+
+    @property
+    def billed(self) -> bool:
+        return self.input_tokens > 0 or self.output_tokens > 0
+
+
+# Called with the headers of every call the provider accepted (its rate-limit figures).
+ResponseHook = Callable[[httpx2.Headers], None]
+
+
 class LLMClient:
-    """Streams one reply. The SDK's own retries are off: the job layer retries, so that
-    waiting out a `retry-after` never holds a worker slot."""
+    """Streams replies. The SDK's own retries are off: the job layer retries, so that
+    waiting out a `retry-after` never holds a slot."""
 
-    def __init__(self, sdk: anthropic.Anthropic | None = None, read_timeout_s: float = 120.0):
-        # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are read by the SDK itself.
-        self._sdk = sdk or anthropic.Anthropic(max_retries=0)
+    def __init__(
+        self,
+        sdk: anthropic.AsyncAnthropic | None = None,
+        *,
+        read_timeout_s: float = 120.0,
+        max_connections: int = 1000,
+        on_response: ResponseHook | None = None,
+    ):
+        # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are read by the SDK itself. The pool is
+        # sized to the calls this process runs at once (httpx's default keeps only 100 alive).
+        limits = httpx2.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._sdk = sdk or anthropic.AsyncAnthropic(
+            max_retries=0, http_client=anthropic.DefaultAsyncHttpxClient(limits=limits)
+        )
         self._read_timeout_s = read_timeout_s
+        self._on_response = on_response
 
-    def stream(self, request: LLMRequest, on_text: Callable[[str], None], stop: StopToken) -> LLMReply:
-        """Stream the reply, passing each text delta to `on_text`.
+    @property
+    def api_key(self) -> str | None:
+        return self._sdk.api_key
 
-        Raises `Stopped` when the token's deadline passes or it is canceled (the
-        connection is closed even if the provider is silent), `LLMError` otherwise.
-        """
-        stop.raise_if_stopped()
+    async def stream(self, request: LLMRequest, on_text: Callable[[str], None], usage: CallUsage) -> LLMReply:
+        """Stream the reply, passing each text delta to `on_text` and keeping `usage` up to
+        date. Raises `LLMError` for every failure of the call."""
         optional: dict[str, Any] = {}
         if request.system is not None:
             optional["system"] = request.system
@@ -61,45 +97,32 @@ class LLMClient:
             # The SDK has no `temperature` keyword on stream(); it goes in the body.
             optional["extra_body"] = {"temperature": request.temperature}
         try:
-            with (
-                self._sdk.messages.stream(
-                    model=request.model,
-                    max_tokens=request.max_tokens,
-                    messages=request.messages,
-                    # Per read: a stalled stream fails the attempt (retryable); never past the
-                    # deadline, which also bounds the wait for headers, before the watcher runs.
-                    timeout=httpx2.Timeout(
-                        min(self._read_timeout_s, stop.remaining_s() + DEADLINE_SLACK_S), connect=CONNECT_TIMEOUT_S
-                    ),
-                    **optional,
-                ) as stream,
-                stop.closing(lambda: _interrupt(stream)),
-            ):
-                for event in stream:
-                    stop.raise_if_stopped()
+            async with self._sdk.messages.stream(
+                model=request.model,
+                max_tokens=request.max_tokens,
+                messages=request.messages,
+                # Per read: a stalled stream fails the attempt (retryable); the job's
+                # deadline is enforced by the caller, which cancels the task.
+                timeout=httpx2.Timeout(self._read_timeout_s, connect=CONNECT_TIMEOUT_S),
+                **optional,
+            ) as stream:
+                if self._on_response is not None:
+                    self._on_response(stream.response.headers)
+                async for event in stream:
                     if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                        usage.chunks += 1
                         on_text(event.delta.text)
-                # A stream closed by the watcher may just end instead of raising.
-                stop.raise_if_stopped()
-                final = stream.get_final_message()
+                    elif event.type == "message_start":
+                        usage.input_tokens = event.message.usage.input_tokens
+                    elif event.type == "message_delta":
+                        usage.reported_output_tokens = event.usage.output_tokens
+                final = await stream.get_final_message()
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-            # A connection closed by the watcher surfaces here as a read error.
-            stop.raise_if_stopped()
             raise classify(exc) from exc
         return _reply(final)
 
-
-def _interrupt(stream: MessageStream) -> None:
-    """Wake a reader blocked on a silent provider. Closing the response from another
-    thread does not interrupt a blocked recv(); shutting the socket down does, and the
-    reading thread then unwinds and closes the stream itself."""
-    network_stream = stream.response.extensions.get("network_stream")
-    sock = network_stream.get_extra_info("socket") if network_stream is not None else None
-    if sock is None:
-        stream.close()
-        return
-    with contextlib.suppress(OSError):  # already closed by the peer
-        sock.shutdown(socket.SHUT_RDWR)
+    async def aclose(self) -> None:
+        await self._sdk.close()
 
 
 def _reply(message: anthropic.types.Message) -> LLMReply:

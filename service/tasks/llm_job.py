@@ -1,108 +1,167 @@
-"""The RQ task: run one attempt of an LLM job, streaming its text into the job's progress.
+"""The LLM task: run one attempt of an LLM job, streaming its text into the job's progress.
 
-A failed attempt that is worth retrying returns RQ's `Retry`, so the job waits in the
-scheduled registry (status `queued`) without holding a worker slot.
+It runs as an asyncio task in the worker (many at once in one process). A failed attempt
+that is worth retrying returns RQ's `Retry`, so the job waits in the scheduled registry
+(status `queued`) without holding a slot. The job's deadline and a client's cancel stop
+the call from outside (the worker cancels the task), even when the provider is silent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
-from rq import Retry, get_current_job
+from rq import Retry
 from rq.job import Job
 from rq.utils import now
 
-from service.config import Settings, load_settings
 from service.jobs import metrics
-from service.jobs.control import supervised
 from service.jobs.progress import (
     ProgressRecorder,
     Superseded,
+    call_counters,
     record_error,
     record_result,
     record_retry,
     start_attempt,
+    undo_attempt,
 )
+from service.jobs.provider_gate import RateLimitHeaders
 from service.jobs.resource import job_result
 from service.jobs.retry_policy import retry_delay_s, rq_retry
-from service.llm import LLMClient, LLMError, LLMRequest, Stopped, StopToken, cost_usd, is_priced
+from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
 from service.logs import log_context
+from service.tasks.outcomes import JobFailed, Requeue
+from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
 
 log = logging.getLogger(__name__)
 
+STOP_ERRORS = {
+    CANCELED: {"type": "canceled", "message": "canceled on request", "retryable": False},
+    STOPPED: {"type": "stopped", "message": "stopped by an operator", "retryable": False},
+}
+NO_HEADERS = RateLimitHeaders({}, {})
 
-class JobFailed(Exception):
-    """The job failed for good; the error a client sees is in its meta."""
 
-
-def run_llm_job(request: dict[str, Any]) -> dict[str, Any] | Retry | None:
+async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry | None:
     """Entry point named by `service.jobs.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
-    job = get_current_job()
     context = {"job_id": job.id, "client": job.meta.get("client"), "queue": job.origin}
     with log_context(**context, attempt=job.meta.get("attempts", 0) + 1):
         try:
-            outcome = _attempt(job, LLMRequest(**request), load_settings())
+            outcome = await _attempt(job, LLMRequest(**request), runtime)
         except Superseded:
             # Another run of this job (re-queued while this one looked lost) finished first.
             log.info("attempt ended", extra={"outcome": "superseded"})
             return job_result(job)
         except JobFailed as exc:
-            log.info("attempt ended", extra={"outcome": "failed", "error_type": job.meta["error"]["type"]})
-            raise JobFailed(str(exc)) from exc
+            log.info("attempt ended", extra={"outcome": "failed", "error_type": exc.error["type"]})
+            raise
+        except Requeue:
+            log.info("attempt ended", extra={"outcome": "held_back"})
+            raise
         retrying = isinstance(outcome, Retry)
         log.info("attempt ended", extra={"outcome": "retrying" if retrying else "succeeded"})
         return outcome
 
 
-def _attempt(job: Job, request: LLMRequest, settings: Settings) -> dict[str, Any] | Retry:
-    stop = StopToken(deadline=start_attempt(job, max_attempts=settings.max_attempts))
+async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> dict[str, Any] | Retry:
+    settings = runtime.settings
+    deadline = start_attempt(job, max_attempts=settings.max_attempts)
     metrics.QUEUE_WAIT.observe(job.connection, (now() - job.enqueued_at).total_seconds(), queue=job.origin)
-    progress = ProgressRecorder(job, settings.progress_interval_s)
+    recorder = ProgressRecorder(job)
+    usage = CallUsage()
+    runtime.progress[job.id] = recorder
     try:
-        with supervised(job.connection, job.id, on_cancel=stop.cancel):
-            llm = LLMClient(read_timeout_s=settings.llm_read_timeout_s)
-            reply = llm.stream(request, on_text=progress.add, stop=stop)
-    except Stopped as exc:
-        progress.flush()  # keep the partial text
-        if exc.reason == "canceled":
-            record_error(job, {"type": "canceled", "message": "canceled on request", "retryable": False}, canceled=True)
-        else:
-            record_error(job, _timeout_error(job))
-        raise JobFailed(exc.reason) from exc
+        if runtime.stop_reasons.get(job.id) == CANCELED:  # canceled as it was dequeued: no call at all
+            raise asyncio.CancelledError
+        if time.time() >= deadline:  # it waited out its whole deadline: no call at all
+            raise TimeoutError
+        async with asyncio.timeout(deadline - time.time()):
+            reply = await runtime.llm.stream(request, on_text=recorder.add, usage=usage)
+    except TimeoutError:
+        _fail(job, _timeout_error(job), runtime, recorder, usage)
+    except asyncio.CancelledError:
+        if (reason := runtime.stop_reasons.get(job.id)) not in STOP_ERRORS:
+            raise  # the worker is putting the job back in its queue, or another run won
+        _fail(job, STOP_ERRORS[reason], runtime, recorder, usage, canceled=reason == CANCELED)
     except LLMError as exc:
-        progress.flush()
-        return _retry_or_fail(job, exc, settings, stop)
-    progress.flush()  # the last text as a progress event, before the result
-    usage = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, **reply.extra_usage}
+        return _after_error(job, exc, runtime, recorder, usage, deadline)
+    finally:
+        runtime.progress.pop(job.id, None)
+    usage_record = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, **reply.extra_usage}
     return record_result(
         job,
         text=reply.text,
         stop_reason=reply.stop_reason,
-        usage=usage,
+        usage=usage_record,
         cost_usd=cost_usd(request.model, reply.input_tokens, reply.output_tokens, settings.price_overrides),
         keep_for_s=settings.result_ttl_s,
         usage_retention_days=settings.usage_retention_days,
+        recorder=recorder,  # the last text as a progress event, before the result
     )
 
 
-def _retry_or_fail(job: Job, error: LLMError, settings: Settings, stop: StopToken) -> Retry:
+def _after_error(
+    job: Job, error: LLMError, runtime: TaskRuntime, recorder: ProgressRecorder, usage: CallUsage, deadline: float
+) -> Retry:
+    settings = runtime.settings
     model = metrics.model_label(job.meta["model"], priced=is_priced(job.meta["model"], settings.price_overrides))
     metrics.LLM_ERRORS.inc(job.connection, model=model, error_type=error.type)
+    held_back = _report_to_gate(error, runtime)
+    if held_back and not usage.billed:
+        # The provider's limit, shared by every process, not this job's fault: back to the
+        # front of its queue without using up an attempt; the gate holds it until it reopens.
+        undo_attempt(job)
+        raise Requeue(error.type)
     attempt = job.meta["attempts"]
     if not error.retryable or attempt >= job.meta["attempt_limit"]:
-        record_error(job, error.as_record())  # the final failure keeps the last error
-        raise JobFailed(str(error)) from error
+        _fail(job, error.as_record(), runtime, recorder, usage)  # the final failure keeps the last error
     delay = retry_delay_s(
         attempt, base_s=settings.retry_base_s, cap_s=settings.retry_max_s, retry_after_s=error.retry_after_s
     )
-    if delay >= stop.remaining_s():
-        record_error(job, _timeout_error(job, last_error=error))
-        raise JobFailed("timeout") from error
+    if delay >= deadline - time.time():
+        _fail(job, _timeout_error(job, last_error=error), runtime, recorder, usage)
     retry, due_at = rq_retry(delay, max_retries=job.meta["attempt_limit"])
-    record_retry(job, error.as_record(), next_attempt_at=due_at)
+    record_retry(job, error.as_record(), due_at, counters=_spent(job, usage, runtime), recorder=recorder)
     metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")
     return retry
+
+
+def _report_to_gate(error: LLMError, runtime: TaskRuntime) -> bool:
+    """Tell the shared gate what the provider said; True if it was the provider's limit."""
+    if error.status_code == 429 and error.retryable:  # a spend limit is not retryable
+        runtime.gate.report_rate_limited(error.retry_after_s)
+        return True
+    if error.status_code == 529 or error.type == "overloaded_error":
+        runtime.gate.report_overloaded()
+        return True
+    if error.status_code is not None:
+        runtime.gate.report_answer(NO_HEADERS)
+    return False
+
+
+def _fail(
+    job: Job,
+    error: dict[str, Any],
+    runtime: TaskRuntime,
+    recorder: ProgressRecorder,
+    usage: CallUsage,
+    *,
+    canceled: bool = False,
+) -> None:
+    record_error(job, error, canceled=canceled, counters=_spent(job, usage, runtime), recorder=recorder)
+    raise JobFailed(error)
+
+
+def _spent(job: Job, usage: CallUsage, runtime: TaskRuntime) -> list:
+    """The usage of a call that ended without a result, which the provider bills all the same."""
+    settings = runtime.settings
+    cost = cost_usd(job.meta["model"], usage.input_tokens, usage.output_tokens, settings.price_overrides)
+    return call_counters(
+        job, usage.input_tokens, usage.output_tokens, cost, retention_days=settings.usage_retention_days
+    )
 
 
 def _timeout_error(job: Job, last_error: LLMError | None = None) -> dict[str, Any]:

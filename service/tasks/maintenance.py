@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from rq import get_current_job
+from rq.job import Job
 
 from service.config import load_settings
 from service.jobs import cleanup
@@ -23,9 +23,9 @@ RECENT_KEPT = 100
 LOCK_KEY = "llmjobs:maintenance:lock"
 
 
-def run_cleanup() -> dict[str, Any]:
-    """Prune indexes and orphan keys, fill in lost TTLs, clean RQ's registries."""
-    job = get_current_job()
+def run_cleanup(job: Job) -> dict[str, Any]:
+    """Prune indexes and orphan keys, fill in lost TTLs, clean RQ's registries (`job` is
+    this run's own RQ job, which rq-scheduler enqueued)."""
     connection = job.connection
     settings = load_settings()
     lock_ttl = int(job.timeout or 600)

@@ -1,0 +1,199 @@
+"""The provider's limits, shared by every worker process that calls it with one API key.
+
+- A `429` (not a spend limit) closes the gate until its `retry-after` (plus jitter) has
+  passed; a `529`/`overloaded_error` closes it for an exponential back-off that all
+  processes share. While closed, no process starts a call: jobs stay in their queues, in
+  priority order.
+- A gate that reopens after closing lets one call through first (a probe); only when a
+  call succeeds do all slots open again. Without it, every waiting job would call at the
+  moment of reopening and meet the next 429 together.
+- The `anthropic-ratelimit-*-remaining`/`-reset` headers of each answer are recorded;
+  when requests or tokens remaining fall under a margin, the gate closes until the reset.
+- `LLM_MAX_IN_FLIGHT` caps calls in flight across all processes: a sorted set of permits
+  scored by expiry, which each process renews every tick, so the permits of a process
+  that died lapse by themselves.
+
+Everything a decision needs is read and written by one script per admission, so a
+process asks once per dequeue round, not once per call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+
+PREFIX = "llmjobs:provider:"
+PERMIT_TTL_S = 30  # a permit of a process that stopped renewing lapses after this long
+PROBE_TTL_S = 15  # a probe that neither passed nor failed by then (say, canceled) lets another go
+OVERLOAD_BASE_S = 1.0
+OVERLOAD_MAX_S = 60.0
+JITTER = 0.2  # a reopening is spread over +20 %, so processes do not all wake at once
+
+# KEYS: closed-until, probing flag, probe holder, permits. ARGV: now, wanted, cap (0 =
+# none), permit expiry, process name, probe ttl. Returns {granted, seconds to wait}.
+_ADMIT = """
+local now = tonumber(ARGV[1])
+local closed_until = tonumber(redis.call('get', KEYS[1]) or '0')
+if closed_until > now then return {0, tostring(closed_until - now)} end
+local wanted = tonumber(ARGV[2])
+if redis.call('exists', KEYS[2]) == 1 then
+  if redis.call('set', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6]) then wanted = 1 else return {0, '0.25'} end
+end
+local cap = tonumber(ARGV[3])
+if cap > 0 then
+  redis.call('zremrangebyscore', KEYS[4], '-inf', now)
+  local free = cap - redis.call('zcard', KEYS[4])
+  if free <= 0 then return {0, '0.1'} end
+  if wanted > free then wanted = free end
+end
+return {wanted, '0'}
+"""
+# KEYS: closed-until, probing flag, probe holder. ARGV: until (epoch s), key ttl, "1" to
+# reopen with a probe.
+_CLOSE = """
+local current = tonumber(redis.call('get', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('set', KEYS[1], ARGV[1], 'EX', math.ceil(ARGV[2])) end
+if ARGV[3] == '1' then
+  redis.call('set', KEYS[2], '1', 'EX', math.ceil(ARGV[2]))
+  redis.call('del', KEYS[3])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Admission:
+    granted: int  # calls this process may start now
+    wait_s: float  # with none granted: how long before asking again makes sense
+
+
+@dataclass(frozen=True)
+class RateLimitHeaders:
+    """What the provider says is left of the key's budget, and when each part resets."""
+
+    remaining: dict[str, int]  # "requests", "tokens", "input-tokens", "output-tokens"
+    resets_at: dict[str, float]  # epoch s
+
+    @classmethod
+    def parse(cls, headers: Any) -> RateLimitHeaders:
+        remaining, resets_at = {}, {}
+        for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
+            left = headers.get(f"anthropic-ratelimit-{kind}-remaining")
+            reset = headers.get(f"anthropic-ratelimit-{kind}-reset")
+            if left is None or reset is None:
+                continue
+            try:
+                remaining[kind] = int(left)
+                resets_at[kind] = datetime.fromisoformat(reset.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue  # a header we cannot read does not stop the call
+        return cls(remaining, resets_at)
+
+
+class ProviderGate:
+    """The shared limits of one API key. `admit` before dequeuing calls; `release` and
+    `renew` the permits a process holds; `report_*` what each answer said."""
+
+    def __init__(
+        self,
+        connection: Redis,
+        api_key: str | None,
+        *,
+        process: str,
+        max_in_flight: int = 0,
+        request_margin: int = 0,
+        token_margin: int = 0,
+    ):
+        fingerprint = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
+        self._keys = [
+            f"{PREFIX}{fingerprint}:{part}" for part in ("closed_until", "probing", "probe", "permits", "overloads")
+        ]
+        self._redis = connection
+        self._process = process
+        self._max_in_flight = max_in_flight
+        self._request_margin = request_margin
+        self._token_margin = token_margin
+        self._permits: set[str] = set()
+        self._next_permit = 0
+        self._admit = connection.register_script(_ADMIT)
+        self._close = connection.register_script(_CLOSE)
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def admit(self, wanted: int) -> Admission:
+        now = time.time()
+        granted, wait = self._admit(
+            keys=self._keys,
+            args=[now, wanted, self._max_in_flight, now + PERMIT_TTL_S, self._process, PROBE_TTL_S],
+        )
+        granted = int(granted)
+        if granted and self._max_in_flight:
+            self._take_permits(granted, now)
+        return Admission(granted, float(wait))
+
+    def _take_permits(self, count: int, now: float) -> None:
+        new = [f"{self._process}:{self._next_permit + n}" for n in range(count)]
+        self._next_permit += count
+        self._redis.zadd(self._keys[3], dict.fromkeys(new, now + PERMIT_TTL_S))
+        self._permits.update(new)
+
+    def release(self, count: int = 1) -> None:
+        """Give back `count` permits (a call ended, or fewer jobs were dequeued than admitted)."""
+        if not self._max_in_flight or not self._permits:
+            return
+        returned = [self._permits.pop() for _ in range(min(count, len(self._permits)))]
+        self._redis.zrem(self._keys[3], *returned)
+
+    def renew(self, pipe: Any) -> None:
+        """Keep this process's permits alive (called every tick, in the tick's pipeline)."""
+        if self._permits:
+            pipe.zadd(self._keys[3], dict.fromkeys(self._permits, time.time() + PERMIT_TTL_S), xx=True)
+
+    def in_flight(self) -> int:
+        """Permits held by every process (0 without a cap)."""
+        return self._redis.zcount(self._keys[3], time.time(), "+inf") if self._max_in_flight else 0
+
+    def report_rate_limited(self, retry_after_s: float | None) -> None:
+        """A 429 that waiting lifts: nobody calls until `retry-after` (+ jitter) has passed."""
+        wait = max(retry_after_s or OVERLOAD_BASE_S, 0.0) * (1 + random.uniform(0, JITTER))
+        self._close_for(wait)
+
+    def report_overloaded(self) -> None:
+        """A 529 / overloaded_error: an exponential back-off shared by every process,
+        doubling with each overload met since the provider last answered normally."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.incr(self._keys[4])
+            pipe.expire(self._keys[4], int(OVERLOAD_MAX_S * 10))
+            consecutive, _ = pipe.execute()
+        wait = min(OVERLOAD_MAX_S, OVERLOAD_BASE_S * 2 ** max(consecutive - 1, 0))
+        self._close_for(wait * (1 + random.uniform(0, JITTER)))
+
+    def report_answer(self, headers: RateLimitHeaders) -> None:
+        """The provider answered a call with anything but a rate limit or overload: the
+        probe (if any) has passed; close until the reset when the budget left is under the
+        margin."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self._keys[1], self._keys[2], self._keys[4])
+            pipe.execute()
+        low = [
+            resets_at
+            for kind, resets_at in headers.resets_at.items()
+            if headers.remaining[kind] < (self._request_margin if kind == "requests" else self._token_margin)
+        ]
+        if low:
+            self._close_for(max(0.0, max(low) - time.time()), probe=False)
+
+    def closed_for_s(self) -> float:
+        until = self._redis.get(self._keys[0])
+        return max(0.0, float(until) - time.time()) if until else 0.0
+
+    def _close_for(self, seconds: float, *, probe: bool = True) -> None:
+        self._close(keys=self._keys[:3], args=[time.time() + seconds, seconds + PROBE_TTL_S, "1" if probe else ""])

@@ -1,0 +1,30 @@
+"""What the worker lends each task it runs: the process's shared clients and its bookkeeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from redis import Redis
+
+from service.config import Settings
+from service.jobs.progress import ProgressRecorder
+from service.jobs.provider_gate import ProviderGate
+from service.llm import LLMClient
+
+# Why a task was stopped from outside: its client asked, or an operator (RQ's stop-job).
+CANCELED = "canceled"
+STOPPED = "stopped"
+
+
+@dataclass
+class TaskRuntime:
+    connection: Redis
+    settings: Settings
+    llm: LLMClient  # one AsyncAnthropic (one connection pool) per process
+    gate: ProviderGate
+    # The running jobs' streamed text, by job id: the worker writes what is new of all of
+    # them in one pipeline per tick.
+    progress: dict[str, ProgressRecorder] = field(default_factory=dict)
+    # Why the worker cancelled a job's task, by job id; a task cancelled for no reason
+    # given here is being put back in its queue (the worker is shutting down).
+    stop_reasons: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The asyncio RQ worker: many jobs per process, RQ's queues, registries and semantics kept."""

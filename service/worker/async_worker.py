@@ -1,0 +1,395 @@
+"""One worker process: RQ jobs as asyncio tasks on one event loop.
+
+- Slots: up to WORKER_CONCURRENCY LLM jobs at once (a share kept for `high`), and
+  WEBHOOK_CONCURRENCY deliveries beside them, so a slow receiver never takes an LLM slot.
+  A free slot takes from `high`, then `default`, then `low` (BLMPOP in that order, for
+  as many jobs as there are free slots); no job is taken before a slot is free for it.
+- Before an LLM job is taken, the provider gate (shared by every process) must admit it.
+- One tick every TICK_S for all running jobs: new progress is written, cancel requests
+  are read (one MGET), and every HEARTBEAT_S the worker, each execution and each lease
+  are renewed (one pipeline). Jobs waiting to retry are moved to their queues when due.
+- RQ's stop-job command (pubsub) stops a job's task; SIGTERM stops taking jobs, lets
+  running ones finish within WORKER_SHUTDOWN_GRACE_S, then puts the rest back at the
+  front of their queues; a second signal hurries.
+- Redis away: the loops wait and carry on. A job whose writes fail is left to the
+  scheduler's recovery (its lease lapses), as if its process had died.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import signal
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import redis.asyncio
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue, Retry, Worker
+from rq.job import Job, JobStatus
+from rq.worker import WorkerStatus
+
+from service.config import Settings
+from service.jobs import metrics
+from service.jobs.connection import worker_connection
+from service.jobs.control import cancel_key
+from service.jobs.events import announce_end
+from service.jobs.progress import Superseded, flush_progress
+from service.jobs.provider_gate import ProviderGate, RateLimitHeaders
+from service.jobs.queues import LLM_TASK, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
+from service.llm import LLMClient
+from service.logs import log_context
+from service.tasks.outcomes import JobFailed, Requeue
+from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
+from service.worker import executions
+from service.worker.executions import Running
+from service.worker.scheduled import promote_due_jobs
+from service.worker.tasks import TASKS, unknown_task_error
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.25  # progress writes and cancel checks; a cancel takes effect within this
+HEARTBEAT_S = 5.0  # worker, executions and leases
+WORKER_TTL_S = 20  # the worker's key outlives a missed heartbeat or two
+PROMOTE_S = 1.0  # how often due retries are moved to their queues
+DEQUEUE_WAIT_S = 0.5  # one BLMPOP's wait: how soon a slot freed in high-only mode widens the dequeue
+SUPERSEDED = "superseded"  # another run of the job completed it
+
+
+class AsyncWorker:
+    def __init__(self, settings: Settings, queue_names: list[str], *, name: str | None = None):
+        self.settings = settings
+        self.connection = worker_connection(settings.redis_url)
+        # Blocking reads (BLMPOP, pubsub) must not block the loop: they get an asyncio client.
+        self.blocking = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        self.queues = make_queues(self.connection, tuple(queue_names))
+        self.rq_worker = Worker(
+            list(self.queues.values()), connection=self.connection, serializer=SERIALIZER,
+            worker_ttl=WORKER_TTL_S, name=name,
+        )  # fmt: skip
+        self.llm_queues = [self.queues[n] for n in PRIORITIES if n in self.queues]
+        self.webhook_queues = [self.queues[WEBHOOK_QUEUE]] if WEBHOOK_QUEUE in self.queues else []
+        self.capacity = {"llm": settings.worker_concurrency, "webhooks": settings.webhook_concurrency}
+        self.high_reserve = min(
+            math.floor(settings.worker_concurrency * settings.worker_high_reserve), settings.worker_concurrency - 1
+        )
+        self.running: dict[str, Running] = {}
+        self.in_use = {"llm": 0, "webhooks": 0}
+        self.slot_freed = {"llm": asyncio.Event(), "webhooks": asyncio.Event()}
+        self.stopping = asyncio.Event()
+        self.hurry = asyncio.Event()
+        self.threads = ThreadPoolExecutor(settings.webhook_concurrency + 1, thread_name_prefix="blocking")
+        llm = LLMClient(
+            read_timeout_s=settings.llm_read_timeout_s,
+            max_connections=settings.worker_concurrency,
+            on_response=lambda headers: self.gate.report_answer(RateLimitHeaders.parse(headers)),
+        )
+        self.gate = ProviderGate(
+            self.connection, llm.api_key, process=self.rq_worker.name, max_in_flight=settings.llm_max_in_flight,
+            request_margin=settings.llm_ratelimit_request_margin, token_margin=settings.llm_ratelimit_token_margin,
+        )  # fmt: skip
+        self.gate_wait_s = 0.0
+        self.runtime = TaskRuntime(self.connection, settings, llm, self.gate)
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    async def run(self, *, burst: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            (self.hurry if signals > 1 else self.stopping).set()
+            log.info("worker %s: %s", self.rq_worker.name, "hurrying" if signals > 1 else "stopping")
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await self._until_registered()
+        loops = [asyncio.create_task(self._tick()), asyncio.create_task(self._commands())]
+        if self.llm_queues:
+            loops.append(asyncio.create_task(self._admit("llm", self.llm_queues, burst)))
+        if self.webhook_queues:
+            loops.append(asyncio.create_task(self._admit("webhooks", self.webhook_queues, burst)))
+        log.info("worker %s: serving %s", self.rq_worker.name, ", ".join(self.queues))
+        if burst:
+            await asyncio.gather(*loops[2:])
+            self.stopping.set()
+        await self.stopping.wait()
+        await self._drain()
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        with _quietly("register its death"):
+            self.rq_worker.register_death()
+        await self.runtime.llm.aclose()
+        await self.blocking.aclose()
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _until_registered(self) -> None:
+        while True:
+            try:
+                if self.connection.exists(self.rq_worker.key):
+                    self.connection.delete(self.rq_worker.key)  # our own, restored after a restart
+                self.rq_worker.register_birth()
+                return
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("Redis not reachable (%s); waiting", exc)
+                await asyncio.sleep(1)
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period (or until a second signal), then
+        put the rest back at the front of their queues."""
+        tasks = [entry.task for entry in self.running.values() if entry.task is not None]
+        if tasks and not self.hurry.is_set():
+            grace = self.settings.worker_shutdown_grace_s
+            log.info("worker %s: waiting up to %.0f s for %d jobs", self.rq_worker.name, grace, len(tasks))
+            all_done = asyncio.gather(*tasks, return_exceptions=True)
+            await _first(asyncio.shield(all_done), self.hurry.wait(), asyncio.sleep(grace))
+        left = [entry.task for entry in self.running.values() if entry.task is not None and not entry.task.done()]
+        for task in left:
+            task.cancel()  # no stop reason: it goes back to its queue
+        await asyncio.gather(*left, return_exceptions=True)
+
+    # --- taking jobs ---------------------------------------------------------------------
+
+    async def _admit(self, pool: str, queues: list[Queue], burst: bool) -> None:
+        """Take jobs for `pool`'s free slots, highest priority first, until stopping."""
+        by_key = {queue.key: queue for queue in queues}
+        high = [queues[0].key] if pool == "llm" and queues[0].name == PRIORITIES[0] else []
+        while not self.stopping.is_set():
+            free = self.capacity[pool] - self.in_use[pool]
+            if free <= 0:
+                self.slot_freed[pool].clear()
+                await _first(self.slot_freed[pool].wait(), self.stopping.wait())
+                continue
+            reserved = self.high_reserve if pool == "llm" else 0
+            keys, wanted = (high, free) if high and free <= reserved else (list(by_key), free - reserved)
+            try:
+                granted = self._granted(pool, wanted)
+                if not granted:
+                    await _first(asyncio.sleep(self.gate_wait_s), self.stopping.wait())
+                    continue
+                popped = await self._pop(keys, granted, wait_s=0 if burst else DEQUEUE_WAIT_S)
+                if pool == "llm" and len(popped[1]) < granted:
+                    self.gate.release(granted - len(popped[1]))
+                if not popped[1]:
+                    if burst and self.in_use[pool] == 0:
+                        return
+                    if burst:
+                        await asyncio.sleep(0.05)
+                    continue
+                self._start(by_key[popped[0]], popped[1], pool)
+            except RedisError as exc:
+                log.warning("worker %s: Redis error while taking jobs (%s); retrying", self.rq_worker.name, exc)
+                await _first(asyncio.sleep(1), self.stopping.wait())
+
+    def _granted(self, pool: str, wanted: int) -> int:
+        if pool != "llm":
+            return wanted
+        admission = self.gate.admit(wanted)
+        if not admission.granted:
+            self.gate_wait_s = min(max(admission.wait_s, 0.05), 1.0)
+            metrics.LLM_CALLS_HELD.inc(self.connection)
+        return admission.granted
+
+    async def _pop(self, keys: list[str], count: int, wait_s: float) -> tuple[str, list[str]]:
+        if wait_s:
+            answer = await self.blocking.blmpop(wait_s, len(keys), *keys, direction="LEFT", count=count)
+        else:
+            answer = await self.blocking.lmpop(len(keys), *keys, direction="LEFT", count=count)
+        if not answer:
+            return "", []
+        key, ids = answer
+        return key.decode(), [job_id.decode() for job_id in ids]
+
+    def _start(self, queue: Queue, job_ids: list[str], pool: str) -> None:
+        """Start the popped jobs: one round trip reads them and their cancel requests, one
+        marks them all started."""
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.mget([cancel_key(job_id) for job_id in job_ids])
+            for job_id in job_ids:
+                pipe.hgetall(Job.key_for(job_id))
+            cancels, *hashes = pipe.execute()
+        startable = []
+        for job_id, raw, cancel in zip(job_ids, hashes, cancels, strict=True):
+            if not raw:
+                continue  # deleted while it waited
+            job = Job(job_id, connection=self.connection, serializer=SERIALIZER)
+            job.restore(raw)
+            if job.get_status(refresh=False) not in (JobStatus.QUEUED, JobStatus.SCHEDULED):
+                continue  # canceled (or run) while we popped it
+            if cancel is not None:
+                self.runtime.stop_reasons[job_id] = CANCELED  # its task stops before calling
+            startable.append((job, queue))
+        for entry in executions.start_executions(self.connection, self.rq_worker, startable):
+            self.running[entry.job.id] = entry
+            self.in_use[pool] += 1
+            entry.task = asyncio.create_task(self._run(entry, pool))
+
+    # --- running one job -----------------------------------------------------------------
+
+    async def _run(self, entry: Running, pool: str) -> None:
+        job = entry.job
+        try:
+            with log_context(job_id=job.id, queue=job.origin):
+                await self._perform(entry)
+        except RedisError as exc:
+            # Its writes failed: leave it started; its lease lapses and recovery re-runs it.
+            log.warning("job %s: Redis error (%s); left for recovery", job.id, exc)
+        except Exception:
+            log.exception("job %s: could not record its end; left for recovery", job.id)
+        finally:
+            self.running.pop(job.id, None)
+            self.runtime.stop_reasons.pop(job.id, None)
+            self.in_use[pool] -= 1
+            if pool == "llm":
+                with _quietly("release a provider permit"):
+                    self.gate.release()
+            self.slot_freed[pool].set()
+
+    async def _perform(self, entry: Running) -> None:
+        job, name = entry.job, self.rq_worker.name
+        task = TASKS.get(job.func_name or "")
+        if task is None:
+            log.error("job %s refused: %s", job.id, unknown_task_error(job.func_name))
+            executions.finish_failed(entry, name, unknown_task_error(job.func_name))
+            return
+        try:
+            if task.on_loop:
+                value = await task.func(job, self.runtime, *job.args, **job.kwargs)
+            else:
+                call = partial(task.func, job, *job.args, **job.kwargs)
+                value = await asyncio.get_running_loop().run_in_executor(self.threads, call)
+        except JobFailed as exc:
+            # Expected: the error the client sees, not a traceback.
+            executions.finish_failed(entry, name, str(exc), stopped=exc.error["type"] == STOPPED)
+        except Requeue:
+            executions.put_back(entry)
+            return
+        except Superseded:
+            executions.finish_superseded(entry)
+            return
+        except asyncio.CancelledError:
+            if self.runtime.stop_reasons.get(job.id) == SUPERSEDED:
+                executions.finish_superseded(entry)
+            else:  # shutting down (a blocking task cannot be stopped midway: it goes back too)
+                executions.put_back(entry)
+                log.info("job %s put back at the front of %s", job.id, job.origin)
+            return
+        except RedisError:
+            raise
+        except Exception:
+            log.exception("job %s failed with an unexpected error", job.id)
+            executions.finish_failed(entry, name, traceback.format_exc())  # a bug: the traceback is kept
+        else:
+            if isinstance(value, Retry):
+                executions.finish_retry(entry, name, value)
+                return
+            executions.finish_succeeded(entry, name, value)
+        if job.func_name == LLM_TASK:
+            # After RQ's status is saved: a client told "succeeded" must read "succeeded".
+            job.meta = job.get_meta(refresh=True)
+            announce_end(job)
+
+    # --- the tick ------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        last_heartbeat = last_promote = 0.0
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self._write_progress()
+                self._read_cancels()
+                if time.monotonic() - last_heartbeat >= HEARTBEAT_S:
+                    self._heartbeat()
+                    last_heartbeat = time.monotonic()
+                if time.monotonic() - last_promote >= PROMOTE_S:
+                    promote_due_jobs(self.connection, list(self.queues.values()))
+                    last_promote = time.monotonic()
+            except RedisError as exc:
+                log.warning("worker %s: Redis error in the tick (%s)", self.rq_worker.name, exc)
+                await asyncio.sleep(1)
+
+    def _write_progress(self) -> None:
+        for recorder in flush_progress(self.connection, list(self.runtime.progress.values())):
+            self._stop(recorder.job.id, SUPERSEDED)
+
+    def _read_cancels(self) -> None:
+        llm_jobs = [job_id for job_id, entry in self.running.items() if entry.job.func_name == LLM_TASK]
+        if not llm_jobs:
+            return
+        for job_id, requested in zip(llm_jobs, self.connection.mget([cancel_key(i) for i in llm_jobs]), strict=True):
+            if requested is not None:
+                self._stop(job_id, CANCELED)
+
+    def _stop(self, job_id: str, reason: str) -> None:
+        entry = self.running.get(job_id)
+        if entry is None or entry.task is None or job_id in self.runtime.stop_reasons:
+            return
+        self.runtime.stop_reasons[job_id] = reason
+        entry.task.cancel()
+
+    def _heartbeat(self) -> None:
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.exists(self.rq_worker.key)
+            self.rq_worker.heartbeat(pipeline=pipe)
+            self.rq_worker.set_state(WorkerStatus.BUSY if self.running else WorkerStatus.IDLE, pipeline=pipe)
+            executions.heartbeat(pipe, self.running.values())
+            self.gate.renew(pipe)
+            alive, *_ = pipe.execute()
+        if not alive:  # Redis lost our key (a restart without persistence): register again
+            self.rq_worker.register_birth()
+
+    # --- RQ's commands -------------------------------------------------------------------
+
+    async def _commands(self) -> None:
+        """RQ's worker commands on the worker's pubsub channel: stop-job, shutdown."""
+        while True:
+            try:
+                async with self.blocking.pubsub() as pubsub:
+                    await pubsub.subscribe(self.rq_worker.pubsub_channel_name)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._command(json.loads(message["data"]))
+            except RedisError as exc:
+                log.warning("worker %s: command channel lost (%s); resubscribing", self.rq_worker.name, exc)
+                await asyncio.sleep(1)
+
+    def _command(self, payload: dict) -> None:
+        command = payload.get("command")
+        if command == "stop-job" and (job_id := payload.get("job_id")):
+            log.info("worker %s: stop-job %s", self.rq_worker.name, job_id)
+            self._stop(job_id, STOPPED)
+        elif command == "shutdown":
+            self.stopping.set()
+
+
+async def _first(*waits: object) -> None:
+    """Wait until the first of `waits` (coroutines) is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]  # type: ignore[arg-type]
+    _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+
+
+class _quietly:
+    """Log and swallow a Redis error in a step that must not stop the process."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, RedisError):
+            log.warning("could not %s: %s", self.what, exc)
+            return True
+        return False
