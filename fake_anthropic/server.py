@@ -14,7 +14,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -22,6 +21,15 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
 from .directives import DirectiveError, Directives, parse_directives
+from .ratelimits import (
+    DEFAULT_REQUESTS_PER_MINUTE,
+    DEFAULT_TOKENS_PER_MINUTE,
+    STORM_STATUSES,
+    Budget,
+    Storm,
+    limit_headers,
+    retry_after_s,
+)
 from .streaming import stream_events, wait_idle
 from .wire import (
     ERROR_TYPE_BY_STATUS,
@@ -37,20 +45,29 @@ from .wire import (
 )
 
 REQUEST_LOG_SIZE = 200
-RATE_LIMIT_REQUESTS = 50
 
 
 class _State:
     """Per-app mutable state, shared by the server's request threads."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget, storm: Storm) -> None:
         self.lock = threading.Lock()
         self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
         self.fail_counts: dict[str, int] = {}
+        self.budget = budget
+        self.storm = storm
 
-    def record(self, body: Any, header_names: list[str]) -> None:
+    def record(self, body: Any, header_names: list[str], at: float) -> None:
         with self.lock:
-            self.requests.append({"body": body, "headers": header_names})
+            self.requests.append({"body": body, "headers": header_names, "at": at})
+
+    def storm_hit(self, now: float) -> Storm | None:
+        """The storm, if one is on, counting this request as arriving during it."""
+        with self.lock:
+            if not self.storm.active(now):
+                return None
+            self.storm.arrivals.append(now)
+            return self.storm
 
     def bump(self, key: str) -> int:
         """Count one more request for a fail_times key; returns the new count."""
@@ -85,18 +102,35 @@ def _is_authenticated(headers: Mapping[str, str]) -> bool:
     return scheme.lower() == "bearer" and bool(token.strip())
 
 
-def _directed_error(d: Directives) -> Response:
+def _rate_limited_headers(limits: dict[str, int], retry_after: int, now: float) -> dict[str, str]:
+    """Headers of a 429 that is not the budget's own: nothing left until retry-after."""
+    return {
+        "retry-after": str(retry_after),
+        **limit_headers(limits, dict.fromkeys(limits, 0), now + retry_after),
+    }
+
+
+def _storm_error(storm: Storm, limits: dict[str, int], now: float) -> Response:
+    if storm.status == 529:
+        # Overload is load across all users, not this key's limit: no retry-after.
+        return error_response(529)
+    return error_response(429, headers=_rate_limited_headers(limits, storm.retry_after, now))
+
+
+def _budget_spent(budget: Budget, now: float) -> Response:
+    kind = budget.spent(now)
+    assert kind is not None
+    message = f"This request would exceed your rate limit of {budget.limits()[kind]} {kind} per {budget.window_s} s"
+    headers = {"retry-after": str(retry_after_s(now, budget.window_end)), **budget.headers(now)}
+    return error_response(429, message, headers=headers)
+
+
+def _directed_error(d: Directives, limits: dict[str, int]) -> Response:
     """The immediate error a directive asked for (error=STATUS)."""
     assert d.error is not None
     if d.error != 429:
         return error_response(d.error)
-    reset = datetime.now(UTC) + timedelta(seconds=d.retry_after)
-    headers = {
-        "retry-after": str(d.retry_after),
-        "anthropic-ratelimit-requests-limit": str(RATE_LIMIT_REQUESTS),
-        "anthropic-ratelimit-requests-remaining": "0",
-        "anthropic-ratelimit-requests-reset": reset.isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
+    headers = _rate_limited_headers(limits, d.retry_after, time.time())
     if d.spend_limit:
         # Retrying cannot help until someone raises the limit; tell the SDK so.
         headers["x-should-retry"] = "false"
@@ -104,15 +138,38 @@ def _directed_error(d: Directives) -> Response:
     return error_response(429, headers=headers)
 
 
-def create_app(chunk_delay_s: float = 0.01) -> Flask:
-    """Build the fake; chunk_delay_s is the default pause between stream deltas."""
+def _admin_ints(body: Any, minimums: dict[str, int]) -> dict[str, int]:
+    """The integer fields of an admin request body, each checked against its minimum."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    unknown = set(body) - set(minimums)
+    if unknown:
+        raise InvalidRequest(f"unknown fields {sorted(unknown)} (known: {sorted(minimums)})")
+    for name, value in body.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimums[name]:
+            raise InvalidRequest(f"{name}: Input should be an integer >= {minimums[name]}")
+    return body
+
+
+def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm: Storm | None = None) -> Flask:
+    """Build the fake; chunk_delay_s is the default pause between stream deltas.
+
+    `budget` is the per-minute rate limit (default: too high to meet), `storm` a
+    storm to start with (default: none).
+    """
     app = Flask(__name__)
-    state = _State()
+    state = _State(budget or Budget(), storm or Storm())
     app.extensions["fake_anthropic"] = state
 
     @app.after_request
-    def add_request_id(response: Response) -> Response:
+    def add_headers(response: Response) -> Response:
         response.headers.setdefault("request-id", new_id("req"))
+        if request.path == "/v1/messages":
+            # Every answer reports the budget, as the real API's do; 429s set their own first.
+            with state.lock:
+                budget_headers = state.budget.headers(time.time())
+            for name, value in budget_headers.items():
+                response.headers.setdefault(name, value)
         return response
 
     @app.errorhandler(HTTPException)
@@ -135,13 +192,64 @@ def create_app(chunk_delay_s: float = 0.01) -> Flask:
             state.requests.clear()
         return jsonify({"ok": True})
 
+    @app.get("/_fake/storm")
+    def show_storm() -> Response:
+        with state.lock:
+            return jsonify(state.storm.as_dict(time.time()))
+
+    @app.post("/_fake/storm")
+    def start_storm() -> Response:
+        """{"seconds": N, "retry_after": S, "status": 429|529} refuses every messages
+        request for N seconds from now; seconds=0 ends the current storm early."""
+        try:
+            body = request.get_json(force=True, silent=True)
+            fields = _admin_ints(body, {"seconds": 0, "retry_after": 0, "status": 0})
+            if fields.get("status", 429) not in STORM_STATUSES:
+                raise InvalidRequest(f"status: Input should be one of {STORM_STATUSES}")
+        except InvalidRequest as exc:
+            return error_response(400, str(exc))
+        now = time.time()
+        with state.lock:
+            if fields.get("seconds", 0):
+                state.storm = Storm.starting(now, **fields)
+            else:  # keep the ended storm's counts readable
+                state.storm.ends = max(state.storm.started, min(state.storm.ends, now))
+            return jsonify(state.storm.as_dict(now))
+
+    @app.get("/_fake/limits")
+    def show_limits() -> Response:
+        with state.lock:
+            return jsonify(state.budget.as_dict(time.time()))
+
+    @app.post("/_fake/limits")
+    def set_limits() -> Response:
+        """Replace the budget (fields not given keep their value); a fresh window starts now."""
+        try:
+            fields = _admin_ints(
+                request.get_json(force=True, silent=True),
+                {"requests_per_minute": 0, "tokens_per_minute": 0, "window_seconds": 1},
+            )
+        except InvalidRequest as exc:
+            return error_response(400, str(exc))
+        with state.lock:
+            old = state.budget
+            state.budget = Budget(
+                requests_per_minute=fields.get("requests_per_minute", old.requests_per_minute),
+                tokens_per_minute=fields.get("tokens_per_minute", old.tokens_per_minute),
+                window_s=fields.get("window_seconds", old.window_s),
+            )
+            return jsonify(state.budget.as_dict(time.time()))
+
     @app.post("/v1/messages")
     def messages() -> Response:
         body = request.get_json(force=True, silent=True)
+        now = time.time()
         # Header names only: values would include API keys.
-        state.record(body, [name.lower() for name, _ in request.headers.items()])
+        state.record(body, [name.lower() for name, _ in request.headers.items()], now)
         if not _is_authenticated(request.headers):
             return error_response(401, "missing API key: send x-api-key or Authorization: Bearer <key>")
+        if storm := state.storm_hit(now):
+            return _storm_error(storm, state.budget.limits(), now)
         try:
             texts, last_user_text = validate_request(body)
             d = parse_directives(last_user_text)
@@ -150,6 +258,12 @@ def create_app(chunk_delay_s: float = 0.01) -> Flask:
 
         if d.fail_times is not None and d.key and state.bump(d.key) > d.fail_times:
             d = d.without_failures()
+        input_tokens = max(1, sum(len(t) for t in texts) // 4)
+        max_tokens = body["max_tokens"]
+        tokens = generate_tokens(min(d.tokens, max_tokens))
+        with state.lock:
+            if not state.budget.admit(now, input_tokens, len(tokens)):
+                return _budget_spent(state.budget, now)
         # Only werkzeug's own server exposes this; it lets waits notice disconnects.
         sock = request.environ.get("werkzeug.socket")
         if d.latency_ms:
@@ -158,14 +272,11 @@ def create_app(chunk_delay_s: float = 0.01) -> Flask:
 
         streaming = body.get("stream") is True
         if d.error is not None:
-            return _directed_error(d)
+            return _directed_error(d, state.budget.limits())
         if d.mid_stream_error and not streaming:
             # No stream to break: fail the whole request with the matching status.
             return error_response(STATUS_BY_ERROR_TYPE[d.mid_stream_error], error_type=d.mid_stream_error)
 
-        input_tokens = max(1, sum(len(t) for t in texts) // 4)
-        max_tokens = body["max_tokens"]
-        tokens = generate_tokens(min(d.tokens, max_tokens))
         stop_reason = "max_tokens" if d.tokens > max_tokens else "end_turn"
         delay_s = chunk_delay_s if d.chunk_delay_ms is None else d.chunk_delay_ms / 1000
         skeleton = message_skeleton(new_id("msg"), body["model"])
@@ -205,9 +316,23 @@ def main(argv: list[str] | None = None) -> int:
         default=10.0,
         help="default pause between stream deltas",
     )
+    parser.add_argument("--requests-per-minute", type=int, default=DEFAULT_REQUESTS_PER_MINUTE)
+    parser.add_argument(
+        "--tokens-per-minute",
+        type=int,
+        default=DEFAULT_TOKENS_PER_MINUTE,
+        help="limit for input tokens and, separately, output tokens",
+    )
+    parser.add_argument("--storm-seconds", type=float, default=0, help="refuse every request for this long from start")
+    parser.add_argument("--storm-status", type=int, choices=STORM_STATUSES, default=429)
+    parser.add_argument("--storm-retry-after", type=int, default=1, help="retry-after of a 429 storm, in seconds")
     args = parser.parse_args(argv)
 
-    app = create_app(chunk_delay_s=args.chunk_delay_ms / 1000)
+    app = create_app(
+        chunk_delay_s=args.chunk_delay_ms / 1000,
+        budget=Budget(requests_per_minute=args.requests_per_minute, tokens_per_minute=args.tokens_per_minute),
+        storm=Storm.starting(time.time(), args.storm_seconds, args.storm_status, args.storm_retry_after),
+    )
     server = make_server(args.host, args.port, app, threaded=True)
 
     def stop(signum: int, frame: object) -> None:

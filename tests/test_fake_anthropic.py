@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -17,6 +21,8 @@ import pytest
 from werkzeug.serving import make_server
 
 from fake_anthropic import create_app
+from fake_anthropic.ratelimits import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_TOKENS_PER_MINUTE
+from tests.conftest import PYTHON, ROOT, free_port, wait_for
 
 MODEL = "claude-fake-1"
 WORDS_16 = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
@@ -253,7 +259,7 @@ def test_rate_limit_headers(client: anthropic.Anthropic) -> None:
         client.messages.create(model=MODEL, max_tokens=10, messages=user("[[fake: error=429 retry_after=7]]"))
     headers = info.value.response.headers
     assert headers["retry-after"] == "7"
-    assert headers["anthropic-ratelimit-requests-limit"] == "50"
+    assert headers["anthropic-ratelimit-requests-limit"] == str(DEFAULT_REQUESTS_PER_MINUTE)
     assert headers["anthropic-ratelimit-requests-remaining"] == "0"
     assert headers["anthropic-ratelimit-requests-reset"].endswith("Z")
     assert info.value.api_message == ("Number of request tokens has exceeded your per-minute rate limit")
@@ -441,3 +447,202 @@ def test_unknown_route_uses_error_shape(base_url: str) -> None:
     status, _, payload = raw(base_url, "GET", "/v1/nope")
     assert status == 404
     assert json.loads(payload)["error"]["type"] == "not_found_error"
+
+
+# --- rate limits and storms, against `python -m fake_anthropic` as a process -----------
+
+RATE_LIMIT_KINDS = ("requests", "tokens", "input-tokens", "output-tokens")
+
+
+def start_fake(log: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [PYTHON, "-m", "fake_anthropic", "--port", str(port), "--chunk-delay-ms", "0", *args],
+        cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            return raw(url, "GET", "/healthz")[0] == 200
+        except OSError:  # not listening yet
+            return False
+
+    wait_for(answers, what="the fake Anthropic process")
+    return process, url
+
+
+@pytest.fixture(scope="module")
+def fake_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process, url = start_fake(tmp_path_factory.mktemp("fake") / "fake.log")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def fake_url(fake_process: str) -> Iterator[str]:
+    """The process's URL; its storm and budget go back to the defaults after the test."""
+    yield fake_process
+    assert raw(fake_process, "POST", "/_fake/storm", {"seconds": 0})[0] == 200
+    defaults = {"requests_per_minute": DEFAULT_REQUESTS_PER_MINUTE, "tokens_per_minute": DEFAULT_TOKENS_PER_MINUTE}
+    assert raw(fake_process, "POST", "/_fake/limits", {**defaults, "window_seconds": 60})[0] == 200
+
+
+def admin(url: str, path: str, body: dict[str, int] | None = None) -> dict[str, Any]:
+    status, _, payload = raw(url, "POST" if body is not None else "GET", path, body)
+    assert status == 200, payload
+    return json.loads(payload)
+
+
+def epoch(rfc3339: str) -> float:
+    assert rfc3339.endswith("Z")
+    return datetime.fromisoformat(rfc3339).timestamp()
+
+
+def call(url: str, streaming: bool, asynchronous: bool, text: str = "hi") -> httpx2.Response:
+    """One messages call through the real SDK (no retries); the HTTP response it got."""
+    kwargs = {"model": MODEL, "max_tokens": 100, "messages": user(text)}
+    if not asynchronous:
+        client = anthropic.Anthropic(api_key="k", base_url=url, max_retries=0)
+        if not streaming:
+            return client.messages.with_raw_response.create(**kwargs).http_response
+        with client.messages.stream(**kwargs) as stream:
+            stream.get_final_message()
+            return stream.response
+
+    async def run() -> httpx2.Response:
+        async with anthropic.AsyncAnthropic(api_key="k", base_url=url, max_retries=0) as client:
+            if not streaming:
+                return (await client.messages.with_raw_response.create(**kwargs)).http_response
+            async with client.messages.stream(**kwargs) as stream:
+                await stream.get_final_message()
+                return stream.response
+
+    return asyncio.run(run())
+
+
+BOTH_CLIENTS = pytest.mark.parametrize(
+    ("streaming", "asynchronous"), [(False, False), (True, False), (False, True), (True, True)]
+)
+
+
+@BOTH_CLIENTS
+def test_storm_refuses_every_call_until_ended(fake_url: str, streaming: bool, asynchronous: bool) -> None:
+    admin(fake_url, "/_fake/storm", {"seconds": 600, "retry_after": 2})
+    for _ in range(3):
+        with pytest.raises(anthropic.RateLimitError) as info:
+            call(fake_url, streaming, asynchronous)
+        headers = info.value.response.headers
+        assert headers["retry-after"] == "2"
+        assert info.value.request_id and info.value.request_id.startswith("req_")
+        assert info.value.body["type"] == "error" and info.value.type == "rate_limit_error"
+        for kind in RATE_LIMIT_KINDS:
+            assert headers[f"anthropic-ratelimit-{kind}-remaining"] == "0"
+    storm = admin(fake_url, "/_fake/storm")
+    assert storm["active"] and (storm["status"], storm["retry_after"]) == (429, 2)
+    assert storm["requests"] == 3 == sum(storm["per_second"])
+
+    ended = admin(fake_url, "/_fake/storm", {"seconds": 0})
+    assert call(fake_url, streaming, asynchronous).status_code == 200
+    assert not ended["active"] and ended["requests"] == 3 == sum(ended["per_second"])
+    assert admin(fake_url, "/_fake/storm") == ended  # calls after the storm are not counted
+
+
+def test_storm_ends_by_itself(fake_url: str) -> None:
+    admin(fake_url, "/_fake/storm", {"seconds": 1})
+    wait_for(lambda: _succeeds(fake_url), what="a call after the storm")
+    storm = admin(fake_url, "/_fake/storm")
+    assert time.time() >= storm["ends"] and not storm["active"]
+
+
+def _succeeds(url: str) -> bool:
+    try:
+        return call(url, streaming=False, asynchronous=False).status_code == 200
+    except anthropic.RateLimitError:
+        return False
+
+
+def test_cli_starts_in_an_overloaded_storm(tmp_path: Path) -> None:
+    process, url = start_fake(
+        tmp_path / "fake.log", "--storm-seconds", "600", "--storm-status", "529", "--requests-per-minute", "7"
+    )
+    try:
+        with pytest.raises(anthropic.OverloadedError) as info:
+            call(url, streaming=True, asynchronous=False)
+        headers = info.value.response.headers
+        assert info.value.type == "overloaded_error"
+        assert "retry-after" not in headers  # overload is not this key's limit
+        assert headers["anthropic-ratelimit-requests-limit"] == "7"
+        assert admin(url, "/_fake/storm")["requests"] == 1
+        admin(url, "/_fake/storm", {"seconds": 0})
+        assert call(url, streaming=False, asynchronous=False).headers["anthropic-ratelimit-requests-remaining"] == "6"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@BOTH_CLIENTS
+def test_rate_limit_headers_on_every_answer(fake_url: str, streaming: bool, asynchronous: bool) -> None:
+    admin(fake_url, "/_fake/limits", {"requests_per_minute": 10, "tokens_per_minute": 1000})
+    before = time.time()
+    first = call(fake_url, streaming, asynchronous, "[[fake: tokens=7]]").headers
+    second = call(fake_url, streaming, asynchronous, "[[fake: tokens=7]]").headers
+    input_tokens = len("[[fake: tokens=7]]") // 4
+    assert first["anthropic-ratelimit-requests-limit"] == "10"
+    assert first["anthropic-ratelimit-requests-remaining"] == "9"
+    assert second["anthropic-ratelimit-requests-remaining"] == "8"
+    assert second["anthropic-ratelimit-input-tokens-remaining"] == str(1000 - 2 * input_tokens)
+    assert second["anthropic-ratelimit-output-tokens-remaining"] == str(1000 - 2 * 7)
+    assert second["anthropic-ratelimit-tokens-remaining"] == str(1000 - 2 * 7)  # the tighter of the two
+    for kind in RATE_LIMIT_KINDS:
+        assert epoch(second[f"anthropic-ratelimit-{kind}-reset"]) > before
+    assert second["anthropic-ratelimit-tokens-limit"] == "1000"
+
+
+@pytest.mark.parametrize(
+    ("limits", "text", "spent"),
+    [
+        ({"requests_per_minute": 2}, "hi", "requests"),
+        ({"tokens_per_minute": 10}, "[[fake: tokens=5]]", "output-tokens"),
+    ],
+)
+def test_spent_budget_is_429_until_the_reset(fake_url: str, limits: dict[str, int], text: str, spent: str) -> None:
+    admin(fake_url, "/_fake/limits", limits)
+    for _ in range(2):
+        call(fake_url, streaming=False, asynchronous=False, text=text)
+    before = time.time()
+    with pytest.raises(anthropic.RateLimitError) as info:
+        call(fake_url, streaming=True, asynchronous=False, text=text)
+    after = time.time()
+    headers = info.value.response.headers
+    assert headers[f"anthropic-ratelimit-{spent}-remaining"] == "0"
+    assert f"{spent} per 60 s" in info.value.body["error"]["message"]
+    # retry-after is the whole seconds from the answer to the reset, rounded up.
+    reset = epoch(headers[f"anthropic-ratelimit-{spent}-reset"])
+    assert before - 1 < reset - int(headers["retry-after"]) <= after
+
+
+def test_budget_window_starts_again(fake_url: str) -> None:
+    admin(fake_url, "/_fake/limits", {"requests_per_minute": 1, "window_seconds": 1})
+    first = call(fake_url, streaming=False, asynchronous=False).headers
+    wait_for(lambda: _succeeds(fake_url), what="a call in the next window")
+    assert time.time() >= epoch(first["anthropic-ratelimit-requests-reset"])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fragment"),
+    [
+        ("/_fake/storm", {"seconds": 5, "status": 500}, "status"),
+        ("/_fake/storm", {"seconds": -1}, "seconds"),
+        ("/_fake/storm", {"secs": 5}, "unknown fields"),
+        ("/_fake/limits", {"requests_per_minute": "many"}, "requests_per_minute"),
+        ("/_fake/limits", {"window_seconds": 0}, "window_seconds"),
+        ("/_fake/limits", [1], "JSON object"),
+    ],
+)
+def test_bad_admin_body_is_400(fake_url: str, path: str, body: Any, fragment: str) -> None:
+    status, _, payload = raw(fake_url, "POST", path, body)
+    assert status == 400
+    error = json.loads(payload)["error"]
+    assert error["type"] == "invalid_request_error" and fragment in error["message"]
