@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from rq.job import Job
 
-from service.jobs.progress import ProgressRecorder, Superseded, record_result, start_attempt
+from service.jobs.progress import ProgressRecorder, Superseded, flush_progress, record_result, start_attempt
 from service.jobs.queues import SERIALIZER, make_queues
 from service.jobs.resource import job_resource
 from service.jobs.submit import NewJob, submit_job
@@ -33,9 +33,10 @@ def test_the_first_run_to_finish_wins_and_the_other_cannot_overwrite_it(redis_co
     first, second = two_runs_of_one_job(redis_conn)
     assert finish(first, "from the first run")["text"] == "from the first run"
 
-    late = ProgressRecorder(second, interval_s=0)
-    with pytest.raises(Superseded):
-        late.add("late text")  # a progress write from the other run
+    late = ProgressRecorder(second)
+    late.add("late text")  # a progress write from the other run, refused
+    assert flush_progress(redis_conn, [late]) == [late]
+    assert redis_conn.xlen(f"llmjobs:events:{first.id}") == 0
     with pytest.raises(Superseded):
         finish(second, "from the second run")
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 
 import anthropic
 import pytest
 import requests
 
-from service.llm import LLMClient, LLMError, LLMRequest, Stopped, StopToken
+from service.llm import CallUsage, LLMClient, LLMError, LLMRequest
 
 
 @pytest.fixture
 def llm(fake_anthropic: str) -> LLMClient:
-    return LLMClient(anthropic.Anthropic(api_key="test-key", base_url=fake_anthropic, max_retries=0))
+    return LLMClient(anthropic.AsyncAnthropic(api_key="test-key", base_url=fake_anthropic, max_retries=0))
 
 
 def ask(text: str, **fields) -> LLMRequest:
@@ -22,10 +22,14 @@ def ask(text: str, **fields) -> LLMRequest:
                       messages=[{"role": "user", "content": text}], **fields)  # fmt: skip
 
 
-def run(llm: LLMClient, request: LLMRequest, deadline_s: float = 30.0, token: StopToken | None = None):
+def run(llm: LLMClient, request: LLMRequest, deadline_s: float = 30.0, usage: CallUsage | None = None):
     chunks: list[str] = []
-    reply = llm.stream(request, on_text=chunks.append, stop=token or StopToken(time.time() + deadline_s))
-    return reply, chunks
+
+    async def call():
+        async with asyncio.timeout(deadline_s):
+            return await llm.stream(request, on_text=chunks.append, usage=usage or CallUsage())
+
+    return asyncio.run(call()), chunks
 
 
 def test_streams_text_in_chunks_and_reports_usage(llm: LLMClient):
@@ -81,7 +85,7 @@ def test_provider_errors_are_classified(llm: LLMClient, directive, error_type, r
 def test_unreachable_provider_is_a_retryable_connection_error():
     from tests.conftest import free_port
 
-    sdk = anthropic.Anthropic(api_key="k", base_url=f"http://127.0.0.1:{free_port()}", max_retries=0)
+    sdk = anthropic.AsyncAnthropic(api_key="k", base_url=f"http://127.0.0.1:{free_port()}", max_retries=0)
     with pytest.raises(LLMError) as caught:
         run(LLMClient(sdk), ask("hi"))
     assert (caught.value.type, caught.value.retryable) == ("connection_error", True)
@@ -92,32 +96,39 @@ def test_unreachable_provider_is_a_retryable_connection_error():
     ["hang=1", "hang=1 after=3", "latency_ms=20000"],
     ids=["silent-after-headers", "silent-mid-stream", "silent-before-headers"],
 )
-def test_deadline_stops_a_silent_provider(llm: LLMClient, directive: str):
+def test_the_deadline_stops_a_silent_provider(llm: LLMClient, directive: str):
+    """The caller's deadline (an asyncio timeout, as the worker sets it) ends the call."""
     started = time.monotonic()
-    with pytest.raises(Stopped) as caught:
+    with pytest.raises(TimeoutError):
         run(llm, ask(f"x [[fake: {directive}]]"), deadline_s=1.0)
-    assert caught.value.reason == "timeout"
     # The fake stays silent for 20 s or more: getting here at all means the deadline cut it.
     assert time.monotonic() - started < 10
 
 
-def test_cancel_from_another_thread_stops_a_silent_stream(llm: LLMClient):
-    token = StopToken(time.time() + 60)
-    threading.Timer(0.5, token.cancel).start()
-    with pytest.raises(Stopped) as caught:
-        run(llm, ask("x [[fake: hang=1 after=2]]"), token=token)
-    assert caught.value.reason == "canceled"
+def test_cancelling_the_task_stops_a_silent_stream_and_keeps_what_it_cost(llm: LLMClient):
+    usage = CallUsage()
+
+    async def call_then_cancel():
+        task = asyncio.create_task(llm.stream(ask("x [[fake: hang=1 after=3]]"), on_text=lambda _: None, usage=usage))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        await task
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(call_then_cancel())
+    # Cut short, the call still says what the provider will bill: the prompt, and the chunks seen.
+    assert usage.input_tokens == len("x [[fake: hang=1 after=3]]") // 4
+    assert (usage.chunks, usage.output_tokens) == (3, 3)
 
 
-def test_an_expired_token_makes_no_call(llm: LLMClient, fake_anthropic: str):
-    requests.delete(f"{fake_anthropic}/_fake/requests", timeout=5)
-    with pytest.raises(Stopped):
-        run(llm, ask("hi"), deadline_s=-1)
-    assert requests.get(f"{fake_anthropic}/_fake/requests", timeout=5).json() == []
+def test_a_finished_stream_reports_the_providers_output_count(llm: LLMClient):
+    usage = CallUsage()
+    reply, _ = run(llm, ask("x [[fake: tokens=9]]"), usage=usage)
+    assert (usage.reported_output_tokens, usage.output_tokens, reply.output_tokens) == (9, 9, 9)
 
 
 def test_a_stalled_stream_is_a_retryable_timeout_well_before_the_deadline(fake_anthropic: str):
-    llm = LLMClient(anthropic.Anthropic(api_key="k", base_url=fake_anthropic, max_retries=0), read_timeout_s=0.5)
+    llm = LLMClient(anthropic.AsyncAnthropic(api_key="k", base_url=fake_anthropic, max_retries=0), read_timeout_s=0.5)
     with pytest.raises(LLMError) as caught:
         run(llm, ask("x [[fake: hang=1 after=2]]"), deadline_s=30)
     assert (caught.value.type, caught.value.retryable) == ("timeout", True)

@@ -14,16 +14,17 @@ import redis
 from rq.utils import now, utcformat
 
 from service.app import create_app
-from service.jobs.worker import LLMWorker
+from rq import Worker
 from tests.conftest import free_port
 from tests.test_fuzz_openapi import assert_error_shape
 
 QUEUES = ("high", "default", "low")
 
 
-def register_worker(redis_conn: redis.Redis, *queues: str) -> LLMWorker:
-    """A worker as RQ registers one at start-up; `redis_conn` is flushed before each test."""
-    worker = LLMWorker(list(queues), connection=redis_conn)
+def register_worker(redis_conn: redis.Redis, *queues: str) -> Worker:
+    """A worker as our worker registers one at start-up (RQ's own registration); `redis_conn`
+    is flushed before each test."""
+    worker = Worker(list(queues), connection=redis_conn)
     worker.register_birth()
     worker.heartbeat()
     return worker

@@ -153,12 +153,18 @@ def job_ended(job: Job) -> None:
     left = connection.register_script(_COUNT_END)(
         keys=[batch_key(batch_id)], args=[job.id, iso_timestamp(datetime.now(UTC))]
     )
-    if left != 0:
+    if left > 0:
         return
+    # The last end (0), or one counted before (-1: a replayed publication that may have
+    # stopped before the batch's webhook was queued, or a later re-run of a job).
     record = {k.decode(): v.decode() for k, v in connection.hgetall(batch_key(batch_id)).items()}
-    if not record.get("callback_url"):
+    if not record.get("callback_url") or record.get("remaining") != "0":
         return
-    _send_webhook(connection, {**record, "id": batch_id}, new_webhook(record["callback_url"]))
+    if not record.get("webhook"):
+        # One webhook id per batch, whoever gets here first.
+        connection.hsetnx(batch_key(batch_id), "webhook", json.dumps(new_webhook(record["callback_url"])))
+        record["webhook"] = connection.hget(batch_key(batch_id), "webhook").decode()
+    _send_webhook(connection, {**record, "id": batch_id}, json.loads(record["webhook"]), first=True)
 
 
 def redeliver_batch_webhook(connection: Redis, record: dict[str, Any]) -> bool:
@@ -170,12 +176,13 @@ def redeliver_batch_webhook(connection: Redis, record: dict[str, Any]) -> bool:
     return True
 
 
-def _send_webhook(connection: Redis, record: dict[str, Any], webhook: dict[str, Any]) -> None:
+def _send_webhook(connection: Redis, record: dict[str, Any], webhook: dict[str, Any], *, first: bool = False) -> None:
     """Store the webhook's state on the batch and queue its delivery; the body is the batch."""
     record["webhook"] = json.dumps(webhook)
-    connection.hset(batch_key(record["id"]), "webhook", record["webhook"])
+    if not first:
+        connection.hset(batch_key(record["id"]), "webhook", record["webhook"])
     enqueue_delivery(connection, webhook, json.dumps(batch_resource(connection, record)), subject_id=record["id"],
-                     kind="batch")  # fmt: skip
+                     kind="batch", first=first)  # fmt: skip
 
 
 def update_batch_delivery(connection: Redis, batch_id: str, webhook_id: str, **changes: Any) -> None:

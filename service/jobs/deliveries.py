@@ -8,7 +8,7 @@ from uuid import uuid4
 
 from redis import Redis
 from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job
 
 from service.jobs.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
@@ -32,25 +32,33 @@ def new_webhook(url: str) -> dict[str, Any]:
     }
 
 
-def queue_delivery(job: Job, payload: str) -> None:
+def queue_delivery(job: Job, payload: str, *, first: bool = False) -> None:
     """Send `payload` (the job resource, JSON) to the job's callback URL as webhook
-    `job.meta["webhook"]["id"]`."""
-    enqueue_delivery(job.connection, job.meta["webhook"], payload, subject_id=job.id)
+    `job.meta["webhook"]["id"]`; `first`: its first delivery, queued once however often
+    the job's end is published."""
+    enqueue_delivery(job.connection, job.meta["webhook"], payload, subject_id=job.id, first=first)
 
 
 def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *, subject_id: str,
-                     kind: str = "job") -> None:  # fmt: skip
+                     kind: str = "job", first: bool = False) -> None:  # fmt: skip
     """Queue the delivery task for `webhook`; `kind` says where its state is kept: on the
-    job `subject_id` ("job"), or on the batch `subject_id` ("batch")."""
+    job `subject_id` ("job"), or on the batch `subject_id` ("batch"). The first delivery
+    of a webhook has an id of its own, so queuing it again (an end published twice) is a
+    no-op; a redelivery is a new delivery job."""
     kwargs = {"job_id": subject_id, "webhook_id": webhook["id"], "url": webhook["url"], "payload": payload}
-    Queue(WEBHOOK_QUEUE, connection=connection, serializer=SERIALIZER).enqueue(
-        DELIVERY_TASK,
-        kwargs=kwargs if kind == "job" else {**kwargs, "kind": kind},
-        job_timeout=DELIVERY_JOB_TIMEOUT_S,
-        result_ttl=DELIVERY_RECORD_TTL_S,
-        failure_ttl=DELIVERY_RECORD_TTL_S,
-        description=f"webhook {webhook['id']} for {kind} {subject_id}",
-    )
+    try:
+        Queue(WEBHOOK_QUEUE, connection=connection, serializer=SERIALIZER).enqueue(
+            DELIVERY_TASK,
+            kwargs=kwargs if kind == "job" else {**kwargs, "kind": kind},
+            job_id=f"delivery-{webhook['id']}" if first else None,
+            unique=first,
+            job_timeout=DELIVERY_JOB_TIMEOUT_S,
+            result_ttl=DELIVERY_RECORD_TTL_S,
+            failure_ttl=DELIVERY_RECORD_TTL_S,
+            description=f"webhook {webhook['id']} for {kind} {subject_id}",
+        )
+    except DuplicateJobError:
+        pass  # queued already
 
 
 def update_delivery(connection: Redis, job_id: str, webhook_id: str, **changes: Any) -> None:

@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 
 from redis import Redis
+from redis.client import Pipeline
 from rq.job import Job
 from rq.utils import now
 
 from service.jobs import metrics
 from service.jobs.batches import job_ended as batch_job_ended
 from service.jobs.deliveries import new_webhook, queue_delivery
+from service.jobs.queues import SERIALIZER
 from service.jobs.resource import job_resource
 from service.jobs.status import TERMINAL_STATUSES, public_status
 
+UNPUBLISHED_KEY = "llmjobs:ends:unpublished"  # job ids whose end is not yet fully published
+UNPUBLISHED_GRACE_S = 30  # a publisher takes milliseconds; one this late has died
 MAX_EVENTS = 5000  # per job; a 10-minute stream writes ~2400 at the default progress rate
 _EVENT_ID = re.compile(r"^\d+-\d+$")
 
@@ -61,27 +66,65 @@ def read_events(connection: Redis, job_id: str, after: str, block_ms: int) -> li
     ]
 
 
-def announce_end(job: Job) -> bool:
+def mark_end_unpublished(pipe: Pipeline, job_id: str) -> None:
+    """Note, in the transaction that records a job's end, that its end is yet to be
+    published; `announce_end` clears the note once every part of it is out."""
+    pipe.zadd(UNPUBLISHED_KEY, {job_id: time.time()}, nx=True)
+
+
+def announce_end(job: Job, *, replay: bool = False) -> bool:
     """Publish the end of a job that has just ended, once per terminal state (a job that
-    ran twice ends once; a re-run clears the mark): its terminal event, and its webhook
-    when it has a callback URL. Returns False if it was already announced."""
+    ran twice ends once; a re-run clears the mark): its terminal event, its webhook when
+    it has a callback URL, its batch's count. Returns False if it was already announced.
+
+    At least once: a publisher that dies midway leaves the job in the unpublished set,
+    and `publish_unpublished_ends` replays it (`replay`): every step below is skipped when
+    already done, and the webhook keeps the id it was given.
+    """
     status = public_status(job)
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"job {job.id} has not ended: {status}")
-    if not job.connection.set(announced_key(job.id), status, nx=True, ex=job.result_ttl):
+    connection = job.connection
+    connection.zadd(UNPUBLISHED_KEY, {job.id: time.time()}, nx=True)
+    if not connection.set(announced_key(job.id), status, nx=True, ex=job.result_ttl) and not replay:
+        connection.zrem(UNPUBLISHED_KEY, job.id)
         return False
-    if callback_url := job.meta.get("callback_url"):
+    callback_url = job.meta.get("callback_url")
+    if callback_url and job.meta.get("webhook") is None:
         job.meta["webhook"] = new_webhook(callback_url)
         job.save_meta()
     payload = json.dumps(job_resource(job))
-    with job.connection.pipeline(transaction=False) as pipe:
-        pipe.xadd(events_key(job.id), {"type": status, "data": payload}, maxlen=MAX_EVENTS, approximate=True)
-        pipe.expire(events_key(job.id), job.result_ttl)
-        metrics.JOBS_FINISHED.inc(pipe, queue=job.origin, outcome=status)
-        lifetime_s = ((job.ended_at or now()) - job.created_at).total_seconds()
-        metrics.JOB_DURATION.observe(pipe, lifetime_s, queue=job.origin, outcome=status)
-        pipe.execute()
+    if not (replay and _has_terminal_event(connection, job.id)):
+        with connection.pipeline() as pipe:
+            pipe.xadd(events_key(job.id), {"type": status, "data": payload}, maxlen=MAX_EVENTS, approximate=True)
+            pipe.expire(events_key(job.id), job.result_ttl)
+            metrics.JOBS_FINISHED.inc(pipe, queue=job.origin, outcome=status)
+            lifetime_s = ((job.ended_at or now()) - job.created_at).total_seconds()
+            metrics.JOB_DURATION.observe(pipe, lifetime_s, queue=job.origin, outcome=status)
+            pipe.execute()
     if callback_url:
-        queue_delivery(job, payload)  # the webhook's body is the terminal event's resource
+        queue_delivery(job, payload, first=True)  # the webhook's body is the terminal event's resource
     batch_job_ended(job)  # a job of a batch: the batch counts it (its last end fires the batch's webhook)
+    connection.zrem(UNPUBLISHED_KEY, job.id)
     return True
+
+
+def _has_terminal_event(connection: Redis, job_id: str) -> bool:
+    last = connection.xrevrange(events_key(job_id), count=1)
+    return bool(last) and last[0][1][b"type"].decode() in TERMINAL_STATUSES
+
+
+def publish_unpublished_ends(connection: Redis, older_than_s: float = UNPUBLISHED_GRACE_S) -> list[str]:
+    """Publish again every end whose publisher stopped midway (it has been unpublished for
+    longer than any publisher takes); returns the job ids."""
+    due = [m.decode() for m in connection.zrangebyscore(UNPUBLISHED_KEY, 0, time.time() - older_than_s, 0, 500)]
+    if not due:
+        return []
+    published = []
+    for job_id, job in zip(due, Job.fetch_many(due, connection=connection, serializer=SERIALIZER), strict=True):
+        if job is None or public_status(job) not in TERMINAL_STATUSES:
+            connection.zrem(UNPUBLISHED_KEY, job_id)  # expired, or running again: nothing to publish
+            continue
+        announce_end(job, replay=True)
+        published.append(job_id)
+    return published

@@ -143,10 +143,12 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts) -> flo
     return meta["deadline_at"]
 
 
-def undo_attempt(job: Job) -> None:
-    """The attempt never reached the provider's model (held back by the provider's rate
-    limit): it does not count against the job's attempts. The caller re-queues the job."""
+def undo_attempt(job: Job, error: dict[str, Any], next_attempt_at: float) -> None:
+    """The call was refused by the provider's rate limit or overload, before any of it
+    was billed: it does not count against the job's attempts. The caller puts the job back
+    in its queue, where it waits (showing `error`) until about `next_attempt_at`."""
     job.meta["attempts"] -= 1
+    job.meta.update(error=error, next_attempt_at=next_attempt_at)
     _save(job)
 
 

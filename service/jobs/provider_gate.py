@@ -161,12 +161,13 @@ class ProviderGate:
         """Permits held by every process (0 without a cap)."""
         return self._redis.zcount(self._keys[3], time.time(), "+inf") if self._max_in_flight else 0
 
-    def report_rate_limited(self, retry_after_s: float | None) -> None:
-        """A 429 that waiting lifts: nobody calls until `retry-after` (+ jitter) has passed."""
+    def report_rate_limited(self, retry_after_s: float | None) -> float:
+        """A 429 that waiting lifts: nobody calls until `retry-after` (+ jitter) has passed.
+        Returns when the gate reopens (epoch s)."""
         wait = max(retry_after_s or OVERLOAD_BASE_S, 0.0) * (1 + random.uniform(0, JITTER))
-        self._close_for(wait)
+        return self._close_for(wait)
 
-    def report_overloaded(self) -> None:
+    def report_overloaded(self) -> float:
         """A 529 / overloaded_error: an exponential back-off shared by every process,
         doubling with each overload met since the provider last answered normally."""
         with self._redis.pipeline(transaction=False) as pipe:
@@ -174,7 +175,7 @@ class ProviderGate:
             pipe.expire(self._keys[4], int(OVERLOAD_MAX_S * 10))
             consecutive, _ = pipe.execute()
         wait = min(OVERLOAD_MAX_S, OVERLOAD_BASE_S * 2 ** max(consecutive - 1, 0))
-        self._close_for(wait * (1 + random.uniform(0, JITTER)))
+        return self._close_for(wait * (1 + random.uniform(0, JITTER)))
 
     def report_answer(self, headers: RateLimitHeaders) -> None:
         """The provider answered a call with anything but a rate limit or overload: the
@@ -195,5 +196,7 @@ class ProviderGate:
         until = self._redis.get(self._keys[0])
         return max(0.0, float(until) - time.time()) if until else 0.0
 
-    def _close_for(self, seconds: float, *, probe: bool = True) -> None:
-        self._close(keys=self._keys[:3], args=[time.time() + seconds, seconds + PROBE_TTL_S, "1" if probe else ""])
+    def _close_for(self, seconds: float, *, probe: bool = True) -> float:
+        until = time.time() + seconds
+        self._close(keys=self._keys[:3], args=[until, seconds + PROBE_TTL_S, "1" if probe else ""])
+        return until

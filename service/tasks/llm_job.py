@@ -109,11 +109,13 @@ def _after_error(
     settings = runtime.settings
     model = metrics.model_label(job.meta["model"], priced=is_priced(job.meta["model"], settings.price_overrides))
     metrics.LLM_ERRORS.inc(job.connection, model=model, error_type=error.type)
-    held_back = _report_to_gate(error, runtime)
-    if held_back and not usage.billed:
+    reopens_at = _report_to_gate(error, runtime)
+    if reopens_at is not None and reopens_at >= deadline:
+        _fail(job, _timeout_error(job, last_error=error), runtime, recorder, usage)
+    if reopens_at is not None and not usage.billed:
         # The provider's limit, shared by every process, not this job's fault: back to the
         # front of its queue without using up an attempt; the gate holds it until it reopens.
-        undo_attempt(job)
+        undo_attempt(job, error.as_record(), next_attempt_at=reopens_at)
         raise Requeue(error.type)
     attempt = job.meta["attempts"]
     if not error.retryable or attempt >= job.meta["attempt_limit"]:
@@ -129,17 +131,16 @@ def _after_error(
     return retry
 
 
-def _report_to_gate(error: LLMError, runtime: TaskRuntime) -> bool:
-    """Tell the shared gate what the provider said; True if it was the provider's limit."""
+def _report_to_gate(error: LLMError, runtime: TaskRuntime) -> float | None:
+    """Tell the shared gate what the provider said; for the provider's limit (a 429 that
+    waiting lifts, an overload), when the gate reopens."""
     if error.status_code == 429 and error.retryable:  # a spend limit is not retryable
-        runtime.gate.report_rate_limited(error.retry_after_s)
-        return True
+        return runtime.gate.report_rate_limited(error.retry_after_s)
     if error.status_code == 529 or error.type == "overloaded_error":
-        runtime.gate.report_overloaded()
-        return True
+        return runtime.gate.report_overloaded()
     if error.status_code is not None:
         runtime.gate.report_answer(NO_HEADERS)
-    return False
+    return None
 
 
 def _fail(
