@@ -308,8 +308,9 @@ def start_worker(processes: Processes, service_env: dict[str, str], redis_conn: 
         before = len(Worker.all(connection=redis_conn))
         process = processes.start("worker", [PYTHON, "worker.py", *queues], env)
         wanted = before + int(env.get("WORKER_PROCESSES", "1"))
-        wait_for(
+        wait_for(  # importing the anthropic SDK alone takes seconds on a loaded machine
             lambda: process.poll() is not None or len(Worker.all(connection=redis_conn)) >= wanted,
+            timeout=30,
             what="the worker to register",
         )
         assert process.poll() is None, processes.log_of(process)

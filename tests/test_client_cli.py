@@ -286,7 +286,8 @@ def test_cancel_a_running_job_and_retry_it(start_api, start_worker):
     assert client.cancel(job["id"])["status"] == "running"  # 202: it stops within a second
     done = client.wait(job["id"], timeout=10)
     assert done["status"] == "canceled" and done["progress"]["text"]
-    assert client.retry(job["id"])["status"] == "queued"
+    # The answer shows the job as it is after the re-queue: an idle worker may have taken it already.
+    assert client.retry(job["id"])["status"] in {"queued", "running"}
     assert client.cancel(job["id"])["status"] in {"canceled", "running"}
     assert client.wait(job["id"], timeout=10)["status"] == "canceled"
 

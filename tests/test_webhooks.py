@@ -20,10 +20,14 @@ SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 WEBHOOKS_ON = {"WEBHOOK_SECRET": SECRET, "CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32", "WEBHOOK_RETRY_SCHEDULE": "1,1,1"}
 
 
+# The bare worker serves webhooks too: these tests give deliveries a worker of their own.
+LLM_QUEUES = ("high", "default", "low")
+
+
 @pytest.fixture
 def stack(start_api, start_worker):
     api = start_api(**WEBHOOKS_ON)
-    start_worker(**WEBHOOKS_ON)
+    start_worker(*LLM_QUEUES, **WEBHOOKS_ON)
     start_worker("webhooks", **WEBHOOKS_ON)
     return api
 
@@ -106,7 +110,7 @@ def test_failed_and_canceled_jobs_get_their_webhook_too(stack, receiver, outcome
 
 def test_the_address_is_checked_again_at_delivery(start_api, start_worker, receiver):
     api = start_api(**WEBHOOKS_ON)  # the API allows 127.0.0.1 ...
-    start_worker(**WEBHOOKS_ON)
+    start_worker(*LLM_QUEUES, **WEBHOOKS_ON)
     start_worker("webhooks", **{**WEBHOOKS_ON, "CALLBACK_ALLOWED_NETWORKS": ""})  # ... the sender no longer does
     job = submit(api, {"prompt": "hi [[fake: tokens=2]]", "callback_url": receiver.url})
     hook = webhook_of(api, job["id"], "failed")
@@ -161,7 +165,7 @@ def test_refused_callback_urls_are_422(service_env, monkeypatch, url, env, messa
 
 def test_a_receiver_slower_than_the_timeout_is_retried(start_api, start_worker, receiver):
     api = start_api(**WEBHOOKS_ON)
-    start_worker(**WEBHOOKS_ON)
+    start_worker(*LLM_QUEUES, **WEBHOOKS_ON)
     start_worker("webhooks", **WEBHOOKS_ON, WEBHOOK_TIMEOUT_S="1")
     receiver.script = [(200, {}, 3.0)]  # answers, but only after the sender gave up
     job = submit(api, {"prompt": "hi [[fake: tokens=2]]", "callback_url": receiver.url})
@@ -173,7 +177,7 @@ def test_a_receiver_slower_than_the_timeout_is_retried(start_api, start_worker, 
 def test_a_delivery_whose_worker_dies_mid_attempt_is_sent_again(start_api, start_worker, start_scheduler, receiver):
     slow_receiver = {**WEBHOOKS_ON, "WEBHOOK_TIMEOUT_S": "60"}
     api = start_api(**slow_receiver)
-    start_worker(**slow_receiver)
+    start_worker(*LLM_QUEUES, **slow_receiver)
     start_scheduler(**slow_receiver)
     doomed = start_worker("webhooks", **slow_receiver)
     receiver.script = [(200, {}, 40.0)]  # the first attempt hangs: its worker is killed meanwhile

@@ -3,6 +3,7 @@ slow receiver never holds an LLM worker), and its state is kept on the job."""
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 from uuid import uuid4
 
@@ -46,7 +47,7 @@ def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *
     of a webhook has an id of its own, so queuing it again (an end published twice) is a
     no-op; a redelivery is a new delivery job."""
     kwargs = {"job_id": subject_id, "webhook_id": webhook["id"], "url": webhook["url"], "payload": payload}
-    try:
+    with suppress(DuplicateJobError):  # queued already
         Queue(WEBHOOK_QUEUE, connection=connection, serializer=SERIALIZER).enqueue(
             DELIVERY_TASK,
             kwargs=kwargs if kind == "job" else {**kwargs, "kind": kind},
@@ -57,8 +58,6 @@ def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *
             failure_ttl=DELIVERY_RECORD_TTL_S,
             description=f"webhook {webhook['id']} for {kind} {subject_id}",
         )
-    except DuplicateJobError:
-        pass  # queued already
 
 
 def update_delivery(connection: Redis, job_id: str, webhook_id: str, **changes: Any) -> None:

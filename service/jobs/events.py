@@ -85,8 +85,11 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
     if status not in TERMINAL_STATUSES:
         raise ValueError(f"job {job.id} has not ended: {status}")
     connection = job.connection
-    connection.zadd(UNPUBLISHED_KEY, {job.id: time.time()}, nx=True)
-    if not connection.set(announced_key(job.id), status, nx=True, ex=job.result_ttl) and not replay:
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.zadd(UNPUBLISHED_KEY, {job.id: time.time()}, nx=True)
+        pipe.set(announced_key(job.id), status, nx=True, ex=job.result_ttl)
+        _, first = pipe.execute()
+    if not first and not replay:
         connection.zrem(UNPUBLISHED_KEY, job.id)
         return False
     callback_url = job.meta.get("callback_url")
@@ -94,6 +97,7 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
         job.meta["webhook"] = new_webhook(callback_url)
         job.save_meta()
     payload = json.dumps(job_resource(job))
+    in_batch = bool(job.meta.get("batch_id"))
     if not (replay and _has_terminal_event(connection, job.id)):
         with connection.pipeline() as pipe:
             pipe.xadd(events_key(job.id), {"type": status, "data": payload}, maxlen=MAX_EVENTS, approximate=True)
@@ -101,11 +105,15 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
             metrics.JOBS_FINISHED.inc(pipe, queue=job.origin, outcome=status)
             lifetime_s = ((job.ended_at or now()) - job.created_at).total_seconds()
             metrics.JOB_DURATION.observe(pipe, lifetime_s, queue=job.origin, outcome=status)
+            if not callback_url and not in_batch:
+                pipe.zrem(UNPUBLISHED_KEY, job.id)  # nothing else to publish: done in this round trip
             pipe.execute()
     if callback_url:
         queue_delivery(job, payload, first=True)  # the webhook's body is the terminal event's resource
-    batch_job_ended(job)  # a job of a batch: the batch counts it (its last end fires the batch's webhook)
-    connection.zrem(UNPUBLISHED_KEY, job.id)
+    if in_batch:
+        batch_job_ended(job)  # the batch counts it (its last end fires the batch's webhook)
+    if callback_url or in_batch or replay:
+        connection.zrem(UNPUBLISHED_KEY, job.id)
     return True
 
 

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from redis import Redis
 from redis.commands.core import Script
 from rq.job import Job
+from rq.utils import now
 
 from service.config import Settings
 from service.jobs import metrics
@@ -23,22 +24,27 @@ from service.jobs.control import cancel_key, completed_key
 from service.jobs.counters import HashIncrements
 from service.jobs.events import MAX_EVENTS, announced_key, events_key, progress_event
 from service.jobs.resource import job_result
-from service.jobs.status import FAILED
 from service.jobs.usage import job_usage
 
-# KEYS: job hash, completion marker, event stream, live text, then counter hashes. ARGV:
-# serialized meta, marker TTL ("" = not completing), new text ("" = none), progress event
-# data ("" = none), stream cap, stream TTL, then for each counter hash: its TTL (0 =
-# none), its number of fields, then field, amount, field, amount, ... The completing save
-# adds the job's counters (usage, metrics) in the same script: a job is counted once,
-# however often it ran. New text is APPENDed: a flush writes only what is new, so the
-# bytes a job writes grow linearly with its reply.
+# KEYS: job hash, completion marker, event stream, live text, announced marker, then
+# counter hashes. ARGV: serialized meta, marker TTL ("" = not completing), new text ("" =
+# none), progress event data ("" = none), stream cap, stream TTL, "start" when an attempt
+# starts (or ""), then for each counter hash: its TTL (0 = none), its number of fields,
+# then field, amount, field, amount, ... Returns 0 when another run completed the job, 2
+# when an attempt would start on a job whose announced end is `failed` (nothing written),
+# else 1. The completing save adds the job's counters (usage, metrics) in the same
+# script: a job is counted once, however often it ran. New text is APPENDed: a flush
+# writes only what is new, so the bytes a job writes grow linearly with its reply.
 _GUARDED_SAVE = """
 if redis.call('exists', KEYS[2]) == 1 then return 0 end
+if ARGV[7] == 'start' then
+  if redis.call('get', KEYS[5]) == 'failed' then return 2 end
+  redis.call('del', KEYS[4])
+end
 redis.call('hset', KEYS[1], 'meta', ARGV[1])
 if ARGV[2] ~= '' then redis.call('set', KEYS[2], '1', 'EX', ARGV[2]) end
-local i = 7
-for k = 5, #KEYS do
+local i = 8
+for k = 6, #KEYS do
   local ttl, fields = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   for j = i + 2, i + 2 * fields, 2 do redis.call('hincrby', KEYS[k], ARGV[j], ARGV[j + 1]) end
   if ttl > 0 then redis.call('expire', KEYS[k], ttl) end
@@ -80,13 +86,14 @@ def _save_call(
     completes_for_s: int | None = None,
     counters: Sequence[HashIncrements] = (),
     recorder: ProgressRecorder | None = None,
+    starting: bool = False,
 ) -> tuple[list[str], list[Any]]:
     new_text = event = ""
     if recorder is not None and (new_text := recorder.unwritten()):
         event = progress_event(new_text, recorder.chunks, job.meta["attempts"])
-    keys = [job.key, completed_key(job.id), events_key(job.id), live_text_key(job.id)]
+    keys = [job.key, completed_key(job.id), events_key(job.id), live_text_key(job.id), announced_key(job.id)]
     args: list[Any] = [job.serializer.dumps(job.meta), completes_for_s or "", new_text, event, MAX_EVENTS]
-    args.append(job.result_ttl)
+    args += [job.result_ttl, "start" if starting else ""]
     for counter in counters:
         keys.append(counter.key)
         args += [counter.ttl_s or 0, len(counter.amounts), *chain.from_iterable(counter.amounts.items())]
@@ -122,24 +129,34 @@ def start_new_run(job: Job, *, max_attempts: int) -> None:
         pipe.execute()
 
 
-def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts) -> float:
-    """Count the attempt, reset its progress, and return the job's deadline (epoch s).
+def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts, _wait_observed: bool = False) -> float:
+    """Count the attempt, reset its progress, and return the job's deadline (epoch s); one
+    round trip, which also observes how long the job waited in its queue.
 
     The deadline is fixed at the first attempt: `timeout_s` bounds the whole job. A job
     whose announced end is `failed` was re-queued behind our back (rq-dashboard's requeue,
     RQ's own `FailedJobRegistry.requeue`): it starts a new run, as `POST /retry` would.
     Not so a `canceled` one: a worker that dequeued a job just as it was canceled in the
     queue must still see the cancel request and stop (re-running a canceled job is
-    `POST /retry`'s job). A completed job stays completed: `_save` refuses it below.
+    `POST /retry`'s job). A completed job stays completed: the save is refused.
     """
-    if job.connection.get(announced_key(job.id)) == FAILED.encode():
-        start_new_run(job, max_attempts=max_attempts)
     meta = job.meta
+    before = dict(meta)
     meta["attempts"] = meta.get("attempts", 0) + 1
     meta.setdefault("deadline_at", time.time() + meta["timeout_s"])
     meta.update(text="", output_tokens=0, error=None, result=None, next_attempt_at=None)
-    job.connection.delete(live_text_key(job.id))
-    _save(job)
+    keys, args = _save_call(job, starting=True)
+    with job.connection.pipeline(transaction=False) as pipe:
+        _guarded_save(job.connection)(keys=keys, args=args, client=pipe)
+        if not _wait_observed:
+            metrics.QUEUE_WAIT.observe(pipe, (now() - job.enqueued_at).total_seconds(), queue=job.origin)
+        saved, *_ = pipe.execute()
+    if saved == 0:
+        _adopt_winner(job)
+    if saved == 2:
+        job.meta = before
+        start_new_run(job, max_attempts=max_attempts)
+        return start_attempt(job, max_attempts=max_attempts, _wait_observed=True)
     return meta["deadline_at"]
 
 

@@ -40,19 +40,19 @@ JITTER = 0.2  # a reopening is spread over +20 %, so processes do not all wake a
 _ADMIT = """
 local now = tonumber(ARGV[1])
 local closed_until = tonumber(redis.call('get', KEYS[1]) or '0')
-if closed_until > now then return {0, tostring(closed_until - now)} end
+if closed_until > now then return {0, tostring(closed_until - now), 0} end
 local wanted = tonumber(ARGV[2])
 if redis.call('exists', KEYS[2]) == 1 then
-  if redis.call('set', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6]) then wanted = 1 else return {0, '0.25'} end
+  if redis.call('set', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6]) then return {1, '0', 1} else return {0, '0.25', 0} end
 end
 local cap = tonumber(ARGV[3])
 if cap > 0 then
   redis.call('zremrangebyscore', KEYS[4], '-inf', now)
   local free = cap - redis.call('zcard', KEYS[4])
-  if free <= 0 then return {0, '0.1'} end
+  if free <= 0 then return {0, '0.1', 0} end
   if wanted > free then wanted = free end
 end
-return {wanted, '0'}
+return {wanted, '0', 0}
 """
 # KEYS: closed-until, probing flag, probe holder. ARGV: until (epoch s), key ttl, "1" to
 # reopen with a probe.
@@ -120,6 +120,7 @@ class ProviderGate:
         self._request_margin = request_margin
         self._token_margin = token_margin
         self._permits: set[str] = set()
+        self._probing_here = False  # this process holds the probe: its next answer reopens the gate
         self._next_permit = 0
         self._admit = connection.register_script(_ADMIT)
         self._close = connection.register_script(_CLOSE)
@@ -130,13 +131,15 @@ class ProviderGate:
 
     def admit(self, wanted: int) -> Admission:
         now = time.time()
-        granted, wait = self._admit(
+        granted, wait, probe = self._admit(
             keys=self._keys,
             args=[now, wanted, self._max_in_flight, now + PERMIT_TTL_S, self._process, PROBE_TTL_S],
         )
         granted = int(granted)
         if granted and self._max_in_flight:
             self._take_permits(granted, now)
+        if probe:
+            self._probing_here = True
         return Admission(granted, float(wait))
 
     def _take_permits(self, count: int, now: float) -> None:
@@ -178,12 +181,12 @@ class ProviderGate:
         return self._close_for(wait * (1 + random.uniform(0, JITTER)))
 
     def report_answer(self, headers: RateLimitHeaders) -> None:
-        """The provider answered a call with anything but a rate limit or overload: the
-        probe (if any) has passed; close until the reset when the budget left is under the
-        margin."""
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(self._keys[1], self._keys[2], self._keys[4])
-            pipe.execute()
+        """The provider answered a call with anything but a rate limit or overload: a probe
+        of this process has passed, and the gate opens for all; close until the reset when
+        the budget left is under the margin. No round trip otherwise."""
+        if self._probing_here:
+            self._probing_here = False
+            self._redis.delete(self._keys[1], self._keys[2], self._keys[4])
         low = [
             resets_at
             for kind, resets_at in headers.resets_at.items()
@@ -197,6 +200,7 @@ class ProviderGate:
         return max(0.0, float(until) - time.time()) if until else 0.0
 
     def _close_for(self, seconds: float, *, probe: bool = True) -> float:
+        self._probing_here = False
         until = time.time() + seconds
         self._close(keys=self._keys[:3], args=[until, seconds + PROBE_TTL_S, "1" if probe else ""])
         return until

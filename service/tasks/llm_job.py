@@ -15,7 +15,6 @@ from typing import Any
 
 from rq import Retry
 from rq.job import Job
-from rq.utils import now
 
 from service.jobs import metrics
 from service.jobs.progress import (
@@ -69,7 +68,6 @@ async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> dict[str, Any] | Retry:
     settings = runtime.settings
     deadline = start_attempt(job, max_attempts=settings.max_attempts)
-    metrics.QUEUE_WAIT.observe(job.connection, (now() - job.enqueued_at).total_seconds(), queue=job.origin)
     recorder = ProgressRecorder(job)
     usage = CallUsage()
     runtime.progress[job.id] = recorder

@@ -55,6 +55,7 @@ from service.worker.tasks import TASKS, unknown_task_error
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25  # progress writes and cancel checks; a cancel takes effect within this
+MIN_TICK_S = 0.02  # with PROGRESS_INTERVAL_S lower than TICK_S, the tick follows it down to this
 HEARTBEAT_S = 5.0  # worker, executions and leases
 WORKER_TTL_S = 20  # the worker's key outlives a missed heartbeat or two
 PROMOTE_S = 1.0  # how often due retries are moved to their queues
@@ -256,6 +257,7 @@ class AsyncWorker:
 
     async def _perform(self, entry: Running) -> None:
         job, name = entry.job, self.rq_worker.name
+        publishes = job.func_name == LLM_TASK
         task = TASKS.get(job.func_name or "")
         if task is None:
             log.error("job %s refused: %s", job.id, unknown_task_error(job.func_name))
@@ -269,7 +271,9 @@ class AsyncWorker:
                 value = await asyncio.get_running_loop().run_in_executor(self.threads, call)
         except JobFailed as exc:
             # Expected: the error the client sees, not a traceback.
-            executions.finish_failed(entry, name, str(exc), stopped=exc.error["type"] == STOPPED)
+            executions.finish_failed(
+                entry, name, str(exc), stopped=exc.error["type"] == STOPPED, publishes_end=publishes
+            )
         except Requeue:
             executions.put_back(entry)
             return
@@ -287,23 +291,24 @@ class AsyncWorker:
             raise
         except Exception:
             log.exception("job %s failed with an unexpected error", job.id)
-            executions.finish_failed(entry, name, traceback.format_exc())  # a bug: the traceback is kept
+            # A bug: the traceback is kept.
+            executions.finish_failed(entry, name, traceback.format_exc(), publishes_end=publishes)
         else:
             if isinstance(value, Retry):
                 executions.finish_retry(entry, name, value)
                 return
-            executions.finish_succeeded(entry, name, value)
-        if job.func_name == LLM_TASK:
+            executions.finish_succeeded(entry, name, value, publishes_end=publishes)
+        if publishes:
             # After RQ's status is saved: a client told "succeeded" must read "succeeded".
-            job.meta = job.get_meta(refresh=True)
             announce_end(job)
 
     # --- the tick ------------------------------------------------------------------------
 
     async def _tick(self) -> None:
         last_heartbeat = last_promote = 0.0
+        interval = max(MIN_TICK_S, min(TICK_S, self.settings.progress_interval_s))
         while True:
-            await asyncio.sleep(TICK_S)
+            await asyncio.sleep(interval)
             try:
                 self._write_progress()
                 self._read_cancels()
@@ -341,6 +346,7 @@ class AsyncWorker:
             pipe.exists(self.rq_worker.key)
             self.rq_worker.heartbeat(pipeline=pipe)
             self.rq_worker.set_state(WorkerStatus.BUSY if self.running else WorkerStatus.IDLE, pipeline=pipe)
+            self.rq_worker.set_current_job_id(next(reversed(self.running), None), pipeline=pipe)
             executions.heartbeat(pipe, self.running.values())
             self.gate.renew(pipe)
             alive, *_ = pipe.execute()

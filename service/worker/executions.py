@@ -23,9 +23,10 @@ from rq.defaults import DEFAULT_RESULT_TTL
 from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
-from rq.worker import Worker
+from rq.worker import Worker, WorkerStatus
 
 from service.jobs.control import LEASE_TTL_S, lease_key
+from service.jobs.events import mark_end_unpublished
 
 # A running job's entry in the started registry (and its Execution) lives this long past
 # its last heartbeat; RQ's own worker uses its heartbeat interval + 60 s.
@@ -50,6 +51,9 @@ def start_executions(connection: Redis, worker: Worker, queued: Iterable[tuple[J
             job.prepare_for_execution(worker.name, pipe)
             pipe.set(lease_key(job.id), 1, ex=LEASE_TTL_S)
             running.append(Running(job, queue, execution))
+        if running:  # RQ's worker hash holds one current job: the latest, for rq-dashboard and `rq info`
+            worker.set_current_job_id(running[-1].job.id, pipeline=pipe)
+            worker.set_state(WorkerStatus.BUSY, pipeline=pipe)
         pipe.execute()
     return running
 
@@ -80,7 +84,9 @@ def _result_times(entry: Running) -> dict:
     }
 
 
-def finish_succeeded(entry: Running, worker_name: str, return_value: object) -> None:
+def finish_succeeded(entry: Running, worker_name: str, return_value: object, *, publishes_end: bool) -> None:
+    """RQ's success handling; `publishes_end`: the job's end is to be published (an LLM
+    job), noted in the same transaction so it is published at least once."""
     job = entry.job
     job._result = return_value
     result_ttl = job.get_result_ttl(DEFAULT_RESULT_TTL)
@@ -88,10 +94,14 @@ def finish_succeeded(entry: Running, worker_name: str, return_value: object) -> 
         _ended(entry, pipe)
         job._handle_success(result_ttl, pipeline=pipe, worker_name=worker_name, **_result_times(entry))
         job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+        if publishes_end:
+            mark_end_unpublished(pipe, job.id)
         pipe.execute()
 
 
-def finish_failed(entry: Running, worker_name: str, exc_string: str, *, stopped: bool = False) -> None:
+def finish_failed(
+    entry: Running, worker_name: str, exc_string: str, *, stopped: bool = False, publishes_end: bool = False
+) -> None:
     """The job failed for good: `exc_string` is what the failed registry and rq-dashboard
     show (the error a client sees, or a traceback for a bug in the service)."""
     job = entry.job
@@ -99,6 +109,8 @@ def finish_failed(entry: Running, worker_name: str, exc_string: str, *, stopped:
         _ended(entry, pipe)
         job.set_status(JobStatus.STOPPED if stopped else JobStatus.FAILED, pipeline=pipe)
         job._handle_failure(exc_string, pipeline=pipe, worker_name=worker_name, **_result_times(entry))
+        if publishes_end:
+            mark_end_unpublished(pipe, job.id)
         pipe.execute()
 
 
