@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -11,6 +12,8 @@ from rq import Queue, Worker
 from rq.utils import now
 
 from service.jobs.worker import HEARTBEAT_FRESH_S
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,7 +31,9 @@ def readiness(connection: Redis, queues: dict[str, Queue]) -> Readiness:
     try:
         connection.ping()
     except RedisError as exc:
-        report.checks["redis"] = f"unreachable: {exc}"
+        # The detail (host, port, the driver's words) is for the log, not for an unauthenticated caller.
+        log.warning("readiness: Redis unreachable: %s", exc)
+        report.checks["redis"] = "unreachable"
         return report
     report.checks["redis"] = "ok"
     fresh_after = now() - timedelta(seconds=HEARTBEAT_FRESH_S)
