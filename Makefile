@@ -3,9 +3,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint bench redis-server
+.PHONY: install run test lint bench redis-server chromium
 
-install: $(STAMP) redis-server
+install: $(STAMP) redis-server chromium
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -17,6 +17,12 @@ redis-server:
 	@command -v redis-server >/dev/null || { \
 	  echo "installing redis-server"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+# The dashboard's browser test (tests/test_dashboard_browser.py) drives headless Chromium.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 run: install
 	./scripts/run-stack.sh

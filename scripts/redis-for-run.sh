@@ -3,10 +3,14 @@
 # reaches the whole terminal group), but workers finishing their current job still need
 # Redis. So Redis runs in its own session, and on INT/TERM this waits for the workers to
 # deregister (at most 4 s: honcho SIGKILLs after 5 s), then shuts Redis down cleanly.
+# It requires the password in .run/redis-password.
 set -u
 mkdir -p .run/redis
-setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir .run/redis \
-  --appendonly yes --appendfsync everysec --save "" &
+# The password (made by run-stack.sh) goes in on stdin as config, and to redis-cli in its
+# environment: never on a command line, where `ps` would show it.
+export REDISCLI_AUTH="$(cat .run/redis-password)"
+printf 'requirepass %s\n' "$REDISCLI_AUTH" | setsid redis-server - --port "$REDIS_PORT" --bind 127.0.0.1 \
+  --dir .run/redis --appendonly yes --appendfsync everysec --save "" &
 redis_pid=$!
 
 stop() {

@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
 # `make run`: the whole stack in the foreground under honcho; Ctrl-C stops all of it.
-# Starts Redis (AOF on) unless REDIS_URL points at one that answers, and the fake
-# Anthropic server unless ANTHROPIC_API_KEY is set.
+# Starts Redis (AOF on, with a password) unless REDIS_URL points at one that answers, and
+# the fake Anthropic server unless ANTHROPIC_API_KEY is set. The secrets it makes live in
+# .run, readable by this user only; what it prints holds none of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
-mkdir -p .run
+mkdir -p .run && chmod 700 .run
+
+# secret FILE PYTHON-EXPRESSION: made once (mode 0600 from the start), then reused.
+secret() {
+  [ -s "$1" ] || (umask 077 && python -c "import base64, secrets; print($2)" > "$1")
+  chmod 600 "$1"
+  cat "$1"
+}
+# A URL as it may be printed: without the password in it.
+redacted() { sed -E 's#//[^/@]*@#//***@#' <<< "$1"; }
 
 export API_PORT="${API_PORT:-8000}" REDIS_PORT="${REDIS_PORT:-6380}" FAKE_ANTHROPIC_PORT="${FAKE_ANTHROPIC_PORT:-8765}"
 processes=(api worker_high worker_default worker_low worker_webhooks scheduler)
 
 if [ -n "${REDIS_URL:-}" ] && python -c "import redis,sys; redis.Redis.from_url(sys.argv[1]).ping()" "$REDIS_URL" 2>/dev/null; then
-  echo "using Redis at $REDIS_URL"
+  echo "using Redis at $(redacted "$REDIS_URL")"
 else
-  export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+  # scripts/redis-for-run.sh reads the same file: the password is in no command line.
+  export REDIS_URL="redis://:$(secret .run/redis-password 'secrets.token_urlsafe(24)')@127.0.0.1:$REDIS_PORT/0"
   processes=(redis "${processes[@]}")
-  echo "starting Redis on port $REDIS_PORT (AOF on, data in .run/redis)"
+  echo "starting Redis on port $REDIS_PORT (AOF on, data in .run/redis, password in .run/redis-password)"
 fi
 
 if [ -z "${ANTHROPIC_API_KEY:-}" ]; then
@@ -24,19 +35,18 @@ if [ -z "${ANTHROPIC_API_KEY:-}" ]; then
   echo "no ANTHROPIC_API_KEY: using the bundled fake Anthropic server at $ANTHROPIC_BASE_URL"
 fi
 
+key='<a key from API_KEYS>'
 if [ -z "${API_KEYS:-}" ]; then
-  [ -s .run/dev-api-key ] || python -c "import secrets; print('dev-' + secrets.token_urlsafe(24))" > .run/dev-api-key
-  export API_KEYS="dev=$(cat .run/dev-api-key)"
+  export API_KEYS="dev=$(secret .run/dev-api-key "'dev-' + secrets.token_urlsafe(24)")"
+  key='$(cat .run/dev-api-key)'
 fi
-key="${API_KEYS#*=}"; key="${key%%,*}"
 
 if [ -z "${WEBHOOK_SECRET:-}" ]; then
-  [ -s .run/webhook-secret ] || python -c "import base64, secrets; print('whsec_' + base64.b64encode(secrets.token_bytes(32)).decode())" > .run/webhook-secret
-  export WEBHOOK_SECRET="$(cat .run/webhook-secret)"
+  WEBHOOK_SECRET="$(secret .run/webhook-secret "'whsec_' + base64.b64encode(secrets.token_bytes(32)).decode()")"
+  export WEBHOOK_SECRET
 fi
 if [ -z "${DASHBOARD_USERNAME:-}${DASHBOARD_PASSWORD:-}" ]; then
-  [ -s .run/dashboard-password ] || python -c "import secrets; print(secrets.token_urlsafe(18))" > .run/dashboard-password
-  export DASHBOARD_USERNAME=operator DASHBOARD_PASSWORD="$(cat .run/dashboard-password)"
+  export DASHBOARD_USERNAME=operator DASHBOARD_PASSWORD="$(secret .run/dashboard-password 'secrets.token_urlsafe(18)')"
 fi
 # Local development: let callbacks reach receivers on this machine.
 export CALLBACK_ALLOWED_NETWORKS="${CALLBACK_ALLOWED_NETWORKS-127.0.0.1/32,::1/128}"

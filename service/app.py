@@ -6,7 +6,7 @@ import threading
 
 from flask import Flask
 
-from service.api import batches, events, health, jobs, metrics, usage
+from service.api import batches, docs, events, health, jobs, metrics, usage
 from service.api.context import EXTENSION_KEY, AppContext
 from service.api.dashboard import mount_dashboard
 from service.api.errors import JsonErrorApi, register_error_handlers
@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=docs.SWAGGER_UI_URL,  # served by docs.blp below, not a CDN
     )
     redis = api_connection(settings.redis_url)
     app.extensions[EXTENSION_KEY] = AppContext(
@@ -49,5 +49,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(usage.blp)
     api.register_blueprint(batches.blp)
     api.register_blueprint(metrics.blp)
+    app.register_blueprint(docs.blp)
     mount_dashboard(app, settings)  # operators only; off unless DASHBOARD_* are set
     return app

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,18 @@ from service.client import APIConnectionError, APIError, JobsClient, WaitTimeout
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_OK, EXIT_JOB_NOT_SUCCEEDED, EXIT_ERROR = 0, 1, 2
+
+# What a terminal would act on instead of printing: CSI sequences (colours, cursor moves,
+# screen clears; also the 8-bit CSI), OSC/DCS/PM/APC strings (window titles, hyperlinks,
+# clipboard writes) with their terminator, any other ESC pair, then every C0/C1 control but
+# newline and tab. An ESC whose sequence a chunk boundary cut is still removed (the lone
+# ESC rule), leaving only inert text.
+TERMINAL_CONTROL = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"
+    r"|\x1b[ -~]?"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
 
 
 class UsageError(Exception):
@@ -165,7 +178,7 @@ def cmd_tail(client: JobsClient, args: argparse.Namespace) -> int:
                 print(f"[attempt {new_attempt}]", file=err, flush=True)
             if new_attempt is not None:
                 attempt = new_attempt
-            text = event.data.get("text") or ""
+            text = printable(event.data.get("text") or "")  # model text: never raw to a terminal
             if text:
                 out.write(text)
                 out.flush()
@@ -175,10 +188,15 @@ def cmd_tail(client: JobsClient, args: argparse.Namespace) -> int:
                 out.write("\n")
             out.flush()
             job = event.data if isinstance(event.data, dict) else {}
-            print(summary(event.event, job), file=err, flush=True)
+            print(printable(summary(event.event, job)), file=err, flush=True)
             return EXIT_OK if event.event == "succeeded" else EXIT_JOB_NOT_SUCCEEDED
     print("error: the stream ended without the job's end", file=err)
     return EXIT_ERROR
+
+
+def printable(text: str) -> str:
+    """`text` without the terminal control sequences in it (see TERMINAL_CONTROL)."""
+    return TERMINAL_CONTROL.sub("", text)
 
 
 def summary(status: str, job: dict[str, Any]) -> str:

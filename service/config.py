@@ -75,6 +75,8 @@ class Settings:
     # Operator login for rq-dashboard at /dashboard/; both or neither (neither: no dashboard).
     dashboard_username: str | None = None
     dashboard_password: str | None = None
+    # /metrics behind the same operator login (it shows costs, tokens and queue depths).
+    metrics_operator_auth: bool = False
     max_batch_jobs: int = 100  # jobs in one POST /v1/batches
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -213,6 +215,7 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         queue_max_depth=env.int("QUEUE_MAX_DEPTH", defaults.queue_max_depth, validate=validate.Range(min=0)),
         dashboard_username=env.str("DASHBOARD_USERNAME", None, validate=validate.Length(min=1)),
         dashboard_password=env.str("DASHBOARD_PASSWORD", None, validate=validate.Length(min=1)),
+        metrics_operator_auth=env.bool("METRICS_OPERATOR_AUTH", defaults.metrics_operator_auth),
         max_batch_jobs=env.int("MAX_BATCH_JOBS", defaults.max_batch_jobs, validate=positive),
         webhook_retry_schedule_s=env.schedule(
             "WEBHOOK_RETRY_SCHEDULE", ",".join(map(str, defaults.webhook_retry_schedule_s))
@@ -239,6 +242,8 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         ) from None
     if (settings.dashboard_username is None) != (settings.dashboard_password is None):
         raise SettingsError("DASHBOARD_USERNAME, DASHBOARD_PASSWORD: set both (dashboard on) or neither (off)")
+    if settings.metrics_operator_auth and settings.dashboard_password is None:
+        raise SettingsError("METRICS_OPERATOR_AUTH: needs the operator login (DASHBOARD_USERNAME, DASHBOARD_PASSWORD)")
     return settings
 
 

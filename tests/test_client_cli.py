@@ -8,8 +8,10 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -434,3 +436,50 @@ def test_stream_shows_a_retry_and_tail_prints_the_text(start_api, start_worker):
     failing = client.submit("bad " + fake(error=400))
     tailed = run_cli("tail", failing["id"], url=api)
     assert tailed.returncode == 1 and tailed.stderr.strip().splitlines()[-1].startswith("failed")
+
+
+# --------------------------------------------------------------------------- tail and the terminal
+
+# Model text is whatever the model wrote: colours, a screen clear, a window title, a
+# clipboard write (OSC 52), a carriage return that overwrites the line, an 8-bit CSI.
+HOSTILE_CHUNKS = ["Hello \x1b[31mred\x1b[0m", " \x1b]0;owned\x07ti\x1b[2Jtle", "\x1b]52;c;ZXZpbA==\x07 e\x9b1Knd\r\n"]
+
+
+def serve_events(events: list[tuple[str, dict]]) -> ThreadingHTTPServer:
+    """A stand-in API that answers any GET with these server-sent events: what `tail` reads."""
+    body = "".join(
+        f"id: {n}-0\nevent: {name}\ndata: {json.dumps(data)}\n\n" for n, (name, data) in enumerate(events, 1)
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_tail_strips_terminal_control_sequences_from_model_text():
+    job = {"id": "j1", "status": "failed", "attempts": 1, "progress": {"output_tokens": 9}, "result": None,
+           "error": {"type": "api_error\x1b[2J", "message": "echoed \x1b]0;title\x07text"}}  # fmt: skip
+    progress = [("progress", {"text": chunk, "attempt": 1, "output_tokens": 3}) for chunk in HOSTILE_CHUNKS]
+    server = serve_events([*progress, ("failed", job)])
+    try:
+        tailed = run_cli("tail", "j1", url=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert tailed.returncode == 1, tailed.stderr
+    assert tailed.stdout == "Hello red title end\n", repr(tailed.stdout)
+    assert tailed.stderr.strip().splitlines()[-1] == "failed: 9 output tokens, cost unknown, api_error: echoed text"
+    printed = tailed.stdout + tailed.stderr
+    assert not any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in printed), repr(printed)

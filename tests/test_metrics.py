@@ -7,6 +7,8 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry, generate_latest
 
+from service.app import create_app
+from service.config import SettingsError, load_settings
 from service.jobs import metrics
 from service.jobs.queues import ALL_QUEUES, make_queues
 from tests.conftest import ALICE, Samples, samples_of, scrape, value, wait_for
@@ -158,3 +160,30 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
     # Whichever gunicorn process answers, it reads the same figures.
     for _ in range(6):
         assert scrape(api) == after
+
+
+# --- behind the operator login, when asked ----------------------------------------------
+
+OPERATOR_ONLY = {"METRICS_OPERATOR_AUTH": "true", "DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "s3cret-ops-pw"}
+
+
+def test_metrics_can_be_put_behind_the_operator_login(app, monkeypatch):
+    for name, setting in OPERATOR_ONLY.items():
+        monkeypatch.setenv(name, setting)
+    client = create_app().test_client()
+
+    for headers in ({}, ALICE, {"Authorization": "Basic b3BzOndyb25n"}):  # none, a client key, ops:wrong
+        refused = client.get("/metrics", headers=headers)
+        assert refused.status_code == 401 and refused.get_json()["code"] == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Basic ")
+    scraped = client.get("/metrics", auth=("ops", "s3cret-ops-pw"))
+    assert scraped.status_code == 200 and scraped.content_type.startswith("text/plain")
+    assert "llmjobs_queue_depth" in scraped.get_data(as_text=True)
+
+
+def test_metrics_behind_the_login_needs_a_login(monkeypatch):
+    monkeypatch.setenv("METRICS_OPERATOR_AUTH", "true")
+    monkeypatch.delenv("DASHBOARD_USERNAME", raising=False)
+    monkeypatch.delenv("DASHBOARD_PASSWORD", raising=False)
+    with pytest.raises(SettingsError, match="METRICS_OPERATOR_AUTH"):
+        load_settings()

@@ -1,5 +1,6 @@
 """rq-dashboard at /dashboard/, for operators: behind HTTP basic auth, exempt from the
-client rate limits, and reading our JSON-serialized jobs.
+client rate limits, reading our JSON-serialized jobs, and guarded against stored XSS and
+cross-site requests (`service.api.dashboard_guard`).
 
 Off unless DASHBOARD_USERNAME and DASHBOARD_PASSWORD are set: then /dashboard/ is a 404
 like any unknown route.
@@ -7,23 +8,22 @@ like any unknown route.
 
 from __future__ import annotations
 
-import hmac
 from functools import partial
 from typing import Any
 
 import rq_dashboard
 import rq_dashboard.web
-from flask import Flask, request
-from flask_smorest import abort
+from flask import Flask, Response, request
 from rq import Queue, Worker, requeue_job
 from rq.job import Job
 
+from service.api import dashboard_guard as guard
 from service.api.limits import limiter
+from service.api.operator_auth import require_operator
 from service.config import Settings
 from service.jobs.queues import ALL_QUEUES, SERIALIZER
 
 URL_PREFIX = "/dashboard"
-REALM = 'Basic realm="llm-jobs dashboard"'
 
 
 class _JsonJob(Job):
@@ -72,23 +72,25 @@ def _use_json_serializer() -> None:
 def mount_dashboard(app: Flask, settings: Settings) -> None:
     if settings.dashboard_username is None or settings.dashboard_password is None:
         return
-    username, password = settings.dashboard_username.encode(), settings.dashboard_password.encode()
-
-    def require_operator() -> None:
-        auth = request.authorization
-        given_user = (auth.username or "").encode() if auth and auth.type == "basic" else b""
-        given_password = (auth.password or "").encode() if auth and auth.type == "basic" else b""
-        # Both compared, always: the time taken says nothing about which one was wrong.
-        user_ok = hmac.compare_digest(given_user, username)
-        password_ok = hmac.compare_digest(given_password, password)
-        if not (user_ok and password_ok):
-            abort(401, message="operator credentials required", headers={"WWW-Authenticate": REALM})
-
     _use_json_serializer()
     app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
     rq_dashboard.web.setup_rq_connection(app)
+    app.jinja_env.loader = guard.PatchedDashboardTemplates(app.jinja_env.loader)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     # On the app, keyed by the blueprint, and first: the blueprint is a module global that
     # Flask will not let us change once registered, and its own hook opens connections.
-    app.before_request_funcs.setdefault(rq_dashboard.blueprint.name, []).insert(0, require_operator)
+    app.before_request_funcs.setdefault(rq_dashboard.blueprint.name, [])[0:0] = [
+        guard.issue_csp_nonce,
+        partial(require_operator, settings),
+        guard.refuse_cross_site_actions,
+    ]
+    app.after_request_funcs.setdefault(rq_dashboard.blueprint.name, []).append(guard.escape_json_answer)
+
+    @app.after_request
+    def dashboard_headers(response: Response) -> Response:
+        # Every answer under /dashboard, the 401s and 404s too, not only the blueprint's own.
+        if request.path == URL_PREFIX or request.path.startswith(URL_PREFIX + "/"):
+            guard.add_security_headers(response)
+        return response
+
     limiter.exempt(rq_dashboard.blueprint)

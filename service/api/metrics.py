@@ -1,5 +1,6 @@
 """`GET /metrics`: Prometheus exposition of the counters every process keeps in Redis
-(see `service.jobs.metrics`) and of the queues' state; it needs no key."""
+(see `service.jobs.metrics`) and of the queues' state; it needs no key, and with
+METRICS_OPERATOR_AUTH on it needs the operator's basic-auth login."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from service.api.context import app_context
+from service.api.operator_auth import require_operator
 from service.jobs.metrics import RedisMetricsCollector
 from service.jobs.queues import ALL_QUEUES, make_queues
 
@@ -23,10 +25,13 @@ class Metrics(MethodView):
         responses={"200": {"description": "Prometheus text format (OpenMetrics when the scraper asks for it).",
                            "content": {"text/plain": {"schema": {"type": "string"}}}}},
     )  # fmt: skip
+    @blp.alt_response(401, description="Only with METRICS_OPERATOR_AUTH on: no operator basic-auth login.")
     def get(self):
         """Jobs submitted and finished, queue depths, running jobs, durations, queue waits,
         LLM tokens, cost and errors, retries and webhook deliveries."""
         ctx = app_context()
+        if ctx.settings.metrics_operator_auth:
+            require_operator(ctx.settings)
         # Built per scrape (it holds no state): the figures live in Redis, not in this process.
         registry = CollectorRegistry(auto_describe=False)
         registry.register(RedisMetricsCollector(ctx.redis, make_queues(ctx.redis, ALL_QUEUES)))

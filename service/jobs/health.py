@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -13,6 +14,8 @@ from rq.utils import now
 # A worker counts as present only while its last heartbeat is this recent (workers
 # heartbeat every few seconds).
 HEARTBEAT_FRESH_S = 30
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,7 +33,9 @@ def readiness(connection: Redis, queues: dict[str, Queue]) -> Readiness:
     try:
         connection.ping()
     except RedisError as exc:
-        report.checks["redis"] = f"unreachable: {exc}"
+        # The detail (host, port, the driver's words) is for the log, not for an unauthenticated caller.
+        log.warning("readiness: Redis unreachable: %s", exc)
+        report.checks["redis"] = "unreachable"
         return report
     report.checks["redis"] = "ok"
     fresh_after = now() - timedelta(seconds=HEARTBEAT_FRESH_S)

@@ -1,0 +1,28 @@
+"""Operator login (HTTP basic auth with DASHBOARD_USERNAME / DASHBOARD_PASSWORD): the
+dashboard always, `/metrics` when METRICS_OPERATOR_AUTH is on."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import request
+from flask_smorest import abort
+
+from service.config import Settings
+
+REALM = 'Basic realm="llm-jobs operator"'
+
+
+def require_operator(settings: Settings) -> None:
+    """Abort with a JSON 401 (and `WWW-Authenticate: Basic`) unless the request carries the
+    operator's basic-auth credentials. Settings guarantee both are set when this is used."""
+    username = (settings.dashboard_username or "").encode()
+    password = (settings.dashboard_password or "").encode()
+    auth = request.authorization
+    given_user = (auth.username or "").encode() if auth and auth.type == "basic" else b""
+    given_password = (auth.password or "").encode() if auth and auth.type == "basic" else b""
+    # Both compared, always: the time taken says nothing about which one was wrong.
+    user_ok = hmac.compare_digest(given_user, username)
+    password_ok = hmac.compare_digest(given_password, password)
+    if not (user_ok and password_ok and username and password):
+        abort(401, message="operator credentials required", headers={"WWW-Authenticate": REALM})
