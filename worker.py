@@ -13,7 +13,7 @@ import asyncio
 import sys
 
 from service.config import SettingsError, load_settings
-from service.jobs.queues import ALL_QUEUES
+from service.jobs.queues import ALL_QUEUES, PRIORITIES
 from service.logs import configure_logging
 
 
@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.queues) - set(ALL_QUEUES))
     if unknown:
         parser.error(f"unknown queue(s) {', '.join(unknown)}; choose from {', '.join(ALL_QUEUES)}")
+    queues = list(dict.fromkeys(args.queues)) or list(ALL_QUEUES)
     try:
-        settings = load_settings(require_llm_key=True)
+        # A worker of webhook deliveries alone never calls the LLM, and needs no key.
+        settings = load_settings(require_llm_key=bool(set(queues) & set(PRIORITIES)))
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -41,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
         return supervise(["worker.py", *args.queues, "--processes", "1"], processes)
     from service.worker.async_worker import AsyncWorker
 
-    queues = list(dict.fromkeys(args.queues)) or list(ALL_QUEUES)
     asyncio.run(AsyncWorker(settings, queues).run(burst=args.burst))
     return 0
 

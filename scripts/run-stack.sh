@@ -18,7 +18,7 @@ secret() {
 redacted() { sed -E 's#//[^/@]*@#//***@#' <<< "$1"; }
 
 export API_PORT="${API_PORT:-8000}" REDIS_PORT="${REDIS_PORT:-6380}" FAKE_ANTHROPIC_PORT="${FAKE_ANTHROPIC_PORT:-8765}"
-processes=(api worker_high worker_default worker_low worker_webhooks scheduler)
+processes=(api worker scheduler)
 
 if [ -n "${REDIS_URL:-}" ] && python -c "import redis,sys; redis.Redis.from_url(sys.argv[1]).ping()" "$REDIS_URL" 2>/dev/null; then
   echo "using Redis at $(redacted "$REDIS_URL")"

@@ -67,6 +67,7 @@ async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -
 
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> dict[str, Any] | Retry:
     settings = runtime.settings
+    assert runtime.llm is not None, "LLM jobs are taken only by workers of the LLM queues"
     deadline = start_attempt(job, max_attempts=settings.max_attempts)
     recorder = ProgressRecorder(job)
     usage = CallUsage()

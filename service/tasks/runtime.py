@@ -20,7 +20,7 @@ STOPPED = "stopped"
 class TaskRuntime:
     connection: Redis
     settings: Settings
-    llm: LLMClient  # one AsyncAnthropic (one connection pool) per process
+    llm: LLMClient | None  # one AsyncAnthropic (one connection pool) per process; None: no LLM queues
     gate: ProviderGate
     # The running jobs' streamed text, by job id: the worker writes what is new of all of
     # them in one pipeline per tick.

@@ -86,14 +86,21 @@ class AsyncWorker:
         self.stopping = asyncio.Event()
         self.hurry = asyncio.Event()
         self.threads = ThreadPoolExecutor(settings.webhook_concurrency + 1, thread_name_prefix="blocking")
-        llm = LLMClient(
-            read_timeout_s=settings.llm_read_timeout_s,
-            max_connections=settings.worker_concurrency,
-            on_response=lambda headers: self.gate.report_answer(RateLimitHeaders.parse(headers)),
+        # One client (one connection pool sized to the slots) for every call of this process;
+        # none for a worker of webhook deliveries alone, which may have no API key.
+        llm = (
+            LLMClient(
+                read_timeout_s=settings.llm_read_timeout_s,
+                max_connections=settings.worker_concurrency,
+                on_response=lambda headers: self.gate.report_answer(RateLimitHeaders.parse(headers)),
+            )
+            if self.llm_queues
+            else None
         )
         self.gate = ProviderGate(
-            self.connection, llm.api_key, process=self.rq_worker.name, max_in_flight=settings.llm_max_in_flight,
-            request_margin=settings.llm_ratelimit_request_margin, token_margin=settings.llm_ratelimit_token_margin,
+            self.connection, llm.api_key if llm else None, process=self.rq_worker.name,
+            max_in_flight=settings.llm_max_in_flight, request_margin=settings.llm_ratelimit_request_margin,
+            token_margin=settings.llm_ratelimit_token_margin,
         )  # fmt: skip
         self.gate_wait_s = 0.0
         self.runtime = TaskRuntime(self.connection, settings, llm, self.gate)
@@ -129,7 +136,8 @@ class AsyncWorker:
         await asyncio.gather(*loops, return_exceptions=True)
         with _quietly("register its death"):
             self.rq_worker.register_death()
-        await self.runtime.llm.aclose()
+        if self.runtime.llm is not None:
+            await self.runtime.llm.aclose()
         await self.blocking.aclose()
         self.threads.shutdown(wait=False, cancel_futures=True)
 
