@@ -12,10 +12,10 @@ from datetime import timedelta
 
 import pytest
 import redis
+from rq import Worker
 from rq.utils import now, utcformat
 
 from service.app import create_app
-from rq import Worker
 from tests.conftest import free_port
 from tests.test_fuzz_openapi import assert_error_shape
 
