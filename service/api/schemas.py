@@ -145,9 +145,12 @@ class JobRequestSchema(Schema):
             errors["callback_url"] = refused
         if errors:
             raise ValidationError(errors)
-        if self.resolves_callback and "callback_url" in data:
-            if refused := refused_addresses(settings, {"callback_url": data["callback_url"]}):
-                raise ValidationError(refused)
+        if (
+            self.resolves_callback
+            and "callback_url" in data
+            and (refused := refused_addresses(settings, {"callback_url": data["callback_url"]}))
+        ):
+            raise ValidationError(refused)
 
     @post_load
     def to_messages(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
