@@ -305,16 +305,16 @@ def test_a_batch_too_large_is_refused_before_any_lookup(service_env, monkeypatch
     client = api_client(monkeypatch, service_env, WEBHOOK_SECRET=SECRET, MAX_BATCH_JOBS="5")
     jobs = [{"prompt": "hi", "callback_url": f"http://h{index}.example/x"} for index in range(6)]
     response = client.post("/v1/batches", json={"jobs": jobs}, headers=ALICE)
+    assert lookups == []
     assert response.status_code == 422
     assert response.get_json()["errors"]["json"] == {"jobs": ["at most 5 jobs (MAX_BATCH_JOBS)"]}
-    assert lookups == []
 
 
 def test_a_batch_resolves_each_callback_host_once(service_env, monkeypatch, lookups):
     client = api_client(monkeypatch, service_env, WEBHOOK_SECRET=SECRET, MAX_BATCH_JOBS="5")
     jobs = [{"prompt": "hi", "callback_url": f"http://same.example/x{index}"} for index in range(5)]
     response = client.post("/v1/batches", json={"jobs": jobs}, headers=ALICE)
+    assert lookups == ["same.example"]
     assert response.status_code == 422
     refused = response.get_json()["errors"]["json"]["jobs"]
     assert refused == {str(i): {"callback_url": ["callback_url's host does not resolve"]} for i in range(5)}
-    assert lookups == ["same.example"]
