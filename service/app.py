@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         redis=redis,
         # With webhooks on, /readyz also wants a worker on their queue.
-        queues=make_queues(redis, PRIORITIES + ((WEBHOOK_QUEUE,) if settings.webhook_secret else ())),
+        queues=make_queues(redis, PRIORITIES + ((WEBHOOK_QUEUE,) if settings.webhooks_on else ())),
         stream_slots=threading.BoundedSemaphore(settings.sse_max_streams),
     )
 

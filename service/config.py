@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import limits
 from environs import Env, EnvValidationError
 from marshmallow import ValidationError, validate
 
-from service.webhooks.addresses import CallbackPolicy
+from service.webhooks.addresses import CallbackPolicy, CallbackRefused
 
 
 class SettingsError(Exception):
@@ -65,8 +65,11 @@ class Settings:
     cleanup_interval_s: int = 300  # the scheduler's periodic clean-up (service.tasks.maintenance)
     sse_max_streams: int = 24  # per API process; keep below GUNICORN_THREADS
     sse_keepalive_s: float = 15.0  # a comment line on a silent stream, so proxies keep it open
-    webhook_secret: str | None = None  # whsec_...; none: webhooks off, callback_url refused
+    webhook_secret: str | None = None  # whsec_...: the secret of clients without one of their own
+    # client -> its own secrets: one, or two during a rotation (each delivery signed with both)
+    webhook_secrets: dict[str, tuple[str, ...]] = field(default_factory=dict)
     callback_policy: CallbackPolicy = field(default_factory=CallbackPolicy)
+    callback_resolve_timeout_s: float = 5.0  # a callback host's DNS answer, at submit and at delivery
     webhook_timeout_s: float = 10.0
     webhook_retry_schedule_s: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200)
     rate_limit: str = "600/minute"  # submits per client, flask-limiter syntax
@@ -80,6 +83,16 @@ class Settings:
     max_batch_jobs: int = 100  # jobs in one POST /v1/batches
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def webhook_secrets_for(self, client: str) -> tuple[str, ...]:
+        """The secrets a client's webhooks are signed with; none: webhooks are off for it."""
+        if client in self.webhook_secrets:
+            return self.webhook_secrets[client]
+        return () if self.webhook_secret is None else (self.webhook_secret,)
+
+    @property
+    def webhooks_on(self) -> bool:
+        return self.webhook_secret is not None or bool(self.webhook_secrets)
 
 
 def parse_api_keys(raw: str) -> dict[str, str]:
@@ -127,6 +140,31 @@ def parse_webhook_secret(raw: str | None) -> str | None:
     return raw
 
 
+def parse_webhook_secrets(raw: str) -> dict[str, tuple[str, ...]]:
+    """`client=whsec_...,client=whsec_...`; a client named twice has two secrets (a rotation)."""
+    secrets: dict[str, tuple[str, ...]] = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        client, sep, secret = (part.strip() for part in pair.partition("="))
+        if not sep or not client:
+            raise ValidationError("expected comma-separated client=whsec_... pairs")
+        try:
+            checked = parse_webhook_secret(secret)
+        except ValidationError as exc:
+            raise ValidationError(f"client {client!r}: {' '.join(exc.messages)}") from None
+        secrets[client] = (*secrets.get(client, ()), checked)
+        if len(secrets[client]) > 2:
+            raise ValidationError(f"client {client!r} has more than two secrets (two at most, during a rotation)")
+    return secrets
+
+
+def parse_callback_policy(raw: str) -> CallbackPolicy:
+    """`CALLBACK_ALLOWED_NETWORKS`: comma-separated CIDRs, addresses or host names."""
+    try:
+        return CallbackPolicy.parse(raw)
+    except CallbackRefused:
+        raise ValidationError("expected comma-separated CIDRs, addresses or host names") from None
+
+
 def parse_schedule(raw: str) -> tuple[float, ...]:
     """`5,30,120`: seconds to wait before each retry."""
     try:
@@ -164,7 +202,8 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
     env.add_parser("api_keys", parse_api_keys)
     env.add_parser("prices", parse_prices)
     env.add_parser("webhook_secret", parse_webhook_secret)
-    env.add_parser("callback_policy", CallbackPolicy.parse)
+    env.add_parser("webhook_secrets", parse_webhook_secrets)
+    env.add_parser("callback_policy", parse_callback_policy)
     env.add_parser("schedule", parse_schedule)
     env.add_parser("rate_limit", parse_rate_limit)
     env.add_parser("rate_limit_overrides", parse_rate_limit_overrides)
@@ -208,7 +247,13 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         sse_max_streams=env.int("SSE_MAX_STREAMS", defaults.sse_max_streams, validate=positive),
         sse_keepalive_s=env.float("SSE_KEEPALIVE_S", defaults.sse_keepalive_s, validate=validate.Range(min=1)),
         webhook_secret=env.webhook_secret("WEBHOOK_SECRET", None),
+        webhook_secrets=env.webhook_secrets("WEBHOOK_SECRETS", ""),
         callback_policy=env.callback_policy("CALLBACK_ALLOWED_NETWORKS", ""),
+        callback_resolve_timeout_s=env.float(
+            "CALLBACK_RESOLVE_TIMEOUT_S",
+            defaults.callback_resolve_timeout_s,
+            validate=validate.Range(min=0, min_inclusive=False),
+        ),
         webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_S", defaults.webhook_timeout_s, validate=positive),
         rate_limit=env.rate_limit("RATE_LIMIT", defaults.rate_limit),
         rate_limit_overrides=env.rate_limit_overrides("RATE_LIMIT_OVERRIDES", ""),
@@ -244,7 +289,11 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         raise SettingsError("DASHBOARD_USERNAME, DASHBOARD_PASSWORD: set both (dashboard on) or neither (off)")
     if settings.metrics_operator_auth and settings.dashboard_password is None:
         raise SettingsError("METRICS_OPERATOR_AUTH: needs the operator login (DASHBOARD_USERNAME, DASHBOARD_PASSWORD)")
-    return settings
+    # One policy object carries the deadline to both the API's check and the delivery's.
+    return replace(
+        settings,
+        callback_policy=replace(settings.callback_policy, resolve_timeout_s=settings.callback_resolve_timeout_s),
+    )
 
 
 def _redis_url(value: str) -> None:

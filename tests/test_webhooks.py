@@ -6,14 +6,18 @@ import base64
 import json
 import secrets
 import time
+from datetime import datetime
 
 import pytest
 import requests
-from standardwebhooks import Webhook
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from service.app import create_app
 from service.client import verify_webhook
-from tests.conftest import ALICE, kill_tree, scrape, wait_for
+from service.config import SettingsError, load_settings
+from service.jobs.queues import SERIALIZER, WEBHOOK_QUEUE
+from tests.conftest import ALICE, BOB, kill_tree, scrape, wait_for
 from tests.test_end_to_end import get, submit, wait_until_finished
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -193,3 +197,72 @@ def test_a_delivery_whose_worker_dies_mid_attempt_is_sent_again(start_api, start
     assert second.body == first.body
     assert hook["attempts"] == 1  # the lost attempt, made again: not a new one
     assert deliveries_counted(api) == {"worker_lost": 1, "delivered": 1}
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "99999999999"])
+def test_a_receivers_endless_retry_after_is_a_wait_of_at_most_a_day(stack, receiver, redis_conn, retry_after):
+    receiver.script = [(503, {"Retry-After": retry_after}, 0.0)]
+    job = submit(stack, {"prompt": "hi [[fake: tokens=2]]", "callback_url": receiver.url})
+    hook = wait_for(lambda: (h := get(stack, job["id"])["webhook"]) and h["attempts"] == 1 and h, what="one attempt")
+    due = datetime.fromisoformat(hook["next_attempt_at"].replace("Z", "+00:00")).timestamp()
+    assert hook["state"] == "pending" and due <= time.time() + 24 * 3600 + 5
+    # the next attempt waits in RQ's schedule: the delivery neither failed nor got lost
+    scheduled = ScheduledJobRegistry(WEBHOOK_QUEUE, connection=redis_conn, serializer=SERIALIZER)
+    wait_for(lambda: len(scheduled) == 1, what="the next attempt to be scheduled")
+    assert len(FailedJobRegistry(WEBHOOK_QUEUE, connection=redis_conn, serializer=SERIALIZER)) == 0
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def test_each_client_signs_with_its_own_secret_and_with_both_during_a_rotation(start_api, start_worker, receiver):
+    alice_new, alice_old = new_secret(), new_secret()
+    settings = {**WEBHOOKS_ON, "WEBHOOK_SECRETS": f"alice={alice_new},alice={alice_old}"}  # bob: WEBHOOK_SECRET
+    api = start_api(**settings)
+    start_worker(**settings)
+    start_worker("webhooks", **settings)
+    alices = submit(api, {"prompt": "alice [[fake: tokens=2]]", "callback_url": receiver.url})
+    bobs = submit(api, {"prompt": "bob [[fake: tokens=2]]", "callback_url": receiver.url}, headers=BOB)
+    wait_for(lambda: len(receiver.deliveries) == 2, what="both deliveries")
+    by_job = {json.loads(d.body)["id"]: d for d in receiver.deliveries}
+    alice, bob = by_job[alices["id"]], by_job[bobs["id"]]
+
+    assert len(alice.headers["webhook-signature"].split(" ")) == 2
+    for secret in (alice_new, alice_old):  # each secret alone verifies: the receiver may hold either
+        assert Webhook(secret).verify(alice.body, alice.headers)["id"] == alices["id"]
+    assert Webhook(SECRET).verify(bob.body, bob.headers)["id"] == bobs["id"]
+    for secret, delivery in [(SECRET, alice), (alice_new, bob), (alice_old, bob)]:
+        with pytest.raises(WebhookVerificationError):
+            Webhook(secret).verify(delivery.body, delivery.headers)
+
+
+def test_a_client_without_a_secret_of_its_own_or_a_shared_one_gets_no_webhooks(service_env, monkeypatch, receiver):
+    for name in ("REDIS_URL", "API_KEYS"):
+        monkeypatch.setenv(name, service_env[name])
+    monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("WEBHOOK_SECRETS", f"alice={new_secret()}")
+    monkeypatch.setenv("CALLBACK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    client = create_app().test_client()
+    body = {"prompt": "hi", "callback_url": receiver.url}
+    assert client.post("/v1/jobs", json=body, headers=ALICE).status_code == 202
+    response = client.post("/v1/jobs", json=body, headers=BOB)
+    assert response.status_code == 422
+    assert "webhooks are off for this client" in response.get_json()["errors"]["json"]["callback_url"][0]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("alice", "client=whsec_"),
+        ("alice=whsec_not*base64", "client 'alice': the part after whsec_ is not base64"),
+        (f"alice={SECRET},alice={SECRET[:-4]}AAA=,alice={SECRET[:-4]}BBB=", "more than two"),
+    ],
+    ids=["no-client", "not-base64", "three-secrets"],
+)
+def test_a_bad_webhook_secrets_setting_is_named_without_its_secrets(monkeypatch, raw, message):
+    monkeypatch.setenv("WEBHOOK_SECRETS", raw)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("WEBHOOK_SECRETS: ") and message in str(caught.value)
+    assert SECRET.removeprefix("whsec_")[:20] not in str(caught.value)

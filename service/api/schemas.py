@@ -10,13 +10,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import current_app
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
+from service.api.auth import current_client
 from service.api.context import EXTENSION_KEY
 from service.jobs.queues import PRIORITIES
 from service.jobs.status import PUBLIC_STATUSES
 from service.jobs.usage import GROUP_BYS, MAX_REPORT_DAYS
-from service.webhooks.addresses import CallbackRefused
+from service.webhooks.addresses import CallbackRefused, CallbackTarget, parse_callback_url
 
 METADATA_KEY_MAX = 64
 METADATA_VALUE_MAX = 512
@@ -73,17 +74,29 @@ class MessageSchema(Schema):
 
 
 def callback_url_errors(settings: Any, url: str) -> list[str]:
-    """Why `url` may not be a callback URL here (empty: it may): a job's and a batch's alike."""
-    if settings.webhook_secret is None:
-        return ["webhooks are off on this service (no WEBHOOK_SECRET)"]
+    """Why `url` may not be a callback URL of this client, read without any network work
+    (empty: it may, if its host resolves to allowed addresses; see `refused_addresses`)."""
+    if not settings.webhook_secrets_for(current_client()):
+        return ["webhooks are off for this client (no WEBHOOK_SECRET, nor one in WEBHOOK_SECRETS)"]
     try:
-        settings.callback_policy.check(url)
+        parse_callback_url(url)
     except CallbackRefused as exc:
         return [str(exc)]
     return []
 
 
+def refused_addresses(settings: Any, urls: dict[Any, str]) -> dict[Any, list[str]]:
+    """The callback URLs (already found well-formed) whose host resolves to an address not
+    allowed, or not in time: every distinct host at once, within one deadline."""
+    targets: dict[Any, CallbackTarget] = {key: parse_callback_url(url) for key, url in urls.items()}
+    admitted = settings.callback_policy.admit_all(targets.values())
+    return {key: [str(admitted[t])] for key, t in targets.items() if isinstance(admitted[t], CallbackRefused)}
+
+
 class JobRequestSchema(Schema):
+    # A batch resolves its jobs' callback hosts itself, together, once its size is checked.
+    resolves_callback = True
+
     prompt = fields.String(
         validate=validate.Length(min=1), metadata={"description": "A single user message. Give this or `messages`."}
     )
@@ -104,7 +117,7 @@ class JobRequestSchema(Schema):
         strict=True, metadata={"description": "Deadline for the whole job, 1..JOB_TIMEOUT_S (600, the default)."}
     )
     callback_url = callback_url_field(
-        "http(s) URL that gets the job, signed (Standard Webhooks), when it ends. Needs WEBHOOK_SECRET; "
+        "http(s) URL that gets the job, signed (Standard Webhooks), when it ends. Needs a webhook secret; "
         "internal addresses are refused unless CALLBACK_ALLOWED_NETWORKS lists them."
     )
 
@@ -132,6 +145,12 @@ class JobRequestSchema(Schema):
             errors["callback_url"] = refused
         if errors:
             raise ValidationError(errors)
+        if (
+            self.resolves_callback
+            and "callback_url" in data
+            and (refused := refused_addresses(settings, {"callback_url": data["callback_url"]}))
+        ):
+            raise ValidationError(refused)
 
     @post_load
     def to_messages(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -266,11 +285,16 @@ class UsageReportSchema(Schema):
     total = fields.Nested(UsageFiguresSchema)
 
 
+class BatchJobRequestSchema(JobRequestSchema):
+    resolves_callback = False
+
+
 class BatchRequestSchema(Schema):
-    """`{"jobs": [<job request>, ...]}`: every job is validated before any is queued."""
+    """`{"jobs": [<job request>, ...]}`: every job is validated before any is queued; the
+    number of jobs first, then each job, and only then the hosts of their callback URLs."""
 
     jobs = fields.List(
-        fields.Nested(JobRequestSchema),
+        fields.Nested(BatchJobRequestSchema),
         required=True,
         validate=validate.Length(min=1),
         metadata={"description": "1..MAX_BATCH_JOBS (100) job requests; an error names the job by its index."},
@@ -280,16 +304,37 @@ class BatchRequestSchema(Schema):
     )
     metadata = metadata_field("Echoed back; bounded like a job's metadata.")
 
+    @pre_load
+    def check_size(self, data: Any, **_: Any) -> Any:
+        """Before any job is read: a batch too large is refused for its size alone."""
+        settings = current_app.extensions[EXTENSION_KEY].settings
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("jobs"), list)
+            and len(data["jobs"]) > settings.max_batch_jobs
+        ):
+            raise ValidationError([f"at most {settings.max_batch_jobs} jobs (MAX_BATCH_JOBS)"], "jobs")
+        return data
+
     @validates_schema
     def check_limits(self, data: dict[str, Any], **_: Any) -> None:
         settings = current_app.extensions[EXTENSION_KEY].settings
-        errors: dict[str, list[str]] = {}
-        if len(data["jobs"]) > settings.max_batch_jobs:
-            errors["jobs"] = [f"at most {settings.max_batch_jobs} jobs (MAX_BATCH_JOBS)"]
+        errors: dict[str, Any] = {}
         if len(data.get("metadata", {})) > settings.limits.max_metadata_keys:
             errors["metadata"] = [f"at most {settings.limits.max_metadata_keys} keys"]
         if "callback_url" in data and (refused := callback_url_errors(settings, data["callback_url"])):
             errors["callback_url"] = refused
+        if errors:
+            raise ValidationError(errors)
+        # Keys: a job's index, or None for the batch's own callback_url.
+        urls = {index: job["callback_url"] for index, job in enumerate(data["jobs"]) if "callback_url" in job}
+        if "callback_url" in data:
+            urls[None] = data["callback_url"]
+        refused = refused_addresses(settings, urls)
+        if None in refused:
+            errors["callback_url"] = refused.pop(None)
+        if refused:
+            errors["jobs"] = {index: {"callback_url": messages} for index, messages in refused.items()}
         if errors:
             raise ValidationError(errors)
 

@@ -119,6 +119,12 @@ def fetch_client_batch(connection: Redis, client: str, batch_id: str) -> dict[st
     return {**record, "id": batch_id}
 
 
+def batch_client(connection: Redis, batch_id: str) -> str | None:
+    """Whose batch it is (whose secret signs its webhook); None once it has expired."""
+    client = connection.hget(batch_key(batch_id), "client")
+    return None if client is None else client.decode()
+
+
 def batch_resource(connection: Redis, record: dict[str, Any], jobs: list[Job | None] | None = None) -> dict[str, Any]:
     """The public batch resource: built here and nowhere else. Its jobs are read in one
     round trip, unless the caller has them already (just enqueued)."""

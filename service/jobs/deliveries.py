@@ -60,6 +60,14 @@ def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *
         )
 
 
+def job_client(connection: Redis, job_id: str) -> str | None:
+    """Whose job it is (whose secret signs its webhook); None once it has expired."""
+    try:
+        return Job.fetch(job_id, connection=connection, serializer=SERIALIZER).meta.get("client")
+    except NoSuchJobError:
+        return None
+
+
 def update_delivery(connection: Redis, job_id: str, webhook_id: str, **changes: Any) -> None:
     """Record an attempt's outcome on the job. Only the delivery task writes this, one
     attempt at a time, and nothing else writes an ended job's meta (a re-run starts a new

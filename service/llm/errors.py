@@ -78,7 +78,7 @@ def _retry_after_s(headers: httpx2.Headers) -> float | None:
     """`retry-after-ms`, `retry-after` in seconds, or `retry-after` as an HTTP date."""
     if (millis := headers.get("retry-after-ms")) is not None:
         try:
-            return max(0.0, float(millis) / 1000)
+            return parse_retry_after(str(float(millis) / 1000))  # bounded like retry-after
         except ValueError:
             pass
     return parse_retry_after(headers.get("retry-after"))

@@ -9,27 +9,35 @@ from rq.job import Job
 
 from service.config import load_settings
 from service.jobs import metrics
-from service.jobs.batches import update_batch_delivery
-from service.jobs.deliveries import update_delivery
+from service.jobs.batches import batch_client, update_batch_delivery
+from service.jobs.deliveries import job_client, update_delivery
 from service.jobs.retry_policy import rq_retry
-from service.webhooks.delivery import next_wait_s, send
+from service.webhooks.delivery import Outcome, next_wait_s, send
 
 
 def deliver_webhook(
     delivery: Job, job_id: str, webhook_id: str, url: str, payload: str, kind: str = "job"
 ) -> dict[str, Any] | Retry:
     """One attempt of the delivery job `delivery`; `job_id` names what the webhook is
-    about: a job, or a batch when `kind` is "batch". Runs in a worker thread; the worker
-    keeps its lease, so if the worker dies the scheduler re-queues it."""
+    about: a job, or a batch when `kind` is "batch". Synchronous and free of process-wide
+    state: the worker runs it in a thread and keeps its lease, so if the worker dies the
+    scheduler re-queues it."""
     settings = load_settings()
-    if settings.webhook_secret is None:
-        raise RuntimeError("WEBHOOK_SECRET is not set on this worker: webhooks cannot be signed")
     update = update_batch_delivery if kind == "batch" else update_delivery
+    client = (batch_client if kind == "batch" else job_client)(delivery.connection, job_id)
     attempt = (delivery.number_of_retries or 0) + 1
-    outcome = send(
-        url, payload, webhook_id=webhook_id, secret=settings.webhook_secret,
-        timeout_s=settings.webhook_timeout_s, policy=settings.callback_policy,
-    )  # fmt: skip
+    if client is None:  # expired: there is no one left to tell, nor a record to update
+        outcome = Outcome(delivered=False, final=True, error=f"the {kind} no longer exists")
+    else:
+        secrets = settings.webhook_secrets_for(client)
+        if not secrets:
+            raise RuntimeError(
+                f"no webhook secret for client {client!r} on this worker (WEBHOOK_SECRET, WEBHOOK_SECRETS)"
+            )
+        outcome = send(
+            url, payload, webhook_id=webhook_id, secrets=secrets,
+            timeout_s=settings.webhook_timeout_s, policy=settings.callback_policy,
+        )  # fmt: skip
     record = {"attempts": attempt, "last_status_code": outcome.status_code, "last_error": outcome.error}
     wait = None if outcome.final else next_wait_s(attempt, settings.webhook_retry_schedule_s, outcome.retry_after_s)
     if wait is None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import requests
+import httpx2
 from standardwebhooks import Webhook
 
 from service.retry_after import parse_retry_after
-from service.webhooks.addresses import CallbackPolicy, CallbackRefused
+from service.webhooks.addresses import CallbackPolicy, CallbackRefused, CallbackTarget, IPAddress, parse_callback_url
 
 USER_AGENT = "llm-jobs-webhooks/1"
 JITTER = 0.2  # each scheduled wait is moved by up to ±20 %
@@ -25,25 +26,59 @@ class Outcome:
     retry_after_s: float | None = None
 
 
-def send(url: str, payload: str, *, webhook_id: str, secret: str, timeout_s: float, policy: CallbackPolicy) -> Outcome:
-    """POST `payload` to `url`, signed with `secret`; redirects are not followed (a redirect
-    could point anywhere, past the address check)."""
+def send(
+    url: str, payload: str, *, webhook_id: str, secrets: Sequence[str], timeout_s: float, policy: CallbackPolicy
+) -> Outcome:
+    """POST `payload` to `url`, signed with each of `secrets` (two during a rotation: the
+    receiver accepts either signature).
+
+    The address is checked again now (the host's answer may have changed since submit)
+    and the request goes to exactly an address checked, never through a proxy from the
+    environment, and is not redirected (a redirect could point anywhere). Only the status
+    and headers of the answer are read (httpcore bounds those to 100 KiB); its body never is.
+    """
     try:
-        policy.check(url)  # again now: the host's address may have changed since submit
+        target = parse_callback_url(url)
+        addresses = policy.admit(target)
     except CallbackRefused as exc:
         return Outcome(delivered=False, final=True, error=str(exc))
     timestamp = datetime.now(UTC)
     headers = {
+        "Host": target.authority,
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "webhook-id": webhook_id,
         "webhook-timestamp": str(int(timestamp.timestamp())),
-        "webhook-signature": Webhook(secret).sign(webhook_id, timestamp, payload),
+        "webhook-signature": " ".join(Webhook(secret).sign(webhook_id, timestamp, payload) for secret in secrets),
     }
-    try:
-        response = requests.post(url, data=payload.encode(), headers=headers, timeout=timeout_s, allow_redirects=False)
-    except requests.RequestException as exc:
-        return Outcome(delivered=False, final=False, error=f"{type(exc).__name__}: {exc}")
+    body = payload.encode()
+    with httpx2.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client:
+        for address in addresses:  # the next one only when this one refuses the connection
+            try:
+                return _outcome(_post(client, target, address, body, headers))
+            except httpx2.ConnectError as exc:
+                failure = exc
+            except httpx2.HTTPError as exc:
+                return Outcome(delivered=False, final=False, error=f"{type(exc).__name__}: {exc}")
+    return Outcome(delivered=False, final=False, error=f"{type(failure).__name__}: {failure}")
+
+
+def _post(
+    client: httpx2.Client, target: CallbackTarget, address: IPAddress, body: bytes, headers: dict[str, str]
+) -> httpx2.Response:
+    host = f"[{address}]" if address.version == 6 else str(address)
+    # TLS: the certificate is checked against the URL's name, which is also the SNI.
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" and target.ip_literal is None else {}
+    request = client.build_request(
+        "POST", f"{target.scheme}://{host}:{target.port}{target.target}", content=body, headers=headers,
+        extensions=extensions,
+    )  # fmt: skip
+    response = client.send(request, stream=True)
+    response.close()  # unread: a receiver cannot make us read an endless body
+    return response
+
+
+def _outcome(response: httpx2.Response) -> Outcome:
     delivered = 200 <= response.status_code < 300
     return Outcome(
         delivered=delivered,
@@ -57,7 +92,8 @@ def send(url: str, payload: str, *, webhook_id: str, secret: str, timeout_s: flo
 def next_wait_s(
     failed_attempts: int, schedule: tuple[float, ...], retry_after_s: float | None, rng: random.Random | None = None
 ) -> float | None:
-    """The wait before the next attempt, or None when the schedule is used up."""
+    """The wait before the next attempt, or None when the schedule is used up. A receiver's
+    `Retry-After` (at most a day: `parse_retry_after`) may lengthen it."""
     if failed_attempts > len(schedule):
         return None
     scheduled = schedule[failed_attempts - 1] * (rng or random).uniform(1 - JITTER, 1 + JITTER)

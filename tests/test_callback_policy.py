@@ -1,0 +1,71 @@
+"""The callback address policy and the delivery, in-process: name resolution is given to
+`CallbackPolicy` as a function (the seam a test can play a name server at)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import replace
+
+import pytest
+
+from service.webhooks.addresses import CallbackPolicy, CallbackRefused, parse_callback_url
+from service.webhooks.delivery import send
+from tests.test_callback_addresses import allowed_and_internal
+from tests.test_webhooks import SECRET
+
+
+def test_the_connection_uses_the_one_answer_of_the_injected_resolver():
+    with allowed_and_internal() as (allowed, internal):
+        answers = iter([["127.0.0.1"], ["127.0.0.2"]])
+        policy = replace(CallbackPolicy.parse("127.0.0.1/32"), resolver=lambda host, port: next(answers))
+        outcome = send(f"http://rebind.test:{allowed.port}/x?y=1", "{}", webhook_id="msg_1", secrets=[SECRET],
+                       timeout_s=5, policy=policy)  # fmt: skip
+        assert outcome.delivered, outcome
+        assert allowed.requests == [("POST /x?y=1 HTTP/1.1", f"rebind.test:{allowed.port}")]
+        assert internal.requests == []
+        assert next(answers) == ["127.0.0.2"]  # asked once only
+
+
+def test_a_delivery_gives_up_on_a_name_server_that_never_answers():
+    never = threading.Event()
+    policy = CallbackPolicy(resolve_timeout_s=0.2, resolver=lambda host, port: never.wait() and [])
+    outcome = send("https://hang.test/x", "{}", webhook_id="msg_1", secrets=[SECRET], timeout_s=5, policy=policy)
+    never.set()
+    assert not outcome.delivered and outcome.final
+    assert outcome.error == "callback_url's host did not resolve in time"
+
+
+def test_an_allowed_network_admits_an_internal_address_and_nothing_else():
+    resolve = {"a.test": ["10.1.2.3"], "b.test": ["10.1.2.3", "10.2.0.1"], "receiver.internal": ["10.9.9.9"]}
+    policy = replace(CallbackPolicy.parse("10.1.0.0/16, receiver.internal"), resolver=lambda host, port: resolve[host])
+    assert [str(a) for a in policy.admit(parse_callback_url("http://a.test/"))] == ["10.1.2.3"]
+    assert [str(a) for a in policy.admit(parse_callback_url("http://RECEIVER.internal./"))] == ["10.9.9.9"]
+    with pytest.raises(CallbackRefused, match="internal address"):
+        policy.admit(parse_callback_url("http://b.test/"))  # one answer of two outside the list
+
+
+def test_a_host_is_encoded_once_per_idna_2008():
+    assert parse_callback_url("http://ß.example:8080/hooks").host == "xn--zca.example"  # IDNA 2003: ss.example
+    assert parse_callback_url("https://Bücher.example./x").authority == "xn--bcher-kva.example"
+
+
+def test_tls_goes_to_the_checked_address_with_the_urls_name_as_sni():
+    server = socket.create_server(("127.0.0.1", 0))
+    hellos: list[bytes] = []
+
+    def first_bytes() -> None:
+        connection, _ = server.accept()
+        with connection:
+            hellos.append(connection.recv(65536))  # then hang up: no certificate to check
+
+    reader = threading.Thread(target=first_bytes)
+    reader.start()
+    policy = replace(CallbackPolicy.parse("127.0.0.1/32"), resolver=lambda host, port: ["127.0.0.1"])
+    url = f"https://callback.test:{server.getsockname()[1]}/x"
+    outcome = send(url, "{}", webhook_id="msg_1", secrets=[SECRET], timeout_s=5, policy=policy)
+    reader.join(timeout=10)
+    server.close()
+    (hello,) = hellos
+    assert hello[0] == 0x16 and b"callback.test" in hello  # a TLS ClientHello naming the URL's host (SNI)
+    assert not outcome.delivered and not outcome.final
