@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from service.config import JobLimits, Settings, SettingsError, load_settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 SETTINGS_VARS = (
     "REDIS_URL", "API_KEYS", "LLM_DEFAULT_MODEL", "RESULT_TTL_S", "WORKER_CONCURRENCY", "PROGRESS_INTERVAL_S",
@@ -210,3 +210,23 @@ def test_scheduler_with_bad_timeout_stops_with_one_line():
     line = one_config_error_line(run(["scheduler.py"], REDIS_URL="redis://127.0.0.1:1/0", JOB_TIMEOUT_S="abc"))
 
     assert "JOB_TIMEOUT_S" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("RATE_LIMIT", "bogus"), ("JOB_TIMEOUT_S", "-1"), ("API_KEYS", "alice")]
+)
+def test_gunicorn_with_a_bad_setting_stops_before_booting_a_worker(variable, value):
+    """Issue 9 item 23: the settings are checked in gunicorn's master (gunicorn.conf.py), which
+    exits naming the variable. Before, each worker failed at import and was booted again, forever:
+    this wait then ran out."""
+    env = {"API_KEYS": f"alice={KEY_A}", "REDIS_URL": "redis://127.0.0.1:1/0", variable: value}
+    port = free_port()
+    try:
+        result = run(["-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}"], **env)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"gunicorn was still running after {exc.timeout} s:\n{exc.stderr}")
+
+    assert result.returncode == 2, result.stderr
+    assert f"config error: {variable}" in result.stderr
+    assert "Booting worker" not in result.stderr
+    assert "Traceback" not in result.stderr
