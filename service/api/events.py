@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 
 from flask import Response, request, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from redis import Redis
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.jobs import own_job
+from service.api.json_body import Blueprint
 from service.jobs.events import Event, announce_end, is_event_id, read_events
 from service.jobs.lookup import fetch_client_job
 from service.jobs.resource import job_resource
