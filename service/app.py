@@ -11,6 +11,7 @@ from service.api.context import EXTENSION_KEY, AppContext
 from service.api.dashboard import mount_dashboard
 from service.api.errors import JsonErrorApi, register_error_handlers
 from service.api.limits import init_limits
+from service.api.openapi import document_request_rules
 from service.api.request_limits import init_request_limits
 from service.config import Settings, load_settings
 from service.jobs.connection import api_connection
@@ -51,5 +52,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(usage.blp)
     api.register_blueprint(batches.blp)
     api.register_blueprint(metrics.blp)
+    document_request_rules(api.spec, settings)
     mount_dashboard(app, settings)  # operators only; off unless DASHBOARD_* are set
     return app

@@ -35,9 +35,11 @@ STREAM_FULL_RETRY_AFTER_S = 5
 @blp.route("/<job_id>/events")
 class JobEvents(MethodView):
     @blp.doc(
-        parameters=[{"in": "header", "name": "Last-Event-ID", "schema": {"type": "string"}, "required": False}],
-        responses={"200": {"description": "`text/event-stream`: `progress` events, then one of `succeeded`, "
-                           "`failed`, `canceled` (data: the job), then the stream closes."}},
+        parameters=[{"in": "header", "name": "Last-Event-ID", "schema": {"type": "string"}, "required": False,
+                     "description": "Opaque: the `id` of an event this stream sent; any other value is a 422."}],
+        responses={"200": {"description": "`progress` events, then one of `succeeded`, `failed`, `canceled` "
+                           "(data: the job), then the stream closes.",
+                           "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
     )  # fmt: skip
     @blp.alt_response(503, description="This process serves as many streams as it may; retry shortly.")
     def get(self, job_id: str):
