@@ -1,6 +1,9 @@
 """gunicorn settings for `gunicorn wsgi:app` (read from the working directory)."""
 
 import os
+import sys
+
+from service.config import SettingsError, load_settings
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")  # honcho sets PORT for every process, so not PORT
 # Threaded workers: requests mostly wait on Redis, and later SSE streams stay open.
@@ -23,3 +26,18 @@ logconfig_dict = {
     },
 }
 wsgi_app = "wsgi:app"
+# gunicorn answers a request past these itself, with an HTML page. The app's own bounds
+# (service/api/request_limits.py) are lower, so that most too-long requests get JSON.
+limit_request_line = 8190  # gunicorn's maximum; 0 would mean no bound at all
+limit_request_fields = 100
+limit_request_field_size = 16384
+
+
+def on_starting(server) -> None:
+    """Validate the settings in the master, before any worker forks. A worker that fails at
+    import is booted again and again; here a bad value stops gunicorn, naming the variable."""
+    try:
+        load_settings(require_api_keys=True)
+    except SettingsError as exc:
+        print(f"config error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -11,6 +11,8 @@ from service.api.context import EXTENSION_KEY, AppContext
 from service.api.dashboard import mount_dashboard
 from service.api.errors import JsonErrorApi, register_error_handlers
 from service.api.limits import init_limits
+from service.api.openapi import document_request_rules
+from service.api.request_limits import init_request_limits
 from service.config import Settings, load_settings
 from service.jobs.connection import api_connection
 from service.jobs.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
@@ -43,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.spec.options["security"] = [{"bearerAuth": []}]
     register_error_handlers(app, api)
     init_limits(app, settings)
+    init_request_limits(app)  # after init_limits: its check goes first
     api.register_blueprint(jobs.blp)
     api.register_blueprint(events.blp)
     api.register_blueprint(health.blp)
@@ -50,5 +53,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(batches.blp)
     api.register_blueprint(metrics.blp)
     app.register_blueprint(docs.blp)
+    document_request_rules(api.spec, settings)
     mount_dashboard(app, settings)  # operators only; off unless DASHBOARD_* are set
     return app

@@ -279,6 +279,47 @@ def test_malformed_json_is_400(client, redis_conn):
     assert_no_job_created(redis_conn)
 
 
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "idempotency_key"),
+    [
+        ("/v1/jobs", '{"prompt": "hi", "max_tokens": ' + "9" * 4301 + "}", None),
+        ("/v1/batches", '{"jobs": [{"prompt": "hi", "timeout_s": ' + "1" * 5000 + "}]}", None),
+        ("/v1/jobs", DEEP, None),
+        ("/v1/jobs", '{"prompt": "hi", "metadata": {"a": ' + DEEP + "}}", None),
+        ("/v1/jobs", '{"prompt": "\\ud800"}', "key-1"),
+        ("/v1/batches", '{"jobs": [{"prompt": "hi", "metadata": {"\\udfff": "x"}}]}', "key-2"),
+        ("/v1/jobs", '{"prompt": "\\ud800"}', None),
+        ("/v1/jobs", '{"prompt": "hi", "temperature": NaN}', None),
+    ],
+    ids=["int-4301-digits", "batch-int-5000-digits", "nested-arrays", "nested-in-metadata",
+         "lone-surrogate-with-key", "batch-lone-surrogate-key-with-key", "lone-surrogate", "nan"],
+)  # fmt: skip
+def test_json_python_cannot_hold_is_400(client, redis_conn, path, body, idempotency_key):
+    """Issue 9 items 17 and 18: these bodies raised ValueError, RecursionError or (hashing the
+    body for the Idempotency-Key) UnicodeEncodeError: a 500. A lone surrogate without a key was
+    queued, to fail at the provider. All are refused where every body is parsed."""
+    headers = {**ALICE, **({"Idempotency-Key": idempotency_key} if idempotency_key else {})}
+
+    response = client.post(path, data=body, content_type="application/json", headers=headers)
+
+    assert list(assert_error(response, 400)["errors"]) == ["json"]
+    assert_no_job_created(redis_conn)
+
+
+def test_an_escaped_surrogate_pair_is_one_character(client, redis_conn):
+    body = '{"prompt": "\\ud83d\\ude00"}'
+
+    response = client.post("/v1/jobs", data=body, content_type="application/json", headers=ALICE)
+
+    assert response.status_code == 202, response.get_data(as_text=True)
+    assert (
+        fetch_rq_job(redis_conn, response.get_json()["id"]).kwargs["request"]["messages"][0]["content"] == "\U0001f600"
+    )
+
+
 def test_body_over_1_mib_is_413(client, redis_conn):
     body = json.dumps({"prompt": "x" * (1024 * 1024)})
 

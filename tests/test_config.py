@@ -4,13 +4,14 @@ and each process (API, worker, scheduler) stops on a bad one with one clear line
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
 from service.config import JobLimits, Settings, SettingsError, load_settings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 SETTINGS_VARS = (
     "REDIS_URL", "API_KEYS", "LLM_DEFAULT_MODEL", "RESULT_TTL_S", "WORKER_CONCURRENCY", "PROGRESS_INTERVAL_S",
@@ -163,11 +164,15 @@ def test_limits_and_other_values_are_read(monkeypatch):
 # --- processes stop with one clear line ------------------------------------------------
 
 
+def clean_environ() -> dict[str, str]:
+    """This environment without any of the service's settings."""
+    return {k: v for k, v in os.environ.items() if k not in SETTINGS_VARS and not k.startswith(("ANTHROPIC_", "RQ_"))}
+
+
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     """Run a process of the service from the repo root with only `env` as its settings."""
-    base = {k: v for k, v in os.environ.items() if k not in SETTINGS_VARS and not k.startswith(("ANTHROPIC_", "RQ_"))}
     return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
+        [sys.executable, *args], cwd=ROOT, env={**clean_environ(), **env}, capture_output=True, text=True, timeout=60
     )
 
 
@@ -210,3 +215,26 @@ def test_scheduler_with_bad_timeout_stops_with_one_line():
     line = one_config_error_line(run(["scheduler.py"], REDIS_URL="redis://127.0.0.1:1/0", JOB_TIMEOUT_S="abc"))
 
     assert "JOB_TIMEOUT_S" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("RATE_LIMIT", "bogus"), ("JOB_TIMEOUT_S", "-1"), ("API_KEYS", "alice")]
+)
+def test_gunicorn_with_a_bad_setting_stops_before_booting_a_worker(variable, value):
+    """Issue 9 item 23: the settings are checked in gunicorn's master (gunicorn.conf.py), which
+    exits naming the variable. Before, each worker failed at import and was booted again, forever:
+    this wait then ran out."""
+    env = {**clean_environ(), "API_KEYS": f"alice={KEY_A}", "REDIS_URL": "redis://127.0.0.1:1/0", variable: value}
+    args = [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{free_port()}"]
+    gunicorn = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = gunicorn.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(gunicorn.pid, signal.SIGKILL)  # the master and the workers it keeps booting
+        _, stderr = gunicorn.communicate()
+        pytest.fail(f"gunicorn was still running after 60 s:\n{stderr[-2000:]}")
+
+    assert gunicorn.returncode == 2, stderr
+    assert f"config error: {variable}" in stderr
+    assert "Booting worker" not in stderr
+    assert "Traceback" not in stderr

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.jobs import idempotency_claim, new_job_of, require_json_body
+from service.api.json_body import Blueprint
 from service.api.limits import limit_submits, refuse_if_full
 from service.api.schemas import BatchRequestSchema, BatchSchema, IdempotencyHeaderSchema
 from service.jobs.batches import batch_resource, fetch_client_batch, redeliver_batch_webhook, submit_batch

@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 
 from flask import Response, request, stream_with_context
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from redis import Redis
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.jobs import own_job
+from service.api.json_body import Blueprint
 from service.jobs.events import Event, announce_end, is_event_id, read_events
 from service.jobs.lookup import fetch_client_job
 from service.jobs.resource import job_resource
@@ -34,9 +35,11 @@ STREAM_FULL_RETRY_AFTER_S = 5
 @blp.route("/<job_id>/events")
 class JobEvents(MethodView):
     @blp.doc(
-        parameters=[{"in": "header", "name": "Last-Event-ID", "schema": {"type": "string"}, "required": False}],
-        responses={"200": {"description": "`text/event-stream`: `progress` events, then one of `succeeded`, "
-                           "`failed`, `canceled` (data: the job), then the stream closes."}},
+        parameters=[{"in": "header", "name": "Last-Event-ID", "schema": {"type": "string"}, "required": False,
+                     "description": "Opaque: the `id` of an event this stream sent; any other value is a 422."}],
+        responses={"200": {"description": "`progress` events, then one of `succeeded`, `failed`, `canceled` "
+                           "(data: the job), then the stream closes.",
+                           "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
     )  # fmt: skip
     @blp.alt_response(503, description="This process serves as many streams as it may; retry shortly.")
     def get(self, job_id: str):

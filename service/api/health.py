@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from marshmallow import Schema, fields
 
 from service.api.context import app_context
+from service.api.json_body import Blueprint
 from service.jobs.health import readiness
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes.")

@@ -7,11 +7,12 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import abort
 from rq.job import Job
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
+from service.api.json_body import Blueprint
 from service.api.limits import limit_submits, refuse_if_full
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from flask import Response, request
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from service.api.context import app_context
+from service.api.json_body import Blueprint
 from service.api.operator_auth import require_operator
 from service.jobs.metrics import RedisMetricsCollector
 from service.jobs.queues import ALL_QUEUES, make_queues

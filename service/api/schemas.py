@@ -69,7 +69,9 @@ class MessageSchema(Schema):
     role = fields.String(required=True, validate=validate.OneOf(["user", "assistant"]))
     content = MessageContent(
         required=True,
-        metadata={"oneOf": [{"type": "string"}, {"type": "array", "items": TEXT_BLOCK_OPENAPI}]},
+        metadata={
+            "oneOf": [{"type": "string", "minLength": 1}, {"type": "array", "items": TEXT_BLOCK_OPENAPI, "minItems": 1}]
+        },
     )
 
 
@@ -174,7 +176,9 @@ class IdempotencyHeaderSchema(Schema):
 class JobListArgsSchema(Schema):
     status = fields.String(validate=validate.OneOf(PUBLIC_STATUSES))
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
-    cursor = fields.String(metadata={"description": "`next_cursor` from the previous page."})
+    cursor = fields.String(
+        metadata={"description": "Opaque: `next_cursor` of the previous page, as given; any other value is a 422."}
+    )
 
 
 class UsageSchema(Schema):
@@ -244,7 +248,11 @@ USAGE_DEFAULT_DAYS = 30  # `from` defaults to this many days before `to`
 
 class UsageArgsSchema(Schema):
     date_from = fields.Date(
-        data_key="from", metadata={"description": "First UTC day (YYYY-MM-DD), included; defaults to `to` - 30 days."}
+        data_key="from",
+        metadata={
+            "description": f"First UTC day (YYYY-MM-DD), included; defaults to `to` - {USAGE_DEFAULT_DAYS} days. "
+            f"At most {MAX_REPORT_DAYS} days before `to`, and not after it (else 422)."
+        },
     )
     date_to = fields.Date(data_key="to", metadata={"description": "Last UTC day, included; defaults to today (UTC)."})
     group_by = fields.String(load_default="day", validate=validate.OneOf(GROUP_BYS))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
+from service.api.json_body import Blueprint
 from service.api.schemas import UsageArgsSchema, UsageReportSchema
 from service.jobs.usage import usage_report, usage_total
 
