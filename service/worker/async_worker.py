@@ -135,13 +135,17 @@ class AsyncWorker:
     async def _until_registered(self) -> None:
         while True:
             try:
-                if self.connection.exists(self.rq_worker.key):
-                    self.connection.delete(self.rq_worker.key)  # our own, restored after a restart
-                self.rq_worker.register_birth()
+                self._register()
                 return
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("Redis not reachable (%s); waiting", exc)
                 await asyncio.sleep(1)
+
+    def _register(self) -> None:
+        # A key under our name is our own: restored from the AOF after a restart, or made
+        # by a heartbeat's HSET after Redis lost it; RQ refuses to register over it.
+        self.connection.delete(self.rq_worker.key)
+        self.rq_worker.register_birth()
 
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period (or until a second signal), then
@@ -345,7 +349,7 @@ class AsyncWorker:
             self.gate.renew(pipe)
             alive, *_ = pipe.execute()
         if not alive:  # Redis lost our key (a restart without persistence): register again
-            self.rq_worker.register_birth()
+            self._register()
 
     # --- RQ's commands -------------------------------------------------------------------
 
