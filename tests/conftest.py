@@ -71,10 +71,8 @@ def all_at_once(threads: int, call: Callable[[], T]) -> list[T]:
     return results
 
 
-def kill_tree(pid: int) -> list[int]:
-    """SIGKILL a process and every descendant, as a crashed machine would. The tree is read
-    before any kill: RQ puts each job's work horse in its own process group, so killing
-    the worker's group alone leaves the horses running their calls."""
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every descendant of it, read from /proc (`pid` first)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -87,6 +85,14 @@ def kill_tree(pid: int) -> list[int]:
         current = todo.pop()
         tree.append(current)
         todo.extend(children.get(current, []))
+    return tree
+
+
+def kill_tree(pid: int) -> list[int]:
+    """SIGKILL a process and every descendant, as a crashed machine would. The tree is read
+    before any kill: RQ puts each job's work horse in its own process group, so killing
+    the worker's group alone leaves the horses running their calls."""
+    tree = process_tree(pid)
     for member in tree:
         with contextlib.suppress(ProcessLookupError):
             os.kill(member, signal.SIGKILL)

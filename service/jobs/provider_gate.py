@@ -122,6 +122,10 @@ class ProviderGate:
         self._permits: set[str] = set()
         self._probing_here = False  # this process holds the probe: its next answer reopens the gate
         self._next_permit = 0
+        # When this process last closed the gate (epoch s). A job admitted while the gate
+        # was open may reach its call only after another of this process's calls has met
+        # the limit (the loop runs many); it must not call then.
+        self._closed_here_until = 0.0
         self._admit = connection.register_script(_ADMIT)
         self._close = connection.register_script(_CLOSE)
 
@@ -131,6 +135,8 @@ class ProviderGate:
 
     def admit(self, wanted: int) -> Admission:
         now = time.time()
+        if self.closed_here():
+            return Admission(0, self._closed_here_until - now)
         granted, wait, probe = self._admit(
             keys=self._keys,
             args=[now, wanted, self._max_in_flight, now + PERMIT_TTL_S, self._process, PROBE_TTL_S],
@@ -195,6 +201,10 @@ class ProviderGate:
         if low:
             self._close_for(max(0.0, max(low) - time.time()), probe=False)
 
+    def closed_here(self) -> bool:
+        """Whether this process has closed the gate and it has not reopened yet (no round trip)."""
+        return time.time() < self._closed_here_until
+
     def closed_for_s(self) -> float:
         until = self._redis.get(self._keys[0])
         return max(0.0, float(until) - time.time()) if until else 0.0
@@ -202,5 +212,6 @@ class ProviderGate:
     def _close_for(self, seconds: float, *, probe: bool = True) -> float:
         self._probing_here = False
         until = time.time() + seconds
+        self._closed_here_until = max(self._closed_here_until, until)
         self._close(keys=self._keys[:3], args=[until, seconds + PROBE_TTL_S, "1" if probe else ""])
         return until

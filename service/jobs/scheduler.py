@@ -1,6 +1,7 @@
-"""The rq-scheduler our scheduler process runs: it also recovers abandoned jobs.
+"""The rq-scheduler our scheduler process runs: it also recovers abandoned jobs and
+publishes the ends that a publisher left half-published (it died midway).
 
-Recovery runs here, on every poll, not as a queued job: a queued job would wait for a
+Both run here, on every poll, not as a queued job: a queued job would wait for a
 free worker slot, and every slot may be busy with long LLM calls. rq-scheduler's lock
 means one scheduler acts at a time, however many run.
 
@@ -18,6 +19,7 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
 from rq_scheduler import Scheduler
 
+from service.jobs.events import publish_unpublished_ends
 from service.jobs.queues import SERIALIZER
 from service.jobs.recovery import recover_abandoned_jobs
 
@@ -45,6 +47,7 @@ class MaintainingScheduler(Scheduler):
     def enqueue_jobs(self) -> list[Job]:
         jobs = super().enqueue_jobs()
         recover_abandoned_jobs(self.connection)
+        publish_unpublished_ends(self.connection)
         return jobs
 
 

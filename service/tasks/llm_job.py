@@ -68,6 +68,10 @@ async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> dict[str, Any] | Retry:
     settings = runtime.settings
     assert runtime.llm is not None, "LLM jobs are taken only by workers of the LLM queues"
+    if runtime.gate.closed_here():
+        # Admitted while the gate was open, but one of this process's calls has met the
+        # provider's limit since: back to the front of the queue, nothing counted.
+        raise Requeue("provider gate closed")
     deadline = start_attempt(job, max_attempts=settings.max_attempts)
     recorder = ProgressRecorder(job)
     usage = CallUsage()

@@ -144,13 +144,17 @@ class AsyncWorker:
     async def _until_registered(self) -> None:
         while True:
             try:
-                if self.connection.exists(self.rq_worker.key):
-                    self.connection.delete(self.rq_worker.key)  # our own, restored after a restart
-                self.rq_worker.register_birth()
+                self._register()
                 return
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 log.warning("Redis not reachable (%s); waiting", exc)
                 await asyncio.sleep(1)
+
+    def _register(self) -> None:
+        # A key under our name is our own: restored from the AOF after a restart, or made
+        # by a heartbeat's HSET after Redis lost it; RQ refuses to register over it.
+        self.connection.delete(self.rq_worker.key)
+        self.rq_worker.register_birth()
 
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period (or until a second signal), then
@@ -197,6 +201,9 @@ class AsyncWorker:
                 self._start(by_key[popped[0]], popped[1], pool)
             except RedisError as exc:
                 log.warning("worker %s: Redis error while taking jobs (%s); retrying", self.rq_worker.name, exc)
+                await _first(asyncio.sleep(1), self.stopping.wait())
+            except Exception:  # a bug must not stop the worker from taking jobs
+                log.exception("worker %s: taking jobs failed; carrying on", self.rq_worker.name)
                 await _first(asyncio.sleep(1), self.stopping.wait())
 
     def _granted(self, pool: str, wanted: int) -> int:
@@ -329,6 +336,9 @@ class AsyncWorker:
             except RedisError as exc:
                 log.warning("worker %s: Redis error in the tick (%s)", self.rq_worker.name, exc)
                 await asyncio.sleep(1)
+            except Exception:  # a bug must not end the tick: heartbeats, cancels and retries hang on it
+                log.exception("worker %s: the tick failed; carrying on", self.rq_worker.name)
+                await asyncio.sleep(1)
 
     def _write_progress(self) -> None:
         for recorder in flush_progress(self.connection, list(self.runtime.progress.values())):
@@ -359,7 +369,7 @@ class AsyncWorker:
             self.gate.renew(pipe)
             alive, *_ = pipe.execute()
         if not alive:  # Redis lost our key (a restart without persistence): register again
-            self.rq_worker.register_birth()
+            self._register()
 
     # --- RQ's commands -------------------------------------------------------------------
 
