@@ -18,8 +18,10 @@ def api_connection(url: str) -> Redis:
 
 
 def worker_connection(url: str) -> Redis:
-    """No read timeout: RQ blocks on BLPOP-style dequeues and sets its own bounds."""
-    return Redis.from_url(url, socket_connect_timeout=5, health_check_interval=15)
+    """For the worker's and the scheduler's own commands, none of which blocks (the
+    worker's blocking dequeues use an asyncio client): a bounded read, so a Redis that
+    stops answering is an error to wait out, not a hang of the worker's event loop."""
+    return Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=15)
 
 
 def wait_until_reachable(connection: Redis, max_delay_s: float = 5.0) -> None:
