@@ -52,6 +52,8 @@ class Settings:
     cleanup_interval_s: int = 300  # the scheduler's periodic clean-up (service.tasks.maintenance)
     sse_max_streams: int = 24  # per API process; keep below GUNICORN_THREADS
     sse_keepalive_s: float = 15.0  # a comment line on a silent stream, so proxies keep it open
+    sse_max_streams_per_client: int = 8  # open streams of one client, across API processes
+    sse_max_duration_s: float = 900.0  # then the stream ends; the client resumes with Last-Event-ID
     webhook_secret: str | None = None  # whsec_...; none: webhooks off, callback_url refused
     callback_policy: CallbackPolicy = field(default_factory=CallbackPolicy)
     webhook_timeout_s: float = 10.0
@@ -177,6 +179,10 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         cleanup_interval_s=env.int("CLEANUP_INTERVAL_S", defaults.cleanup_interval_s, validate=positive),
         sse_max_streams=env.int("SSE_MAX_STREAMS", defaults.sse_max_streams, validate=positive),
         sse_keepalive_s=env.float("SSE_KEEPALIVE_S", defaults.sse_keepalive_s, validate=validate.Range(min=1)),
+        sse_max_streams_per_client=env.int(
+            "SSE_MAX_STREAMS_PER_CLIENT", defaults.sse_max_streams_per_client, validate=positive
+        ),
+        sse_max_duration_s=env.float("SSE_MAX_DURATION_S", defaults.sse_max_duration_s, validate=validate.Range(min=1)),
         webhook_secret=env.webhook_secret("WEBHOOK_SECRET", None),
         callback_policy=env.callback_policy("CALLBACK_ALLOWED_NETWORKS", ""),
         webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_S", defaults.webhook_timeout_s, validate=positive),
