@@ -60,6 +60,8 @@ class Settings:
     webhook_retry_schedule_s: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200)
     rate_limit: str = "600/minute"  # submits per client, flask-limiter syntax
     rate_limit_overrides: dict[str, str] = field(default_factory=dict)  # client -> limit
+    change_rate_limit: str = "120/minute"  # cancel and webhook redelivery requests per client
+    webhook_max_pending_per_client: int = 100  # a redelivery past it is refused
     queue_max_depth: int = 10000  # submits to a deeper queue answer 503; 0 = no bound
     # Operator login for rq-dashboard at /dashboard/; both or neither (neither: no dashboard).
     dashboard_username: str | None = None
@@ -188,6 +190,10 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_S", defaults.webhook_timeout_s, validate=positive),
         rate_limit=env.rate_limit("RATE_LIMIT", defaults.rate_limit),
         rate_limit_overrides=env.rate_limit_overrides("RATE_LIMIT_OVERRIDES", ""),
+        change_rate_limit=env.rate_limit("CHANGE_RATE_LIMIT", defaults.change_rate_limit),
+        webhook_max_pending_per_client=env.int(
+            "WEBHOOK_MAX_PENDING_PER_CLIENT", defaults.webhook_max_pending_per_client, validate=positive
+        ),
         queue_max_depth=env.int("QUEUE_MAX_DEPTH", defaults.queue_max_depth, validate=validate.Range(min=0)),
         dashboard_username=env.str("DASHBOARD_USERNAME", None, validate=validate.Length(min=1)),
         dashboard_password=env.str("DASHBOARD_PASSWORD", None, validate=validate.Length(min=1)),

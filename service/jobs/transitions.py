@@ -11,7 +11,7 @@ from rq.registry import CanceledJobRegistry
 from rq.utils import now, utcformat
 
 from service.jobs.control import cancel_key
-from service.jobs.deliveries import queue_delivery
+from service.jobs.deliveries import queue_delivery, reserve_redelivery
 from service.jobs.events import announce_end
 from service.jobs.progress import start_new_run
 from service.jobs.resource import job_resource
@@ -91,11 +91,13 @@ def rerun_job(job: Job, *, max_attempts: int) -> None:
         pipe.execute()
 
 
-def redeliver_webhook(job: Job) -> None:
-    """Queue the ended job's webhook again, under the same id (receivers dedupe by it)."""
+def redeliver_webhook(job: Job, *, max_pending: int) -> None:
+    """Queue the ended job's webhook again, under the same id (receivers dedupe by it).
+    Refused while it is pending, or the client has `max_pending` pending (see deliveries)."""
     status = public_status(job)
     if status not in TERMINAL_STATUSES or job.meta.get("webhook") is None:
         raise InvalidTransition("only an ended job with a callback_url has a webhook to send")
+    reserve_redelivery(job.connection, job.meta["client"], job.meta["webhook"]["id"], max_pending=max_pending)
     job.meta["webhook"].update(state="pending", next_attempt_at=None)
     job.save_meta()
     queue_delivery(job, json.dumps(job_resource(job)))
