@@ -214,11 +214,12 @@ def test_unreadable_records_in_a_started_registry_never_stop_the_scheduler(redis
     and still recovers a genuinely abandoned job after them."""
     long_ago = datetime.now(UTC).timestamp() - 120
     started = StartedJobRegistry(queue=Queue("high", connection=redis_conn, serializer=SERIALIZER)).key
-    garbage, pickled, no_data, abandoned = (make_job(redis_conn) for _ in range(4))
+    garbage, pickled, no_data, pickled_meta, abandoned = (make_job(redis_conn) for _ in range(5))
     redis_conn.hset(garbage.key, "data", b"\x80\x04not json at all")  # job.func_name raises DeserializationError
     redis_conn.hset(pickled.key, "data", pickle.dumps(("os.system", None, ("true",), {})))
     redis_conn.hdel(no_data.key, "data")  # RQ's restore raises NoSuchJobError
-    for job in (garbage, pickled, no_data, abandoned):
+    redis_conn.hset(pickled_meta.key, "meta", pickle.dumps({"client": "alice"}))  # as `rq requeue` leaves it
+    for job in (garbage, pickled, no_data, pickled_meta, abandoned):
         redis_conn.lrem("rq:queue:high", 0, job.id)
         redis_conn.hset(
             job.key, mapping={"status": "started", "started_at": utcformat(datetime.fromtimestamp(long_ago, UTC))}

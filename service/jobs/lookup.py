@@ -11,7 +11,7 @@ from rq.job import Job
 from service.jobs import index
 from service.jobs.ids import is_job_id
 from service.jobs.queues import LLM_TASK, SERIALIZER
-from service.jobs.status import public_status
+from service.jobs.status import has_unreadable_record, public_status
 
 # A status filter may skip many jobs; one request reads at most this many index entries
 # and then hands back a cursor, so a rare status never turns into a full scan.
@@ -55,4 +55,6 @@ def list_client_jobs(
 
 
 def _owned_by(job: Job, client: str) -> bool:
+    if has_unreadable_record(job):  # its meta names no client any more: the client's index still does
+        return index.contains(job.connection, client, job.id, job.created_at)
     return job.func_name == LLM_TASK and job.meta.get("client") == client

@@ -8,9 +8,11 @@ such record must never fail a whole read (a page of the list, a scheduler poll).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from redis import Redis
 from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from service.jobs.queues import SERIALIZER
 
@@ -36,3 +38,16 @@ def fetch_jobs(connection: Redis, job_ids: list[str]) -> list[Job | None]:
                 job = None
         jobs.append(job)
     return jobs
+
+
+class ReadTolerantJSONSerializer(JSONSerializer):
+    """Our JSON serializer for views of RQ's own records (rq-dashboard): a value another
+    serializer wrote reads as RQ's own marker for it, `{"unserialized": ...}`, instead of
+    failing the page. Never unpickles."""
+
+    @staticmethod
+    def loads(s: bytes | str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return JSONSerializer.loads(s, *args, **kwargs)
+        except ValueError:  # UnicodeDecodeError included
+            return {"unserialized": "written by another serializer; not shown"}

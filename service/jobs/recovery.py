@@ -13,8 +13,8 @@ import logging
 from datetime import timedelta
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
-from rq.exceptions import DeserializationError
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
@@ -51,8 +51,10 @@ def recover_abandoned_jobs(connection: Redis) -> list[str]:
             try:
                 if _recover(job, execution_id, queue):
                     recovered.append(job_id)
-            except DeserializationError:  # not ours to run, and never a reason to stop recovering others
-                log.error("job %s in %s's started registry cannot be read: skipped", job_id, queue.name)
+            except RedisError:
+                raise  # Redis away: the scheduler waits for it and carries on
+            except Exception:  # a record we cannot read or write back: never a reason to stop recovering others
+                log.exception("job %s in %s's started registry cannot be read: skipped", job_id, queue.name)
     return recovered
 
 

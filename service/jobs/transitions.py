@@ -15,7 +15,7 @@ from service.jobs.deliveries import queue_delivery, reserve_redelivery
 from service.jobs.events import announce_end
 from service.jobs.progress import start_new_run
 from service.jobs.resource import job_resource
-from service.jobs.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, public_status
+from service.jobs.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, has_unreadable_record, public_status
 
 # How long a cancel request outlives the job's own deadline, for an attempt that starts late.
 CANCEL_REQUEST_MARGIN_S = 300
@@ -36,7 +36,6 @@ def cancel_job(job: Job) -> None:
     MULTI/EXEC that fails if its hash changed since its status was read (then its status
     is read again), and a running job's cancel request is set only if none is. The
     request that loses finds the job changed and gets InvalidTransition."""
-    cancel_ttl_s = job.meta["timeout_s"] + CANCEL_REQUEST_MARGIN_S
     for _ in range(MAX_WATCH_ROUNDS):
         with job.connection.pipeline() as pipe:
             pipe.watch(job.key)
@@ -44,6 +43,7 @@ def cancel_job(job: Job) -> None:
             status = public_status(job)
             if status in TERMINAL_STATUSES:
                 raise InvalidTransition(f"the job has already {_past(status)}")
+            cancel_ttl_s = job.meta["timeout_s"] + CANCEL_REQUEST_MARGIN_S
             if status != QUEUED:
                 pipe.unwatch()
                 if not job.connection.set(cancel_key(job.id), 1, ex=cancel_ttl_s, nx=True):
@@ -75,6 +75,8 @@ def rerun_job(job: Job, *, max_attempts: int) -> None:
     status = public_status(job)
     if status not in (FAILED, CANCELED):
         raise InvalidTransition(f"only a failed or canceled job can be retried; this one is {status}")
+    if has_unreadable_record(job):
+        raise InvalidTransition("the job's record cannot be read (see its error): submit it again")
     registry = (
         CanceledJobRegistry(job.origin, job.connection, serializer=job.serializer)
         if job.get_status(refresh=False) == JobStatus.CANCELED
