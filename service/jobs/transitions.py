@@ -55,6 +55,8 @@ def cancel_job(job: Job) -> None:
             pipe.set(cancel_key(job.id), 1, ex=cancel_ttl_s)
             job.cancel(pipeline=pipe)
             pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
+            # RQ's cancel keeps the hash for good; a canceled job is kept like a finished one.
+            pipe.expire(job.key, job.result_ttl)
             try:
                 pipe.execute()
             except WatchError:
