@@ -65,6 +65,8 @@ class Settings:
     cleanup_interval_s: int = 300  # the scheduler's periodic clean-up (service.tasks.maintenance)
     sse_max_streams: int = 24  # per API process; keep below GUNICORN_THREADS
     sse_keepalive_s: float = 15.0  # a comment line on a silent stream, so proxies keep it open
+    sse_max_streams_per_client: int = 8  # open streams of one client, across API processes
+    sse_max_duration_s: float = 900.0  # then the stream ends; the client resumes with Last-Event-ID
     webhook_secret: str | None = None  # whsec_...: the secret of clients without one of their own
     # client -> its own secrets: one, or two during a rotation (each delivery signed with both)
     webhook_secrets: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -74,6 +76,8 @@ class Settings:
     webhook_retry_schedule_s: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600, 10800, 21600, 43200)
     rate_limit: str = "600/minute"  # submits per client, flask-limiter syntax
     rate_limit_overrides: dict[str, str] = field(default_factory=dict)  # client -> limit
+    change_rate_limit: str = "120/minute"  # cancel and webhook redelivery requests per client
+    webhook_max_pending_per_client: int = 100  # a redelivery past it is refused
     queue_max_depth: int = 10000  # submits to a deeper queue answer 503; 0 = no bound
     # Operator login for rq-dashboard at /dashboard/; both or neither (neither: no dashboard).
     dashboard_username: str | None = None
@@ -246,6 +250,10 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         cleanup_interval_s=env.int("CLEANUP_INTERVAL_S", defaults.cleanup_interval_s, validate=positive),
         sse_max_streams=env.int("SSE_MAX_STREAMS", defaults.sse_max_streams, validate=positive),
         sse_keepalive_s=env.float("SSE_KEEPALIVE_S", defaults.sse_keepalive_s, validate=validate.Range(min=1)),
+        sse_max_streams_per_client=env.int(
+            "SSE_MAX_STREAMS_PER_CLIENT", defaults.sse_max_streams_per_client, validate=positive
+        ),
+        sse_max_duration_s=env.float("SSE_MAX_DURATION_S", defaults.sse_max_duration_s, validate=validate.Range(min=1)),
         webhook_secret=env.webhook_secret("WEBHOOK_SECRET", None),
         webhook_secrets=env.webhook_secrets("WEBHOOK_SECRETS", ""),
         callback_policy=env.callback_policy("CALLBACK_ALLOWED_NETWORKS", ""),
@@ -257,6 +265,10 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         webhook_timeout_s=env.float("WEBHOOK_TIMEOUT_S", defaults.webhook_timeout_s, validate=positive),
         rate_limit=env.rate_limit("RATE_LIMIT", defaults.rate_limit),
         rate_limit_overrides=env.rate_limit_overrides("RATE_LIMIT_OVERRIDES", ""),
+        change_rate_limit=env.rate_limit("CHANGE_RATE_LIMIT", defaults.change_rate_limit),
+        webhook_max_pending_per_client=env.int(
+            "WEBHOOK_MAX_PENDING_PER_CLIENT", defaults.webhook_max_pending_per_client, validate=positive
+        ),
         queue_max_depth=env.int("QUEUE_MAX_DEPTH", defaults.queue_max_depth, validate=validate.Range(min=0)),
         dashboard_username=env.str("DASHBOARD_USERNAME", None, validate=validate.Length(min=1)),
         dashboard_password=env.str("DASHBOARD_PASSWORD", None, validate=validate.Length(min=1)),

@@ -4,12 +4,14 @@ never doubled by a second scheduler; and each clean-up function, against real Re
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from datetime import UTC, date, datetime
 
 from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.utils import utcformat
 from rq_scheduler import Scheduler
 
 from service.jobs import cleanup, index
@@ -205,3 +207,30 @@ def test_a_restarted_scheduler_does_not_register_the_job_again(redis_conn, start
         redis_conn.delete(*redis_conn.keys("rq:scheduler_instance:*") or ["none"])
     assert scheduled_ids(redis_conn) == [CLEANUP_JOB_ID]
     assert redis_conn.zcard(MaintainingScheduler.scheduled_jobs_key) == 1
+
+
+def test_unreadable_records_in_a_started_registry_never_stop_the_scheduler(redis_conn, start_scheduler, processes):
+    """A started registry holding records RQ cannot read: the scheduler logs and skips them
+    and still recovers a genuinely abandoned job after them."""
+    long_ago = datetime.now(UTC).timestamp() - 120
+    started = StartedJobRegistry(queue=Queue("high", connection=redis_conn, serializer=SERIALIZER)).key
+    garbage, pickled, no_data, pickled_meta, abandoned = (make_job(redis_conn) for _ in range(5))
+    redis_conn.hset(garbage.key, "data", b"\x80\x04not json at all")  # job.func_name raises DeserializationError
+    redis_conn.hset(pickled.key, "data", pickle.dumps(("os.system", None, ("true",), {})))
+    redis_conn.hdel(no_data.key, "data")  # RQ's restore raises NoSuchJobError
+    redis_conn.hset(pickled_meta.key, "meta", pickle.dumps({"client": "alice"}))  # as `rq requeue` leaves it
+    for job in (garbage, pickled, no_data, pickled_meta, abandoned):
+        redis_conn.lrem("rq:queue:high", 0, job.id)
+        redis_conn.hset(
+            job.key, mapping={"status": "started", "started_at": utcformat(datetime.fromtimestamp(long_ago, UTC))}
+        )
+        redis_conn.zadd(started, {f"{job.id}:exec-{job.id[:6]}": long_ago + 3600})  # entry not expired; no lease
+
+    scheduler = start_scheduler()
+
+    wait_for(lambda: Job.fetch(abandoned.id, connection=redis_conn, serializer=SERIALIZER).get_status() == "queued",
+             timeout=20, what="the abandoned job to be re-queued")  # fmt: skip
+    assert redis_conn.lrange("rq:queue:high", 0, -1) == [abandoned.id.encode()]
+    time.sleep(2)  # two more polls over the same bad records
+    assert scheduler.poll() is None, processes.log_of(scheduler)
+    assert f"job {garbage.id} in high's started registry cannot be read" in processes.log_of(scheduler)

@@ -11,7 +11,7 @@ from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.jobs import idempotency_claim, new_job_of, require_json_body
 from service.api.json_body import Blueprint
-from service.api.limits import limit_submits, refuse_if_full
+from service.api.limits import limit_changes, limit_submits, refuse_if_full
 from service.api.schemas import BatchRequestSchema, BatchSchema, IdempotencyHeaderSchema
 from service.jobs.batches import batch_resource, fetch_client_batch, redeliver_batch_webhook, submit_batch
 
@@ -66,13 +66,19 @@ class BatchItem(MethodView):
 
 @blp.route("/<batch_id>/webhook/redeliver")
 class BatchWebhookRedelivery(MethodView):
+    @limit_changes
     @blp.response(202, BatchSchema, description="The webhook is queued again, under the same `webhook-id`.")
-    @blp.alt_response(409, description="The batch has no webhook to send: no callback_url, or not done yet.")
+    @blp.alt_response(409, description="The batch has no webhook to send (no callback_url, or not done yet), "
+                      "or its webhook is pending.")  # fmt: skip
+    @blp.alt_response(
+        429, description="Over your CHANGE_RATE_LIMIT, or WEBHOOK_MAX_PENDING_PER_CLIENT; see the message."
+    )
     def post(self, batch_id: str):
         """Send the done batch's webhook again (after the receiver was fixed, say)."""
-        redis = app_context().redis
+        ctx = app_context()
+        redis = ctx.redis
         record = own_batch_record(batch_id)
-        if not redeliver_batch_webhook(redis, record):
+        if not redeliver_batch_webhook(redis, record, max_pending=ctx.settings.webhook_max_pending_per_client):
             abort(409, message="only a done batch with a callback_url has a webhook to send")
         return batch_resource(redis, record)
 

@@ -22,6 +22,7 @@ from service.api.limits import limiter
 from service.api.operator_auth import require_operator
 from service.config import Settings
 from service.jobs.queues import ALL_QUEUES, SERIALIZER
+from service.jobs.records import ReadTolerantJSONSerializer
 
 URL_PREFIX = "/dashboard"
 
@@ -62,7 +63,7 @@ def _use_json_serializer() -> None:
     requeue, delete, queues, workers) get JSON-defaulting stand-ins for those names in its
     module."""
     web = rq_dashboard.web
-    web.config.serializer = SERIALIZER
+    web.config.serializer = ReadTolerantJSONSerializer  # a job another tool pickled still has a page
     web.Job = _JsonJob
     web.Queue = _JsonQueue
     web.Worker = _JsonWorker

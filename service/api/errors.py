@@ -7,11 +7,13 @@ from flask import Flask
 from flask_smorest import Api
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from werkzeug.exceptions import Conflict, HTTPException, ServiceUnavailable
+from werkzeug.exceptions import Conflict, HTTPException, ServiceUnavailable, TooManyRequests
 
+from service.jobs.deliveries import DeliveryPending, TooManyPendingDeliveries
 from service.jobs.idempotency import IdempotencyConflict
 
 REDIS_DOWN_RETRY_AFTER_S = 5
+PENDING_DELIVERIES_RETRY_AFTER_S = 60  # deliveries settle in seconds to hours; a minute is a fair first wait
 
 
 class JsonErrorApi(Api):
@@ -61,6 +63,18 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
         error.data = {"message": str(exc)}
         return api.handle_http_exception(error)
 
+    def delivery_pending(exc: DeliveryPending):
+        error = Conflict()
+        error.data = {"message": str(exc)}
+        return api.handle_http_exception(error)
+
+    def too_many_deliveries(exc: TooManyPendingDeliveries):
+        error = TooManyRequests()
+        error.data = {"message": str(exc), "headers": {"Retry-After": str(PENDING_DELIVERIES_RETRY_AFTER_S)}}
+        return api.handle_http_exception(error)
+
     app.register_error_handler(IdempotencyConflict, idempotency_conflict)  # any submit route
+    app.register_error_handler(DeliveryPending, delivery_pending)  # any webhook redelivery
+    app.register_error_handler(TooManyPendingDeliveries, too_many_deliveries)
     app.register_error_handler(RedisConnectionError, redis_unavailable)
     app.register_error_handler(RedisTimeoutError, redis_unavailable)

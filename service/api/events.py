@@ -2,19 +2,29 @@
 
 Each open stream holds one gunicorn thread (gthread workers). A per-process cap below the
 thread count (SSE_MAX_STREAMS < GUNICORN_THREADS) keeps threads free for other requests:
-a stream past the cap is a 503 with Retry-After, not a stalled API.
+a stream past the cap is a 503 with Retry-After, not a stalled API. One client may hold
+SSE_MAX_STREAMS_PER_CLIENT streams across all processes (more is a 429), so it cannot
+take every slot; and a stream ends after SSE_MAX_DURATION_S, for the client to resume
+with Last-Event-ID, so no slot is held for good.
+
+A stream's slot is given back when the response is closed, which the WSGI server does
+on every path: a stream that ended, failed or lost its client, and one whose body was
+never read at all (HEAD).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from flask import Response, request, stream_with_context
 from flask.views import MethodView
 from flask_smorest import abort
 from redis import Redis
+from redis.exceptions import RedisError
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
@@ -24,6 +34,9 @@ from service.jobs.events import Event, announce_end, is_event_id, read_events
 from service.jobs.lookup import fetch_client_job
 from service.jobs.resource import job_resource
 from service.jobs.status import TERMINAL_STATUSES, public_status
+from service.jobs.stream_claims import claim_stream, release_stream
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("events", __name__, url_prefix="/v1/jobs", description="Follow a job as it runs.")
 blp.before_request(require_client)
@@ -41,6 +54,7 @@ class JobEvents(MethodView):
                            "(data: the job), then the stream closes.",
                            "content": {"text/event-stream": {"schema": {"type": "string"}}}}},
     )  # fmt: skip
+    @blp.alt_response(429, description="You hold SSE_MAX_STREAMS_PER_CLIENT open streams already.")
     @blp.alt_response(503, description="This process serves as many streams as it may; retry shortly.")
     def get(self, job_id: str):
         """Stream the job's new text as it arrives, then its end; `Last-Event-ID` resumes."""
@@ -52,50 +66,95 @@ class JobEvents(MethodView):
                 message="Last-Event-ID is not an event id this API sent",
                 errors={"headers": {"Last-Event-ID": [after]}},
             )
-        ctx = app_context()
-        if not ctx.stream_slots.acquire(blocking=False):
-            abort(503, message="too many open event streams; retry shortly",
-                  headers={"Retry-After": str(STREAM_FULL_RETRY_AFTER_S)})  # fmt: skip
-        body = _stream(
-            ctx.redis, current_client(), job_id, after, ctx.settings.sse_keepalive_s, ctx.stream_slots.release
-        )
-        return Response(
+        ctx, client = app_context(), current_client()
+        slot = StreamSlot.take(client)
+        body = _stream(ctx.redis, client, job_id, after, ctx.settings.sse_keepalive_s, ctx.settings.sse_max_duration_s)
+        response = Response(
             stream_with_context(body),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+        # Not the generator's `finally`: a body never iterated (HEAD) never reaches it.
+        response.call_on_close(slot.release)
+        return response
+
+
+class StreamSlot:
+    """One open stream: a thread of this process, and one of the client's streams."""
+
+    def __init__(self, threads: threading.BoundedSemaphore, connection: Redis, client: str, token: str):
+        # Kept here: the WSGI server closes the response after the app context is gone.
+        self._threads = threads
+        self._connection = connection
+        self._client = client
+        self._token = token
+        self._lock = threading.Lock()
+        self._released = False
+
+    @classmethod
+    def take(cls, client: str) -> StreamSlot:
+        """503 when this process serves its SSE_MAX_STREAMS, 429 when the client holds
+        SSE_MAX_STREAMS_PER_CLIENT (both with Retry-After)."""
+        ctx = app_context()
+        retry = {"Retry-After": str(STREAM_FULL_RETRY_AFTER_S)}
+        if not ctx.stream_slots.acquire(blocking=False):
+            abort(503, message="too many open event streams; retry shortly", headers=retry)
+        try:
+            token = claim_stream(
+                ctx.redis, client, cap=ctx.settings.sse_max_streams_per_client,
+                max_duration_s=ctx.settings.sse_max_duration_s,
+            )  # fmt: skip
+        except BaseException:
+            ctx.stream_slots.release()
+            raise
+        if token is None:
+            ctx.stream_slots.release()
+            abort(429, message="you hold as many open event streams as you may (SSE_MAX_STREAMS_PER_CLIENT); "
+                  "close one or retry shortly", headers=retry)  # fmt: skip
+        return cls(ctx.stream_slots, ctx.redis, client, token)
+
+    def release(self) -> None:
+        """Give both back, once, however often it is called."""
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
+        self._threads.release()
+        try:
+            release_stream(self._connection, self._client, self._token)
+        except RedisError as exc:  # its entry lapses by itself after the stream's limit
+            log.warning("could not release a stream slot of %s: %s", self._client, exc)
 
 
 def _stream(
-    connection: Redis, client: str, job_id: str, after: str, keepalive_s: float, release: Callable[[], None]
+    connection: Redis, client: str, job_id: str, after: str, keepalive_s: float, max_duration_s: float
 ) -> Iterator[str]:
-    try:
-        idle_since = time.monotonic()
-        while True:
-            events = read_events(connection, job_id, after, block_ms=READ_BLOCK_MS)
-            for event in events:
-                yield _format(event)
-                if event.is_terminal:
-                    return
-                after = event.id
-            if events:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since >= keepalive_s:
-                # Also a safety net: a job that ended without its end being published (its
-                # worker died at that very moment) gets it published now, webhook included.
-                job = fetch_client_job(connection, client, job_id)
-                if job is None:
-                    return
-                if public_status(job) in TERMINAL_STATUSES:
-                    if announce_end(job):
-                        continue  # the terminal event is in the stream now: read it next
-                    # announced, but its events are gone (expired or trimmed): end anyway
-                    yield _format(Event("", public_status(job), json.dumps(job_resource(job))))
-                    return
-                yield ": keep-alive\n\n"
-                idle_since = time.monotonic()
-    finally:
-        release()
+    started = idle_since = time.monotonic()
+    while time.monotonic() - started < max_duration_s:
+        events = read_events(connection, job_id, after, block_ms=READ_BLOCK_MS)
+        for event in events:
+            yield _format(event)
+            if event.is_terminal:
+                return
+            after = event.id
+        if events:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= keepalive_s:
+            # Also a safety net: a job that ended without its end being published (its
+            # worker died at that very moment) gets it published now, webhook included.
+            job = fetch_client_job(connection, client, job_id)
+            if job is None:
+                return
+            if public_status(job) in TERMINAL_STATUSES:
+                if announce_end(job):
+                    continue  # the terminal event is in the stream now: read it next
+                # announced, but its events are gone (expired or trimmed): end anyway
+                yield _format(Event("", public_status(job), json.dumps(job_resource(job))))
+                return
+            yield ": keep-alive\n\n"
+            idle_since = time.monotonic()
+    # The limit: end here, so the client reconnects and resumes with Last-Event-ID.
+    yield ": stream time limit reached; reconnect with Last-Event-ID\n\n"
 
 
 def _format(event: Event) -> str:

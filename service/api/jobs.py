@@ -13,7 +13,7 @@ from rq.job import Job
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.json_body import Blueprint
-from service.api.limits import limit_submits, refuse_if_full
+from service.api.limits import limit_changes, limit_submits, refuse_if_full
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings
 from service.jobs.idempotency import IdempotencyClaim
@@ -89,32 +89,44 @@ class JobItem(MethodView):
 
 @blp.route("/<job_id>/cancel")
 class JobCancel(MethodView):
+    @limit_changes
     @blp.response(200, JobSchema, description="Canceled.")
     @blp.alt_response(202, schema=JobSchema, description="Running: it stops within a second.")
-    @blp.alt_response(409, description="The job has already finished.")
+    @blp.alt_response(409, description="The job has already finished, or another request is canceling it.")
+    @blp.alt_response(429, description="Over your CHANGE_RATE_LIMIT; see Retry-After.")
     def post(self, job_id: str):
         """Cancel a queued job at once, or stop a running one (its partial text is kept)."""
-        job = change_own_job(job_id, cancel_job)
+        job = change_job(own_job(job_id), cancel_job)
         return job_resource(job), 202 if public_status(job) == RUNNING else 200
 
 
 @blp.route("/<job_id>/retry")
 class JobRetry(MethodView):
+    @limit_submits
     @blp.response(202, JobSchema, description="Queued again.")
-    @blp.alt_response(409, description="The job is not failed or canceled.")
+    @blp.alt_response(409, description="The job is not failed or canceled, or another request is retrying it.")
+    @blp.alt_response(429, description="Over your submit limit (a retry counts as a submit); see Retry-After.")
+    @blp.alt_response(503, description="The job's queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
     def post(self, job_id: str):
         """Run a failed or canceled job again, with a fresh deadline and attempt budget."""
-        max_attempts = app_context().settings.max_attempts
-        return job_resource(change_own_job(job_id, lambda job: rerun_job(job, max_attempts=max_attempts)))
+        ctx = app_context()
+        job = own_job(job_id)
+        refuse_if_full(ctx.queues[job.origin])
+        return job_resource(change_job(job, lambda job: rerun_job(job, max_attempts=ctx.settings.max_attempts)))
 
 
 @blp.route("/<job_id>/webhook/redeliver")
 class WebhookRedeliver(MethodView):
+    @limit_changes
     @blp.response(202, JobSchema, description="Queued: the same webhook id, the job as it is now.")
-    @blp.alt_response(409, description="The job has not ended, or has no callback_url.")
+    @blp.alt_response(409, description="The job has not ended, has no callback_url, or its webhook is pending.")
+    @blp.alt_response(
+        429, description="Over your CHANGE_RATE_LIMIT, or WEBHOOK_MAX_PENDING_PER_CLIENT; see the message."
+    )
     def post(self, job_id: str):
         """Send the job's webhook again (after the receiver was fixed, say)."""
-        return job_resource(change_own_job(job_id, redeliver_webhook))
+        max_pending = app_context().settings.webhook_max_pending_per_client
+        return job_resource(change_job(own_job(job_id), lambda job: redeliver_webhook(job, max_pending=max_pending)))
 
 
 def idempotency_claim(key: str | None, body: dict[str, Any]) -> IdempotencyClaim | None:
@@ -140,9 +152,8 @@ def new_job_of(body: dict[str, Any], settings: Settings) -> NewJob:
     )
 
 
-def change_own_job(job_id: str, change: Callable[[Job], None]) -> Job:
+def change_job(job: Job, change: Callable[[Job], None]) -> Job:
     """Apply a state change to the caller's job; 409 when its state does not allow it."""
-    job = own_job(job_id)
     try:
         change(job)
     except InvalidTransition as exc:

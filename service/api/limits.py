@@ -47,10 +47,22 @@ def submit_limit() -> str:
     return settings.rate_limit_overrides.get(g.get("client"), settings.rate_limit)
 
 
-# The decorator of every submit route (each route counts its own requests).
-limit_submits = limiter.limit(
-    submit_limit, error_message="over your submit limit (RATE_LIMIT); retry after Retry-After seconds"
+# The decorator of every route that starts LLM work: a job, a batch, a retry. They share
+# one count per client, so a retry loop spends the same allowance as submits.
+limit_submits = limiter.shared_limit(
+    submit_limit, scope="submits", error_message="over your submit limit (RATE_LIMIT); retry after Retry-After seconds"
 )
+
+
+def change_limit() -> str:
+    return app_context().settings.change_rate_limit
+
+
+# The decorator of every other route that changes something: cancel, webhook redelivery.
+limit_changes = limiter.shared_limit(
+    change_limit, scope="changes",
+    error_message="over your limit on cancels and redeliveries (CHANGE_RATE_LIMIT); retry after Retry-After seconds",
+)  # fmt: skip
 
 
 def refuse_if_full(queue: Queue) -> None:

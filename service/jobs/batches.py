@@ -22,7 +22,7 @@ from rq import Queue
 from rq.job import Job
 
 from service.jobs import index, metrics
-from service.jobs.deliveries import enqueue_delivery, new_webhook
+from service.jobs.deliveries import enqueue_delivery, new_webhook, reserve_redelivery, settle_delivery
 from service.jobs.idempotency import IdempotencyClaim, write_once
 from service.jobs.ids import is_job_id, new_job_id
 from service.jobs.queues import SERIALIZER
@@ -173,12 +173,15 @@ def job_ended(job: Job) -> None:
     _send_webhook(connection, {**record, "id": batch_id}, json.loads(record["webhook"]), first=True)
 
 
-def redeliver_batch_webhook(connection: Redis, record: dict[str, Any]) -> bool:
+def redeliver_batch_webhook(connection: Redis, record: dict[str, Any], *, max_pending: int) -> bool:
     """Queue the batch's webhook again, under the same id (receivers dedupe by it), with
-    the batch as it is now. False when there is none to send: no callback_url, or not done."""
+    the batch as it is now. False when there is none to send: no callback_url, or not done.
+    Refused while it is pending, or the client has `max_pending` pending (see deliveries)."""
     if not record.get("webhook"):
         return False
-    _send_webhook(connection, record, {**json.loads(record["webhook"]), "state": "pending", "next_attempt_at": None})
+    webhook = json.loads(record["webhook"])
+    reserve_redelivery(connection, record["client"], webhook["id"], max_pending=max_pending)
+    _send_webhook(connection, record, {**webhook, "state": "pending", "next_attempt_at": None})
     return True
 
 
@@ -188,7 +191,7 @@ def _send_webhook(connection: Redis, record: dict[str, Any], webhook: dict[str, 
     if not first:
         connection.hset(batch_key(record["id"]), "webhook", record["webhook"])
     enqueue_delivery(connection, webhook, json.dumps(batch_resource(connection, record)), subject_id=record["id"],
-                     kind="batch", first=first)  # fmt: skip
+                     client=record["client"], kind="batch", first=first)  # fmt: skip
 
 
 def update_batch_delivery(connection: Redis, batch_id: str, webhook_id: str, **changes: Any) -> None:
@@ -201,3 +204,6 @@ def update_batch_delivery(connection: Redis, batch_id: str, webhook_id: str, **c
         return
     webhook.update(changes)
     connection.hset(batch_key(batch_id), "webhook", json.dumps(webhook))
+    settle_delivery(
+        connection, connection.hget(batch_key(batch_id), "client").decode(), webhook_id, changes.get("state")
+    )

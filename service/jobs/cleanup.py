@@ -18,7 +18,7 @@ from itertools import islice
 from redis import Redis
 from rq import Queue
 from rq.job import Job
-from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from service.jobs import index
 from service.jobs.queues import ALL_QUEUES, SERIALIZER, WEBHOOK_QUEUE
@@ -133,8 +133,20 @@ def _expire_persistent(connection: Redis, prefix: str, expiry) -> int:
     return fixed
 
 
+def _prune_gone_jobs(connection: Redis, registry_key: str) -> int:
+    """RQ never cleans its canceled registries (their entries do not expire): drop the
+    entries whose job has expired."""
+    removed = 0
+    for batch in _batches(m.decode() for m, _score in connection.zscan_iter(registry_key, count=BATCH)):
+        gone = _missing_jobs(connection, batch)
+        if gone:
+            removed += connection.zrem(registry_key, *gone)
+    return removed
+
+
 def clean_rq_registries(connection: Redis) -> int:
-    """RQ's own clean-up of expired registry entries, for every queue our workers serve.
+    """RQ's own clean-up of expired registry entries, for every queue our workers serve;
+    and entries of expired jobs in the canceled registries, which RQ keeps for good.
 
     Finished and failed registries: entries past their TTL are dropped. The started
     registry is cleaned only for the webhooks queue. On the LLM queues, RQ's
@@ -148,6 +160,7 @@ def clean_rq_registries(connection: Redis) -> int:
     removed = 0
     for name in ALL_QUEUES:
         queue = Queue(name, connection=connection, serializer=SERIALIZER)
+        removed += _prune_gone_jobs(connection, CanceledJobRegistry(queue=queue, serializer=SERIALIZER).key)
         registries = [
             FinishedJobRegistry(queue=queue, serializer=SERIALIZER),
             FailedJobRegistry(queue=queue, serializer=SERIALIZER),

@@ -1,9 +1,16 @@
 """A job's webhook: its delivery is queued when the job ends, on a queue of its own (so a
-slow receiver never holds an LLM worker), and its state is kept on the job."""
+slow receiver never holds an LLM worker), and its state is kept on the job.
+
+Each client's pending webhooks (queued, or waiting for a retry) are also kept in a sorted
+set, scored by when their delivery record lapses. A redelivery a client asks for is
+refused while that webhook is pending already, and while the client has
+WEBHOOK_MAX_PENDING_PER_CLIENT pending: a loop of redelivery requests cannot fill the
+shared webhooks queue. The ends of jobs are not refused (submits bound them).
+"""
 
 from __future__ import annotations
 
-from contextlib import suppress
+import time
 from typing import Any
 from uuid import uuid4
 
@@ -18,6 +25,31 @@ from service.jobs.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
 DELIVERY_RECORD_TTL_S = 3 * 24 * 3600
 # RQ's timeout for one attempt: a backstop well past WEBHOOK_TIMEOUT_S, which bounds the request.
 DELIVERY_JOB_TIMEOUT_S = 120
+PENDING_PREFIX = "llmjobs:webhooks-pending:"
+FINAL_STATES = frozenset({"delivered", "failed", "gone"})
+
+# KEYS: the client's pending set. ARGV: now, webhook id, its lapse score, key TTL, cap.
+# Returns 1 (reserved), 0 (pending already) or -1 (the client has `cap` pending).
+_RESERVE = """
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
+if redis.call('zscore', KEYS[1], ARGV[2]) then return 0 end
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[5]) then return -1 end
+redis.call('zadd', KEYS[1], ARGV[3], ARGV[2])
+redis.call('expire', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+class DeliveryPending(Exception):
+    """The webhook's delivery is still pending: it is not queued a second time."""
+
+
+class TooManyPendingDeliveries(Exception):
+    """The client has WEBHOOK_MAX_PENDING_PER_CLIENT webhooks pending already."""
+
+
+def pending_key(client: str) -> str:
+    return f"{PENDING_PREFIX}{client}"
 
 
 def new_webhook(url: str) -> dict[str, Any]:
@@ -33,21 +65,46 @@ def new_webhook(url: str) -> dict[str, Any]:
     }
 
 
+def reserve_redelivery(connection: Redis, client: str, webhook_id: str, *, max_pending: int) -> None:
+    """Count a redelivery `client` asked for as pending, or refuse it: DeliveryPending,
+    TooManyPendingDeliveries."""
+    now = time.time()
+    reserved = connection.register_script(_RESERVE)(
+        keys=[pending_key(client)],
+        args=[now, webhook_id, now + DELIVERY_RECORD_TTL_S, DELIVERY_RECORD_TTL_S, max_pending],
+    )
+    if reserved == 0:
+        raise DeliveryPending("this webhook's delivery is still pending (see webhook.next_attempt_at)")
+    if reserved == -1:
+        raise TooManyPendingDeliveries(
+            f"you have {max_pending} webhook deliveries pending (WEBHOOK_MAX_PENDING_PER_CLIENT); "
+            "retry once some are done"
+        )
+
+
+def settle_delivery(connection: Redis, client: str, webhook_id: str, state: str | None) -> None:
+    """A delivery attempt's outcome: a final one takes the webhook off the client's pending set."""
+    if state in FINAL_STATES:
+        connection.zrem(pending_key(client), webhook_id)
+
+
 def queue_delivery(job: Job, payload: str, *, first: bool = False) -> None:
     """Send `payload` (the job resource, JSON) to the job's callback URL as webhook
     `job.meta["webhook"]["id"]`; `first`: its first delivery, queued once however often
     the job's end is published."""
-    enqueue_delivery(job.connection, job.meta["webhook"], payload, subject_id=job.id, first=first)
+    enqueue_delivery(
+        job.connection, job.meta["webhook"], payload, subject_id=job.id, client=job.meta["client"], first=first
+    )
 
 
-def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *, subject_id: str,
+def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *, subject_id: str, client: str,
                      kind: str = "job", first: bool = False) -> None:  # fmt: skip
-    """Queue the delivery task for `webhook`; `kind` says where its state is kept: on the
-    job `subject_id` ("job"), or on the batch `subject_id` ("batch"). The first delivery
-    of a webhook has an id of its own, so queuing it again (an end published twice) is a
-    no-op; a redelivery is a new delivery job."""
+    """Queue the delivery task for `webhook`, pending for `client`; `kind` says where its
+    state is kept: on the job `subject_id` ("job"), or on the batch `subject_id` ("batch").
+    The first delivery of a webhook has an id of its own, so queuing it again (an end
+    published twice) is a no-op; a redelivery is a new delivery job."""
     kwargs = {"job_id": subject_id, "webhook_id": webhook["id"], "url": webhook["url"], "payload": payload}
-    with suppress(DuplicateJobError):  # queued already
+    try:
         Queue(WEBHOOK_QUEUE, connection=connection, serializer=SERIALIZER).enqueue(
             DELIVERY_TASK,
             kwargs=kwargs if kind == "job" else {**kwargs, "kind": kind},
@@ -58,6 +115,12 @@ def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *
             failure_ttl=DELIVERY_RECORD_TTL_S,
             description=f"webhook {webhook['id']} for {kind} {subject_id}",
         )
+    except DuplicateJobError:
+        return  # queued already (and maybe settled since): not pending again
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.zadd(pending_key(client), {webhook["id"]: time.time() + DELIVERY_RECORD_TTL_S})
+        pipe.expire(pending_key(client), DELIVERY_RECORD_TTL_S)
+        pipe.execute()
 
 
 def job_client(connection: Redis, job_id: str) -> str | None:
@@ -81,3 +144,4 @@ def update_delivery(connection: Redis, job_id: str, webhook_id: str, **changes: 
         return
     webhook.update(changes)
     job.save_meta()
+    settle_delivery(connection, job.meta["client"], webhook_id, changes.get("state"))

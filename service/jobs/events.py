@@ -26,7 +26,8 @@ from service.jobs.status import TERMINAL_STATUSES, public_status
 UNPUBLISHED_KEY = "llmjobs:ends:unpublished"  # job ids whose end is not yet fully published
 UNPUBLISHED_GRACE_S = 30  # a publisher takes milliseconds; one this late has died
 MAX_EVENTS = 5000  # per job; a 10-minute stream writes ~2400 at the default progress rate
-_EVENT_ID = re.compile(r"^\d+-\d+$")
+_EVENT_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_MAX_ID_PART = 2**64 - 1  # Redis stream ids are two unsigned 64-bit numbers; more is an error inside XREAD
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ def announced_key(job_id: str) -> str:
 
 
 def is_event_id(value: str) -> bool:
-    return _EVENT_ID.match(value) is not None
+    """A stream id Redis accepts: `<ms>-<seq>`, each part at most 2**64 - 1."""
+    match = _EVENT_ID.fullmatch(value)
+    return match is not None and all(int(part) <= _MAX_ID_PART for part in match.groups())
 
 
 def progress_event(text: str, output_tokens: int, attempt: int) -> str:

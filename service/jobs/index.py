@@ -40,6 +40,10 @@ def add(pipe: Pipeline, client: str, job_id: str, created_at: datetime) -> None:
     pipe.zadd(index_key(client), {member(job_id, created_at): 0})
 
 
+def contains(connection: Redis, client: str, job_id: str, created_at: datetime) -> bool:
+    return connection.zscore(index_key(client), member(job_id, created_at)) is not None
+
+
 def newest_first(connection: Redis, client: str, after: str | None, count: int) -> list[str]:
     """Up to `count` members older than `after` (exclusive), newest first."""
     upper = f"({after}" if after else "+"

@@ -12,7 +12,7 @@ from service.jobs import index
 from service.jobs.ids import is_job_id
 from service.jobs.progress import live_text_key
 from service.jobs.queues import LLM_TASK, SERIALIZER
-from service.jobs.status import public_status
+from service.jobs.status import has_unreadable_record, public_status
 
 # A status filter may skip many jobs; one request reads at most this many index entries
 # and then hands back a cursor, so a rare status never turns into a full scan.
@@ -72,4 +72,6 @@ def with_live_text(connection: Redis, jobs: list[Job]) -> None:
 
 
 def _owned_by(job: Job, client: str) -> bool:
+    if has_unreadable_record(job):  # its meta names no client any more: the client's index still does
+        return index.contains(job.connection, client, job.id, job.created_at)
     return job.func_name == LLM_TASK and job.meta.get("client") == client

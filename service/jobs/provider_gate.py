@@ -151,7 +151,10 @@ class ProviderGate:
     def _take_permits(self, count: int, now: float) -> None:
         new = [f"{self._process}:{self._next_permit + n}" for n in range(count)]
         self._next_permit += count
-        self._redis.zadd(self._keys[3], dict.fromkeys(new, now + PERMIT_TTL_S))
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self._keys[3], dict.fromkeys(new, now + PERMIT_TTL_S))
+            pipe.expire(self._keys[3], PERMIT_TTL_S)  # the set goes with the last process holding a permit
+            pipe.execute()
         self._permits.update(new)
 
     def release(self, count: int = 1) -> None:
@@ -165,6 +168,7 @@ class ProviderGate:
         """Keep this process's permits alive (called every tick, in the tick's pipeline)."""
         if self._permits:
             pipe.zadd(self._keys[3], dict.fromkeys(self._permits, time.time() + PERMIT_TTL_S), xx=True)
+            pipe.expire(self._keys[3], PERMIT_TTL_S)
 
     def in_flight(self) -> int:
         """Permits held by every process (0 without a cap)."""

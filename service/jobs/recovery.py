@@ -13,6 +13,7 @@ import logging
 from datetime import timedelta
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
@@ -21,7 +22,8 @@ from service.jobs import metrics
 from service.jobs.control import LEASE_TTL_S, lease_key
 from service.jobs.events import announce_end
 from service.jobs.progress import record_error
-from service.jobs.queues import ALL_QUEUES, DELIVERY_TASK, LLM_TASK, SERIALIZER, make_queues
+from service.jobs.queues import ALL_QUEUES, DELIVERY_TASK, LLM_TASK, make_queues
+from service.jobs.records import fetch_jobs
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +43,35 @@ def recover_abandoned_jobs(connection: Redis) -> list[str]:
         registry = queue.started_job_registry
         entries = registry.get_job_and_execution_ids(cleanup=False)
         # Every poll reads all started jobs and their leases: two round trips per queue.
-        jobs = Job.fetch_many([job_id for job_id, _ in entries], connection=connection, serializer=SERIALIZER)
+        jobs = fetch_jobs(connection, [job_id for job_id, _ in entries])
         leased = _leased(connection, [job_id for job_id, _ in entries])
         for (job_id, execution_id), job, lease in zip(entries, jobs, leased, strict=True):
-            if job is None or job.func_name not in (LLM_TASK, DELIVERY_TASK) or lease or not _abandoned(job):
+            if job is None or lease:
                 continue
-            # ZREM decides who handles it: another recoverer, or RQ's own clean-up, gets 0.
-            if not connection.zrem(registry.key, f"{job_id}:{execution_id}"):
-                continue
-            if job.func_name == LLM_TASK and job.meta.get("attempts", 0) >= job.meta.get("attempt_limit", 1):
-                _fail(job, queue)
-                log.warning("job %s lost its worker with no attempts left: failed", job_id)
-            else:
-                queue.enqueue_job(job, at_front=True)  # it has waited long enough already
-                _count_lost(job, queue)
-                log.warning("job %s lost its worker: re-queued on %s", job_id, queue.name)
-            recovered.append(job_id)
+            try:
+                if _recover(job, execution_id, queue):
+                    recovered.append(job_id)
+            except RedisError:
+                raise  # Redis away: the scheduler waits for it and carries on
+            except Exception:  # a record we cannot read or write back: never a reason to stop recovering others
+                log.exception("job %s in %s's started registry cannot be read: skipped", job_id, queue.name)
     return recovered
+
+
+def _recover(job: Job, execution_id: str, queue: Queue) -> bool:
+    if job.func_name not in (LLM_TASK, DELIVERY_TASK) or not _abandoned(job):
+        return False
+    # ZREM decides who handles it: another recoverer, or RQ's own clean-up, gets 0.
+    if not job.connection.zrem(queue.started_job_registry.key, f"{job.id}:{execution_id}"):
+        return False
+    if job.func_name == LLM_TASK and job.meta.get("attempts", 0) >= job.meta.get("attempt_limit", 1):
+        _fail(job, queue)
+        log.warning("job %s lost its worker with no attempts left: failed", job.id)
+    else:
+        queue.enqueue_job(job, at_front=True)  # it has waited long enough already
+        _count_lost(job, queue)
+        log.warning("job %s lost its worker: re-queued on %s", job.id, queue.name)
+    return True
 
 
 def _count_lost(job: Job, queue: Queue) -> None:

@@ -7,11 +7,17 @@ from typing import Any
 
 from rq.job import Job
 
-from service.jobs.status import FAILED, QUEUED, SUCCEEDED, TERMINAL_STATUSES, public_status
+from service.jobs.status import FAILED, QUEUED, SUCCEEDED, TERMINAL_STATUSES, has_unreadable_record, public_status
 
 # Shown when a job failed without recording why (e.g. a crash outside the LLM call);
 # the traceback stays with the operators in rq-dashboard.
 UNEXPECTED_FAILURE = {"type": "internal_error", "message": "the job failed unexpectedly", "retryable": False}
+UNREADABLE_RECORD = {
+    "type": "unreadable_record",
+    "message": "the job's record was rewritten by a tool that does not use this service's JSON serializer "
+    "(RQ's own commands need --serializer rq.serializers.JSONSerializer); its details cannot be read",
+    "retryable": False,
+}
 
 
 def job_path(job_id: str) -> str:
@@ -19,9 +25,10 @@ def job_path(job_id: str) -> str:
 
 
 def job_resource(job: Job) -> dict[str, Any]:
-    meta = job.meta
+    unreadable = has_unreadable_record(job)
+    meta = {} if unreadable else job.meta
     status = public_status(job)
-    error = meta.get("error") or (UNEXPECTED_FAILURE if status == FAILED else None)
+    error = UNREADABLE_RECORD if unreadable else meta.get("error") or (UNEXPECTED_FAILURE if status == FAILED else None)
     next_attempt_at = meta.get("next_attempt_at") if status == QUEUED else None
     return {
         "id": job.id,

@@ -21,7 +21,16 @@ _FROM_RQ = {
 }
 
 
+def has_unreadable_record(job: Job) -> bool:
+    """RQ keeps a meta it cannot deserialize as `{"unserialized": <raw>}`: another tool
+    rewrote the job with another serializer (`rq requeue` without `--serializer` pickles
+    it). Our fields are gone; the raw bytes are never unpickled."""
+    return set(job.meta) == {"unserialized"}
+
+
 def public_status(job: Job) -> str:
+    if has_unreadable_record(job):
+        return FAILED  # whatever RQ says, it cannot run as ours again
     status = _FROM_RQ.get(job.get_status(refresh=False), QUEUED)
     # A running job stopped by a cancel request ends in RQ's failed state; its meta says
     # why. Until RQ has marked it failed (and set its end time) it is still running.

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 
+from redis.exceptions import WatchError
+from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
 from rq.utils import now, utcformat
 
-from service.jobs.control import request_cancel
-from service.jobs.deliveries import queue_delivery
+from service.jobs.control import cancel_key
+from service.jobs.deliveries import queue_delivery, reserve_redelivery
 from service.jobs.events import announce_end
 from service.jobs.progress import start_new_run
 from service.jobs.resource import job_resource
-from service.jobs.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, public_status
+from service.jobs.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, has_unreadable_record, public_status
 
 # How long a cancel request outlives the job's own deadline, for an attempt that starts late.
 CANCEL_REQUEST_MARGIN_S = 300
+# A queued job's cancel is tried again while its hash keeps changing under it (say, a
+# worker is taking it); past this many rounds the client is told to try again.
+MAX_WATCH_ROUNDS = 5
 
 
 class InvalidTransition(Exception):
@@ -25,43 +30,78 @@ class InvalidTransition(Exception):
 
 def cancel_job(job: Job) -> None:
     """A queued job (also one waiting to retry) is canceled at once; a running one is
-    asked to stop and does within a second, keeping its partial text."""
-    status = public_status(job)
-    if status in TERMINAL_STATUSES:
-        raise InvalidTransition(f"the job has already {_past(status)}")
-    # Also covers a job a worker dequeues between our read and the cancel below.
-    request_cancel(job.connection, job.id, ttl_s=job.meta["timeout_s"] + CANCEL_REQUEST_MARGIN_S)
-    if status == QUEUED:
-        job.ended_at = now()
+    asked to stop and does within a second, keeping its partial text.
+
+    Atomic against a concurrent cancel, retry or dequeue: a queued job is canceled in one
+    MULTI/EXEC that fails if its hash changed since its status was read (then its status
+    is read again), and a running job's cancel request is set only if none is. The
+    request that loses finds the job changed and gets InvalidTransition."""
+    for _ in range(MAX_WATCH_ROUNDS):
         with job.connection.pipeline() as pipe:
+            pipe.watch(job.key)
+            job.refresh()
+            status = public_status(job)
+            if status in TERMINAL_STATUSES:
+                raise InvalidTransition(f"the job has already {_past(status)}")
+            cancel_ttl_s = job.meta["timeout_s"] + CANCEL_REQUEST_MARGIN_S
+            if status != QUEUED:
+                pipe.unwatch()
+                if not job.connection.set(cancel_key(job.id), 1, ex=cancel_ttl_s, nx=True):
+                    raise InvalidTransition("the job is being canceled already")
+                return
+            job.ended_at = now()
+            pipe.multi()
+            # Also covers a worker that popped the job's id but has not marked it started.
+            pipe.set(cancel_key(job.id), 1, ex=cancel_ttl_s)
             job.cancel(pipeline=pipe)
             pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
-            pipe.execute()
-        job.refresh()  # cancel() re-read the old status mid-pipeline
+            # RQ's cancel keeps the hash for good; a canceled job is kept like a finished one.
+            pipe.expire(job.key, job.result_ttl)
+            try:
+                pipe.execute()
+            except WatchError:
+                continue  # it changed meanwhile (a worker took it, another request won): look again
+        job.refresh()
         announce_end(job)
+        return
+    raise InvalidTransition("the job keeps changing; try again")
 
 
 def rerun_job(job: Job, *, max_attempts: int) -> None:
     """Queue a failed or canceled job again, with a fresh deadline and attempt budget.
-    `attempts` keeps counting: it is every LLM call made for the job."""
+    `attempts` keeps counting: it is every LLM call made for the job.
+
+    Taking the job out of its failed/canceled registry (ZREM) is the claim: of concurrent
+    retries one gets it, and only that one starts the new run (which empties the event
+    stream); the others get InvalidTransition and change nothing."""
     status = public_status(job)
     if status not in (FAILED, CANCELED):
         raise InvalidTransition(f"only a failed or canceled job can be retried; this one is {status}")
+    if has_unreadable_record(job):
+        raise InvalidTransition("the job's record cannot be read (see its error): submit it again")
     registry = (
         CanceledJobRegistry(job.origin, job.connection, serializer=job.serializer)
         if job.get_status(refresh=False) == JobStatus.CANCELED
         else job.failed_job_registry
     )
+    if not job.connection.zrem(registry.key, job.id):
+        raise InvalidTransition("the job is being retried already")
     # A new run, a new story: its stream starts empty and its end is announced afresh.
     start_new_run(job, max_attempts=max_attempts)
-    registry.requeue(job)  # saves the job, meta included, and pushes it on its queue
+    job.started_at = job.ended_at = None
+    queue = Queue(job.origin, connection=job.connection, serializer=job.serializer)
+    with job.connection.pipeline() as pipe:
+        queue.enqueue_job(job, pipeline=pipe)  # saves the job, meta included, and pushes it on its queue
+        pipe.execute()
 
 
-def redeliver_webhook(job: Job) -> None:
-    """Queue the ended job's webhook again, under the same id (receivers dedupe by it)."""
+def redeliver_webhook(job: Job, *, max_pending: int) -> None:
+    """Queue the ended job's webhook again, under the same id (receivers dedupe by it).
+    Refused while it is pending, or the client has `max_pending` pending (see deliveries)."""
     status = public_status(job)
     if status not in TERMINAL_STATUSES or job.meta.get("webhook") is None:
         raise InvalidTransition("only an ended job with a callback_url has a webhook to send")
+    reserve_redelivery(job.connection, job.meta["client"], job.meta["webhook"]["id"], max_pending=max_pending)
     job.meta["webhook"].update(state="pending", next_attempt_at=None)
     job.save_meta()
     queue_delivery(job, json.dumps(job_resource(job)))
