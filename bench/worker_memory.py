@@ -1,0 +1,73 @@
+"""A worker process's memory over many jobs: its RSS after each round of jobs has ended.
+
+    python -m bench.worker_memory --url http://127.0.0.1:8000 --key KEY --worker-pid PID \\
+        [--jobs 5000] [--round 500]
+
+Submits `--round` jobs at a time, waits until every one has ended, then reads the
+worker's VmRSS (it and its child processes) from /proc. Prints one line per round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+TERMINAL = {"succeeded", "failed", "canceled"}
+
+
+def rss_mib(pid: int) -> float:
+    """VmRSS of `pid` and its descendants, in MiB."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        for line in Path(f"/proc/{current}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--worker-pid", type=int, required=True)
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--round", type=int, default=500)
+    args = parser.parse_args()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {args.key}"
+
+    def submit(n: int) -> str:
+        body = {"prompt": f"memory job {n} [[fake: tokens=100 chunk_delay_ms=0]]", "max_tokens": 200}
+        answer = session.post(f"{args.url}/v1/jobs", json=body, timeout=30)
+        answer.raise_for_status()
+        return answer.json()["id"]
+
+    print(f"before: worker RSS {rss_mib(args.worker_pid):.1f} MiB")
+    done = 0
+    with ThreadPoolExecutor(16) as pool:
+        while done < args.jobs:
+            ids = list(pool.map(submit, range(done, done + args.round)))
+            pending = set(ids)
+            while pending:
+                pending = {i for i in pending if session.get(f"{args.url}/v1/jobs/{i}", timeout=30).json()["status"]
+                           not in TERMINAL}  # fmt: skip
+                time.sleep(0.2)
+            done += len(ids)
+            print(f"after {done} jobs: worker RSS {rss_mib(args.worker_pid):.1f} MiB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
