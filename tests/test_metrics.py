@@ -86,7 +86,10 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
     start_worker("webhooks", **env)  # nothing serves `low`: its job stays queued
 
     before = scrape(api)
-    gauges = {"llmjobs_queue_depth", "llmjobs_jobs_waiting_retry", "llmjobs_jobs_running"}
+    gauges = {
+        "llmjobs_queue_depth", "llmjobs_jobs_waiting_retry", "llmjobs_jobs_running",
+        "llmjobs_llm_calls_in_flight", "llmjobs_llm_calls_in_flight_all", "llmjobs_provider_gate_closed_seconds",
+    }  # fmt: skip
     assert {name for name, _ in before} == gauges, "nothing has been counted yet"
     for queue in ALL_QUEUES:
         assert value(before, "llmjobs_queue_depth", queue=queue) == 0
@@ -105,6 +108,10 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
     wait_for(lambda: get(api, slow["id"])["status"] == "running", what="the slow job to run")
     during = scrape(api)
     assert value(during, "llmjobs_jobs_running", queue="high") == 1
+    # each worker process reports its calls in flight every tick: one at least is running
+    per_process = [v for (name, _), v in during.items() if name == "llmjobs_llm_calls_in_flight"]
+    assert len(per_process) == 2 and sum(per_process) == value(during, "llmjobs_llm_calls_in_flight_all") >= 1
+    assert value(during, "llmjobs_provider_gate_closed_seconds") == 0
     assert value(during, "llmjobs_queue_depth", queue="low") == 1
     assert requests.post(f"{api}/v1/jobs/{parked['id']}/cancel", headers=ALICE, timeout=10).status_code == 200
 

@@ -17,6 +17,7 @@ loses them.
 from __future__ import annotations
 
 import json
+import time
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
@@ -30,6 +31,11 @@ from rq import Queue
 from service.jobs.counters import HashIncrements
 
 METRICS_KEY = "llmjobs:metrics"
+# worker process name -> JSON of what it reported at its last tick (its LLM calls in flight,
+# the provider gate as it saw it); a report older than WORKER_REPORT_FRESH_S is a process
+# that stopped, and is dropped at the next scrape.
+WORKERS_KEY = "llmjobs:metrics:workers"
+WORKER_REPORT_FRESH_S = 30
 OTHER_MODEL = "other"
 
 
@@ -141,6 +147,12 @@ def llm_usage(model: str, input_tokens: int, output_tokens: int, cost_usd: float
     return HashIncrements(METRICS_KEY, None, amounts)
 
 
+def report_worker(pipe: Pipeline, name: str, *, llm_in_flight: int, gate_closed_until: float) -> None:
+    """What a worker process reports every tick, for the gauges below."""
+    report = {"llm_in_flight": llm_in_flight, "gate_closed_until": gate_closed_until, "at": time.time()}
+    pipe.hset(WORKERS_KEY, name, json.dumps(report))
+
+
 class RedisMetricsCollector:
     """Builds every metric family from Redis at scrape time."""
 
@@ -164,6 +176,34 @@ class RedisMetricsCollector:
                 family.add_metric(labels, _cumulative(histogram, values), values.get("sum", 0.0))
             yield family
         yield from self._queue_gauges()
+        yield from self._worker_gauges()
+
+    def _worker_gauges(self) -> Iterator[Metric]:
+        in_flight = GaugeMetricFamily(
+            "llmjobs_llm_calls_in_flight", "LLM jobs a worker process is running now, by process.", labels=("process",)
+        )
+        in_all = GaugeMetricFamily("llmjobs_llm_calls_in_flight_all", "LLM jobs all worker processes are running now.")
+        gate = GaugeMetricFamily(
+            "llmjobs_provider_gate_closed_seconds",
+            "Seconds until the provider gate reopens (0: open): closed by a 429, an overload or a low rate-limit "
+            "budget; no worker process starts a call meanwhile.",
+        )
+        now = time.time()
+        reports, stale = {}, []
+        for name, raw in self._redis.hgetall(WORKERS_KEY).items():
+            report = json.loads(raw)
+            if now - report["at"] > WORKER_REPORT_FRESH_S:
+                stale.append(name)
+            else:
+                reports[name.decode()] = report
+        if stale:
+            self._redis.hdel(WORKERS_KEY, *stale)
+        for name, report in sorted(reports.items()):
+            in_flight.add_metric((name,), report["llm_in_flight"])
+        in_all.add_metric((), sum(report["llm_in_flight"] for report in reports.values()))
+        closed_until = max((report["gate_closed_until"] for report in reports.values()), default=0.0)
+        gate.add_metric((), max(0.0, closed_until - now))
+        yield from (in_flight, in_all, gate)
 
     def _queue_gauges(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("llmjobs_queue_depth", "Jobs waiting in each queue.", labels=("queue",))

@@ -103,6 +103,7 @@ class AsyncWorker:
             token_margin=settings.llm_ratelimit_token_margin,
         )  # fmt: skip
         self.gate_wait_s = 0.0
+        self.gate_closed_until = 0.0  # as the tick last read it, for /metrics
         self.runtime = TaskRuntime(self.connection, settings, llm, self.gate)
 
     # --- life cycle ----------------------------------------------------------------------
@@ -345,10 +346,18 @@ class AsyncWorker:
             self._stop(recorder.job.id, SUPERSEDED)
 
     def _read_cancels(self) -> None:
+        """Read every running LLM job's cancel request, and report this process's calls in
+        flight and the provider gate for /metrics: one round trip."""
         llm_jobs = [job_id for job_id, entry in self.running.items() if entry.job.func_name == LLM_TASK]
-        if not llm_jobs:
-            return
-        for job_id, requested in zip(llm_jobs, self.connection.mget([cancel_key(i) for i in llm_jobs]), strict=True):
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.mget([cancel_key(i) for i in llm_jobs] or ["-"])
+            pipe.get(self.gate.keys[0])
+            metrics.report_worker(  # the gate as the previous tick read it
+                pipe, self.rq_worker.name, llm_in_flight=self.in_use["llm"], gate_closed_until=self.gate_closed_until
+            )
+            cancels, closed_until, _ = pipe.execute()
+        self.gate_closed_until = float(closed_until or 0)
+        for job_id, requested in zip(llm_jobs, cancels if llm_jobs else [], strict=True):
             if requested is not None:
                 self._stop(job_id, CANCELED)
 
