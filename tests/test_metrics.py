@@ -131,7 +131,7 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
         assert value(after, "llmjobs_job_duration_seconds_count", queue=queue, outcome=outcome) == count
     assert sum(v for (name, _), v in after.items() if name == "llmjobs_jobs_finished_total") == 10
     slow_lifetime = value(after, "llmjobs_job_duration_seconds_sum", queue="high", outcome="succeeded")
-    assert slow_lifetime >= 4.0  # 40 tokens 100 ms apart
+    assert slow_lifetime >= 3.9  # 40 tokens 100 ms apart: 39 pauses
 
     succeeded = [ended[job["id"]] for job in ran if ended[job["id"]]["status"] == "succeeded"]
     for model in (DEFAULT_MODEL, "claude-haiku-4-5"):

@@ -157,6 +157,13 @@ class ProviderGate:
             pipe.execute()
         self._permits.update(new)
 
+    def release_probe(self) -> None:
+        """This process took the probe but had no job to call with: let another go."""
+        if self._probing_here:
+            self._probing_here = False
+            if self._redis.get(self._keys[2]) == self._process.encode():
+                self._redis.delete(self._keys[2])
+
     def release(self, count: int = 1) -> None:
         """Give back `count` permits (a call ended, or fewer jobs were dequeued than admitted)."""
         if not self._max_in_flight or not self._permits:

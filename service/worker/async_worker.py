@@ -193,6 +193,8 @@ class AsyncWorker:
                 popped = await self._pop(keys, granted, wait_s=0 if burst else DEQUEUE_WAIT_S)
                 if pool == "llm" and len(popped[1]) < granted:
                     self.gate.release(granted - len(popped[1]))
+                    if not popped[1]:
+                        self.gate.release_probe()
                 if not popped[1]:
                     if burst and self.in_use[pool] == 0:
                         return
@@ -346,17 +348,21 @@ class AsyncWorker:
             self._stop(recorder.job.id, SUPERSEDED)
 
     def _read_cancels(self) -> None:
-        """Read every running LLM job's cancel request, and report this process's calls in
-        flight and the provider gate for /metrics: one round trip."""
+        """Read every running LLM job's cancel request, see that this worker is still
+        registered, and report its calls in flight and the provider gate for /metrics: one
+        round trip."""
         llm_jobs = [job_id for job_id, entry in self.running.items() if entry.job.func_name == LLM_TASK]
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.mget([cancel_key(i) for i in llm_jobs] or ["-"])
             pipe.get(self.gate.keys[0])
+            pipe.exists(self.rq_worker.key)
             metrics.report_worker(  # the gate as the previous tick read it
                 pipe, self.rq_worker.name, llm_in_flight=self.in_use["llm"], gate_closed_until=self.gate_closed_until
             )
-            cancels, closed_until, _ = pipe.execute()
+            cancels, closed_until, registered, _ = pipe.execute()
         self.gate_closed_until = float(closed_until or 0)
+        if not registered:  # Redis lost our key (a restart without persistence): register again
+            self._register()
         for job_id, requested in zip(llm_jobs, cancels if llm_jobs else [], strict=True):
             if requested is not None:
                 self._stop(job_id, CANCELED)
