@@ -31,6 +31,7 @@ Receiving a webhook (the raw body bytes, exactly as received)::
 from __future__ import annotations
 
 import codecs
+import copy
 import json
 import re
 import time
@@ -71,6 +72,7 @@ TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 
 # wait(): the first sleep, the factor applied after each poll, and the cap (seconds).
 WAIT_BACKOFF = (1.0, 1.5, 5.0)
+SEEN_JOBS_KEPT = 1000  # jobs whose last answer (and ETag) `get` keeps, for If-None-Match
 
 # stream(): reconnects in a row without receiving an event before giving up, the pause
 # before each one (unless the server sent `retry:`), and the read timeout, which must
@@ -348,6 +350,7 @@ class JobsClient:
         self._session = session if session is not None else requests.Session()
         self._sleep = sleep
         self._clock = clock
+        self._seen: dict[str, tuple[str, dict[str, Any]]] = {}  # job id -> (ETag, job), for If-None-Match
 
     def __enter__(self) -> JobsClient:
         return self
@@ -401,8 +404,21 @@ class JobsClient:
         return self._request("POST", "/v1/jobs", json=body, headers=headers)
 
     def get(self, job_id: str) -> dict[str, Any]:
-        """The job (`GET /v1/jobs/{id}`)."""
-        return self._request("GET", self._job_path(job_id))
+        """The job (`GET /v1/jobs/{id}`). It sends the ETag of the last answer for this job as
+        `If-None-Match`: an unchanged job comes back as a bodiless `304`, and the copy kept
+        from that answer is returned."""
+        path = self._job_path(job_id)
+        kept = self._seen.get(job_id)
+        response = self._send("GET", path, headers={"If-None-Match": kept[0]} if kept else None)
+        if response.status_code == 304 and kept:
+            return copy.deepcopy(kept[1])
+        job = self._json(response, "GET", path)
+        if etag := response.headers.get("ETag"):
+            self._seen.pop(job_id, None)
+            self._seen[job_id] = (etag, copy.deepcopy(job))
+            while len(self._seen) > SEEN_JOBS_KEPT:
+                self._seen.pop(next(iter(self._seen)))  # the oldest
+        return job
 
     def list(self, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> dict[str, Any]:
         """One page of your jobs, newest first: `{"data": [...], "next_cursor": ...}`.
@@ -540,8 +556,20 @@ class JobsClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        response = self._send(method, path, json=json, params=params, headers=headers)
+        return self._json(response, method, path)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
         try:
-            response = self._session.request(
+            return self._session.request(
                 method,
                 self.base_url + path,
                 json=json,
@@ -551,6 +579,8 @@ class JobsClient:
             )
         except requests.RequestException as exc:
             raise APIConnectionError(f"cannot reach {self.base_url}: {exc}") from exc
+
+    def _json(self, response: requests.Response, method: str, path: str) -> dict[str, Any]:
         if not response.ok:
             raise error_from_response(response)
         try:

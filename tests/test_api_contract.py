@@ -191,6 +191,22 @@ def test_get_returns_the_same_resource_as_submit(client, redis_conn):
     assert response.get_json() == created
 
 
+def test_an_unchanged_job_is_a_bodiless_304_and_a_changed_one_a_new_etag(client, redis_conn):
+    job_id = submitted_id(client)
+    first = client.get(f"/v1/jobs/{job_id}", headers=ALICE)
+    etag = first.headers["ETag"]
+
+    again = client.get(f"/v1/jobs/{job_id}", headers={**ALICE, "If-None-Match": etag})
+    assert (again.status_code, again.data, again.headers["ETag"]) == (304, b"", etag)
+
+    assert client.post(f"/v1/jobs/{job_id}/cancel", headers=ALICE).status_code == 200
+    changed = client.get(f"/v1/jobs/{job_id}", headers={**ALICE, "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.get_json()["status"] == "canceled"
+    assert changed.headers["ETag"] != etag
+    # another client's ETag guess gets nothing either: the job is still a 404 to them
+    assert client.get(f"/v1/jobs/{job_id}", headers={**BOB, "If-None-Match": etag}).status_code == 404
+
+
 def test_job_is_stored_as_json_not_pickle(client, redis_conn):
     job_id = submitted_id(client)
 

@@ -279,6 +279,22 @@ def test_wait_backoff_schedule_then_submit_wait_get_list_and_typed_errors(start_
         JobsClient(f"http://127.0.0.1:{free_port()}", ALICE_KEY).get(job["id"])
 
 
+def test_get_polls_with_the_etag_and_an_unchanged_job_costs_no_body(start_api):
+    api = start_api()  # no worker: the job stays queued, unchanged
+    answers: list[int] = []
+    session = requests.Session()
+    session.hooks["response"].append(lambda response, *args, **kwargs: answers.append(response.status_code))
+    client = JobsClient(api, ALICE_KEY, session=session)
+    job = client.submit("hello")
+
+    first, second, third = (client.get(job["id"]) for _ in range(3))
+
+    assert answers == [202, 200, 304, 304]
+    assert first == second == third and first["id"] == job["id"]
+    second["status"] = "changed by the caller"  # each answer is the caller's own copy
+    assert client.get(job["id"])["status"] == "queued"
+
+
 def test_cancel_a_running_job_and_retry_it(start_api, start_worker):
     api = start_api(**FAST_RETRIES)
     start_worker(**FAST_RETRIES)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
-from flask import request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import abort
 from rq.job import Job
@@ -79,12 +80,24 @@ class JobCollection(MethodView):
         return {"data": [job_resource(job) for job in page.jobs], "next_cursor": page.next_cursor}
 
 
+ETAG = {"type": "string"}
+
+
 @blp.route("/<job_id>")
 class JobItem(MethodView):
-    @blp.response(200, JobSchema)
+    @blp.response(
+        200,
+        JobSchema,
+        headers={"ETag": {"description": "Send it back as If-None-Match.", "schema": {"type": "string"}}},
+    )
+    @blp.alt_response(304, description="Unchanged since the ETag sent as If-None-Match; no body.")
     def get(self, job_id: str):
-        """One of your jobs."""
-        return job_resource(own_job(job_id))
+        """One of your jobs. Poll it with `If-None-Match`: an unchanged job is a bodiless `304`."""
+        # The resource is built in one place and is the schema's shape already: encoded once
+        # here, it gives the ETag too (a poll of an unchanged job costs no body at all).
+        response = Response(json.dumps(job_resource(own_job(job_id))), mimetype="application/json")
+        response.add_etag()
+        return response.make_conditional(request)
 
 
 @blp.route("/<job_id>/cancel")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis import Redis
-from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from service.jobs import index
@@ -26,16 +25,22 @@ class JobPage:
 
 
 def fetch_client_job(connection: Redis, client: str, job_id: str) -> Job | None:
-    """The job, or None if it does not exist or belongs to someone else (both look alike)."""
+    """The job, or None if it does not exist or belongs to someone else (both look alike).
+    One round trip: the job's hash and the text a running attempt has streamed so far."""
     if not is_job_id(job_id):  # RQ refuses some ids with an error; none of ours looks odd
         return None
-    try:
-        job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
-    except NoSuchJobError:
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hgetall(Job.key_for(job_id))
+        pipe.get(live_text_key(job_id))
+        raw, live_text = pipe.execute()
+    if not raw:
         return None
+    job = Job(job_id, connection=connection, serializer=SERIALIZER)
+    job.restore(raw)
     if not _owned_by(job, client):
         return None
-    with_live_text(connection, [job])
+    if live_text and not job.meta.get("text"):
+        job.meta["text"] = live_text.decode()
     return job
 
 
