@@ -44,8 +44,8 @@ class Settings:
     # provider for seconds to minutes and costs ~50 KB while it does.
     worker_concurrency: int = 200
     worker_processes: int = 1  # worker processes one `worker.py` runs (more cores)
-    # Share of a process's slots only `high` jobs may take, so a flood of `low` or
-    # `default` work never delays one (floored; never every slot).
+    # Share of a process's slots never given to `low` jobs, so a flood of low work never
+    # delays a `high` (or `default`) one (floored; never every slot).
     worker_high_reserve: float = 0.1
     webhook_concurrency: int = 8  # deliveries one worker process makes at once, beside its LLM slots
     worker_shutdown_grace_s: float = 30.0  # SIGTERM: running jobs get this long to finish

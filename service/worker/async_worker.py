@@ -1,6 +1,6 @@
 """One worker process: RQ jobs as asyncio tasks on one event loop.
 
-- Slots: up to WORKER_CONCURRENCY LLM jobs at once (a share kept for `high`), and
+- Slots: up to WORKER_CONCURRENCY LLM jobs at once (a share never given to `low`), and
   WEBHOOK_CONCURRENCY deliveries beside them, so a slow receiver never takes an LLM slot.
   A free slot takes from `high`, then `default`, then `low` (BLMPOP in that order, for
   as many jobs as there are free slots); no job is taken before a slot is free for it.
@@ -59,7 +59,7 @@ MIN_TICK_S = 0.02  # with PROGRESS_INTERVAL_S lower than TICK_S, the tick follow
 HEARTBEAT_S = 5.0  # worker, executions and leases
 WORKER_TTL_S = 20  # the worker's key outlives a missed heartbeat or two
 PROMOTE_S = 1.0  # how often due retries are moved to their queues
-DEQUEUE_WAIT_S = 0.5  # one BLMPOP's wait: how soon a slot freed in high-only mode widens the dequeue
+DEQUEUE_WAIT_S = 0.5  # one BLMPOP's wait: how soon a slot freed while only the reserve was free widens it
 SUPERSEDED = "superseded"  # another run of the job completed it
 
 
@@ -176,7 +176,9 @@ class AsyncWorker:
     async def _admit(self, pool: str, queues: list[Queue], burst: bool) -> None:
         """Take jobs for `pool`'s free slots, highest priority first, until stopping."""
         by_key = {queue.key: queue for queue in queues}
-        high = [queues[0].key] if pool == "llm" and queues[0].name == PRIORITIES[0] else []
+        # The reserved slots are never given to `low`: a flood of low work cannot delay
+        # high (or default) jobs, which still take every slot when they are what waits.
+        above_low = [queue.key for queue in queues if queue.name != PRIORITIES[-1]] if pool == "llm" else []
         while not self.stopping.is_set():
             free = self.capacity[pool] - self.in_use[pool]
             if free <= 0:
@@ -184,7 +186,10 @@ class AsyncWorker:
                 await _first(self.slot_freed[pool].wait(), self.stopping.wait())
                 continue
             reserved = self.high_reserve if pool == "llm" else 0
-            keys, wanted = (high, free) if high and free <= reserved else (list(by_key), free - reserved)
+            if above_low and free <= reserved:
+                keys, wanted = above_low, free
+            else:
+                keys, wanted = list(by_key), free - reserved
             try:
                 granted = self._granted(pool, wanted)
                 if not granted:
