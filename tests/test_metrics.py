@@ -166,7 +166,10 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
 
     # Whichever gunicorn process answers, it reads the same figures.
     for _ in range(6):
-        assert scrape(api) == after
+        again = scrape(api)
+        assert again == after, {
+            k: (after.get(k), again.get(k)) for k in after.keys() | again.keys() if after.get(k) != again.get(k)
+        }
 
 
 # --- behind the operator login, when asked ----------------------------------------------

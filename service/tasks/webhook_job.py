@@ -42,10 +42,11 @@ def deliver_webhook(
     wait = None if outcome.final else next_wait_s(attempt, settings.webhook_retry_schedule_s, outcome.retry_after_s)
     if wait is None:
         state = "delivered" if outcome.delivered else "gone" if outcome.status_code == 410 else "failed"
-        update(delivery.connection, job_id, webhook_id, state=state, next_attempt_at=None, **record)
+        # Counted before the state shows: whoever sees "delivered" sees it counted too.
         metrics.WEBHOOK_DELIVERIES.inc(delivery.connection, kind=kind, outcome=state)
+        update(delivery.connection, job_id, webhook_id, state=state, next_attempt_at=None, **record)
         return {"state": state, **record}
     retry, due_at = rq_retry(wait, max_retries=len(settings.webhook_retry_schedule_s))
-    update(delivery.connection, job_id, webhook_id, state="pending", next_attempt_at=due_at, **record)
     metrics.WEBHOOK_DELIVERIES.inc(delivery.connection, kind=kind, outcome="retrying")
+    update(delivery.connection, job_id, webhook_id, state="pending", next_attempt_at=due_at, **record)
     return retry
