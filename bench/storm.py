@@ -28,12 +28,12 @@ def main() -> None:
     parser.add_argument("--key", required=True)
     parser.add_argument("--fake", required=True, help="base URL of the bundled fake Anthropic server")
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--storm-s", type=float, default=10.0)
+    parser.add_argument("--storm-s", type=int, default=10)
     parser.add_argument("--retry-after", type=int, default=2)
     args = parser.parse_args()
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {args.key}"
-    storm = {"seconds": args.storm_s, "retry_after": args.retry_after, "status": 429}
+    storm = {"seconds": args.storm_s, "retry_after": args.retry_after, "status": 429}  # whole seconds
     requests.post(f"{args.fake}/_fake/storm", json=storm, timeout=10).raise_for_status()
 
     def submit(n: int) -> str:
