@@ -1,7 +1,7 @@
 # One image for every role; the command picks it (docker-compose.yml runs them all):
 #   docker run IMAGE                             -> API (gunicorn wsgi:app on :8000)
-#   docker run IMAGE python worker.py high       -> a worker pool on the high queue (also
-#                                                   default, low, webhooks, or several)
+#   docker run IMAGE python worker.py            -> a worker: every queue, webhooks included
+#                                                   (or name some: high default low webhooks)
 #   docker run IMAGE python scheduler.py         -> rq-scheduler
 #   docker run IMAGE python -m fake_anthropic --host 0.0.0.0   -> the fake Anthropic server
 # No HEALTHCHECK here: what "healthy" means depends on the role, so docker-compose.yml sets

@@ -1,9 +1,9 @@
 """Prometheus metrics, counted in Redis and read at scrape time.
 
-Every process that sees an event (the API's gunicorn workers, the forked RQ work horses,
+Every process that sees an event (the API's gunicorn workers, the worker processes,
 the scheduler, on any machine) adds it to one Redis hash, `llmjobs:metrics`; `/metrics`
 reads that hash and the queues' own state. So the figures are the same whichever API
-process is scraped, and nothing is lost when a short-lived work horse exits. This
+process is scraped, and nothing is lost when a process exits. This
 replaces prometheus-client's multiprocess mode, which sums per-process files on one
 machine only and cannot see workers elsewhere.
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 CLEANUP_JOB_ID = "llmjobs-cleanup"
 CLEANUP_TASK = "service.tasks.maintenance.run_cleanup"
-# A queue every default worker pool serves; low: clean-up never delays a client's job.
+# A queue every default worker serves; low: clean-up never delays a client's job.
 CLEANUP_QUEUE = "low"
 CLEANUP_TIMEOUT_S = 600
 
