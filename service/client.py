@@ -547,17 +547,9 @@ class JobsClient:
         headers.update(extra or {})
         return headers
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        response = self._send(method, path, json=json, params=params, headers=headers)
-        return self._json(response, method, path)
+    def _request(self, method: str, path: str, **send: Any) -> dict[str, Any]:
+        """`_send`, then the answer's JSON (an error raised as its exception)."""
+        return self._json(self._send(method, path, **send), method, path)
 
     def _send(
         self,
