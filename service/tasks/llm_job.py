@@ -28,7 +28,6 @@ from service.jobs.progress import (
     undo_attempt,
 )
 from service.jobs.provider_gate import RateLimitHeaders
-from service.jobs.resource import job_result
 from service.jobs.retry_policy import retry_delay_s, rq_retry
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
 from service.logs import log_context
@@ -44,16 +43,17 @@ STOP_ERRORS = {
 NO_HEADERS = RateLimitHeaders({}, {})
 
 
-async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry | None:
+async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry:
     """Entry point named by `service.jobs.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
     context = {"job_id": job.id, "client": job.meta.get("client"), "queue": job.origin}
     with log_context(**context, attempt=job.meta.get("attempts", 0) + 1):
         try:
             outcome = await _attempt(job, LLMRequest(**request), runtime)
         except Superseded:
-            # Another run of this job (re-queued while this one looked lost) finished first.
+            # Another run of this job (re-queued while this one looked lost) finished first
+            # and recorded the end: the worker closes only this run's execution.
             log.info("attempt ended", extra={"outcome": "superseded"})
-            return job_result(job)
+            raise
         except JobFailed as exc:
             log.info("attempt ended", extra={"outcome": "failed", "error_type": exc.error["type"]})
             raise

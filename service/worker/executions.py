@@ -131,10 +131,14 @@ def finish_retry(entry: Running, worker_name: str, retry: Retry) -> None:
 
 def finish_superseded(entry: Running) -> None:
     """Another run of the job completed it first, and recorded its end: only this
-    execution is over."""
-    with entry.job.connection.pipeline() as pipe:
+    execution is over. Should this run have marked the job started after the winner
+    ended it (a narrow race), the winner's end is restored from the record it kept."""
+    job = entry.job
+    with job.connection.pipeline() as pipe:
         _ended(entry, pipe)
         pipe.execute()
+    if job.get_status(refresh=True) == JobStatus.STARTED:
+        job.set_status(JobStatus.FINISHED if job.meta.get("result") else JobStatus.FAILED)
 
 
 def put_back(entry: Running) -> None:
