@@ -180,7 +180,8 @@ def test_a_canceled_queued_job_never_runs_and_a_retry_runs_it(start_api, start_w
     assert prompt not in sent
 
     rerun = requests.post(f"{api}/v1/jobs/{job['id']}/retry", headers=ALICE, timeout=10)
-    assert rerun.status_code == 202 and rerun.json()["status"] == "queued"
+    # The answer shows the job after its re-queue: the idle worker may have taken it already.
+    assert rerun.status_code == 202 and rerun.json()["status"] in {"queued", "running"}
     assert wait_until_finished(api, job["id"])["status"] == "succeeded"
 
 

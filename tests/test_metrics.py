@@ -118,6 +118,8 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
     ran = [hooked, *plain, haiku, rejected, made_up, flaky, slow]
     ended = {job["id"]: wait_until_finished(api, job["id"]) for job in [*ran, parked]}
     wait_for(lambda: get(api, hooked["id"])["webhook"]["state"] == "delivered", what="the webhook")
+    # The in-flight gauges are what each worker process reported at its last tick.
+    wait_for(lambda: value(scrape(api), "llmjobs_llm_calls_in_flight_all") == 0, what="the workers' next report")
     after = scrape(api)
 
     assert value(after, "llmjobs_jobs_submitted_total", queue="default") == 8

@@ -111,9 +111,12 @@ class ProviderGate:
         token_margin: int = 0,
     ):
         fingerprint = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
-        self._keys = [
-            f"{PREFIX}{fingerprint}:{part}" for part in ("closed_until", "probing", "probe", "permits", "overloads")
-        ]
+        prefix = f"{PREFIX}{fingerprint}:"
+        self.closed_key = prefix + "closed_until"
+        self._probing_key = prefix + "probing"  # set while the gate reopens: one call goes first
+        self._probe_key = prefix + "probe"  # that call's process
+        self._permits_key = prefix + "permits"
+        self._overloads_key = prefix + "overloads"
         self._redis = connection
         self._process = process
         self._max_in_flight = max_in_flight
@@ -129,16 +132,12 @@ class ProviderGate:
         self._admit = connection.register_script(_ADMIT)
         self._close = connection.register_script(_CLOSE)
 
-    @property
-    def keys(self) -> list[str]:
-        return list(self._keys)
-
     def admit(self, wanted: int) -> Admission:
         now = time.time()
         if self.closed_here():
             return Admission(0, self._closed_here_until - now)
         granted, wait, probe = self._admit(
-            keys=self._keys,
+            keys=[self.closed_key, self._probing_key, self._probe_key, self._permits_key],
             args=[now, wanted, self._max_in_flight, now + PERMIT_TTL_S, self._process, PROBE_TTL_S],
         )
         granted = int(granted)
@@ -152,34 +151,35 @@ class ProviderGate:
         new = [f"{self._process}:{self._next_permit + n}" for n in range(count)]
         self._next_permit += count
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._keys[3], dict.fromkeys(new, now + PERMIT_TTL_S))
-            pipe.expire(self._keys[3], PERMIT_TTL_S)  # the set goes with the last process holding a permit
+            pipe.zadd(self._permits_key, dict.fromkeys(new, now + PERMIT_TTL_S))
+            pipe.expire(self._permits_key, PERMIT_TTL_S)  # the set goes with the last process holding a permit
             pipe.execute()
         self._permits.update(new)
 
     def release_probe(self) -> None:
-        """This process took the probe but had no job to call with: let another go."""
+        """This process took the probe but made no call with it, or its call got no answer
+        (a connection error): let another go."""
         if self._probing_here:
             self._probing_here = False
-            if self._redis.get(self._keys[2]) == self._process.encode():
-                self._redis.delete(self._keys[2])
+            if self._redis.get(self._probe_key) == self._process.encode():
+                self._redis.delete(self._probe_key)
 
     def release(self, count: int = 1) -> None:
         """Give back `count` permits (a call ended, or fewer jobs were dequeued than admitted)."""
         if not self._max_in_flight or not self._permits:
             return
         returned = [self._permits.pop() for _ in range(min(count, len(self._permits)))]
-        self._redis.zrem(self._keys[3], *returned)
+        self._redis.zrem(self._permits_key, *returned)
 
     def renew(self, pipe: Any) -> None:
         """Keep this process's permits alive (called every tick, in the tick's pipeline)."""
         if self._permits:
-            pipe.zadd(self._keys[3], dict.fromkeys(self._permits, time.time() + PERMIT_TTL_S), xx=True)
-            pipe.expire(self._keys[3], PERMIT_TTL_S)
+            pipe.zadd(self._permits_key, dict.fromkeys(self._permits, time.time() + PERMIT_TTL_S), xx=True)
+            pipe.expire(self._permits_key, PERMIT_TTL_S)
 
     def in_flight(self) -> int:
         """Permits held by every process (0 without a cap)."""
-        return self._redis.zcount(self._keys[3], time.time(), "+inf") if self._max_in_flight else 0
+        return self._redis.zcount(self._permits_key, time.time(), "+inf") if self._max_in_flight else 0
 
     def report_rate_limited(self, retry_after_s: float | None) -> float:
         """A 429 that waiting lifts: nobody calls until `retry-after` (+ jitter) has passed.
@@ -191,8 +191,8 @@ class ProviderGate:
         """A 529 / overloaded_error: an exponential back-off shared by every process,
         doubling with each overload met since the provider last answered normally."""
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.incr(self._keys[4])
-            pipe.expire(self._keys[4], int(OVERLOAD_MAX_S * 10))
+            pipe.incr(self._overloads_key)
+            pipe.expire(self._overloads_key, int(OVERLOAD_MAX_S * 10))
             consecutive, _ = pipe.execute()
         wait = min(OVERLOAD_MAX_S, OVERLOAD_BASE_S * 2 ** max(consecutive - 1, 0))
         return self._close_for(wait * (1 + random.uniform(0, JITTER)))
@@ -203,7 +203,7 @@ class ProviderGate:
         the budget left is under the margin. No round trip otherwise."""
         if self._probing_here:
             self._probing_here = False
-            self._redis.delete(self._keys[1], self._keys[2], self._keys[4])
+            self._redis.delete(self._probing_key, self._probe_key, self._overloads_key)
         low = [
             resets_at
             for kind, resets_at in headers.resets_at.items()
@@ -217,12 +217,13 @@ class ProviderGate:
         return time.time() < self._closed_here_until
 
     def closed_for_s(self) -> float:
-        until = self._redis.get(self._keys[0])
+        until = self._redis.get(self.closed_key)
         return max(0.0, float(until) - time.time()) if until else 0.0
 
     def _close_for(self, seconds: float, *, probe: bool = True) -> float:
         self._probing_here = False
         until = time.time() + seconds
         self._closed_here_until = max(self._closed_here_until, until)
-        self._close(keys=self._keys[:3], args=[until, seconds + PROBE_TTL_S, "1" if probe else ""])
+        keys = [self.closed_key, self._probing_key, self._probe_key]
+        self._close(keys=keys, args=[until, seconds + PROBE_TTL_S, "1" if probe else ""])
         return until

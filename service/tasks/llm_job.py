@@ -143,6 +143,8 @@ def _report_to_gate(error: LLMError, runtime: TaskRuntime) -> float | None:
         return runtime.gate.report_overloaded()
     if error.status_code is not None:
         runtime.gate.report_answer(NO_HEADERS)
+    else:  # no answer at all (unreachable, timed out): a probe proved nothing
+        runtime.gate.release_probe()
     return None
 
 

@@ -359,7 +359,7 @@ class AsyncWorker:
         llm_jobs = [job_id for job_id, entry in self.running.items() if entry.job.func_name == LLM_TASK]
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.mget([cancel_key(i) for i in llm_jobs] or ["-"])
-            pipe.get(self.gate.keys[0])
+            pipe.get(self.gate.closed_key)
             pipe.exists(self.rq_worker.key)
             metrics.report_worker(  # the gate as the previous tick read it
                 pipe, self.rq_worker.name, llm_in_flight=self.in_use["llm"], gate_closed_until=self.gate_closed_until
