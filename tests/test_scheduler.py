@@ -201,7 +201,9 @@ def test_two_schedulers_register_one_job_and_never_double_a_run(redis_conn, star
 def test_a_restarted_scheduler_does_not_register_the_job_again(redis_conn, start_scheduler):
     for _ in range(2):
         process = start_scheduler(CLEANUP_INTERVAL_S="300")
-        assert scheduled_ids(redis_conn) == [CLEANUP_JOB_ID]
+        # rq-scheduler takes the job out of its schedule for a moment each time it runs it
+        # (first run: now), then puts it back for the next interval.
+        wait_for(lambda: scheduled_ids(redis_conn) == [CLEANUP_JOB_ID], what="one registration")
         process.terminate()
         process.wait(timeout=10)
         redis_conn.delete(*redis_conn.keys("rq:scheduler_instance:*") or ["none"])

@@ -6,6 +6,7 @@ import json
 
 from redis.exceptions import WatchError
 from rq import Queue
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
 from rq.utils import now, utcformat
@@ -53,7 +54,11 @@ def cancel_job(job: Job) -> None:
             pipe.multi()
             # Also covers a worker that popped the job's id but has not marked it started.
             pipe.set(cancel_key(job.id), 1, ex=cancel_ttl_s)
-            job.cancel(pipeline=pipe)
+            try:
+                job.cancel(pipeline=pipe)
+            except InvalidJobOperation:
+                continue  # RQ re-read the status outside the transaction: another request won
+
             pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
             # RQ's cancel keeps the hash for good; a canceled job is kept like a finished one.
             pipe.expire(job.key, job.result_ttl)
