@@ -108,10 +108,15 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
     wait_for(lambda: get(api, slow["id"])["status"] == "running", what="the slow job to run")
     during = scrape(api)
     assert value(during, "llmjobs_jobs_running", queue="high") == 1
-    # each worker process reports its calls in flight every tick: one at least is running
-    per_process = [v for (name, _), v in during.items() if name == "llmjobs_llm_calls_in_flight"]
-    assert len(per_process) == 2 and sum(per_process) == value(during, "llmjobs_llm_calls_in_flight_all") >= 1
-    assert value(during, "llmjobs_provider_gate_closed_seconds") == 0
+    # Each worker process reports its calls in flight at every tick (so a tick late): the slow
+    # job shows in its process's report while it runs.
+    reported = wait_for(
+        lambda: (now := scrape(api)) and value(now, "llmjobs_llm_calls_in_flight_all") >= 1 and now,
+        what="the slow job in the workers' reports",
+    )
+    per_process = [v for (name, _), v in reported.items() if name == "llmjobs_llm_calls_in_flight"]
+    assert len(per_process) == 2 and sum(per_process) == value(reported, "llmjobs_llm_calls_in_flight_all")
+    assert value(reported, "llmjobs_provider_gate_closed_seconds") == 0
     assert value(during, "llmjobs_queue_depth", queue="low") == 1
     assert requests.post(f"{api}/v1/jobs/{parked['id']}/cancel", headers=ALICE, timeout=10).status_code == 200
 
