@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from redis import Redis
-
 LEASE_TTL_S = 15  # a running job is presumed lost this long after its last sign of life
 
 
@@ -24,7 +22,3 @@ def lease_key(job_id: str) -> str:
 
 def completed_key(job_id: str) -> str:
     return f"llmjobs:completed:{job_id}"
-
-
-def request_cancel(connection: Redis, job_id: str, ttl_s: int) -> None:
-    connection.set(cancel_key(job_id), 1, ex=ttl_s)

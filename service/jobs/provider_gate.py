@@ -177,10 +177,6 @@ class ProviderGate:
             pipe.zadd(self._permits_key, dict.fromkeys(self._permits, time.time() + PERMIT_TTL_S), xx=True)
             pipe.expire(self._permits_key, PERMIT_TTL_S)
 
-    def in_flight(self) -> int:
-        """Permits held by every process (0 without a cap)."""
-        return self._redis.zcount(self._permits_key, time.time(), "+inf") if self._max_in_flight else 0
-
     def report_rate_limited(self, retry_after_s: float | None) -> float:
         """A 429 that waiting lifts: nobody calls until `retry-after` (+ jitter) has passed.
         Returns when the gate reopens (epoch s)."""
@@ -215,10 +211,6 @@ class ProviderGate:
     def closed_here(self) -> bool:
         """Whether this process has closed the gate and it has not reopened yet (no round trip)."""
         return time.time() < self._closed_here_until
-
-    def closed_for_s(self) -> float:
-        until = self._redis.get(self.closed_key)
-        return max(0.0, float(until) - time.time()) if until else 0.0
 
     def _close_for(self, seconds: float, *, probe: bool = True) -> float:
         self._probing_here = False
