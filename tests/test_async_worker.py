@@ -179,6 +179,18 @@ def test_a_job_naming_any_other_function_is_refused_and_nothing_runs(start_worke
     assert job.id in FailedJobRegistry("default", connection=redis_conn, serializer=SERIALIZER)
 
 
+def test_a_record_rq_cannot_read_costs_only_itself(start_api, start_worker, redis_conn):
+    """A queue holding a record RQ cannot restore next to a good job: one dequeue takes
+    both, the bad one is skipped (logged) and the good one still runs."""
+    api = start_api()
+    good = submit(api, {"prompt": "fine [[fake: tokens=3]]"})
+    redis_conn.hset("rq:job:unreadable", mapping={"data": b"\x80\x04not json", "status": "queued"})
+    redis_conn.hset("rq:job:unreadable", "created_at", "not a time")
+    redis_conn.lpush("rq:queue:default", "unreadable")  # ahead of the good job
+    start_worker(WORKER_CONCURRENCY="10", WORKER_HIGH_RESERVE="0")
+    assert wait_until_finished(api, good["id"])["status"] == "succeeded"
+
+
 # --- 6. expected failures keep no traceback ------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from service.jobs import index
 from service.jobs.ids import is_job_id
 from service.jobs.progress import live_text_key
 from service.jobs.queues import LLM_TASK, SERIALIZER
+from service.jobs.records import restore_job
 from service.jobs.status import has_unreadable_record, public_status
 
 # A status filter may skip many jobs; one request reads at most this many index entries
@@ -33,11 +34,8 @@ def fetch_client_job(connection: Redis, client: str, job_id: str) -> Job | None:
         pipe.hgetall(Job.key_for(job_id))
         pipe.get(live_text_key(job_id))
         raw, live_text = pipe.execute()
-    if not raw:
-        return None
-    job = Job(job_id, connection=connection, serializer=SERIALIZER)
-    job.restore(raw)
-    if not _owned_by(job, client):
+    job = restore_job(connection, job_id, raw)
+    if job is None or not _owned_by(job, client):
         return None
     if live_text and not job.meta.get("text"):
         job.meta["text"] = live_text.decode()

@@ -26,18 +26,21 @@ def fetch_jobs(connection: Redis, job_ids: list[str]) -> list[Job | None]:
         for job_id in job_ids:
             pipe.hgetall(Job.key_for(job_id))
         records = pipe.execute()
-    jobs: list[Job | None] = []
-    for job_id, record in zip(job_ids, records, strict=True):
-        job = None
-        if record:
-            try:
-                job = Job(job_id, connection=connection, serializer=SERIALIZER)
-                job.restore(record)
-            except Exception as exc:  # RQ raises what the bad field makes it raise
-                log.error("job %s: its record cannot be read, skipped: %r", job_id, exc)
-                job = None
-        jobs.append(job)
-    return jobs
+    return [restore_job(connection, job_id, record) for job_id, record in zip(job_ids, records, strict=True)]
+
+
+def restore_job(connection: Redis, job_id: str, record: dict[bytes, bytes]) -> Job | None:
+    """The job a hash read with HGETALL holds; None for no hash, or one RQ cannot restore
+    (logged)."""
+    if not record:
+        return None
+    try:
+        job = Job(job_id, connection=connection, serializer=SERIALIZER)
+        job.restore(record)
+    except Exception as exc:  # RQ raises what the bad field makes it raise
+        log.error("job %s: its record cannot be read, skipped: %r", job_id, exc)
+        return None
+    return job
 
 
 class ReadTolerantJSONSerializer(JSONSerializer):

@@ -43,6 +43,7 @@ from service.jobs.events import announce_end
 from service.jobs.progress import Superseded, flush_progress
 from service.jobs.provider_gate import ProviderGate, RateLimitHeaders
 from service.jobs.queues import LLM_TASK, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
+from service.jobs.records import restore_job
 from service.llm import LLMClient
 from service.logs import log_context
 from service.tasks.outcomes import JobFailed, Requeue
@@ -243,10 +244,9 @@ class AsyncWorker:
             cancels, *hashes = pipe.execute()
         startable = []
         for job_id, raw, cancel in zip(job_ids, hashes, cancels, strict=True):
-            if not raw:
-                continue  # deleted while it waited
-            job = Job(job_id, connection=self.connection, serializer=SERIALIZER)
-            job.restore(raw)
+            job = restore_job(self.connection, job_id, raw)
+            if job is None:
+                continue  # deleted while it waited, or a record RQ cannot read (logged)
             if job.get_status(refresh=False) not in (JobStatus.QUEUED, JobStatus.SCHEDULED):
                 continue  # canceled (or run) while we popped it
             if cancel is not None:
