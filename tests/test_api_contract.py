@@ -225,12 +225,9 @@ def test_submit_is_one_redis_round_trip(client, redis_conn, monkeypatch):
         response = submit(client)
 
     assert response.status_code == 202
-    # The job is stored, enqueued and indexed by that one pipeline (MULTI/EXEC). Outside it,
-    # only reads and the rate limiter's own counters: one LLEN for back-pressure, and the
-    # limiter's scripts (flask-limiter's moving window runs as EVALSHA).
-    assert calls["pipeline"] == 1
-    assert calls["command"].count("LLEN") == 1
-    assert set(calls["command"]) <= {"LLEN", "EVALSHA"}
+    # One script checks the client's limit and the queue's depth, then stores, enqueues and
+    # indexes the job (service.jobs.admission): nothing else goes to Redis.
+    assert calls == {"pipeline": 0, "command": ["EVALSHA"]}
 
 
 # --- validation ------------------------------------------------------------------------

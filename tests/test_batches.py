@@ -137,16 +137,16 @@ def test_a_batch_of_max_size_is_accepted_and_only_its_owner_sees_it(small_batche
     assert small_batches.get(f"/v1/batches/{batch_id}").status_code == 401
 
 
-def test_a_batch_is_enqueued_in_one_pipeline(client, redis_conn, monkeypatch):
+def test_a_batch_is_admitted_and_enqueued_in_one_round_trip(client, redis_conn, monkeypatch):
     body = {"jobs": [{"prompt": "a"}, {"prompt": "b", "priority": "high"}, {"prompt": "c", "priority": "low"}]}
     assert client.post("/v1/batches", json=body, headers=ALICE).status_code == 202  # warm-up: server version
     with counting_redis_calls() as calls:
         response = client.post("/v1/batches", json=body, headers=ALICE)
 
     assert response.status_code == 202, response.text
-    assert calls["pipeline"] == 1  # every job, the client index and the batch record: one MULTI/EXEC
-    assert calls["command"].count("LLEN") == 3  # back-pressure, one read per target queue
-    assert set(calls["command"]) <= {"LLEN", "EVALSHA"}
+    # One script checks the limit and each target queue's depth, then writes every job, the
+    # client index and the batch record (service.jobs.admission).
+    assert calls == {"pipeline": 0, "command": ["EVALSHA"]}
     assert redis_conn.llen("rq:queue:default") == 2 and redis_conn.llen("rq:queue:high") == 2
 
 

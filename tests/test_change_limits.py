@@ -42,11 +42,13 @@ def test_a_retry_counts_as_a_submit_and_waits_for_a_full_queue(start_api):
     first = submit(api, {"prompt": "never runs"})  # submit 1
     post(api, f"/v1/jobs/{first['id']}/cancel")
     second = submit(api, {"prompt": "never runs"})  # submit 2; the queue is full now
-    assert_refused(post(api, f"/v1/jobs/{first['id']}/retry"), 503, "queue is full")  # 3
+    for _ in range(3):  # a retry refused for a full queue is not counted against the client
+        assert_refused(post(api, f"/v1/jobs/{first['id']}/retry"), 503, "queue is full")
 
     post(api, f"/v1/jobs/{second['id']}/cancel")
-    assert post(api, f"/v1/jobs/{first['id']}/retry").status_code == 202  # 4
-    post(api, f"/v1/jobs/{first['id']}/cancel")
+    for _ in range(2):  # 3, 4
+        assert post(api, f"/v1/jobs/{first['id']}/retry").status_code == 202
+        post(api, f"/v1/jobs/{first['id']}/cancel")
     assert_refused(post(api, f"/v1/jobs/{first['id']}/retry"), 429, "submit limit")
     response = requests.post(f"{api}/v1/jobs", json={"prompt": "hi"}, headers=ALICE, timeout=10)
     assert_refused(response, 429, "submit limit")  # one allowance for submits and retries

@@ -25,8 +25,12 @@ def test_each_client_has_its_own_submit_limit_with_headers(start_api, processes)
     assert [r.status_code for r in accepted] == [202, 202, 202]
     assert [r.headers["X-RateLimit-Remaining"] for r in accepted] == ["2", "1", "0"]
     assert accepted[0].headers["X-RateLimit-Limit"] == "3"
+    assert "Retry-After" not in accepted[0].headers  # a 2xx has nothing to retry
 
-    assert "submit limit" in assert_error(post(api, ALICE), 429)["message"]
+    refused = post(api, ALICE)
+    wait_s = assert_error(refused, 429) and refused.headers["Retry-After"]
+    assert f"submit limit (RATE_LIMIT, 3); retry after {wait_s} seconds" in refused.json()["message"]
+    assert 0 < int(wait_s) <= 60 and refused.headers["X-RateLimit-Remaining"] == "0"
     # bob has his own allowance (his override: 1/minute), untouched by alice's
     assert post(api, BOB).status_code == 202
     assert_error(post(api, BOB), 429)

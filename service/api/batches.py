@@ -11,7 +11,8 @@ from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.jobs import idempotency_claim, new_job_of, require_json_body
 from service.api.json_body import Blueprint
-from service.api.limits import limit_changes, limit_submits, refuse_if_full
+from service.api.json_response import json_response
+from service.api.limits import allowance_headers, limit_changes, submit_gate
 from service.api.schemas import BatchRequestSchema, BatchSchema, IdempotencyHeaderSchema
 from service.jobs.batches import batch_resource, fetch_client_batch, redeliver_batch_webhook, submit_batch
 
@@ -25,7 +26,6 @@ LOCATION = {"Location": {"description": "The batch's URL", "schema": {"type": "s
 
 @blp.route("")
 class BatchCollection(MethodView):
-    @limit_submits
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.arguments(BatchRequestSchema)
     @blp.response(202, BatchSchema, headers=LOCATION, description="Every job queued.")
@@ -39,13 +39,11 @@ class BatchCollection(MethodView):
         ctx = app_context()
         settings = ctx.settings
         jobs = [new_job_of(job, settings) for job in body["jobs"]]
-        for priority in dict.fromkeys(job.priority for job in jobs):
-            refuse_if_full(ctx.queues[priority])
         submitted = submit_batch(
             ctx.redis,
             ctx.queues,
-            current_client(),
             jobs,
+            gate=submit_gate(job.priority for job in jobs),
             max_attempts=settings.max_attempts,
             result_ttl_s=settings.result_ttl_s,
             metadata=body["metadata"],
@@ -53,7 +51,8 @@ class BatchCollection(MethodView):
             idempotency=idempotency_claim(idempotency_key, body),
         )
         resource = batch_resource(ctx.redis, submitted.record, submitted.jobs)
-        return resource, 202 if submitted.created else 200, {"Location": resource["links"]["self"]}
+        headers = {"Location": resource["links"]["self"], **allowance_headers(submitted.allowance)}
+        return json_response(resource, 202 if submitted.created else 200, headers)
 
 
 @blp.route("/<batch_id>")

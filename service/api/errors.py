@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import Flask
 from flask_smorest import Api
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import Conflict, HTTPException, ServiceUnavailable, TooManyRequests
 
+from service.api.limits import allowance_headers
+from service.jobs.admission import OverLimit, QueueFull
 from service.jobs.deliveries import DeliveryPending, TooManyPendingDeliveries
 from service.jobs.idempotency import IdempotencyConflict
 
 REDIS_DOWN_RETRY_AFTER_S = 5
+QUEUE_FULL_RETRY_AFTER_S = 30
 PENDING_DELIVERIES_RETRY_AFTER_S = 60  # deliveries settle in seconds to hours; a minute is a fair first wait
 
 
@@ -50,31 +55,31 @@ def summarize(errors: dict | list, limit: int = 3) -> str:
 
 
 def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
+    def answer(error: HTTPException, message: str, headers: dict[str, str] | None = None):
+        error.data = {"message": message, **({"headers": headers} if headers else {})}
+        return api.handle_http_exception(error)
+
     def redis_unavailable(_exc: Exception):
-        error = ServiceUnavailable()
-        error.data = {
-            "message": "the job store is unavailable; try again shortly",
-            "headers": {"Retry-After": str(REDIS_DOWN_RETRY_AFTER_S)},
-        }
-        return api.handle_http_exception(error)
+        message = "the job store is unavailable; try again shortly"
+        return answer(ServiceUnavailable(), message, {"Retry-After": str(REDIS_DOWN_RETRY_AFTER_S)})
 
-    def idempotency_conflict(exc: IdempotencyConflict):
-        error = Conflict()
-        error.data = {"message": str(exc)}
-        return api.handle_http_exception(error)
+    def over_limit(exc: OverLimit):
+        wait_s = max(1, math.ceil(exc.retry_after_s))
+        message = f"over your submit limit (RATE_LIMIT, {exc.allowance.limit}); retry after {wait_s} seconds"
+        return answer(TooManyRequests(), message, {**allowance_headers(exc.allowance), "Retry-After": str(wait_s)})
 
-    def delivery_pending(exc: DeliveryPending):
-        error = Conflict()
-        error.data = {"message": str(exc)}
-        return api.handle_http_exception(error)
+    def queue_full(exc: QueueFull):
+        # Better than a backlog that grows without bound while the workers cannot keep up.
+        return answer(ServiceUnavailable(), str(exc), {"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
 
     def too_many_deliveries(exc: TooManyPendingDeliveries):
-        error = TooManyRequests()
-        error.data = {"message": str(exc), "headers": {"Retry-After": str(PENDING_DELIVERIES_RETRY_AFTER_S)}}
-        return api.handle_http_exception(error)
+        return answer(TooManyRequests(), str(exc), {"Retry-After": str(PENDING_DELIVERIES_RETRY_AFTER_S)})
 
-    app.register_error_handler(IdempotencyConflict, idempotency_conflict)  # any submit route
-    app.register_error_handler(DeliveryPending, delivery_pending)  # any webhook redelivery
+    # A submit (job, batch or retry), the write of an Idempotency-Key, a webhook redelivery:
+    app.register_error_handler(OverLimit, over_limit)
+    app.register_error_handler(QueueFull, queue_full)
+    app.register_error_handler(IdempotencyConflict, lambda exc: answer(Conflict(), str(exc)))
+    app.register_error_handler(DeliveryPending, lambda exc: answer(Conflict(), str(exc)))
     app.register_error_handler(TooManyPendingDeliveries, too_many_deliveries)
     app.register_error_handler(RedisConnectionError, redis_unavailable)
     app.register_error_handler(RedisTimeoutError, redis_unavailable)

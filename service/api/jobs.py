@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
-from flask import Response, request
+from flask import request
 from flask.views import MethodView
 from flask_smorest import abort
 from rq.job import Job
@@ -14,10 +13,13 @@ from rq.job import Job
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.json_body import Blueprint
-from service.api.limits import limit_changes, limit_submits, refuse_if_full
+from service.api.json_response import json_response
+from service.api.limits import allowance_headers, limit_changes, submit_gate
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings
+from service.jobs.admission import admit
 from service.jobs.idempotency import IdempotencyClaim
+from service.jobs.ids import new_job_id
 from service.jobs.index import InvalidCursor
 from service.jobs.lookup import fetch_client_job, list_client_jobs
 from service.jobs.resource import job_resource
@@ -38,7 +40,6 @@ def require_json_body() -> None:
 
 @blp.route("")
 class JobCollection(MethodView):
-    @limit_submits
     @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.arguments(JobRequestSchema)
     @blp.response(202, JobSchema, headers=LOCATION, description="Queued.")
@@ -50,18 +51,18 @@ class JobCollection(MethodView):
     def post(self, body: dict[str, Any], idempotency_key: str | None = None):
         """Queue an LLM job; answers at once with the job, status `queued`."""
         ctx = app_context()
-        refuse_if_full(ctx.queues[body["priority"]])
         submitted = submit_job(
             ctx.redis,
             ctx.queues,
             new_job_of(body, ctx.settings),
-            client=current_client(),
+            gate=submit_gate([body["priority"]]),
             max_attempts=ctx.settings.max_attempts,
             result_ttl_s=ctx.settings.result_ttl_s,
             idempotency=idempotency_claim(idempotency_key, body),
         )
         resource = job_resource(submitted.job)
-        return resource, 202 if submitted.created else 200, {"Location": resource["links"]["self"]}
+        headers = {"Location": resource["links"]["self"], **allowance_headers(submitted.allowance)}
+        return json_response(resource, 202 if submitted.created else 200, headers)
 
     @blp.arguments(JobListArgsSchema, location="query")
     @blp.response(200, JobPageSchema)
@@ -95,7 +96,7 @@ class JobItem(MethodView):
         """One of your jobs. Poll it with `If-None-Match`: an unchanged job is a bodiless `304`."""
         # The resource is built in one place and is the schema's shape already: encoded once
         # here, it gives the ETag too (a poll of an unchanged job costs no body at all).
-        response = Response(json.dumps(job_resource(own_job(job_id))), mimetype="application/json")
+        response = json_response(job_resource(own_job(job_id)))
         response.add_etag()
         return response.make_conditional(request)
 
@@ -115,7 +116,6 @@ class JobCancel(MethodView):
 
 @blp.route("/<job_id>/retry")
 class JobRetry(MethodView):
-    @limit_submits
     @blp.response(202, JobSchema, description="Queued again.")
     @blp.alt_response(409, description="The job is not failed or canceled, or another request is retrying it.")
     @blp.alt_response(429, description="Over your submit limit (a retry counts as a submit); see Retry-After.")
@@ -124,8 +124,9 @@ class JobRetry(MethodView):
         """Run a failed or canceled job again, with a fresh deadline and attempt budget."""
         ctx = app_context()
         job = own_job(job_id)
-        refuse_if_full(ctx.queues[job.origin])
-        return job_resource(change_job(job, lambda job: rerun_job(job, max_attempts=ctx.settings.max_attempts)))
+        admitted = admit(ctx.redis, submit_gate([job.origin]), hit_id=new_job_id(), write=lambda _pipe: None)
+        job = change_job(job, lambda job: rerun_job(job, max_attempts=ctx.settings.max_attempts))
+        return json_response(job_resource(job), 202, allowance_headers(admitted.allowance))
 
 
 @blp.route("/<job_id>/webhook/redeliver")

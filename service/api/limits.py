@@ -1,24 +1,28 @@
-"""Per-client submit limits (flask-limiter, counted in Redis so every API process shares
-them) and back-pressure on deep queues."""
+"""Per-client limits, counted in Redis so every API process shares them, and back-pressure
+on deep queues.
+
+Submits (jobs, batches, retries) are admitted by `service.jobs.admission`: the client's limit,
+the queue's depth and the write in one Redis call. Cancels and webhook redeliveries are
+limited by flask-limiter (CHANGE_RATE_LIMIT)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from flask import Flask, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_smorest import abort
-from rq import Queue
 
+from service.api.auth import current_client
 from service.api.context import app_context
 from service.config import Settings
-
-QUEUE_FULL_RETRY_AFTER_S = 30
+from service.jobs.admission import Allowance, Gate, parse_submit_limits
 
 
 def rate_limit_key() -> str:
     """The client's name, so one client's burst never spends another's allowance. The
-    submit limit is checked after auth; flask-limiter's own early pass, before auth,
-    sees only the address."""
+    limits are checked after auth; flask-limiter's own early pass, before auth, sees only
+    the address."""
     client = g.get("client")
     return f"client:{client}" if client else f"address:{get_remote_address()}"
 
@@ -26,11 +30,15 @@ def rate_limit_key() -> str:
 limiter = Limiter(key_func=rate_limit_key)
 
 
+# The routes flask-limiter limits: POST .../cancel and POST .../webhook/redeliver.
+CHANGE_ROUTE_ENDINGS = ("/cancel", "/redeliver")
+
+
 @limiter.request_filter
-def _reads_are_not_limited() -> bool:
-    """Every limit is on a route that changes something; a read (a poll, above all) skips
-    flask-limiter's per-request evaluation altogether (~10 % of a GET's CPU)."""
-    return request.method in ("GET", "HEAD", "OPTIONS")
+def _only_changes_are_limited_here() -> bool:
+    """Every other request (a poll, a submit: see admission) skips flask-limiter's
+    per-request evaluation altogether (~10 % of a GET's CPU)."""
+    return request.method != "POST" or not request.path.endswith(CHANGE_ROUTE_ENDINGS)
 
 
 def init_limits(app: Flask, settings: Settings) -> None:
@@ -45,40 +53,34 @@ def init_limits(app: Flask, settings: Settings) -> None:
     limiter.init_app(app)
 
 
-def submit_limit() -> str:
-    """The caller's submit limit: its override (RATE_LIMIT_OVERRIDES), else RATE_LIMIT.
-
-    flask-limiter also reads it in its early pass, before auth, only to see the limit's
-    options (nothing is counted there): no client is known yet, so RATE_LIMIT it is."""
+def submit_gate(queue_names: Iterable[str]) -> Gate:
+    """What a submit by the caller must pass: its limit (its RATE_LIMIT_OVERRIDES entry, else
+    RATE_LIMIT) and QUEUE_MAX_DEPTH on each queue it fills. Jobs, batches and retries share
+    one count per client, so a retry loop spends the same allowance as submits."""
     settings = app_context().settings
-    return settings.rate_limit_overrides.get(g.get("client"), settings.rate_limit)
+    client = current_client()
+    limit = settings.rate_limit_overrides.get(client, settings.rate_limit)
+    caps = tuple((name, settings.queue_max_depth) for name in dict.fromkeys(queue_names))
+    return Gate(client, parse_submit_limits(limit), caps)
 
 
-# The decorator of every route that starts LLM work: a job, a batch, a retry. They share
-# one count per client, so a retry loop spends the same allowance as submits.
-limit_submits = limiter.shared_limit(
-    submit_limit, scope="submits", error_message="over your submit limit (RATE_LIMIT); retry after Retry-After seconds"
-)
+def allowance_headers(allowance: Allowance | None) -> dict[str, str]:
+    """`X-RateLimit-*` as flask-limiter writes them (the reset is epoch seconds)."""
+    if allowance is None:
+        return {}
+    return {
+        "X-RateLimit-Limit": str(allowance.limit),
+        "X-RateLimit-Remaining": str(allowance.remaining),
+        "X-RateLimit-Reset": str(int(allowance.reset_at)),
+    }
 
 
 def change_limit() -> str:
     return app_context().settings.change_rate_limit
 
 
-# The decorator of every other route that changes something: cancel, webhook redelivery.
+# The decorator of every route that changes a job but starts no LLM work (CHANGE_ROUTE_ENDINGS).
 limit_changes = limiter.shared_limit(
     change_limit, scope="changes",
     error_message="over your limit on cancels and redeliveries (CHANGE_RATE_LIMIT); retry after Retry-After seconds",
 )  # fmt: skip
-
-
-def refuse_if_full(queue: Queue) -> None:
-    """503 with Retry-After when the queue holds QUEUE_MAX_DEPTH jobs already: better
-    than a backlog that grows without bound while the workers cannot keep up."""
-    limit = app_context().settings.queue_max_depth
-    if limit and queue.count >= limit:
-        abort(
-            503,
-            message=f"the {queue.name} queue is full ({limit} jobs waiting); retry later",
-            headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)},
-        )

@@ -1,4 +1,4 @@
-"""Batches: many jobs queued in one request and one MULTI/EXEC, followed as a whole.
+"""Batches: many jobs queued in one request and one admitted write, followed as a whole.
 
 A batch is a hash `llmjobs:batch:<id>` (client, job ids, created_at, remaining count,
 callback_url, metadata; later finished_at and the webhook's delivery state) that lives
@@ -12,7 +12,7 @@ stays `done`, while its counts always show the jobs' current statuses.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,8 +22,9 @@ from rq import Queue
 from rq.job import Job
 
 from service.jobs import index, metrics
+from service.jobs.admission import Allowance, Gate, admit
 from service.jobs.deliveries import enqueue_delivery, new_webhook, reserve_redelivery, settle_delivery
-from service.jobs.idempotency import IdempotencyClaim, write_once
+from service.jobs.idempotency import IdempotencyClaim
 from service.jobs.ids import is_job_id, new_job_id
 from service.jobs.queues import SERIALIZER
 from service.jobs.resource import iso_timestamp, job_path, webhook_view
@@ -49,6 +50,7 @@ class Submitted:
     record: dict[str, Any]  # as `fetch_client_batch` returns it
     jobs: list[Job] | None  # in request order; None: not read (an earlier request's batch)
     created: bool = True  # False: an earlier request with the same Idempotency-Key created it
+    allowance: Allowance | None = None  # the client's submit limit after this one (None: no limit)
 
 
 def batch_key(batch_id: str) -> str:
@@ -62,9 +64,9 @@ def batch_path(batch_id: str) -> str:
 def submit_batch(
     connection: Redis,
     queues: dict[str, Queue],
-    client: str,
     jobs: list[NewJob],
     *,
+    gate: Gate,
     max_attempts: int,
     result_ttl_s: int,
     metadata: dict[str, str] | None = None,
@@ -72,7 +74,9 @@ def submit_batch(
     idempotency: IdempotencyClaim | None = None,
 ) -> Submitted:
     """Store every job, enqueue each on its priority's queue, index them for the client and
-    store the batch record: all in one MULTI/EXEC."""
+    store the batch record: all in one admitted write (see admission; a batch counts as one
+    submit). Raises admission's OverLimit and QueueFull."""
+    client = gate.client
     batch_id = new_job_id()
     datas = [
         prepare_job(job, client=client, max_attempts=max_attempts, result_ttl_s=result_ttl_s, batch_id=batch_id)
@@ -105,8 +109,8 @@ def submit_batch(
         found = fetch_client_batch(connection, client, earlier_id)
         return None if found is None else Submitted(found, None, created=False)
 
-    submitted, _created = write_once(connection, idempotency, batch_id, write, earlier)
-    return submitted
+    admitted = admit(connection, gate, hit_id=batch_id, write=write, idempotency=idempotency, earlier=earlier)
+    return replace(admitted.created, allowance=admitted.allowance)
 
 
 def fetch_client_batch(connection: Redis, client: str, batch_id: str) -> dict[str, str] | None:

@@ -14,7 +14,6 @@ from itertools import chain
 from typing import Any, NoReturn
 
 from redis import Redis
-from redis.commands.core import Script
 from rq.job import Job
 from rq.utils import now
 
@@ -24,6 +23,7 @@ from service.jobs.control import cancel_key, completed_key
 from service.jobs.counters import HashIncrements
 from service.jobs.events import MAX_EVENTS, announced_key, events_key, progress_event
 from service.jobs.resource import job_result
+from service.jobs.scripts import registered
 from service.jobs.usage import job_usage
 
 # KEYS: job hash, completion marker, event stream, live text, announced marker, then
@@ -60,7 +60,6 @@ if ARGV[4] ~= '' then
 end
 return 1
 """
-_SCRIPTS: dict[int, Script] = {}  # registered once per connection pool
 
 
 class Superseded(Exception):
@@ -71,13 +70,6 @@ def live_text_key(job_id: str) -> str:
     """The text the running attempt has streamed so far (its meta holds the text only
     once the attempt has ended)."""
     return f"llmjobs:text:{job_id}"
-
-
-def _guarded_save(connection: Redis) -> Script:
-    pool_id = id(connection.connection_pool)
-    if (script := _SCRIPTS.get(pool_id)) is None:
-        script = _SCRIPTS[pool_id] = connection.register_script(_GUARDED_SAVE)
-    return script
 
 
 def _save_call(
@@ -102,7 +94,7 @@ def _save_call(
 
 def _save(job: Job, **changes: Any) -> None:
     keys, args = _save_call(job, **changes)
-    if not _guarded_save(job.connection)(keys=keys, args=args):
+    if not registered(job.connection, _GUARDED_SAVE)(keys=keys, args=args):
         _adopt_winner(job)
 
 
@@ -147,7 +139,7 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts, _wait_
     meta.update(text="", output_tokens=0, error=None, result=None, next_attempt_at=None)
     keys, args = _save_call(job, starting=True)
     with job.connection.pipeline(transaction=False) as pipe:
-        _guarded_save(job.connection)(keys=keys, args=args, client=pipe)
+        registered(job.connection, _GUARDED_SAVE)(keys=keys, args=args, client=pipe)
         if not _wait_observed:
             metrics.QUEUE_WAIT.observe(pipe, (now() - job.enqueued_at).total_seconds(), queue=job.origin)
         saved, *_ = pipe.execute()
@@ -201,7 +193,7 @@ class ProgressRecorder:
 def flush_progress(connection: Redis, recorders: Sequence[ProgressRecorder]) -> list[ProgressRecorder]:
     """Write each recorder's new text (appended to the job's live text, and as a progress
     event) in one round trip; returns the recorders whose job another run has completed."""
-    script = _guarded_save(connection)
+    script = registered(connection, _GUARDED_SAVE)
     written: list[ProgressRecorder] = []
     with connection.pipeline(transaction=False) as pipe:
         for recorder in recorders:

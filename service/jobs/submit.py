@@ -1,4 +1,5 @@
-"""Store and enqueue a new job in one Redis round trip (a few more with an Idempotency-Key)."""
+"""Store and enqueue a new job in one Redis round trip, admitted by its client's limit and
+its queue's depth (see admission)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from rq.job import Job
 from rq.queue import EnqueueData
 
 from service.jobs import index, metrics
-from service.jobs.idempotency import IdempotencyClaim, write_once
+from service.jobs.admission import Allowance, Gate, admit
+from service.jobs.idempotency import IdempotencyClaim
 from service.jobs.ids import new_job_id
 from service.jobs.queues import LLM_TASK, SERIALIZER
 
@@ -37,6 +39,7 @@ class NewJob:
 class Submitted:
     job: Job
     created: bool  # False: an earlier request with the same Idempotency-Key created it
+    allowance: Allowance | None  # the client's submit limit after this one (None: no limit)
 
 
 def submit_job(
@@ -44,13 +47,14 @@ def submit_job(
     queues: dict[str, Queue],
     new: NewJob,
     *,
-    client: str,
+    gate: Gate,
     max_attempts: int,
     result_ttl_s: int,
     idempotency: IdempotencyClaim | None = None,
 ) -> Submitted:
     """Create the RQ job (our fields in meta), push it on its priority's queue and index it
-    for its client, atomically."""
+    for its client, atomically. Raises admission's OverLimit and QueueFull."""
+    client = gate.client
     queue = queues[new.priority]
     data = prepare_job(new, client=client, max_attempts=max_attempts, result_ttl_s=result_ttl_s)
 
@@ -60,8 +64,15 @@ def submit_job(
         metrics.JOBS_SUBMITTED.inc(pipe, queue=queue.name)
         return job
 
-    job, created = write_once(connection, idempotency, data.job_id, write, lambda job_id: _fetch(connection, job_id))
-    return Submitted(job, created)
+    admitted = admit(
+        connection,
+        gate,
+        hit_id=data.job_id,
+        write=write,
+        idempotency=idempotency,
+        earlier=lambda job_id: _fetch(connection, job_id),
+    )
+    return Submitted(admitted.created, admitted.new, admitted.allowance)
 
 
 def prepare_job(

@@ -1,0 +1,193 @@
+"""Admitting new work in one round trip: a script checks the client's submit limit and the
+target queues' depth and, only when both allow it, writes what the caller prepared (RQ's own
+enqueue commands, the client index, the Idempotency-Key) and counts the submit.
+
+So a `202` still means the job is stored and queued atomically, a refused submit (`429`,
+`503`) writes nothing and is not counted against the client, and a submit costs the API one
+Redis call. The caller's writes are recorded on a redis-py pipeline (RQ writes through one
+already) and replayed inside the script. Like RQ itself, this needs one Redis, not a cluster:
+the replayed commands name keys the script does not declare.
+
+The submit limit is a moving window, as flask-limiter's: at most `amount` submits in any
+`window_s` seconds, one sorted set per client and limit, scored by the submit's time.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import limits
+from redis import Redis
+from redis.client import Pipeline
+from rq import Queue
+
+from service.jobs.idempotency import IdempotencyClaim
+from service.jobs.scripts import registered
+
+Created = TypeVar("Created")
+KEY_PREFIX = "llmjobs:ratelimit:submits:"
+
+# KEYS: [Idempotency-Key's key], one per limit, one per capped queue.
+# ARGV: has key (0/1), the record this request already saw there ('' = none), the hit's
+# member, then count + (amount, window ms) per limit, count + max depth per queue, then
+# count + (arg count, args...) per recorded command.
+_ADMIT = """
+local t = redis.call('time')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local k, a = 1, 4
+if ARGV[1] == '1' then
+  local stored = redis.call('get', KEYS[1])
+  if stored and stored ~= ARGV[2] then return {'replay', stored} end
+  k = 2
+end
+local member = ARGV[3]
+local n = tonumber(ARGV[a]); a = a + 1
+local limit_keys, windows = {}, {}
+local best = nil
+for i = 1, n do
+  local key, amount, window = KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  k = k + 1; a = a + 2
+  redis.call('zremrangebyscore', key, '-inf', now - window)
+  local used = redis.call('zcard', key)
+  local oldest = redis.call('zrange', key, 0, 0, 'WITHSCORES')
+  local reset = (oldest[2] and tonumber(oldest[2]) or now) + window
+  if used >= amount then return {'limited', amount, reset - now, reset} end
+  if best == nil or amount - used - 1 < best[2] then best = {amount, amount - used - 1, reset} end
+  limit_keys[i], windows[i] = key, window
+end
+n = tonumber(ARGV[a]); a = a + 1
+for i = 1, n do
+  local cap = tonumber(ARGV[a]); a = a + 1
+  if cap > 0 and redis.call('llen', KEYS[k]) >= cap then return {'full', i, cap} end
+  k = k + 1
+end
+for i = 1, #limit_keys do
+  redis.call('zadd', limit_keys[i], now, member)
+  redis.call('pexpire', limit_keys[i], windows[i])
+end
+n = tonumber(ARGV[a]); a = a + 1
+for _ = 1, n do
+  local argc = tonumber(ARGV[a])
+  redis.call(unpack(ARGV, a + 1, a + argc))
+  a = a + argc + 1
+end
+if best == nil then return {'ok'} end
+return {'ok', best[1], best[2], best[3]}
+"""
+
+
+@dataclass(frozen=True)
+class SubmitLimit:
+    amount: int
+    window_s: int
+
+
+@functools.lru_cache(maxsize=64)
+def parse_submit_limits(text: str) -> tuple[SubmitLimit, ...]:
+    """`600/minute`, or several (`10/second;600/minute`), in flask-limiter's syntax."""
+    return tuple(SubmitLimit(item.amount, item.get_expiry()) for item in limits.parse_many(text))
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """The tightest of the client's limits after this submit: what `X-RateLimit-*` report."""
+
+    limit: int
+    remaining: int
+    reset_at: float  # epoch seconds: the oldest submit counted leaves the window
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What a submit must pass: its client's limits, and the depth of each queue it fills."""
+
+    client: str
+    limits: tuple[SubmitLimit, ...]
+    queue_caps: tuple[tuple[str, int], ...]  # (queue name, most jobs waiting; 0: no cap)
+
+
+class OverLimit(Exception):
+    def __init__(self, limit: int, retry_after_s: float, reset_at: float) -> None:
+        super().__init__(f"over the submit limit of {limit}")
+        self.allowance = Allowance(limit, 0, reset_at)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFull(Exception):
+    def __init__(self, queue: str, cap: int) -> None:
+        super().__init__(f"the {queue} queue is full ({cap} jobs waiting); retry later")
+        self.queue = queue
+
+
+@dataclass(frozen=True)
+class Admitted(Generic[Created]):
+    created: Created
+    new: bool  # False: an earlier request with the same Idempotency-Key created it
+    allowance: Allowance | None  # None: the client has no limit
+
+
+def admit(
+    connection: Redis,
+    gate: Gate,
+    *,
+    hit_id: str,
+    write: Callable[[Pipeline], Created],
+    idempotency: IdempotencyClaim | None = None,
+    earlier: Callable[[str], Created | None] | None = None,
+) -> Admitted[Created]:
+    """Admit one submit (`hit_id`: unique to it) and run `write`'s commands with it, atomically.
+
+    With an Idempotency-Key whose record names something `earlier(id)` still finds, that is
+    returned instead and nothing is written or counted. Raises OverLimit, QueueFull, or
+    IdempotencyConflict (the key was used with another body)."""
+    seen = ""
+    while True:
+        with connection.pipeline(transaction=False) as pipe:
+            created = write(pipe)
+            if idempotency is not None:
+                pipe.set(idempotency.redis_key, idempotency.record(hit_id), ex=idempotency.ttl_s)
+            commands = [args for args, _options in pipe.command_stack]
+        keys, args = _call(gate, hit_id, idempotency, seen, commands)
+        answer = registered(connection, _ADMIT)(keys=keys, args=args)
+        verdict = answer[0].decode()
+        if verdict == "replay":
+            assert idempotency is not None and earlier is not None
+            seen = answer[1].decode()
+            found = earlier(idempotency.replayed_id(answer[1]))
+            if found is not None:
+                return Admitted(found, False, None)
+            continue  # what it named has expired meanwhile: this request creates it anew
+        if verdict == "limited":
+            limit, wait_ms, reset_ms = (int(value) for value in answer[1:])
+            raise OverLimit(limit, wait_ms / 1000, reset_ms / 1000)
+        if verdict == "full":
+            queue, cap = gate.queue_caps[int(answer[1]) - 1][0], int(answer[2])
+            raise QueueFull(queue, cap)
+        allowance = Allowance(int(answer[1]), int(answer[2]), int(answer[3]) / 1000) if len(answer) > 1 else None
+        return Admitted(created, True, allowance)
+
+
+def limit_key(client: str, limit: SubmitLimit) -> str:
+    return f"{KEY_PREFIX}{client}:{limit.amount}/{limit.window_s}"
+
+
+def _call(
+    gate: Gate, hit_id: str, idempotency: IdempotencyClaim | None, seen: str, commands: Sequence[tuple]
+) -> tuple[list[str], list]:
+    keys = [idempotency.redis_key] if idempotency is not None else []
+    args: list = [1 if idempotency is not None else 0, seen, hit_id, len(gate.limits)]
+    for limit in gate.limits:
+        keys.append(limit_key(gate.client, limit))
+        args += (limit.amount, limit.window_s * 1000)
+    args.append(len(gate.queue_caps))
+    for queue, cap in gate.queue_caps:
+        keys.append(Queue.redis_queue_namespace_prefix + queue)
+        args.append(cap)
+    args.append(len(commands))
+    for command in commands:
+        args.append(len(command))
+        args.extend(command)
+    return keys, args
