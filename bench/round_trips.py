@@ -19,6 +19,7 @@ import redis.connection
 from redis import Redis
 
 from service.config import load_settings
+from service.jobs.admission import Gate
 from service.jobs.queues import make_queues
 from service.jobs.submit import NewJob, submit_job
 from service.worker.async_worker import AsyncWorker
@@ -61,7 +62,7 @@ def main() -> None:
     }
     queues = make_queues(connection)
     for _ in range(args.jobs):
-        submit_job(connection, queues, NewJob("default", request, {}, 60), client="bench", max_attempts=3,
+        submit_job(connection, queues, NewJob("default", request, {}, 60), gate=Gate.unlimited("bench"), max_attempts=3,
                    result_ttl_s=600)  # fmt: skip
     worker = AsyncWorker(settings, ["high", "default", "low"])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from rq.job import Job
 
+from service.jobs.admission import Gate
 from service.jobs.progress import ProgressRecorder, Superseded, flush_progress, record_result, start_attempt
 from service.jobs.queues import SERIALIZER, make_queues
 from service.jobs.resource import job_resource
@@ -15,7 +16,9 @@ from service.jobs.submit import NewJob, submit_job
 def two_runs_of_one_job(redis_conn) -> tuple[Job, Job]:
     request = {"model": "claude-sonnet-5-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
     new = NewJob(priority="default", request=request, metadata={}, timeout_s=60)
-    submitted = submit_job(redis_conn, make_queues(redis_conn), new, client="alice", max_attempts=3, result_ttl_s=600)
+    submitted = submit_job(
+        redis_conn, make_queues(redis_conn), new, gate=Gate.unlimited("alice"), max_attempts=3, result_ttl_s=600
+    )
     first, second = (Job.fetch(submitted.job.id, connection=redis_conn, serializer=SERIALIZER) for _ in range(2))
     start_attempt(first)
     start_attempt(second)

@@ -15,6 +15,7 @@ from rq.utils import utcformat
 from rq_scheduler import Scheduler
 
 from service.jobs import cleanup, index
+from service.jobs.admission import Gate
 from service.jobs.control import completed_key, lease_key
 from service.jobs.events import announced_key, events_key
 from service.jobs.queues import SERIALIZER
@@ -32,7 +33,7 @@ def make_job(connection, client: str = "alice", queue: str = "high") -> Job:
     request = {"model": "claude-test", "messages": [{"role": "user", "content": "hi"}]}
     new = NewJob(priority=queue, request=request, metadata={}, timeout_s=60)
     queues = {queue: Queue(queue, connection=connection, serializer=SERIALIZER)}
-    return submit_job(connection, queues, new, client=client, max_attempts=1, result_ttl_s=3600).job
+    return submit_job(connection, queues, new, gate=Gate.unlimited(client), max_attempts=1, result_ttl_s=3600).job
 
 
 def members(connection, client: str) -> list[str]:

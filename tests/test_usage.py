@@ -9,6 +9,7 @@ import pytest
 import requests
 from rq.job import Job
 
+from service.jobs.admission import Gate
 from service.jobs.progress import Superseded, record_result, start_attempt
 from service.jobs.queues import SERIALIZER, make_queues
 from service.jobs.submit import NewJob, submit_job
@@ -26,7 +27,9 @@ def started_runs(redis_conn, model: str, runs: int = 1) -> list[Job]:
     """`runs` fetched copies of one new job, each having started its attempt (a job that ran twice)."""
     request = {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
     new = NewJob(priority="default", request=request, metadata={}, timeout_s=60)
-    submitted = submit_job(redis_conn, make_queues(redis_conn), new, client="alice", max_attempts=3, result_ttl_s=600)
+    submitted = submit_job(
+        redis_conn, make_queues(redis_conn), new, gate=Gate.unlimited("alice"), max_attempts=3, result_ttl_s=600
+    )
     copies = [Job.fetch(submitted.job.id, connection=redis_conn, serializer=SERIALIZER) for _ in range(runs)]
     for job in copies:
         start_attempt(job)

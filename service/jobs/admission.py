@@ -108,6 +108,11 @@ class Gate:
     limits: tuple[SubmitLimit, ...]
     queue_caps: tuple[tuple[str, int], ...]  # (queue name, most jobs waiting; 0: no cap)
 
+    @classmethod
+    def unlimited(cls, client: str) -> Gate:
+        """For work the service submits itself (and tests): no limit, no depth cap."""
+        return cls(client, (), ())
+
 
 class OverLimit(Exception):
     def __init__(self, limit: int, retry_after_s: float, reset_at: float) -> None:
