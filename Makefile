@@ -3,9 +3,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint bench redis-server chromium
+.PHONY: install run test lint bench redis-server chromium prometheus
 
-install: $(STAMP) redis-server chromium
+install: $(STAMP) redis-server chromium prometheus
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -23,6 +23,12 @@ chromium:
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# tests/test_prometheus.py runs promtool on deploy/prometheus and a real Prometheus against the stack.
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  echo "installing prometheus (with promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 run: install
 	./scripts/run-stack.sh

@@ -392,6 +392,22 @@ def test_redis_down_is_503_with_retry_after(monkeypatch):
         assert int(response.headers["Retry-After"]) > 0
 
 
+def test_redis_at_maxmemory_is_503_with_retry_after(client, redis_conn):
+    """With `maxmemory-policy noeviction` (what production wants), a full Redis refuses writes."""
+    submitted_id(client)
+    memory = redis_conn.config_get("maxmemory*")
+    redis_conn.config_set("maxmemory-policy", "noeviction")
+    redis_conn.config_set("maxmemory", redis_conn.info("memory")["used_memory"])
+    try:
+        response = submit(client)
+    finally:
+        redis_conn.config_set("maxmemory", memory["maxmemory"])
+        redis_conn.config_set("maxmemory-policy", memory["maxmemory-policy"])
+
+    assert_error(response, 503)
+    assert int(response.headers["Retry-After"]) > 0
+
+
 # --- isolation and listing -------------------------------------------------------------
 
 

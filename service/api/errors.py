@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 from flask import Flask
 from flask_smorest import Api
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import Conflict, HTTPException, ServiceUnavailable, TooManyRequests
 
@@ -19,6 +21,8 @@ from service.jobs.idempotency import IdempotencyConflict
 REDIS_DOWN_RETRY_AFTER_S = 5
 QUEUE_FULL_RETRY_AFTER_S = 30
 PENDING_DELIVERIES_RETRY_AFTER_S = 60  # deliveries settle in seconds to hours; a minute is a fair first wait
+
+log = logging.getLogger(__name__)
 
 
 class JsonErrorApi(Api):
@@ -63,6 +67,13 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
         message = "the job store is unavailable; try again shortly"
         return answer(ServiceUnavailable(), message, {"Retry-After": str(REDIS_DOWN_RETRY_AFTER_S)})
 
+    def redis_full(exc: RedisOutOfMemoryError):
+        # maxmemory reached with `noeviction` (README, "Running it in production"): writes are
+        # refused until finished jobs expire or Redis gets more memory. For the client it is
+        # the store being unavailable; the operator needs to hear of it.
+        log.error("Redis refused a write: maxmemory reached (%s)", exc)
+        return redis_unavailable(exc)
+
     def over_limit(exc: OverLimit):
         wait_s = max(1, math.ceil(exc.retry_after_s))
         message = f"over your submit limit (RATE_LIMIT, {exc.allowance.limit}); retry after {wait_s} seconds"
@@ -83,3 +94,4 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
     app.register_error_handler(TooManyPendingDeliveries, too_many_deliveries)
     app.register_error_handler(RedisConnectionError, redis_unavailable)
     app.register_error_handler(RedisTimeoutError, redis_unavailable)
+    app.register_error_handler(RedisOutOfMemoryError, redis_full)

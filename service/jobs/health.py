@@ -38,15 +38,20 @@ def readiness(connection: Redis, queues: dict[str, Queue]) -> Readiness:
         report.checks["redis"] = "unreachable"
         return report
     report.checks["redis"] = "ok"
-    fresh_after = now() - timedelta(seconds=HEARTBEAT_FRESH_S)
     for name, queue in queues.items():
-        live = [w for w in Worker.all(queue=queue) if w.last_heartbeat and w.last_heartbeat > fresh_after]
         report.checks[f"workers:{name}"] = (
-            "ok" if live else f"no worker with a heartbeat in the last {HEARTBEAT_FRESH_S} s"
+            "ok" if live_workers(queue) else f"no worker with a heartbeat in the last {HEARTBEAT_FRESH_S} s"
         )
     if not _persistent(connection):
         report.warnings.append("Redis persistence is off (no AOF, no RDB saves): a Redis restart loses queued jobs")
     return report
+
+
+def live_workers(queue: Queue) -> list[Worker]:
+    """The workers serving `queue` whose heartbeat is fresh: a killed worker's registration
+    outlives it, so its presence alone says nothing."""
+    fresh_after = now() - timedelta(seconds=HEARTBEAT_FRESH_S)
+    return [w for w in Worker.all(queue=queue) if w.last_heartbeat and w.last_heartbeat > fresh_after]
 
 
 def _persistent(connection: Redis) -> bool:

@@ -29,6 +29,7 @@ from redis.client import Pipeline
 from rq import Queue
 
 from service.jobs.counters import HashIncrements
+from service.jobs.health import HEARTBEAT_FRESH_S, live_workers
 
 METRICS_KEY = "llmjobs:metrics"
 # worker process name -> JSON of what it reported at its last tick (its LLM calls in flight,
@@ -220,7 +221,15 @@ class RedisMetricsCollector:
         for i, name in enumerate(self._queues):
             for family, value in zip((depth, waiting, running), answers[3 * i : 3 * i + 3], strict=True):
                 family.add_metric((name,), value)
-        yield from (depth, waiting, running)
+        # The same count /readyz checks, so that an alert can say which queue nobody serves.
+        workers = GaugeMetricFamily(
+            "llmjobs_queue_workers",
+            f"Workers serving each queue with a heartbeat in the last {HEARTBEAT_FRESH_S} s.",
+            labels=("queue",),
+        )
+        for name, queue in self._queues.items():
+            workers.add_metric((name,), len(live_workers(queue)))
+        yield from (depth, waiting, running, workers)
 
 
 def _cumulative(histogram: RedisHistogram, values: dict[str, float]) -> list[tuple[str, float]]:
