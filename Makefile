@@ -1,13 +1,15 @@
 # Two commands on a fresh machine: `make run` and `make test`.
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# The client's pyproject.toml too: its dependencies and console script are installed from it.
+INSTALLED_FROM := requirements.txt requirements-dev.txt clients/python/pyproject.toml
+STAMP := $(VENV)/.installed-$(shell cat $(INSTALLED_FROM) | cksum | cut -d' ' -f1)
 
 .PHONY: install run test lint bench redis-server chromium prometheus
 
 install: $(STAMP) redis-server chromium prometheus
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): $(INSTALLED_FROM)
 	test -x $(BIN)/python || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	rm -f $(VENV)/.installed-* && touch $@

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
 from .directives import DirectiveError, Directives, parse_directives
+from .models import is_known_model
 from .ratelimits import (
     DEFAULT_REQUESTS_PER_MINUTE,
     DEFAULT_TOKENS_PER_MINUTE,
@@ -255,6 +256,8 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
             d = parse_directives(last_user_text)
         except (InvalidRequest, DirectiveError) as exc:
             return error_response(400, str(exc))
+        if not is_known_model(body["model"]):
+            return error_response(404, f"model: {body['model']}")
 
         if d.fail_times is not None and d.key and state.bump(d.key) > d.fail_times:
             d = d.without_failures()

@@ -2,7 +2,7 @@
 # Redis for `make run`, stopped last. honcho signals every process at once (and Ctrl-C
 # reaches the whole terminal group), but workers finishing their current job still need
 # Redis. So Redis runs in its own session, and on INT/TERM this waits for the workers to
-# deregister (at most 4 s: honcho SIGKILLs after 5 s), then shuts Redis down cleanly.
+# deregister (scripts/wait-for-workers-to-stop.sh), then shuts Redis down cleanly.
 # It requires the password in .run/redis-password.
 set -u
 mkdir -p .run/redis
@@ -14,10 +14,7 @@ printf 'requirepass %s\n' "$REDISCLI_AUTH" | setsid redis-server - --port "$REDI
 redis_pid=$!
 
 stop() {
-  for _ in $(seq 40); do
-    [ "$(redis-cli -p "$REDIS_PORT" scard rq:workers 2>/dev/null)" = "0" ] && break
-    sleep 0.1
-  done
+  scripts/wait-for-workers-to-stop.sh
   redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || kill "$redis_pid"
 }
 trap stop INT TERM

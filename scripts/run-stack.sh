@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p .run && chmod 700 .run
 
+# One stack per checkout: the lock is held (fd 9, inherited by honcho and every process
+# it starts) until the last of them exits, also when killed. A second `make run` says so
+# at once, instead of failing on a port after the whole banner.
+exec 9>>.run/stack.lock
+if ! flock -n 9; then
+  echo "make run is already running here: API at $(cat .run/api-url 2>/dev/null || echo '(starting)'); Ctrl-C it there first" >&2
+  exit 1
+fi
+
 # secret FILE PYTHON-EXPRESSION: made once (mode 0600 from the start), then reused.
 secret() {
   [ -s "$1" ] || (umask 077 && python -c "import base64, secrets; print($2)" > "$1")
@@ -40,6 +49,8 @@ if [ -z "${API_KEYS:-}" ]; then
   export API_KEYS="dev=$(secret .run/dev-api-key "'dev-' + secrets.token_urlsafe(24)")"
   key='$(cat .run/dev-api-key)'
 fi
+api_url="http://127.0.0.1:$API_PORT"
+echo "$api_url" > .run/api-url
 
 if [ -z "${WEBHOOK_SECRET:-}" ]; then
   WEBHOOK_SECRET="$(secret .run/webhook-secret "'whsec_' + base64.b64encode(secrets.token_bytes(32)).decode()")"
@@ -58,7 +69,11 @@ cat <<MSG
   Dashboard  http://127.0.0.1:$API_PORT/dashboard/   (user $DASHBOARD_USERNAME, password in .run/dashboard-password)
   Metrics    http://127.0.0.1:$API_PORT/metrics
 
-  Submit a job, then read it back (the id is in the first answer):
+  The llmjobs command (.venv/bin; see the README) reads these:
+    export PATH="$PWD/.venv/bin:\$PATH" LLMJOBS_URL=$api_url LLMJOBS_API_KEY="$key"
+    llmjobs submit "Write a haiku about queues" --wait;  llmjobs tail <id>
+
+  Or with curl: submit a job, then read it back (the id is in the first answer):
     curl -s -X POST http://127.0.0.1:$API_PORT/v1/jobs -H "Authorization: Bearer $key" \\
          -H "Content-Type: application/json" -d '{"prompt": "Write a haiku about queues", "priority": "high"}'
     curl -s http://127.0.0.1:$API_PORT/v1/jobs/<id> -H "Authorization: Bearer $key"

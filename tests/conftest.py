@@ -289,10 +289,10 @@ def client(app):
 
 @pytest.fixture
 def start_api(processes: Processes, service_env: dict[str, str]) -> Callable[..., str]:
-    """Start the API under gunicorn; returns its base URL once it answers."""
+    """Start the API under gunicorn (on a free port, or `port`); returns its base URL once it answers."""
 
-    def start(**env_overrides: str) -> str:
-        port = free_port()
+    def start(port: int | None = None, **env_overrides: str) -> str:
+        port = port or free_port()
         env = {**service_env, **env_overrides}
         args = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}"]
         process = processes.start("api", args, env)

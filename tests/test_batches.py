@@ -168,11 +168,13 @@ def test_the_callback_fires_once_when_the_whole_batch_is_done(start_api, start_w
     (delivery,) = receiver.deliveries
     headers = {k.lower(): v for k, v in delivery.headers.items()}
     assert headers["webhook-id"] == hook["id"]
-    body = Webhook(SECRET).verify(delivery.body, headers)
-    assert body == json.loads(delivery.body)
+    payload = Webhook(SECRET).verify(delivery.body, headers)
+    assert payload == json.loads(delivery.body)
+    assert payload["type"] == "batch.done" and payload["timestamp"] == payload["data"]["finished_at"]
+    body = payload["data"]
     assert body["id"] == batch_id and body["status"] == "done" and body["finished_at"]
     assert body["counts"] == {**ZERO, "succeeded": 2, "failed": 1}
-    assert body["webhook"]["state"] == "pending"  # as it was when sent
+    assert "webhook" not in body  # the state of the delivery carrying it would be "pending"
     assert (hook["attempts"], hook["last_status_code"], hook["url"]) == (1, 200, receiver.url)
 
     redelivered = requests.post(f"{api}/v1/batches/{batch_id}/webhook/redeliver", headers=ALICE, timeout=10)
@@ -181,7 +183,7 @@ def test_the_callback_fires_once_when_the_whole_batch_is_done(start_api, start_w
     wait_for(lambda: len(receiver.deliveries) == 2, what="the redelivery")
     again = receiver.deliveries[1]
     assert {k.lower(): v for k, v in again.headers.items()}["webhook-id"] == hook["id"]  # receivers dedupe by it
-    assert json.loads(again.body)["counts"] == body["counts"]
+    assert json.loads(again.body) == payload  # the batch as it is now: unchanged
     wait_for(lambda: get_batch(api, batch_id)["webhook"]["state"] == "delivered", what="the redelivery's state")
     other = requests.post(f"{api}/v1/batches/{batch_id}/webhook/redeliver", headers=BOB, timeout=10)
     assert other.status_code == 404  # another client's batch

@@ -94,7 +94,7 @@ def deliver_directly(redis_conn, job_id: str, url: str) -> None:
     job.meta["webhook"] = {"id": "msg_direct", "url": url, "state": "pending", "attempts": 0,
                            "last_status_code": None, "last_error": None, "next_attempt_at": None}  # fmt: skip
     job.save_meta()
-    queue_delivery(job, json.dumps({"id": job_id}))
+    queue_delivery(job, {"id": job_id, "status": "succeeded"})
 
 
 # --- 1. backslash ---------------------------------------------------------------------------

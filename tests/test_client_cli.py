@@ -1,164 +1,101 @@
-"""service/client.py and service/cli.py against the real stack (gunicorn, worker.py, Redis,
-the fake Anthropic server), plus unit tests of the SSE parser, the wait schedule, the error
-mapping and webhook verification."""
+"""The client package (clients/python: `llmjobs`) against the real stack (gunicorn,
+worker.py, Redis, the fake Anthropic server), its `llmjobs` console script as a
+subprocess, and stand-in servers for what the stack cannot be made to do on cue (a 503
+on every answer, hostile model text)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
+import httpx
 import pytest
-import requests
 import standardwebhooks
-
-from service.client import (
+from llmjobs import (
     APIConnectionError,
     APIError,
+    AsyncJobsClient,
     AuthenticationError,
     ConflictError,
-    Event,
+    Job,
     JobsClient,
     NotFoundError,
+    ProgressUpdate,
     ServerError,
     ServiceUnavailableError,
-    SSEParser,
     ValidationError,
     WaitTimeout,
     WebhookVerificationError,
-    error_from_response,
     verify_webhook,
 )
-from tests.conftest import ALICE_KEY, BOB_KEY, PYTHON, ROOT, free_port, wait_for
+from llmjobs.errors import error_from_response
+
+from tests.conftest import ALICE_KEY, BIN, BOB_KEY, ROOT, free_port, wait_for
 
 FAST_RETRIES = {"RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1", "LLM_MAX_ATTEMPTS": "3"}
+LLMJOBS = str(BIN / "llmjobs")  # the console script the package installs
 
 
 def fake(**fields: object) -> str:
     return "[[fake: " + " ".join(f"{k}={v}" for k, v in fields.items()) + "]]"
 
 
-def run_cli(*args: str, url: str | None = None, key: str | None = ALICE_KEY, timeout: float = 30):
+def run_cli(*args: str, url: str | None = None, key: str | None = ALICE_KEY, timeout: float = 60, **popen):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMJOBS_")}
     if url is not None:
         env["LLMJOBS_URL"] = url
     if key is not None:
         env["LLMJOBS_API_KEY"] = key
     return subprocess.run(
-        [PYTHON, "-m", "service.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [LLMJOBS, *args], cwd=ROOT, env=env, capture_output="stdout" not in popen, text=True, timeout=timeout, **popen
     )
 
 
-# --------------------------------------------------------------------------- unit: SSE parser
+class Recorder:
+    """Sleeps nothing, on a fake clock, remembering each pause."""
 
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
 
-def feed_all(chunks: list[bytes]) -> list[Event]:
-    parser = SSEParser()
-    return [event for chunk in chunks for event in parser.feed(chunk)]
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
 
-
-STREAM = (
-    b": keep-alive\r\n"
-    b"id: 1-0\r\n"
-    b"event: progress\r\n"
-    b'data: {"text": "h\xc3\xa9llo", "output_tokens": 1, "attempt": 1}\r\n'
-    b"\r\n"
-    b"id: 2-0\n"
-    b"event: progress\n"
-    b'data: {"text":\n'
-    b'data:  " world",\n'
-    b'data: "attempt": 1}\n'
-    b": a comment between fields\n"
-    b"\n"
-    b"id: 3-0\r"
-    b"event: succeeded\r"
-    b'data: {"id": "j1", "status": "succeeded"}\r'
-    b"\r"
-    b"id: 4-0\n"
-    b"event: progress\n"
-    b'data: {"text": "cut off"}\n'
-)
-EXPECTED = [
-    Event("1-0", "progress", {"text": "héllo", "output_tokens": 1, "attempt": 1}),
-    Event("2-0", "progress", {"text": " world", "attempt": 1}),
-    Event("3-0", "succeeded", {"id": "j1", "status": "succeeded"}),
-]
-
-
-def test_sse_parser_multiline_data_comments_and_line_endings():
-    # The last event has no blank line after it: per WHATWG it is never dispatched.
-    assert feed_all([STREAM]) == EXPECTED
-
-
-def test_sse_parser_any_chunk_boundary():
-    # One byte at a time: splits inside CRLF, inside a UTF-8 character, inside "data:".
-    assert feed_all([STREAM[i : i + 1] for i in range(len(STREAM))]) == EXPECTED
-    for cut in range(1, len(STREAM)):
-        assert feed_all([STREAM[:cut], STREAM[cut:]]) == EXPECTED, cut
-
-
-def test_sse_parser_field_rules():
-    events = feed_all(
-        [
-            b"\xef\xbb\xbfdata:no space\n\n",  # BOM dropped; no space to strip
-            b"data:  two spaces\n\n",  # only one space is removed
-            b"data\n\n",  # a field name alone: empty value
-            b"id: 7\n\n",  # no data: not dispatched, but the id is kept
-            b"event: x\ndata: 1\n\n",  # JSON; the id carries over
-            b"id: a\x00b\ndata: [1, 2]\n\n",  # an id with NUL is ignored
-            b'retry: 2500\nunknown: field\ndata: {"a": 1}\n\n',
-        ]
-    )
-    assert events == [
-        Event(None, "message", "no space"),
-        Event(None, "message", " two spaces"),
-        Event(None, "message", ""),
-        Event("7", "x", 1),
-        Event("7", "message", [1, 2]),
-        Event("7", "message", {"a": 1}),
-    ]
-
-
-def test_sse_parser_retry_field():
-    parser = SSEParser()
-    parser.feed(b"retry: 2500\n\nretry: soon\n\n")
-    assert parser.retry_ms == 2500
+    def clock(self) -> float:
+        return self.now
 
 
 # --------------------------------------------------------------------------- unit: errors and webhooks
 
 
-def response(status: int, body: bytes, **headers: str) -> requests.Response:
-    r = requests.Response()
-    r.status_code, r._content, r.reason = status, body, "Reason"
-    r.headers.update(headers)
-    return r
-
-
 def test_error_mapping_without_a_json_body():
-    error = error_from_response(response(502, b"<html>Bad Gateway</html>", **{"Content-Type": "text/html"}))
+    error = error_from_response(httpx.Response(502, content=b"<html>Bad Gateway</html>"))
     assert type(error) is ServerError and error.status_code == 502 and error.code == 502
     assert error.message == "<html>Bad Gateway</html>"
 
-    body = json.dumps({"code": 503, "status": "Service Unavailable", "message": "the job store is down"}).encode()
-    error = error_from_response(response(503, body, **{"Retry-After": "5"}))
+    body = {"code": 503, "status": "Service Unavailable", "message": "the job store is down"}
+    error = error_from_response(httpx.Response(503, json=body, headers={"Retry-After": "5"}))
     assert isinstance(error, ServiceUnavailableError) and isinstance(error, ServerError)
     assert (error.message, error.retry_after, error.errors) == ("the job store is down", 5.0, None)
 
-    error = error_from_response(response(413, b""))
-    assert error.message == "Reason" and error.status_code == 413
+    error = error_from_response(httpx.Response(413, content=b""))
+    assert error.message == "Request Entity Too Large" and error.status_code == 413
 
     later = (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    assert 25 < error_from_response(response(429, b"{}", **{"Retry-After": later})).retry_after <= 30
+    assert 25 < error_from_response(httpx.Response(429, json={}, headers={"Retry-After": later})).retry_after <= 30
 
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+JOB = {"id": "j1", "status": "succeeded", "result": {"text": "hé", "usage": {"input_tokens": 1}}, "attempts": 1}
 
 
 def signed(body: str, when: datetime | None = None, secret: str = SECRET) -> dict[str, str]:
@@ -168,15 +105,22 @@ def signed(body: str, when: datetime | None = None, secret: str = SECRET) -> dic
     return {"Webhook-Id": msg_id, "Webhook-Timestamp": str(int(when.timestamp())), "Webhook-Signature": signature}
 
 
-def test_verify_webhook():
-    job = {"id": "j1", "status": "succeeded", "result": {"text": "hé"}}
-    body = json.dumps(job)
+def test_verify_webhook_returns_the_typed_payload():
+    payload = {"type": "job.succeeded", "timestamp": "2026-11-21T05:24:18.831Z", "data": JOB}
+    body = json.dumps(payload)
     headers = signed(body)
-    assert verify_webhook(body.encode(), headers, SECRET) == job
-    assert verify_webhook(body, requests.structures.CaseInsensitiveDict(headers), SECRET) == job
+    event = verify_webhook(body.encode(), headers, SECRET)
+    assert event.type == "job.succeeded" and event.raw == payload
+    assert event.timestamp == datetime(2026, 11, 21, 5, 24, 18, 831000, tzinfo=UTC)
+    assert isinstance(event.data, Job) and event.data.result.text == "hé" and event.data.result.usage.input_tokens == 1
+    assert verify_webhook(body, httpx.Headers(headers), SECRET) == event
+
+    batch = {"id": "b1", "status": "done", "counts": {"succeeded": 2}, "job_ids": ["a", "b"]}
+    body = json.dumps({"type": "batch.done", "timestamp": None, "data": batch})
+    assert verify_webhook(body, signed(body), SECRET).data.counts.succeeded == 2
 
     rejected = [
-        (body.replace("succeeded", "failed"), headers),  # tampered body
+        (body.replace("done", "running"), headers),  # tampered body
         (body, signed(body, datetime.now(UTC) - timedelta(minutes=10))),  # replayed: too old
         (body, signed(body, secret="whsec_" + "QUJDREVGR0hJSktMTU5PUA==")),  # another secret
         (body, {**headers, "Webhook-Signature": "garbage"}),  # malformed
@@ -188,7 +132,95 @@ def test_verify_webhook():
         assert isinstance(info.value, standardwebhooks.WebhookVerificationError)
 
 
-# --------------------------------------------------------------------------- unit-ish: CLI without a stack
+# --------------------------------------------------------------------------- retries, against a stand-in
+
+
+class StandIn:
+    """A stand-in API on a real socket: answers every request with `answer(handler)`
+    (status, headers, body) and records the requests' paths and headers."""
+
+    def __init__(self, answer: Callable[[BaseHTTPRequestHandler], tuple[int, dict[str, str], bytes]]) -> None:
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def respond(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                stand_in.requests.append((self.command, self.path, dict(self.headers.items())))
+                status, headers, body = answer(self)
+                self.send_response(status)
+                for name, value in {"Content-Length": str(len(body)), **headers}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = respond
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def unavailable(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], bytes]:
+    body = json.dumps({"code": 503, "status": "Service Unavailable", "message": "queue full"}).encode()
+    return 503, {"Retry-After": "3", "Content-Type": "application/json"}, body
+
+
+def test_submits_and_reads_are_retried_after_retry_after_but_changes_are_not():
+    stand_in = StandIn(unavailable)
+    recorder = Recorder()
+    try:
+        client = JobsClient(stand_in.url, ALICE_KEY, max_retries=2, sleep=recorder.sleep)
+        with pytest.raises(ServiceUnavailableError):
+            client.submit("hello")
+        sent = stand_in.requests
+        assert [(method, path) for method, path, _ in sent] == [("POST", "/v1/jobs")] * 3
+        keys = {headers["Idempotency-Key"] for _, _, headers in sent}
+        assert len(keys) == 1 and keys.pop().startswith("llmjobs-")  # one key: the resends are the same submit
+        assert len(recorder.pauses) == 2 and all(pause >= 3 for pause in recorder.pauses)  # Retry-After
+
+        sent.clear()
+        with pytest.raises(ServiceUnavailableError):
+            client.get("j1")
+        assert len(sent) == 3
+
+        sent.clear()
+        with pytest.raises(ServiceUnavailableError):
+            client.cancel("j1")  # not idempotent: sent once
+        with pytest.raises(ServiceUnavailableError):
+            JobsClient(stand_in.url, ALICE_KEY, max_retries=0).get("j1")
+        assert len(sent) == 2
+    finally:
+        stand_in.close()
+
+
+def test_a_call_that_never_reached_the_server_is_retried_even_when_not_idempotent():
+    recorder = Recorder()
+    client = JobsClient(f"http://127.0.0.1:{free_port()}", ALICE_KEY, max_retries=3, sleep=recorder.sleep)
+    with pytest.raises(APIConnectionError) as info:
+        client.cancel("j1")
+    assert info.value.sent is False and len(recorder.pauses) == 3
+    assert all(0 <= pause <= 8 for pause in recorder.pauses)
+
+
+def test_stream_reconnects_with_back_off_until_reconnect_timeout():
+    recorder = Recorder()
+    client = JobsClient(f"http://127.0.0.1:{free_port()}", ALICE_KEY, sleep=recorder.sleep, clock=recorder.clock)
+    with pytest.raises(APIConnectionError, match="gave up after reconnecting for 60 s"):
+        list(client.stream("some-job"))
+    assert recorder.pauses[:5] == [0.5, 1, 2, 4, 5] and set(recorder.pauses[4:]) == {5}
+    assert 55 < sum(recorder.pauses) <= 60
+
+
+# --------------------------------------------------------------------------- the console script, no stack
 
 
 def test_cli_needs_a_key_and_a_reachable_url():
@@ -201,33 +233,20 @@ def test_cli_needs_a_key_and_a_reachable_url():
     assert down.stderr.startswith("error:") and "Traceback" not in down.stderr
 
 
-def test_stream_gives_up_after_its_reconnects():
-    pauses: list[float] = []
-    client = JobsClient(f"http://127.0.0.1:{free_port()}", ALICE_KEY, sleep=pauses.append)
-    with pytest.raises(APIConnectionError, match="gave up after 5 reconnects"):
-        list(client.stream("some-job"))
-    assert pauses == [0.5] * 5
-
-
 # --------------------------------------------------------------------------- the real stack
 
 
 def test_wait_backoff_schedule_then_submit_wait_get_list_and_typed_errors(start_api, start_worker):
     api = start_api()
     # No worker yet: the job stays queued, and wait() runs out on a fake clock.
-    now = [0.0]
-    delays: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        delays.append(seconds)
-        now[0] += seconds
-
-    client = JobsClient(api, ALICE_KEY, sleep=sleep, clock=lambda: now[0])
+    recorder = Recorder()
+    client = JobsClient(api, ALICE_KEY, sleep=recorder.sleep, clock=recorder.clock)
     queued = client.submit("still queued " + fake(tokens=3))
+    seen: list[Job] = []
     with pytest.raises(WaitTimeout) as info:
-        client.wait(queued["id"], timeout=20)
-    assert delays == [1, 1.5, 2.25, 3.375, 5, 5, 1.875]
-    assert info.value.job["id"] == queued["id"] and info.value.job["status"] == "queued"
+        client.wait(queued.id, timeout=20, on_update=seen.append)
+    assert recorder.pauses == [1, 1.5, 2.25, 3.375, 5, 5, 1.875]
+    assert info.value.job.id == queued.id and info.value.job.status == "queued" and len(seen) == 8
 
     start_worker()
     client = JobsClient(api, ALICE_KEY)
@@ -235,64 +254,65 @@ def test_wait_backoff_schedule_then_submit_wait_get_list_and_typed_errors(start_
     job = client.submit(
         "Tell me about queues " + fake(tokens=12), priority="high", metadata={"ticket": "T-1"}, idempotency_key=key
     )
-    assert job["status"] == "queued" and job["priority"] == "high"
-    done = client.wait(job["id"], timeout=30)
-    assert done["status"] == "succeeded", done
-    assert done["result"]["usage"]["output_tokens"] == 12 and done["result"]["usage"]["input_tokens"] > 0
-    assert done["result"]["cost_usd"] > 0 and done["metadata"] == {"ticket": "T-1"}
-    assert client.get(job["id"]) == done
-    assert client.wait(queued["id"], timeout=30)["status"] == "succeeded"
+    assert job.status == "queued" and job.priority == "high" and job.created_at.tzinfo is not None
+    done = client.wait(job.id, timeout=30)
+    assert done.status == "succeeded" and done.done, done
+    assert done.result.usage.output_tokens == 12 and done.result.usage.input_tokens > 0
+    assert done.result.cost_usd > 0 and done.metadata == {"ticket": "T-1"}
+    assert done.finished_at >= done.started_at >= done.created_at
+    assert client.get(job.id) == done and client.get(job.id).raw == done.raw
+    assert client.wait(queued.id, timeout=30).status == "succeeded"
 
     # Idempotency: the same request returns the job; another body under the key is a 409.
     again = client.submit(
         "Tell me about queues " + fake(tokens=12), priority="high", metadata={"ticket": "T-1"}, idempotency_key=key
     )
-    assert again["id"] == job["id"]
+    assert again.id == job.id
     with pytest.raises(ConflictError):
         client.submit("something else", idempotency_key=key)
+    # Without a key of the caller's, each submit is a new job (the client's own key differs).
+    assert client.submit("twice " + fake(tokens=1)).id != client.submit("twice " + fake(tokens=1)).id
 
     page = client.list(limit=1)
-    assert [j["id"] for j in page["data"]] == [job["id"]] and page["next_cursor"]
-    rest = client.list(limit=5, cursor=page["next_cursor"])
-    assert [j["id"] for j in rest["data"]] == [queued["id"]] and rest["next_cursor"] is None
-    assert {j["id"] for j in client.list(status="succeeded")["data"]} == {job["id"], queued["id"]}
-    assert client.list(status="running")["data"] == []
+    assert len(page.data) == 1 and page.next_cursor
+    everything = client.list(limit=10)
+    assert [j.id for j in everything.data][-2:] == [job.id, queued.id] and everything.next_cursor is None
+    assert {j.id for j in client.list(status="succeeded").data} >= {job.id, queued.id}
 
     # Typed errors.
     with pytest.raises(AuthenticationError) as auth:
-        JobsClient(api, "not-a-valid-key-at-all").get(job["id"])
+        JobsClient(api, "not-a-valid-key-at-all").get(job.id)
     assert auth.value.status_code == 401 and auth.value.message
     with pytest.raises(NotFoundError) as missing:
         client.get("no-such-job")
     assert missing.value.status_code == 404 and missing.value.code == 404
     with pytest.raises(NotFoundError):
-        JobsClient(api, BOB_KEY).get(job["id"])  # another client's job
+        JobsClient(api, BOB_KEY).get(job.id)  # another client's job
     with pytest.raises(ValidationError) as invalid:
         client.submit("hi", max_tokens=0)
     assert invalid.value.status_code == 422 and "max_tokens" in json.dumps(invalid.value.errors)
     with pytest.raises(ConflictError) as finished:
-        client.cancel(job["id"])
+        client.cancel(job.id)
     assert finished.value.status_code == 409 and isinstance(finished.value, APIError)
     with pytest.raises(ConflictError):
-        client.retry(job["id"])
-    with pytest.raises(APIConnectionError):
-        JobsClient(f"http://127.0.0.1:{free_port()}", ALICE_KEY).get(job["id"])
+        client.retry(job.id)
+    with pytest.raises(ConflictError):
+        client.redeliver_webhook(job.id)  # it had no callback_url
 
 
 def test_get_polls_with_the_etag_and_an_unchanged_job_costs_no_body(start_api):
     api = start_api()  # no worker: the job stays queued, unchanged
     answers: list[int] = []
-    session = requests.Session()
-    session.hooks["response"].append(lambda response, *args, **kwargs: answers.append(response.status_code))
-    client = JobsClient(api, ALICE_KEY, session=session)
+    http = httpx.Client(event_hooks={"response": [lambda response: answers.append(response.status_code)]})
+    client = JobsClient(api, ALICE_KEY, http_client=http)
     job = client.submit("hello")
 
-    first, second, third = (client.get(job["id"]) for _ in range(3))
+    first, second, third = (client.get(job.id) for _ in range(3))
 
     assert answers == [202, 200, 304, 304]
-    assert first == second == third and first["id"] == job["id"]
-    second["status"] = "changed by the caller"  # each answer is the caller's own copy
-    assert client.get(job["id"])["status"] == "queued"
+    assert first == second == third and first.id == job.id
+    second.raw["status"] = "changed by the caller"  # each answer is the caller's own copy
+    assert client.get(job.id).status == "queued"
 
 
 def test_cancel_a_running_job_and_retry_it(start_api, start_worker):
@@ -300,35 +320,159 @@ def test_cancel_a_running_job_and_retry_it(start_api, start_worker):
     start_worker(**FAST_RETRIES)
     client = JobsClient(api, ALICE_KEY)
     job = client.submit("long " + fake(tokens=400, chunk_delay_ms=50))
-    wait_for(lambda: client.get(job["id"])["progress"]["output_tokens"] > 2, what="streaming to start")
-    assert client.cancel(job["id"])["status"] == "running"  # 202: it stops within a second
-    done = client.wait(job["id"], timeout=10)
-    assert done["status"] == "canceled" and done["progress"]["text"]
+    wait_for(lambda: client.get(job.id).progress.output_tokens > 2, what="streaming to start")
+    assert client.cancel(job.id).status == "running"  # 202: it stops within a second
+    done = client.wait(job.id, timeout=10)
+    assert done.status == "canceled" and done.progress.text
     # The answer shows the job as it is after the re-queue: an idle worker may have taken it already.
-    assert client.retry(job["id"])["status"] in {"queued", "running"}
-    assert client.cancel(job["id"])["status"] in {"canceled", "running"}
-    assert client.wait(job["id"], timeout=10)["status"] == "canceled"
+    assert client.retry(job.id).status in {"queued", "running"}
+    assert client.cancel(job.id).status in {"canceled", "running"}
+    assert client.wait(job.id, timeout=10).status == "canceled"
 
 
-def test_cli_submit_wait_get_and_errors(start_api, start_worker):
+def test_batches_and_usage(start_api, start_worker):
+    api = start_api()
+    start_worker()
+    client = JobsClient(api, ALICE_KEY)
+    batch = client.submit_batch(
+        ["one " + fake(tokens=3), {"prompt": "two " + fake(tokens=4), "priority": "high"}], metadata={"run": "7"}
+    )
+    assert batch.status == "running" and len(batch.job_ids) == 2 and batch.metadata == {"run": "7"}
+    done = client.wait_batch(batch.id, timeout=30)
+    assert done.done and done.counts.succeeded == 2 and done.finished_at is not None
+    assert client.get(done.job_ids[1]).priority == "high"
+    with pytest.raises(ConflictError):
+        client.redeliver_batch_webhook(batch.id)  # no callback_url
+    with pytest.raises(NotFoundError):
+        JobsClient(api, BOB_KEY).get_batch(batch.id)
+
+    report = client.usage(group_by="model")
+    assert report.group_by == "model" and report.total.jobs == 2 and report.total.output_tokens == 7
+    (row,) = report.data
+    assert row.figures == report.total and row.key == client.get(done.job_ids[0]).model
+    today = datetime.now(UTC).date()
+    by_day = client.usage(date_from=today, date_to=today.isoformat())
+    assert (by_day.date_from, by_day.date_to, [r.key for r in by_day.data]) == (today, today, [today.isoformat()])
+
+
+def test_the_async_client(start_api, start_worker):
+    api = start_api()
+    start_worker()
+
+    async def scenario() -> None:
+        async with AsyncJobsClient(api, ALICE_KEY) as client:
+            job = await client.submit("async " + fake(tokens=20, chunk_delay_ms=10))
+            events = [event async for event in client.stream(job.id)]
+            assert events[-1].event == "succeeded" and isinstance(events[-1].data, Job)
+            assert all(isinstance(e.data, ProgressUpdate) for e in events[:-1])
+            assert "".join(e.data.text for e in events[:-1]) == events[-1].data.result.text
+            assert await client.wait(job.id, timeout=10) == events[-1].data
+            assert (await client.list(limit=5)).data[0].id == job.id
+            batch = await client.submit_batch(["a " + fake(tokens=2)])
+            assert (await client.wait_batch(batch.id, timeout=30)).counts.succeeded == 1
+            assert (await client.usage()).total.jobs == 2
+            with pytest.raises(NotFoundError):
+                await client.get("no-such-job")
+            with pytest.raises(ConflictError):
+                await client.cancel(job.id)
+
+    asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def test_stream_progress_then_one_terminal_event_and_resume(start_api, start_worker):
+    api = start_api()
+    start_worker()
+    client = JobsClient(api, ALICE_KEY)
+    job = client.submit("stream me " + fake(tokens=30, chunk_delay_ms=20))
+
+    events = list(client.stream(job.id))
+    kinds = [e.event for e in events]
+    assert kinds[-1] == "succeeded" and kinds[:-1] == ["progress"] * (len(events) - 1), kinds
+    assert len(events) >= 5 and events[-1].terminal
+    final = events[-1].data
+    assert final.id == job.id and final.status == "succeeded"
+    assert "".join(e.data.text for e in events[:-1]) == final.result.text
+    assert {e.data.attempt for e in events[:-1]} == {1}
+    assert events[-2].data.output_tokens <= 30
+    assert len({e.id for e in events}) == len(events)
+
+    # Resuming after the 3rd event gives exactly the ones after it; after the end, all again.
+    assert list(client.stream(job.id, last_event_id=events[2].id)) == events[3:]
+    assert list(client.stream(job.id)) == events
+
+    with pytest.raises(NotFoundError):
+        list(JobsClient(api, BOB_KEY).stream(job.id))
+
+
+def test_stream_survives_an_api_restart(start_api, start_worker, processes):
+    port = free_port()
+    api = start_api(port)
+    start_worker()
+    sent: list[str | None] = []  # each stream request's Last-Event-ID
+
+    def record(request: httpx.Request) -> None:
+        if request.url.path.endswith("/events"):
+            sent.append(request.headers.get("Last-Event-ID"))
+
+    client = JobsClient(api, ALICE_KEY, http_client=httpx.Client(event_hooks={"request": [record]}))
+    job = client.submit("interrupted " + fake(tokens=150, chunk_delay_ms=40))
+
+    events = []
+    for event in client.stream(job.id):
+        events.append(event)
+        if len(events) == 3:  # the whole API goes away mid-stream, and comes back on its port
+            (api_process,) = [p for name, p, _ in processes.started if name == "api"]
+            os.killpg(api_process.pid, signal.SIGKILL)
+            api_process.wait()
+            start_api(port)
+
+    final = events[-1].data
+    assert [e.event for e in events].count("succeeded") == 1 and events[-1].event == "succeeded"
+    assert final.status == "succeeded"
+    assert "".join(e.data.text for e in events[:-1]) == final.result.text  # no gap, no repeat
+    assert len({e.id for e in events}) == len(events)
+    assert len(sent) >= 2 and sent[0] is None  # it reconnected, resuming after an event it had
+    assert all(resumed in [e.id for e in events[2:]] for resumed in sent[1:])
+
+
+# --------------------------------------------------------------------------- the console script
+
+
+def test_cli_submit_wait_get_list_and_errors(start_api, start_worker):
     api = start_api()
     start_worker()
 
     ok = run_cli(
-        "submit", "hello " + fake(tokens=5), "--priority", "high", "--metadata", "a=1", "b=2", "--wait", url=api
-    )
+        "submit", "hello " + fake(tokens=60, chunk_delay_ms=20), "--priority", "high", "--metadata", "a=1", "b=2",
+        "--wait", "--json", url=api,
+    )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     job = json.loads(ok.stdout)
-    assert job["status"] == "succeeded" and job["result"]["usage"]["output_tokens"] == 5
+    assert job["status"] == "succeeded" and job["result"]["usage"]["output_tokens"] == 60
     assert job["metadata"] == {"a": "1", "b": "2"} and job["priority"] == "high"
+    # the progress line (not a terminal: a line per change of state)
+    assert f"job {job['id']}: succeeded" in ok.stderr and "running" in ok.stderr, ok.stderr
 
     got = run_cli("get", job["id"], url=api)
-    assert got.returncode == 0 and json.loads(got.stdout)["id"] == job["id"]
+    assert got.returncode == 0, got.stderr
+    lines = got.stdout.splitlines()
+    assert lines[0].startswith(f"job {job['id']}: succeeded") and "60 output tokens" in lines[1]
+    assert lines[2:] == job["result"]["text"].splitlines()
+    assert json.loads(run_cli("get", job["id"], "--json", url=api).stdout) == job
 
-    queued = run_cli("submit", "no wait " + fake(tokens=2), url=api)
+    queued = run_cli("--json", "submit", "no wait " + fake(tokens=2), url=api)
     assert queued.returncode == 0 and json.loads(queued.stdout)["status"] == "queued"
+    waited = run_cli("wait", json.loads(queued.stdout)["id"], url=api)
+    assert waited.returncode == 0 and ": succeeded" in waited.stdout.splitlines()[0]
 
-    failed = run_cli("submit", "bad " + fake(error=400), "--wait", url=api)
+    listed = run_cli("list", "--limit", "1", url=api)
+    assert listed.returncode == 0 and listed.stdout.startswith(json.loads(queued.stdout)["id"])
+    assert "(more: --cursor " in listed.stdout
+
+    failed = run_cli("submit", "bad " + fake(error=400), "--wait", "--json", url=api)
     assert failed.returncode == 1, failed.stderr
     assert json.loads(failed.stdout)["status"] == "failed"
 
@@ -345,79 +489,45 @@ def test_cli_submit_wait_get_and_errors(start_api, start_worker):
     bad_key = run_cli("get", job["id"], url=api, key="not-a-valid-key-at-all")
     assert bad_key.returncode == 2 and "error 401" in bad_key.stderr
 
+    # The reader goes away (`llmjobs get ... | head -0`): no traceback, the SIGPIPE exit status.
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        closed = run_cli("get", job["id"], "--json", url=api, stdout=writer, stderr=subprocess.PIPE)
+    finally:
+        os.close(writer)
+    assert closed.returncode == 141 and closed.stderr == "", closed.stderr
 
-# --------------------------------------------------------------------------- SSE (GET /v1/jobs/{id}/events)
 
-
-def test_stream_progress_then_one_terminal_event_resume_and_reconnect(start_api, start_worker, processes):
+def test_cli_batch_and_usage(start_api, start_worker, tmp_path):
     api = start_api()
     start_worker()
-    client = JobsClient(api, ALICE_KEY)
-    job = client.submit("stream me " + fake(tokens=30, chunk_delay_ms=20))
+    requests_file = tmp_path / "jobs.jsonl"
+    requests_file.write_text(json.dumps({"prompt": "from a file " + fake(tokens=4), "max_tokens": 50}) + "\n\n")
 
-    events = list(client.stream(job["id"]))
-    kinds = [e.event for e in events]
-    assert kinds[-1] == "succeeded" and kinds[:-1] == ["progress"] * (len(events) - 1), kinds
-    assert len(events) >= 5
-    final = events[-1].data
-    assert final["id"] == job["id"] and final["status"] == "succeeded"
-    assert "".join(e.data["text"] for e in events[:-1]) == final["result"]["text"]
-    assert {e.data["attempt"] for e in events[:-1]} == {1}
-    assert events[-2].data["output_tokens"] <= 30
-    assert len({e.id for e in events}) == len(events)
+    batch = run_cli(
+        "batch", "submit", "one " + fake(tokens=3), "two " + fake(tokens=3), "--file", str(requests_file),
+        "--priority", "low", "--wait", url=api,
+    )  # fmt: skip
+    assert batch.returncode == 0, batch.stderr
+    first, *ids = batch.stdout.splitlines()
+    assert first.startswith("batch ") and first.endswith("done, 3 jobs: 3 succeeded") and len(ids) == 3
+    assert "running" in batch.stderr or "queued" in batch.stderr  # the progress line
+    batch_id = first.split()[1].rstrip(":")
 
-    # Resuming after the 3rd event gives exactly the ones after it; after the end, all again.
-    assert list(client.stream(job["id"], last_event_id=events[2].id)) == events[3:]
-    assert list(client.stream(job["id"])) == events
+    shown = json.loads(run_cli("batch", "get", batch_id, "--json", url=api).stdout)
+    assert shown["id"] == batch_id and shown["counts"]["succeeded"] == 3
+    assert [json.loads(run_cli("get", i.strip(), "--json", url=api).stdout)["priority"] for i in ids] == ["low"] * 3
 
-    with pytest.raises(NotFoundError):
-        list(JobsClient(api, BOB_KEY).stream(job["id"]))
+    usage = run_cli("usage", "--group-by", "day", url=api)
+    assert usage.returncode == 0, usage.stderr
+    header, today, total = usage.stdout.splitlines()
+    assert header.split() == ["DAY", "JOBS", "INPUT", "OUTPUT", "COST_USD"]
+    assert today.split()[:2] == [datetime.now(UTC).date().isoformat(), "3"] and total.split()[:2] == ["total", "3"]
+    assert json.loads(run_cli("usage", "--json", url=api).stdout)["total"]["output_tokens"] == 10
 
-    # The connection drops mid-stream (every gunicorn worker killed; the master starts new
-    # ones): the client resumes from the last event, with no gap and no repeat.
-    api_process = next(p for name, p, _ in processes.started if name == "api")
-    session = RecordingSession()
-    job = client.submit("interrupted " + fake(tokens=60, chunk_delay_ms=25))
-    events, killed = [], []
-    for event in JobsClient(api, ALICE_KEY, session=session).stream(job["id"]):
-        events.append(event)
-        if len(events) == 3:
-            killed = children_of(api_process.pid)
-            for pid in killed:
-                os.kill(pid, signal.SIGKILL)
-    final = events[-1].data
-    assert [e.event for e in events].count("succeeded") == 1 and events[-1].event == "succeeded"
-    assert "".join(e.data["text"] for e in events[:-1]) == final["result"]["text"]
-    assert len({e.id for e in events}) == len(events)
-    assert killed and not set(killed) & set(children_of(api_process.pid))
-    assert len(session.sent) >= 2  # it did reconnect
-    assert session.sent[0].get("Last-Event-ID") is None and session.sent[1]["Last-Event-ID"] in [
-        e.id for e in events[2:]
-    ]
-    assert events[-1].data["status"] == "succeeded" and len(events) > 10
-
-
-class RecordingSession(requests.Session):
-    """A real session that remembers the headers of every request it sent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[dict[str, str]] = []
-
-    def request(self, method, url, *args, headers=None, **kwargs):
-        self.sent.append(dict(headers or {}))
-        return super().request(method, url, *args, headers=headers, **kwargs)
-
-
-def children_of(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                children.append(int(stat.parent.name))
-        except (OSError, ValueError):
-            continue
-    return children
+    empty = run_cli("batch", "submit", url=api)
+    assert empty.returncode == 2 and "no jobs" in empty.stderr
 
 
 def test_stream_shows_a_retry_and_tail_prints_the_text(start_api, start_worker):
@@ -427,30 +537,33 @@ def test_stream_shows_a_retry_and_tail_prints_the_text(start_api, start_worker):
     flaky = fake(fail_times=1, key=uuid.uuid4().hex, mid_stream_error="overloaded_error", after=3, tokens=10)
     job = client.submit("flaky " + flaky)
 
-    events = list(client.stream(job["id"]))
+    events = list(client.stream(job.id))
     final = events[-1].data
-    assert events[-1].event == "succeeded" and final["attempts"] == 2
-    attempts = [e.data["attempt"] for e in events[:-1]]
+    assert events[-1].event == "succeeded" and final.attempts == 2
+    attempts = [e.data.attempt for e in events[:-1]]
     assert attempts == sorted(attempts) and attempts[0] == 1 and attempts[-1] == 2
-    second = "".join(e.data["text"] for e in events[:-1] if e.data["attempt"] == 2)
-    assert second == final["result"]["text"]
+    second = "".join(e.data.text for e in events[:-1] if e.data.attempt == 2)
+    assert second == final.result.text
 
-    # tail, while a job streams: its text on stdout, "[attempt 2]" and a summary on stderr.
-    tailed = run_cli("tail", job["id"], url=api)
+    # tail: its text on stdout, "[attempt 2]" and a summary on stderr.
+    tailed = run_cli("tail", job.id, url=api)
     assert tailed.returncode == 0, tailed.stderr
     assert "[attempt 2]" in tailed.stderr and "succeeded" in tailed.stderr.splitlines()[-1]
-    assert tailed.stdout.rstrip("\n").endswith(final["result"]["text"])
+    assert tailed.stdout.rstrip("\n").endswith(final.result.text)
 
     live = client.submit("live " + fake(tokens=30, chunk_delay_ms=20))
-    tailed = run_cli("tail", live["id"], url=api)
+    tailed = run_cli("tail", live.id, url=api)
     assert tailed.returncode == 0, tailed.stderr
-    done = client.get(live["id"])
-    assert tailed.stdout == done["result"]["text"] + "\n"
+    done = client.get(live.id)
+    assert tailed.stdout == done.result.text + "\n"
     summary = tailed.stderr.strip().splitlines()[-1]
     assert summary.startswith("succeeded") and "30 output tokens" in summary and "$" in summary
+    as_json = [json.loads(line) for line in run_cli("tail", live.id, "--json", url=api).stdout.splitlines()]
+    assert as_json[-1]["event"] == "succeeded" and as_json[-1]["data"] == done.raw
+    assert "".join(e["data"]["text"] for e in as_json[:-1]) == done.result.text
 
     failing = client.submit("bad " + fake(error=400))
-    tailed = run_cli("tail", failing["id"], url=api)
+    tailed = run_cli("tail", failing.id, url=api)
     assert tailed.returncode == 1 and tailed.stderr.strip().splitlines()[-1].startswith("failed")
 
 
@@ -461,38 +574,19 @@ def test_stream_shows_a_retry_and_tail_prints_the_text(start_api, start_worker):
 HOSTILE_CHUNKS = ["Hello \x1b[31mred\x1b[0m", " \x1b]0;owned\x07ti\x1b[2Jtle", "\x1b]52;c;ZXZpbA==\x07 e\x9b1Knd\r\n"]
 
 
-def serve_events(events: list[tuple[str, dict]]) -> ThreadingHTTPServer:
-    """A stand-in API that answers any GET with these server-sent events: what `tail` reads."""
-    body = "".join(
-        f"id: {n}-0\nevent: {name}\ndata: {json.dumps(data)}\n\n" for n, (name, data) in enumerate(events, 1)
-    ).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def test_tail_strips_terminal_control_sequences_from_model_text():
     job = {"id": "j1", "status": "failed", "attempts": 1, "progress": {"output_tokens": 9}, "result": None,
            "error": {"type": "api_error\x1b[2J", "message": "echoed \x1b]0;title\x07text"}}  # fmt: skip
     progress = [("progress", {"text": chunk, "attempt": 1, "output_tokens": 3}) for chunk in HOSTILE_CHUNKS]
-    server = serve_events([*progress, ("failed", job)])
+    body = "".join(
+        f"id: {n}-0\nevent: {name}\ndata: {json.dumps(data)}\n\n"
+        for n, (name, data) in enumerate([*progress, ("failed", job)], 1)
+    ).encode()
+    stand_in = StandIn(lambda handler: (200, {"Content-Type": "text/event-stream"}, body))
     try:
-        tailed = run_cli("tail", "j1", url=f"http://127.0.0.1:{server.server_port}")
+        tailed = run_cli("tail", "j1", url=stand_in.url)
     finally:
-        server.shutdown()
-        server.server_close()
+        stand_in.close()
 
     assert tailed.returncode == 1, tailed.stderr
     assert tailed.stdout == "Hello red title end\n", repr(tailed.stdout)

@@ -21,10 +21,13 @@ import pytest
 from werkzeug.serving import make_server
 
 from fake_anthropic import create_app
+from fake_anthropic.models import MODELS, is_known_model
 from fake_anthropic.ratelimits import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_TOKENS_PER_MINUTE
+from service.config import Settings
+from service.llm.pricing import PRICES_USD_PER_MTOK
 from tests.conftest import PYTHON, ROOT, free_port, wait_for
 
-MODEL = "claude-fake-1"
+MODEL = "claude-haiku-4-5"
 WORDS_16 = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
 
 
@@ -441,6 +444,21 @@ def test_bad_directive_is_400(client: anthropic.Anthropic, directive: str, fragm
     with pytest.raises(anthropic.BadRequestError) as info:
         client.messages.create(model=MODEL, max_tokens=10, messages=user(directive))
     assert fragment in (info.value.api_message or "")
+
+
+def test_an_unknown_model_is_404_not_found_as_the_real_api_says(client: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.NotFoundError) as info:
+        client.messages.create(model="claude-sonet-5-5", max_tokens=10, messages=user("hi"))  # a typo
+    assert info.value.status_code == 404 and info.value.type == "not_found_error"
+    assert info.value.body["error"]["message"] == "model: claude-sonet-5-5"
+    snapshot = client.messages.create(model="claude-haiku-4-5-20251001", max_tokens=10, messages=user("hi"))
+    assert snapshot.model == "claude-haiku-4-5-20251001"
+
+
+def test_the_models_the_service_knows_are_the_ones_the_fake_accepts() -> None:
+    # One list of current models on each side (the fake imports nothing of the service).
+    assert set(PRICES_USD_PER_MTOK) == MODELS
+    assert is_known_model(Settings.default_model)
 
 
 def test_unknown_route_uses_error_shape(base_url: str) -> None:

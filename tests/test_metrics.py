@@ -104,7 +104,7 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
     plain = [submit(api, {"prompt": f"plain {i} [[fake: tokens={i + 3}]]"}) for i in range(3)]
     haiku = submit(api, {"prompt": "haiku [[fake: tokens=4]]", "model": "claude-haiku-4-5"})
     rejected = submit(api, {"prompt": "bad [[fake: error=400]]"})
-    made_up = submit(api, {"prompt": "who? [[fake: error=404]]", "model": "made-up-model-9"})
+    made_up = submit(api, {"prompt": "who?", "model": "made-up-model-9"})  # the provider: 404 not_found_error
     flaky = submit(api, {"prompt": fails_first(1, error=500)})  # (a 529 is held back, not retried)
     slow = submit(api, {"prompt": "slow [[fake: tokens=40 chunk_delay_ms=100]]", "priority": "high"})
     parked = submit(api, {"prompt": "never runs", "priority": "low"})

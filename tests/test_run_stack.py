@@ -1,8 +1,11 @@
 """`make run` (scripts/run-stack.sh) for real, in a copy of the project: its secrets are
-readable by their owner only, it prints none of them, and its Redis wants a password."""
+readable by their owner only, it prints none of them, and its Redis wants a password; the
+`llmjobs` command works with the export line it prints; a second `make run` says it is
+running already; Ctrl-C stops the fake Anthropic server only after the workers."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -39,6 +42,7 @@ def test_make_run_keeps_its_secrets_to_itself(project_copy: Path):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("REDIS_", "ANTHROPIC_", "API_", "WEBHOOK_", "DASHBOARD_", "RQ_"))}  # fmt: skip
     env.update({name: str(port) for name, port in ports.items()})
+    env["WORKER_SHUTDOWN_GRACE_S"] = "2"  # within honcho's 5 s before it SIGKILLs
     log = project_copy / "run.log"
     stack = subprocess.Popen(
         ["scripts/run-stack.sh"], cwd=project_copy, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
@@ -65,6 +69,31 @@ def test_make_run_keeps_its_secrets_to_itself(project_copy: Path):
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=ports["REDIS_PORT"]).ping()
         assert redis.Redis(port=ports["REDIS_PORT"], password=secrets["redis-password"]).ping()
+
+        # The export line it printed is all the llmjobs command needs (a shell evaluates it).
+        (export,) = [line.strip() for line in printed.splitlines() if line.strip().startswith("export ")]
+        api = f"http://127.0.0.1:{ports['API_PORT']}"
+        assert f"LLMJOBS_URL={api}" in export
+        client_env = {k: v for k, v in env.items() if not k.startswith("LLMJOBS_")}
+        submitted = subprocess.run(
+            ["bash", "-c", f'{export} && llmjobs submit "Hi [[fake: tokens=5]]" --wait --json'],
+            cwd=project_copy, env=client_env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        assert json.loads(submitted.stdout)["status"] == "succeeded"
+
+        # A second `make run` here says so at once, with the URL, and starts nothing.
+        again = subprocess.run(["scripts/run-stack.sh"], cwd=project_copy, env=env, capture_output=True, text=True,
+                               timeout=30)  # fmt: skip
+        assert again.returncode == 1 and "already running" in again.stderr and api in again.stderr, again
+        assert again.stdout == "" and _ready(f"{api}/readyz")
+
+        # A job streaming from the fake while Ctrl-C comes: the worker winds down first.
+        headers = {"Authorization": f"Bearer {secrets['dev-api-key']}"}
+        job = requests.post(f"{api}/v1/jobs", json={"prompt": "long [[fake: tokens=400 chunk_delay_ms=50]]"},
+                            headers=headers, timeout=10).json()  # fmt: skip
+        wait_for(lambda: requests.get(f"{api}/v1/jobs/{job['id']}", headers=headers, timeout=10).json()["progress"]
+                 ["output_tokens"] > 2, timeout=30, what="the job to stream")  # fmt: skip
     finally:
         os.killpg(stack.pid, signal.SIGINT)  # Ctrl-C
         try:
@@ -74,6 +103,11 @@ def test_make_run_keeps_its_secrets_to_itself(project_copy: Path):
             stack.wait()
     # Redis (in a session of its own) was shut down by its wrapper, with the password.
     wait_for(lambda: not _redis_answers(ports["REDIS_PORT"]), timeout=15, what="make run's Redis to stop")
+    # So was the fake, after the worker: the job's stream was never cut under it.
+    wait_for(lambda: not _ready(f"http://127.0.0.1:{ports['FAKE_ANTHROPIC_PORT']}/healthz"), what="the fake to stop")
+    # (Only the llmjobs job ended an attempt: the long one was put back, whole, at the end of the grace.)
+    printed = log.read_text()
+    assert printed.count("attempt ended") == 1 and "incomplete chunked read" not in printed, printed[-3000:]
 
 
 def _redis_answers(port: int) -> bool:

@@ -10,11 +10,11 @@ from datetime import datetime
 
 import pytest
 import requests
+from llmjobs import Job, verify_webhook
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from service.app import create_app
-from service.client import verify_webhook
 from service.config import SettingsError, load_settings
 from service.jobs.queues import SERIALIZER, WEBHOOK_QUEUE
 from tests.conftest import ALICE, BOB, kill_tree, scrape, wait_for
@@ -62,9 +62,17 @@ def test_the_end_of_a_job_is_posted_once_signed_per_standard_webhooks(stack, rec
     assert headers["webhook-signature"].startswith("v1,")
     assert abs(int(headers["webhook-timestamp"]) - delivery.at) < 30
     # verified with the reference implementation, and with our own client's verifier
-    body = Webhook(SECRET).verify(delivery.body, headers)
-    assert verify_webhook(delivery.body, headers, SECRET) == body
+    payload = Webhook(SECRET).verify(delivery.body, headers)
+    # the Standard Webhooks payload shape: type, timestamp (the job's end), data (the job)
+    done = get(stack, job["id"])
+    assert payload == {"type": "job.succeeded", "timestamp": done["finished_at"], "data": payload["data"]}
+    body = payload["data"]
     assert body["id"] == job["id"] and body["status"] == "succeeded" and body["result"]["text"]
+    # ... as the API shows it, but for the state of the delivery that carries it (pending as it is sent)
+    assert "webhook" not in body and body == {name: value for name, value in done.items() if name != "webhook"}
+    event = verify_webhook(delivery.body, headers, SECRET)
+    assert event.raw == payload and event.type == "job.succeeded" and event.data == Job.from_dict(body)
+    assert event.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z") == done["finished_at"]
     assert (hook["attempts"], hook["last_status_code"], hook["url"]) == (1, 200, receiver.url)
     with pytest.raises(Exception, match="signature"):
         Webhook(SECRET).verify(delivery.body.replace(b"succeeded", b"failed"), headers)
@@ -109,7 +117,8 @@ def test_failed_and_canceled_jobs_get_their_webhook_too(stack, receiver, outcome
         requests.post(f"{stack}/v1/jobs/{job['id']}/cancel", headers=ALICE, timeout=10)
     webhook_of(stack, job["id"], "delivered")
     (delivery,) = receiver.deliveries
-    assert json.loads(delivery.body)["status"] == outcome
+    payload = json.loads(delivery.body)
+    assert payload["type"] == f"job.{outcome}" and payload["data"]["status"] == outcome
 
 
 def test_the_address_is_checked_again_at_delivery(start_api, start_worker, receiver):
@@ -129,6 +138,8 @@ def test_redeliver_sends_the_same_webhook_again(stack, receiver):
     assert response.status_code == 202
     wait_for(lambda: len(receiver.deliveries) == 2, what="the second delivery")
     assert receiver.deliveries[1].headers["webhook-id"] == first["id"]
+    # the same body: the job has not changed, and its end (the timestamp) neither
+    assert receiver.deliveries[1].body == receiver.deliveries[0].body
     plain = submit(stack, {"prompt": "no callback [[fake: tokens=2]]"})
     wait_until_finished(stack, plain["id"])
     assert requests.post(f"{stack}/v1/jobs/{plain['id']}/webhook/redeliver", headers=ALICE).status_code == 409
@@ -225,13 +236,13 @@ def test_each_client_signs_with_its_own_secret_and_with_both_during_a_rotation(s
     alices = submit(api, {"prompt": "alice [[fake: tokens=2]]", "callback_url": receiver.url})
     bobs = submit(api, {"prompt": "bob [[fake: tokens=2]]", "callback_url": receiver.url}, headers=BOB)
     wait_for(lambda: len(receiver.deliveries) == 2, what="both deliveries")
-    by_job = {json.loads(d.body)["id"]: d for d in receiver.deliveries}
+    by_job = {json.loads(d.body)["data"]["id"]: d for d in receiver.deliveries}
     alice, bob = by_job[alices["id"]], by_job[bobs["id"]]
 
     assert len(alice.headers["webhook-signature"].split(" ")) == 2
     for secret in (alice_new, alice_old):  # each secret alone verifies: the receiver may hold either
-        assert Webhook(secret).verify(alice.body, alice.headers)["id"] == alices["id"]
-    assert Webhook(SECRET).verify(bob.body, bob.headers)["id"] == bobs["id"]
+        assert Webhook(secret).verify(alice.body, alice.headers)["data"]["id"] == alices["id"]
+    assert Webhook(SECRET).verify(bob.body, bob.headers)["data"]["id"] == bobs["id"]
     for secret, delivery in [(SECRET, alice), (alice_new, bob), (alice_old, bob)]:
         with pytest.raises(WebhookVerificationError):
             Webhook(secret).verify(delivery.body, delivery.headers)

@@ -23,7 +23,13 @@ from rq.job import Job
 
 from service.jobs import index, metrics
 from service.jobs.admission import Allowance, Gate, admit
-from service.jobs.deliveries import enqueue_delivery, new_webhook, reserve_redelivery, settle_delivery
+from service.jobs.deliveries import (
+    enqueue_delivery,
+    new_webhook,
+    reserve_redelivery,
+    settle_delivery,
+    webhook_body,
+)
 from service.jobs.idempotency import IdempotencyClaim
 from service.jobs.ids import is_job_id, new_job_id
 from service.jobs.queues import SERIALIZER
@@ -194,8 +200,9 @@ def _send_webhook(connection: Redis, record: dict[str, Any], webhook: dict[str, 
     record["webhook"] = json.dumps(webhook)
     if not first:
         connection.hset(batch_key(record["id"]), "webhook", record["webhook"])
-    enqueue_delivery(connection, webhook, json.dumps(batch_resource(connection, record)), subject_id=record["id"],
-                     client=record["client"], kind="batch", first=first)  # fmt: skip
+    payload = webhook_body("batch.done", batch_resource(connection, record))
+    enqueue_delivery(connection, webhook, payload, subject_id=record["id"], client=record["client"], kind="batch",
+                     first=first)  # fmt: skip
 
 
 def update_batch_delivery(connection: Redis, batch_id: str, webhook_id: str, **changes: Any) -> None:

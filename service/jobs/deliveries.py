@@ -10,7 +10,9 @@ shared webhooks queue. The ends of jobs are not refused (submits bound them).
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -20,6 +22,7 @@ from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job
 
 from service.jobs.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
+from service.jobs.resource import iso_timestamp
 
 # Deliveries live long enough for the whole retry schedule to play out (~24 h).
 DELIVERY_RECORD_TTL_S = 3 * 24 * 3600
@@ -88,10 +91,21 @@ def settle_delivery(connection: Redis, client: str, webhook_id: str, state: str 
         connection.zrem(pending_key(client), webhook_id)
 
 
-def queue_delivery(job: Job, payload: str, *, first: bool = False) -> None:
-    """Send `payload` (the job resource, JSON) to the job's callback URL as webhook
+def webhook_body(event_type: str, resource: dict[str, Any]) -> str:
+    """A webhook's body in the Standard Webhooks payload shape: `type` (`job.succeeded`,
+    `job.failed`, `job.canceled`, `batch.done`), `timestamp` (when that happened: the end,
+    the same on a redelivery) and `data`, the resource without its `webhook`: that is the
+    state of the very delivery carrying it, always "pending" as it is sent."""
+    data = {name: value for name, value in resource.items() if name != "webhook"}
+    timestamp = resource.get("finished_at") or iso_timestamp(datetime.now(UTC))
+    return json.dumps({"type": event_type, "timestamp": timestamp, "data": data})
+
+
+def queue_delivery(job: Job, resource: dict[str, Any], *, first: bool = False) -> None:
+    """Send the ended job (`resource`) to its callback URL as webhook
     `job.meta["webhook"]["id"]`; `first`: its first delivery, queued once however often
     the job's end is published."""
+    payload = webhook_body(f"job.{resource['status']}", resource)
     enqueue_delivery(
         job.connection, job.meta["webhook"], payload, subject_id=job.id, client=job.meta["client"], first=first
     )

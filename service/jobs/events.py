@@ -99,7 +99,8 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
     if callback_url and job.meta.get("webhook") is None:
         job.meta["webhook"] = new_webhook(callback_url)
         job.save_meta()
-    payload = json.dumps(job_resource(job))
+    resource = job_resource(job)
+    payload = json.dumps(resource)
     in_batch = bool(job.meta.get("batch_id"))
     if not (replay and _has_terminal_event(connection, job.id)):
         with connection.pipeline() as pipe:
@@ -112,7 +113,7 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
                 pipe.zrem(UNPUBLISHED_KEY, job.id)  # nothing else to publish: done in this round trip
             pipe.execute()
     if callback_url:
-        queue_delivery(job, payload, first=True)  # the webhook's body is the terminal event's resource
+        queue_delivery(job, resource, first=True)  # the webhook carries the terminal event's resource
     if in_batch:
         batch_job_ended(job)  # the batch counts it (its last end fires the batch's webhook)
     if callback_url or in_batch or replay:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from redis.exceptions import WatchError
 from rq import Queue
 from rq.exceptions import InvalidJobOperation
@@ -109,7 +107,7 @@ def redeliver_webhook(job: Job, *, max_pending: int) -> None:
     reserve_redelivery(job.connection, job.meta["client"], job.meta["webhook"]["id"], max_pending=max_pending)
     job.meta["webhook"].update(state="pending", next_attempt_at=None)
     job.save_meta()
-    queue_delivery(job, json.dumps(job_resource(job)))
+    queue_delivery(job, job_resource(job))
 
 
 def _past(status: str) -> str:

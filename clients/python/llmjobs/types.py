@@ -1,0 +1,294 @@
+"""Typed views of the API's resources. Each keeps the JSON it was read from in `raw`, so
+a field this version does not know yet is still there (and `--json` prints it as sent)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Usage:
+        return cls(
+            input_tokens=data.get("input_tokens", 0),
+            output_tokens=data.get("output_tokens", 0),
+            cache_creation_input_tokens=data.get("cache_creation_input_tokens"),
+            cache_read_input_tokens=data.get("cache_read_input_tokens"),
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    output_tokens: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Result:
+    text: str
+    stop_reason: str | None
+    usage: Usage
+    cost_usd: float | None  # None for a model with no known price
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        return cls(
+            text=data.get("text", ""),
+            stop_reason=data.get("stop_reason"),
+            usage=Usage.from_dict(data.get("usage") or {}),
+            cost_usd=data.get("cost_usd"),
+        )
+
+
+@dataclass(frozen=True)
+class JobError:
+    type: str
+    message: str
+    retryable: bool
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobError:
+        return cls(type=data.get("type", ""), message=data.get("message", ""), retryable=bool(data.get("retryable")))
+
+
+@dataclass(frozen=True)
+class WebhookState:
+    """A webhook's delivery, as the job or batch shows it."""
+
+    id: str
+    url: str
+    state: str  # pending, delivered, failed, gone
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> WebhookState | None:
+        if data is None:
+            return None
+        return cls(
+            id=data["id"],
+            url=data.get("url", ""),
+            state=data.get("state", ""),
+            attempts=data.get("attempts", 0),
+            last_status_code=data.get("last_status_code"),
+            last_error=data.get("last_error"),
+            next_attempt_at=_time(data.get("next_attempt_at")),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: str  # queued, running, succeeded, failed, canceled
+    priority: str | None
+    model: str | None
+    progress: Progress
+    result: Result | None
+    error: JobError | None
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    metadata: dict[str, str]
+    webhook: WebhookState | None
+    links: dict[str, str]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        """The job has ended: succeeded, failed or canceled."""
+        return self.status in TERMINAL_STATUSES
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        progress = data.get("progress") or {}
+        result, error = data.get("result"), data.get("error")
+        return cls(
+            id=data["id"],
+            status=data["status"],
+            priority=data.get("priority"),
+            model=data.get("model"),
+            progress=Progress(output_tokens=progress.get("output_tokens", 0), text=progress.get("text", "")),
+            result=Result.from_dict(result) if result else None,
+            error=JobError.from_dict(error) if error else None,
+            attempts=data.get("attempts", 0),
+            next_attempt_at=_time(data.get("next_attempt_at")),
+            created_at=_time(data.get("created_at")),
+            started_at=_time(data.get("started_at")),
+            finished_at=_time(data.get("finished_at")),
+            metadata=dict(data.get("metadata") or {}),
+            webhook=WebhookState.from_dict(data.get("webhook")),
+            links=dict(data.get("links") or {}),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of jobs, newest first; pass `next_cursor` back for the next (None at the end)."""
+
+    data: list[Job]
+    next_cursor: str | None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobPage:
+        return cls(data=[Job.from_dict(job) for job in data.get("data", [])], next_cursor=data.get("next_cursor"))
+
+
+@dataclass(frozen=True)
+class BatchCounts:
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: str
+    status: str  # running, then done once every job has ended
+    counts: BatchCounts
+    job_ids: list[str]
+    created_at: datetime | None
+    finished_at: datetime | None
+    metadata: dict[str, str]
+    webhook: WebhookState | None
+    links: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Batch:
+        counts = data.get("counts") or {}
+        return cls(
+            id=data["id"],
+            status=data["status"],
+            counts=BatchCounts(**{name: counts.get(name, 0) for name in BatchCounts.__dataclass_fields__}),
+            job_ids=list(data.get("job_ids") or []),
+            created_at=_time(data.get("created_at")),
+            finished_at=_time(data.get("finished_at")),
+            metadata=dict(data.get("metadata") or {}),
+            webhook=WebhookState.from_dict(data.get("webhook")),
+            links=dict(data.get("links") or {}),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class UsageFigures:
+    jobs: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_jobs: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UsageFigures:
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One group: `key` is its day (YYYY-MM-DD), model or client, as `group_by` says."""
+
+    key: str
+    figures: UsageFigures
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    date_from: date
+    date_to: date
+    group_by: str  # day, model or client
+    data: list[UsageRow]
+    total: UsageFigures
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UsageReport:
+        group_by = data["group_by"]
+        return cls(
+            date_from=date.fromisoformat(data["from"]),
+            date_to=date.fromisoformat(data["to"]),
+            group_by=group_by,
+            data=[UsageRow(key=row[group_by], figures=UsageFigures.from_dict(row)) for row in data.get("data", [])],
+            total=UsageFigures.from_dict(data.get("total") or {}),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """A `progress` event: the text new since the previous one. When `attempt` grows, a
+    retry began and the text starts again."""
+
+    text: str
+    output_tokens: int
+    attempt: int | None
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a job's stream: `progress` (data: a `ProgressUpdate`), then one of
+    `succeeded`, `failed`, `canceled` (data: the `Job`). `id` resumes the stream after it."""
+
+    id: str | None
+    event: str
+    data: ProgressUpdate | Job | Any
+
+    @property
+    def terminal(self) -> bool:
+        return self.event in TERMINAL_STATUSES
+
+    @classmethod
+    def from_sse(cls, id: str | None, event: str, data: Any) -> Event:
+        if event == "progress" and isinstance(data, dict):
+            data = ProgressUpdate(
+                text=data.get("text", ""), output_tokens=data.get("output_tokens", 0), attempt=data.get("attempt")
+            )
+        elif event in TERMINAL_STATUSES and isinstance(data, dict):
+            data = Job.from_dict(data)
+        return cls(id=id or None, event=event, data=data)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A verified webhook's payload (Standard Webhooks shape): `type` is `job.succeeded`,
+    `job.failed`, `job.canceled` or `batch.done`; `data` the `Job` or `Batch`."""
+
+    type: str
+    timestamp: datetime | None
+    data: Job | Batch
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> WebhookEvent:
+        kind = payload["type"]
+        resource = payload["data"]
+        return cls(
+            type=kind,
+            timestamp=_time(payload.get("timestamp")),
+            data=Batch.from_dict(resource) if kind.startswith("batch.") else Job.from_dict(resource),
+            raw=payload,
+        )
