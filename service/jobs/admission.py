@@ -33,8 +33,10 @@ KEY_PREFIX = "llmjobs:ratelimit:submits:"
 # KEYS: [Idempotency-Key's key], one per limit, one per capped queue.
 # ARGV: has key (0/1), the record this request already saw there ('' = none), the hit's
 # member, then count + (amount, window ms) per limit, count + max depth per queue, then
-# count + (arg count, args...) per recorded command.
-_ADMIT = """
+# count + (arg count, args...) per recorded command. The shebang makes Redis refuse the whole
+# script when it is over `maxmemory` (noeviction): an unflagged script that has called TIME
+# is let write past it.
+_ADMIT = """#!lua
 local t = redis.call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local k, a = 1, 4
