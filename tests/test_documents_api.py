@@ -8,7 +8,9 @@ import io
 import json
 
 import pytest
+from rq.job import Job
 
+from service.api.schemas import JobSchema
 from service.documents.store import upload_key
 from service.jobs.queues import DOCUMENT_TASK
 from tests import documents
@@ -35,6 +37,7 @@ def test_multipart_upload_queues_a_document_job(client, redis_conn) -> None:
     assert response.status_code == 202, response.get_json()
     job = response.get_json()
     assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert set(job) == set(JobSchema().fields)  # the documented schema carries every field
     assert job["kind"] == "document" and job["status"] == "queued" and job["priority"] == "high"
     assert job["metadata"] == {"ticket": "T-9"}
     assert job["document"] == {
@@ -47,8 +50,6 @@ def test_multipart_upload_queues_a_document_job(client, redis_conn) -> None:
     # Stored with the job, expiring: the worker deletes it once the text is extracted.
     assert redis_conn.get(upload_key(job["id"])) == data
     assert redis_conn.ttl(upload_key(job["id"])) > 0
-    from rq.job import Job
-
     rq_job = Job.fetch(job["id"], connection=redis_conn, serializer="rq.serializers.JSONSerializer")
     assert rq_job.func_name == DOCUMENT_TASK
     assert rq_job.kwargs["request"]["max_tokens"] == 300

@@ -20,6 +20,18 @@ class CustomAnalysisSchema(Schema):
     output = fields.String(load_default=TEXT, validate=validate.OneOf([TEXT, JSON]))
 
 
+CUSTOM_ANALYSIS_OPENAPI = {
+    "type": "object",
+    "required": ["name", "prompt"],
+    "properties": {
+        "name": {"type": "string", "pattern": ANALYSIS_NAME.regex.pattern},
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 8000},
+        "output": {"type": "string", "enum": [TEXT, JSON], "default": TEXT},
+    },
+    "additionalProperties": False,
+}
+
+
 class AnalysisItem(fields.Field):
     """A built-in analysis by name, or `{"name", "prompt", "output"}`; stored as a dict."""
 
@@ -37,9 +49,7 @@ class DocumentOptionsSchema(Schema):
     resolves_callback = True
 
     analyses = fields.List(
-        AnalysisItem(
-            metadata={"oneOf": [{"type": "string", "enum": list(BUILT_IN)}, {"type": "object"}]},
-        ),
+        AnalysisItem(metadata={"oneOf": [{"type": "string", "enum": list(BUILT_IN)}, CUSTOM_ANALYSIS_OPENAPI]}),
         load_default=lambda: [{"name": name} for name in DEFAULT_ANALYSES],
         validate=validate.Length(min=1, max=MAX_ANALYSES),
         metadata={"description": f"Default: {', '.join(DEFAULT_ANALYSES)}. An item is a built-in name or "

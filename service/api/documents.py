@@ -46,15 +46,12 @@ MULTIPART_BODY = {
                 "required": ["file"],
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
-                    "options": {"type": "string", "description": "The options as one JSON object."},
-                    "analyses": {"type": "string", "description": "JSON list, or comma-separated built-in names."},
-                    "model": {"type": "string"},
-                    "max_tokens": {"type": "integer"},
-                    "priority": {"type": "string"},
-                    "callback_url": {"type": "string"},
-                    "metadata": {"type": "string", "description": "A JSON object."},
-                    "timeout_s": {"type": "integer"},
-                    "extraction": {"type": "string", "enum": ["text", "native"]},
+                    "options": {
+                        "type": "string",
+                        "description": "The options (as in the JSON body, less `document`) as one JSON object. "
+                        "They may also come as form fields of their own: `analyses` a JSON list or comma-separated "
+                        "built-in names, `metadata` a JSON object, the others as their values.",
+                    },
                 },
             }
         },
