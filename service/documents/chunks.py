@@ -11,33 +11,15 @@ def estimate_tokens(text: str) -> int:
 
 
 def split_text(text: str, max_tokens: int) -> list[str]:
-    """`text` as consecutive chunks of at most `max_tokens` (estimated) each; joined
-    back they hold every character of the text but the separators cut at."""
-    limit = max_tokens * CHARS_PER_TOKEN
-    if len(text) <= limit:
-        return [text]
-    chunks: list[str] = []
-    current = ""
-    for piece in _pieces(text, limit):
-        if current and len(current) + 2 + len(piece) > limit:
-            chunks.append(current)
-            current = piece
-        else:
-            current = f"{current}\n\n{piece}" if current else piece
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def _pieces(text: str, limit: int) -> list[str]:
-    """Paragraphs, each cut further (lines, words, characters) when longer than `limit`."""
-    pieces: list[str] = []
-    for paragraph in text.split("\n\n"):
-        pieces += _cut(paragraph, limit, ("\n", " "))
-    return pieces
+    """`text` as consecutive chunks of at most `max_tokens` (estimated) each, cut at
+    paragraphs, else lines, else words, else anywhere; joined back they hold every
+    character of the text but the separators cut at."""
+    return _cut(text, max_tokens * CHARS_PER_TOKEN, ("\n\n", "\n", " "))
 
 
 def _cut(text: str, limit: int, separators: tuple[str, ...]) -> list[str]:
+    """Pieces of `text` split at the first separator (each cut further with the next ones
+    when too long), packed back together up to `limit` characters."""
     if len(text) <= limit:
         return [text]
     if not separators:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import time
 from typing import Any
 
@@ -42,7 +41,6 @@ from service.documents.store import text_key, upload_key
 from service.jobs import metrics
 from service.jobs.counters import HashIncrements
 from service.jobs.progress import (
-    Superseded,
     call_counters,
     record_error,
     record_progress,
@@ -53,33 +51,16 @@ from service.jobs.progress import (
 from service.jobs.retry_policy import retry_delay_s, rq_retry
 from service.jobs.usage import job_usage
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
-from service.logs import log_context
 from service.tasks.llm_job import STOP_ERRORS, report_to_gate, timeout_error
-from service.tasks.outcomes import JobFailed, Requeue
+from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
 from service.tasks.runtime import CANCELED, TaskRuntime
-
-log = logging.getLogger(__name__)
 
 UNPACKED_FACTOR = 10  # a DOCX may unpack to this many times MAX_DOCUMENT_BYTES, no more
 
 
 async def run_document_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry:
     """Entry point named by `service.jobs.queues.DOCUMENT_TASK`."""
-    context = {"job_id": job.id, "client": job.meta.get("client"), "queue": job.origin}
-    with log_context(**context, attempt=job.meta.get("attempts", 0) + 1):
-        try:
-            outcome = await DocumentRun(job, runtime, request).run()
-        except Superseded:
-            log.info("attempt ended", extra={"outcome": "superseded"})
-            raise
-        except JobFailed as exc:
-            log.info("attempt ended", extra={"outcome": "failed", "error_type": exc.error["type"]})
-            raise
-        except Requeue:
-            log.info("attempt ended", extra={"outcome": "held_back"})
-            raise
-        log.info("attempt ended", extra={"outcome": "retrying" if isinstance(outcome, Retry) else "succeeded"})
-        return outcome
+    return await logged_attempt(job, DocumentRun(job, runtime, request).run())
 
 
 class _StepFailed(Exception):

@@ -9,7 +9,6 @@ the call from outside (the worker cancels the task), even when the provider is s
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -19,7 +18,6 @@ from rq.job import Job
 from service.jobs import metrics
 from service.jobs.progress import (
     ProgressRecorder,
-    Superseded,
     call_counters,
     record_error,
     record_result,
@@ -30,11 +28,8 @@ from service.jobs.progress import (
 from service.jobs.provider_gate import RateLimitHeaders
 from service.jobs.retry_policy import retry_delay_s, rq_retry
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
-from service.logs import log_context
-from service.tasks.outcomes import JobFailed, Requeue
+from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
 from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
-
-log = logging.getLogger(__name__)
 
 STOP_ERRORS = {
     CANCELED: {"type": "canceled", "message": "canceled on request", "retryable": False},
@@ -45,24 +40,7 @@ NO_HEADERS = RateLimitHeaders({}, {})
 
 async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry:
     """Entry point named by `service.jobs.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
-    context = {"job_id": job.id, "client": job.meta.get("client"), "queue": job.origin}
-    with log_context(**context, attempt=job.meta.get("attempts", 0) + 1):
-        try:
-            outcome = await _attempt(job, LLMRequest(**request), runtime)
-        except Superseded:
-            # Another run of this job (re-queued while this one looked lost) finished first
-            # and recorded the end: the worker closes only this run's execution.
-            log.info("attempt ended", extra={"outcome": "superseded"})
-            raise
-        except JobFailed as exc:
-            log.info("attempt ended", extra={"outcome": "failed", "error_type": exc.error["type"]})
-            raise
-        except Requeue:
-            log.info("attempt ended", extra={"outcome": "held_back"})
-            raise
-        retrying = isinstance(outcome, Retry)
-        log.info("attempt ended", extra={"outcome": "retrying" if retrying else "succeeded"})
-        return outcome
+    return await logged_attempt(job, _attempt(job, LLMRequest(**request), runtime))
 
 
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> dict[str, Any] | Retry:
