@@ -20,11 +20,12 @@ from flask_smorest import abort
 from marshmallow import Schema, ValidationError
 from redis.client import Pipeline
 
-from service.api.auth import current_client, require_client
+from service.api.auth import require_client
 from service.api.context import app_context
 from service.api.document_schemas import DocumentJsonSchema, DocumentOptionsSchema
 from service.api.json_body import Blueprint, InvalidJsonBody, parse_json_body
-from service.api.limits import limit_submits, refuse_if_full
+from service.api.json_response import json_response
+from service.api.limits import allowance_headers, submit_gate
 from service.api.schemas import JobSchema
 from service.documents import formats
 from service.documents.steps import new_steps
@@ -69,7 +70,6 @@ def allow_document_sized_body() -> None:
 
 @blp.route("")
 class Documents(MethodView):
-    @limit_submits
     @blp.doc(requestBody=MULTIPART_BODY)
     @blp.response(202, JobSchema, headers=LOCATION, description='Queued: the job, `kind: "document"`.')
     @blp.alt_response(413, description="The file is larger than MAX_DOCUMENT_BYTES.")
@@ -91,7 +91,6 @@ class Documents(MethodView):
             media_type = formats.sniff(data, filename, declared)
         except formats.UnsupportedDocument as exc:
             abort(415, message=f"unsupported document: {exc}")
-        refuse_if_full(ctx.queues[options["priority"]])
         analyses = options["analyses"]
         new = NewJob(
             priority=options["priority"],
@@ -119,11 +118,12 @@ class Documents(MethodView):
             pipe.set(upload_key(job_id), data, ex=settings.result_ttl_s)
 
         submitted = submit_job(
-            ctx.redis, ctx.queues, new, client=current_client(), max_attempts=settings.max_attempts,
+            ctx.redis, ctx.queues, new, gate=submit_gate([new.priority]), max_attempts=settings.max_attempts,
             result_ttl_s=settings.result_ttl_s, also=store_upload,
         )  # fmt: skip
         resource = job_resource(submitted.job)
-        return resource, 202, {"Location": resource["links"]["self"]}
+        headers = {"Location": resource["links"]["self"], **allowance_headers(submitted.allowance)}
+        return json_response(resource, 202, headers)
 
 
 def _read_upload() -> tuple[str, str | None, bytes, dict[str, Any]]:
