@@ -25,6 +25,7 @@ _INT_KEYS = {
     "after": 0,
     "hang": 0,
     "fail_times": 0,
+    "broken_json": 0,
 }
 _STR_KEYS = {"mid_stream_error", "key"}
 KNOWN_KEYS = frozenset(_INT_KEYS) | _STR_KEYS
@@ -49,9 +50,10 @@ class Directives:
     hang: bool = False
     fail_times: int | None = None
     key: str | None = None
+    broken_json: bool = False  # a reply in JSON (as a prompt asked) is cut in half: not JSON
 
     def has_failure(self) -> bool:
-        return self.error is not None or self.mid_stream_error is not None or self.hang
+        return self.error is not None or self.mid_stream_error is not None or self.hang or self.broken_json
 
     def without_failures(self) -> Directives:
         """Copy with every failure behaviour removed (used once fail_times is spent)."""
@@ -93,7 +95,7 @@ def parse_directives(text: str) -> Directives:
             raise DirectiveError(f"fake directive: {name} must be an integer, got {value!r}") from None
         if number < _INT_KEYS[name]:
             raise DirectiveError(f"fake directive: {name} must be >= {_INT_KEYS[name]}, got {number}")
-        values[name] = bool(number) if name in ("hang", "spend_limit") else number
+        values[name] = bool(number) if name in ("hang", "spend_limit", "broken_json") else number
 
     directives = Directives(**values)  # type: ignore[arg-type]
     _check_combinations(directives)

@@ -31,6 +31,7 @@ from .ratelimits import (
     limit_headers,
     retry_after_s,
 )
+from .shapes import as_tokens, json_reply
 from .streaming import stream_events, wait_idle
 from .wire import (
     ERROR_TYPE_BY_STATUS,
@@ -38,6 +39,7 @@ from .wire import (
     SPEND_LIMIT_MESSAGE,
     STATUS_BY_ERROR_TYPE,
     InvalidRequest,
+    document_bytes,
     error_body,
     generate_tokens,
     message_skeleton,
@@ -261,9 +263,13 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
 
         if d.fail_times is not None and d.key and state.bump(d.key) > d.fail_times:
             d = d.without_failures()
-        input_tokens = max(1, sum(len(t) for t in texts) // 4)
+        input_tokens = max(1, (sum(len(t) for t in texts) + document_bytes(body)) // 4)
         max_tokens = body["max_tokens"]
-        tokens = generate_tokens(min(d.tokens, max_tokens))
+        shaped = json_reply(last_user_text, d.tokens // 4)
+        if shaped is not None and d.broken_json:
+            shaped = shaped[: len(shaped) // 2]
+        wanted = as_tokens(shaped) if shaped is not None else generate_tokens(d.tokens)
+        tokens = wanted[:max_tokens]
         with state.lock:
             if not state.budget.admit(now, input_tokens, len(tokens)):
                 return _budget_spent(state.budget, now)
@@ -280,7 +286,7 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
             # No stream to break: fail the whole request with the matching status.
             return error_response(STATUS_BY_ERROR_TYPE[d.mid_stream_error], error_type=d.mid_stream_error)
 
-        stop_reason = "max_tokens" if d.tokens > max_tokens else "end_turn"
+        stop_reason = "max_tokens" if len(wanted) > max_tokens else "end_turn"
         delay_s = chunk_delay_s if d.chunk_delay_ms is None else d.chunk_delay_ms / 1000
         skeleton = message_skeleton(new_id("msg"), body["model"])
 

@@ -6,6 +6,7 @@ the official SDK parses it unchanged (and maps errors to its exception classes).
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from typing import Any
@@ -89,20 +90,52 @@ class InvalidRequest(ValueError):
     """Request body failed validation; becomes a 400 invalid_request_error."""
 
 
+DOCUMENT_MEDIA_TYPES = ("application/pdf",)
+
+
 def _block_texts(value: Any, where: str) -> list[str]:
-    """Texts from a string or a list of text blocks (the only content we fake)."""
+    """Texts from a string or a list of text blocks (and, in messages, base64 PDF
+    `document` blocks, which hold no text the fake reads)."""
     if isinstance(value, str):
         return [value]
     if not isinstance(value, list):
         raise InvalidRequest(f"{where}: Input should be a valid string or a list of content blocks")
     texts = []
     for i, block in enumerate(value):
+        if isinstance(block, dict) and block.get("type") == "document" and where.startswith("messages"):
+            _check_document(block, f"{where}.{i}")
+            continue
         if not isinstance(block, dict) or block.get("type") != "text":
-            raise InvalidRequest(f"{where}.{i}: only content blocks of type 'text' are supported by the fake")
+            raise InvalidRequest(f"{where}.{i}: only content blocks of type 'text' or 'document' are supported")
         if not isinstance(block.get("text"), str):
             raise InvalidRequest(f"{where}.{i}.text: Field required (must be a string)")
         texts.append(block["text"])
     return texts
+
+
+def _check_document(block: dict[str, Any], where: str) -> None:
+    source = block.get("source")
+    if not isinstance(source, dict) or source.get("type") != "base64":
+        raise InvalidRequest(f"{where}.source: the fake reads only base64 sources")
+    if source.get("media_type") not in DOCUMENT_MEDIA_TYPES:
+        raise InvalidRequest(f"{where}.source.media_type: Input should be one of {DOCUMENT_MEDIA_TYPES}")
+    try:
+        decoded = base64.b64decode(source.get("data") or "", validate=True)
+    except (ValueError, TypeError):
+        raise InvalidRequest(f"{where}.source.data: not valid base64") from None
+    if not decoded.startswith(b"%PDF-"):
+        raise InvalidRequest(f"{where}.source.data: the PDF specified was not valid")
+
+
+def document_bytes(body: dict[str, Any]) -> int:
+    """The size of the documents a valid request carries (they count as input tokens)."""
+    return sum(
+        len(block["source"]["data"]) * 3 // 4
+        for message in body["messages"]
+        if isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "document"
+    )
 
 
 def validate_request(body: Any) -> tuple[list[str], str]:

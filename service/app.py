@@ -6,7 +6,7 @@ import threading
 
 from flask import Flask
 
-from service.api import batches, docs, events, health, jobs, metrics, usage
+from service.api import batches, docs, documents, events, health, jobs, metrics, usage
 from service.api.context import EXTENSION_KEY, AppContext
 from service.api.dashboard import mount_dashboard
 from service.api.errors import JsonErrorApi, register_error_handlers
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(health.blp)
     api.register_blueprint(usage.blp)
     api.register_blueprint(batches.blp)
+    api.register_blueprint(documents.blp)
     api.register_blueprint(metrics.blp)
     app.register_blueprint(docs.blp)
     document_request_rules(api.spec, settings)

@@ -87,6 +87,12 @@ class Settings:
     max_batch_jobs: int = 100  # jobs in one POST /v1/batches
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # Document jobs (POST /v1/documents): upload bounds, the text one call reads before a
+    # document is analysed in chunks, and the hard limit on extracting its text.
+    max_document_bytes: int = 20 * 1024 * 1024
+    max_document_pages: int = 500
+    document_chunk_tokens: int = 50_000
+    document_extract_timeout_s: float = 60.0
 
     def webhook_secrets_for(self, client: str) -> tuple[str, ...]:
         """The secrets a client's webhooks are signed with; none: webhooks are off for it."""
@@ -274,6 +280,16 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         dashboard_password=env.str("DASHBOARD_PASSWORD", None, validate=validate.Length(min=1)),
         metrics_operator_auth=env.bool("METRICS_OPERATOR_AUTH", defaults.metrics_operator_auth),
         max_batch_jobs=env.int("MAX_BATCH_JOBS", defaults.max_batch_jobs, validate=positive),
+        max_document_bytes=env.int("MAX_DOCUMENT_BYTES", defaults.max_document_bytes, validate=positive),
+        max_document_pages=env.int("MAX_DOCUMENT_PAGES", defaults.max_document_pages, validate=positive),
+        document_chunk_tokens=env.int(
+            "DOCUMENT_CHUNK_TOKENS", defaults.document_chunk_tokens, validate=validate.Range(min=100)
+        ),
+        document_extract_timeout_s=env.float(
+            "DOCUMENT_EXTRACT_TIMEOUT_S",
+            defaults.document_extract_timeout_s,
+            validate=validate.Range(min=0, min_inclusive=False),
+        ),
         webhook_retry_schedule_s=env.schedule(
             "WEBHOOK_RETRY_SCHEDULE", ",".join(map(str, defaults.webhook_retry_schedule_s))
         ),

@@ -191,10 +191,12 @@ class UsageSchema(Schema):
 class ProgressSchema(Schema):
     output_tokens = fields.Integer(metadata={"description": "Approximate while running, exact once finished."})
     text = fields.String()
+    percent = fields.Integer(metadata={"description": "Document jobs: work done, 0..100, as steps and chunks end."})
 
 
 class ResultSchema(Schema):
     text = fields.String()
+    analyses = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={"description": "Document jobs."})
     stop_reason = fields.String(allow_none=True)
     usage = fields.Nested(UsageSchema)
     cost_usd = fields.Float(allow_none=True, metadata={"description": "null for a model with no known price."})
@@ -216,15 +218,38 @@ class WebhookSchema(Schema):
     next_attempt_at = fields.String(allow_none=True)
 
 
+class DocumentInfoSchema(Schema):
+    filename = fields.String()
+    media_type = fields.String()
+    bytes = fields.Integer()
+    pages = fields.Integer(allow_none=True, metadata={"description": "Known once extracted (PDF, some DOCX)."})
+    characters = fields.Integer(allow_none=True, metadata={"description": "Of the extracted text."})
+
+
+class StepSchema(Schema):
+    name = fields.String(metadata={"description": "`extract`, or an analysis's name."})
+    status = fields.String(metadata={"enum": ["pending", "running", "succeeded", "failed", "canceled"]})
+    attempts = fields.Integer(metadata={"description": "LLM calls made for this step."})
+    usage = fields.Nested(UsageSchema)
+    cost_usd = fields.Float(allow_none=True)
+    error = fields.Nested(ErrorInfoSchema, allow_none=True)
+
+
 class JobSchema(Schema):
     """Documents the resource built by `service.jobs.resource.job_resource`."""
 
     id = fields.String()
+    kind = fields.String(metadata={"enum": ["message", "document"]})
     status = fields.String(metadata={"enum": list(PUBLIC_STATUSES)})
     priority = fields.String(metadata={"enum": list(PRIORITIES)})
     model = fields.String()
     progress = fields.Nested(ProgressSchema)
-    result = fields.Nested(ResultSchema, allow_none=True)
+    result = fields.Nested(
+        ResultSchema,
+        allow_none=True,
+        metadata={"description": "A document job's: `analyses.<name>` (`output`, `text`, `usage`, `cost_usd`), "
+                  "`usage` and `cost_usd` (the totals)."},
+    )  # fmt: skip
     error = fields.Nested(ErrorInfoSchema, allow_none=True)
     attempts = fields.Integer(metadata={"description": "LLM calls made for this job."})
     next_attempt_at = fields.String(
@@ -236,6 +261,9 @@ class JobSchema(Schema):
     metadata = fields.Dict(keys=fields.String(), values=fields.String())
     webhook = fields.Nested(WebhookSchema, allow_none=True, metadata={"description": "Set once the job has ended."})
     links = fields.Dict(keys=fields.String(), values=fields.String())
+    document = fields.Nested(DocumentInfoSchema, metadata={"description": "Document jobs only."})
+    steps = fields.List(fields.Nested(StepSchema), metadata={"description": "Document jobs only: extract, then "
+                        "each analysis."})  # fmt: skip
 
 
 class JobPageSchema(Schema):

@@ -10,7 +10,7 @@ from rq.job import Job
 from service.jobs import index
 from service.jobs.ids import is_job_id
 from service.jobs.progress import live_text_key
-from service.jobs.queues import LLM_TASK, SERIALIZER
+from service.jobs.queues import CLIENT_TASKS, SERIALIZER
 from service.jobs.records import restore_job
 from service.jobs.status import has_unreadable_record, public_status
 
@@ -77,4 +77,4 @@ def with_live_text(connection: Redis, jobs: list[Job]) -> None:
 def _owned_by(job: Job, client: str) -> bool:
     if has_unreadable_record(job):  # its meta names no client any more: the client's index still does
         return index.contains(job.connection, client, job.id, job.created_at)
-    return job.func_name == LLM_TASK and job.meta.get("client") == client
+    return job.func_name in CLIENT_TASKS and job.meta.get("client") == client

@@ -8,6 +8,7 @@ worker went silent) may change the record, so a job that ran twice ends once.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from itertools import chain
@@ -79,8 +80,9 @@ def _save_call(
     counters: Sequence[HashIncrements] = (),
     recorder: ProgressRecorder | None = None,
     starting: bool = False,
+    event: str = "",
 ) -> tuple[list[str], list[Any]]:
-    new_text = event = ""
+    new_text = ""
     if recorder is not None and (new_text := recorder.unwritten()):
         event = progress_event(new_text, recorder.chunks, job.meta["attempts"])
     keys = [job.key, completed_key(job.id), events_key(job.id), live_text_key(job.id), announced_key(job.id)]
@@ -114,6 +116,9 @@ def start_new_run(job: Job, *, max_attempts: int) -> None:
         canceled_at=None, error=None, result=None, next_attempt_at=None, webhook=None,
         attempt_limit=meta.get("attempts", 0) + max_attempts,
     )  # fmt: skip
+    for step in meta.get("steps", ()):  # a document job's new run re-runs only the steps that did not succeed
+        if step["status"] != "succeeded":
+            step.update(status="pending", error=None)
     job.number_of_retries = 0  # RQ's own count, checked against the Retry a task returns
     with job.connection.pipeline(transaction=False) as pipe:
         pipe.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id))
@@ -246,6 +251,19 @@ def record_result(
     )
     _save(job, completes_for_s=keep_for_s, counters=counters, recorder=recorder)
     return job_result(job)
+
+
+def record_progress(
+    job: Job,
+    event: dict[str, Any],
+    *,
+    counters: Sequence[HashIncrements] = (),
+    completes_for_s: int | None = None,
+) -> None:
+    """Save the job's meta with a progress event of its own (a document job's step
+    moved), adding `counters` (the usage of the calls it made) in the same write;
+    `completes_for_s`: this save completes the job."""
+    _save(job, event=json.dumps(event), counters=counters, completes_for_s=completes_for_s)
 
 
 def record_retry(

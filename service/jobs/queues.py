@@ -10,6 +10,8 @@ PRIORITIES = ("high", "default", "low")  # strict dequeue order for a worker on 
 SERIALIZER = JSONSerializer
 # Referenced by name so that the API never imports task code.
 LLM_TASK = "service.tasks.llm_job.run_llm_job"
+DOCUMENT_TASK = "service.tasks.document_job.run_document_job"
+CLIENT_TASKS = (LLM_TASK, DOCUMENT_TASK)  # the jobs clients submit (and see, cancel, retry)
 # Webhook deliveries have a queue of their own, served by `python worker.py webhooks`.
 WEBHOOK_QUEUE = "webhooks"
 DELIVERY_TASK = "service.tasks.webhook_job.deliver_webhook"

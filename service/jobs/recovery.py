@@ -22,7 +22,7 @@ from service.jobs import metrics
 from service.jobs.control import LEASE_TTL_S, lease_key
 from service.jobs.events import announce_end
 from service.jobs.progress import record_error
-from service.jobs.queues import ALL_QUEUES, DELIVERY_TASK, LLM_TASK, make_queues
+from service.jobs.queues import ALL_QUEUES, CLIENT_TASKS, DELIVERY_TASK, make_queues
 from service.jobs.records import fetch_jobs
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,12 @@ def recover_abandoned_jobs(connection: Redis) -> list[str]:
 
 
 def _recover(job: Job, execution_id: str, queue: Queue) -> bool:
-    if job.func_name not in (LLM_TASK, DELIVERY_TASK) or not _abandoned(job):
+    if job.func_name not in (*CLIENT_TASKS, DELIVERY_TASK) or not _abandoned(job):
         return False
     # ZREM decides who handles it: another recoverer, or RQ's own clean-up, gets 0.
     if not job.connection.zrem(queue.started_job_registry.key, f"{job.id}:{execution_id}"):
         return False
-    if job.func_name == LLM_TASK and job.meta.get("attempts", 0) >= job.meta.get("attempt_limit", 1):
+    if job.func_name in CLIENT_TASKS and job.meta.get("attempts", 0) >= job.meta.get("attempt_limit", 1):
         _fail(job, queue)
         log.warning("job %s lost its worker with no attempts left: failed", job.id)
     else:

@@ -20,6 +20,9 @@ UNREADABLE_RECORD = {
 }
 
 
+MESSAGE, DOCUMENT = "message", "document"  # a job's kind: one Messages call, or a document's analyses
+
+
 def job_path(job_id: str) -> str:
     return f"/v1/jobs/{job_id}"
 
@@ -30,8 +33,9 @@ def job_resource(job: Job) -> dict[str, Any]:
     status = public_status(job)
     error = UNREADABLE_RECORD if unreadable else meta.get("error") or (UNEXPECTED_FAILURE if status == FAILED else None)
     next_attempt_at = meta.get("next_attempt_at") if status == QUEUED else None
-    return {
+    resource = {
         "id": job.id,
+        "kind": meta.get("kind", MESSAGE),
         "status": status,
         "priority": meta.get("priority"),
         "model": meta.get("model"),
@@ -47,12 +51,21 @@ def job_resource(job: Job) -> dict[str, Any]:
         "webhook": webhook_view(meta.get("webhook")),
         "links": {"self": job_path(job.id)},
     }
+    if resource["kind"] == DOCUMENT:
+        # How far its steps are, and what was uploaded.
+        resource["progress"]["percent"] = meta.get("percent", 0)
+        resource["document"] = meta.get("document")
+        resource["steps"] = meta.get("steps", [])
+    return resource
 
 
 def job_result(job: Job) -> dict[str, Any] | None:
-    """The completed reply: text, stop_reason, usage, cost_usd (also RQ's return value)."""
+    """The completed reply: text, stop_reason, usage, cost_usd; for a document job its
+    analyses, usage and cost_usd (also RQ's return value)."""
     result = job.meta.get("result")
-    return {"text": job.meta.get("text", ""), **result} if result else None
+    if not result or job.meta.get("kind") == DOCUMENT:
+        return result  # a document job's result: its analyses and their totals
+    return {"text": job.meta.get("text", ""), **result}
 
 
 def webhook_view(state: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -3,7 +3,8 @@ its queue's depth (see admission)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
@@ -33,6 +34,8 @@ class NewJob:
     metadata: dict[str, str]
     timeout_s: int
     callback_url: str | None = None
+    task: str = LLM_TASK  # the task function's name (service.worker.tasks): a Messages call, or a document's analyses
+    extra_meta: dict[str, Any] = field(default_factory=dict)  # the task's own fields
 
 
 @dataclass(frozen=True)
@@ -51,9 +54,11 @@ def submit_job(
     max_attempts: int,
     result_ttl_s: int,
     idempotency: IdempotencyClaim | None = None,
+    also: Callable[[Pipeline, str], None] | None = None,
 ) -> Submitted:
     """Create the RQ job (our fields in meta), push it on its priority's queue and index it
-    for its client, atomically. Raises admission's OverLimit and QueueFull."""
+    for its client, atomically; `also(pipe, job_id)` adds writes of its own (an upload).
+    Raises admission's OverLimit and QueueFull."""
     client = gate.client
     queue = queues[new.priority]
     data = prepare_job(new, client=client, max_attempts=max_attempts, result_ttl_s=result_ttl_s)
@@ -62,6 +67,8 @@ def submit_job(
         (job,) = queue.enqueue_many([data], pipeline=pipe)
         index.add(pipe, client, job.id, job.created_at)
         metrics.JOBS_SUBMITTED.inc(pipe, queue=queue.name)
+        if also is not None:
+            also(pipe, job.id)
         return job
 
     admitted = admit(
@@ -90,11 +97,12 @@ def prepare_job(
         "output_tokens": 0,
         "text": "",
         "callback_url": new.callback_url,
+        **new.extra_meta,
     }
     if batch_id is not None:
         meta["batch_id"] = batch_id
     return Queue.prepare_data(
-        LLM_TASK,
+        new.task,
         kwargs={"request": new.request},
         job_id=new_job_id(),
         timeout=new.timeout_s + RQ_TIMEOUT_GRACE_S,

@@ -9,7 +9,6 @@ the call from outside (the worker cancels the task), even when the provider is s
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import Any
 
@@ -19,7 +18,6 @@ from rq.job import Job
 from service.jobs import metrics
 from service.jobs.progress import (
     ProgressRecorder,
-    Superseded,
     call_counters,
     record_error,
     record_result,
@@ -30,11 +28,8 @@ from service.jobs.progress import (
 from service.jobs.provider_gate import RateLimitHeaders
 from service.jobs.retry_policy import retry_delay_s, rq_retry
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
-from service.logs import log_context
-from service.tasks.outcomes import JobFailed, Requeue
+from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
 from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
-
-log = logging.getLogger(__name__)
 
 STOP_ERRORS = {
     CANCELED: {"type": "canceled", "message": "canceled on request", "retryable": False},
@@ -45,24 +40,7 @@ NO_HEADERS = RateLimitHeaders({}, {})
 
 async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry:
     """Entry point named by `service.jobs.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
-    context = {"job_id": job.id, "client": job.meta.get("client"), "queue": job.origin}
-    with log_context(**context, attempt=job.meta.get("attempts", 0) + 1):
-        try:
-            outcome = await _attempt(job, LLMRequest(**request), runtime)
-        except Superseded:
-            # Another run of this job (re-queued while this one looked lost) finished first
-            # and recorded the end: the worker closes only this run's execution.
-            log.info("attempt ended", extra={"outcome": "superseded"})
-            raise
-        except JobFailed as exc:
-            log.info("attempt ended", extra={"outcome": "failed", "error_type": exc.error["type"]})
-            raise
-        except Requeue:
-            log.info("attempt ended", extra={"outcome": "held_back"})
-            raise
-        retrying = isinstance(outcome, Retry)
-        log.info("attempt ended", extra={"outcome": "retrying" if retrying else "succeeded"})
-        return outcome
+    return await logged_attempt(job, _attempt(job, LLMRequest(**request), runtime))
 
 
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> dict[str, Any] | Retry:
@@ -84,7 +62,7 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> dict[
         async with asyncio.timeout(deadline - time.time()):
             reply = await runtime.llm.stream(request, on_text=recorder.add, usage=usage)
     except TimeoutError:
-        _fail(job, _timeout_error(job), runtime, recorder, usage)
+        _fail(job, timeout_error(job), runtime, recorder, usage)
     except asyncio.CancelledError:
         if (reason := runtime.stop_reasons.get(job.id)) not in STOP_ERRORS:
             raise  # the worker is putting the job back in its queue, or another run won
@@ -112,9 +90,9 @@ def _after_error(
     settings = runtime.settings
     model = metrics.model_label(job.meta["model"], priced=is_priced(job.meta["model"], settings.price_overrides))
     metrics.LLM_ERRORS.inc(job.connection, model=model, error_type=error.type)
-    reopens_at = _report_to_gate(error, runtime)
+    reopens_at = report_to_gate(error, runtime)
     if reopens_at is not None and reopens_at >= deadline:
-        _fail(job, _timeout_error(job, last_error=error), runtime, recorder, usage)
+        _fail(job, timeout_error(job, last_error=error), runtime, recorder, usage)
     if reopens_at is not None and not usage.billed:
         # The provider's limit, shared by every process, not this job's fault: back to the
         # front of its queue without using up an attempt; the gate holds it until it reopens.
@@ -127,14 +105,14 @@ def _after_error(
         attempt, base_s=settings.retry_base_s, cap_s=settings.retry_max_s, retry_after_s=error.retry_after_s
     )
     if delay >= deadline - time.time():
-        _fail(job, _timeout_error(job, last_error=error), runtime, recorder, usage)
+        _fail(job, timeout_error(job, last_error=error), runtime, recorder, usage)
     retry, due_at = rq_retry(delay, max_retries=job.meta["attempt_limit"])
     record_retry(job, error.as_record(), due_at, counters=_spent(job, usage, runtime), recorder=recorder)
     metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")
     return retry
 
 
-def _report_to_gate(error: LLMError, runtime: TaskRuntime) -> float | None:
+def report_to_gate(error: LLMError, runtime: TaskRuntime) -> float | None:
     """Tell the shared gate what the provider said; for the provider's limit (a 429 that
     waiting lifts, an overload), when the gate reopens."""
     if error.status_code == 429 and error.retryable:  # a spend limit is not retryable
@@ -170,7 +148,7 @@ def _spent(job: Job, usage: CallUsage, runtime: TaskRuntime) -> list:
     )
 
 
-def _timeout_error(job: Job, last_error: LLMError | None = None) -> dict[str, Any]:
+def timeout_error(job: Job, last_error: LLMError | None = None) -> dict[str, Any]:
     message = f"the job did not finish within its {job.meta['timeout_s']} s deadline"
     if last_error is not None:
         message += f" (last error: {last_error})"

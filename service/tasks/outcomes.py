@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+from rq import Retry
+from rq.job import Job
+
+from service.jobs.progress import Superseded
+from service.logs import log_context
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JobFailed(Exception):
@@ -16,3 +27,24 @@ class JobFailed(Exception):
 
 class Requeue(Exception):
     """Put the job back at the front of its queue, as it was: it never really ran."""
+
+
+async def logged_attempt(job: Job, attempt: Awaitable[T]) -> T:
+    """Await a task's attempt in the job's log context, logging how it ended."""
+    context = {"job_id": job.id, "client": job.meta.get("client"), "queue": job.origin}
+    with log_context(**context, attempt=job.meta.get("attempts", 0) + 1):
+        try:
+            outcome = await attempt
+        except Superseded:
+            # Another run of this job (re-queued while this one looked lost) finished first
+            # and recorded the end: the worker closes only this run's execution.
+            log.info("attempt ended", extra={"outcome": "superseded"})
+            raise
+        except JobFailed as exc:
+            log.info("attempt ended", extra={"outcome": "failed", "error_type": exc.error["type"]})
+            raise
+        except Requeue:
+            log.info("attempt ended", extra={"outcome": "held_back"})
+            raise
+        log.info("attempt ended", extra={"outcome": "retrying" if isinstance(outcome, Retry) else "succeeded"})
+        return outcome

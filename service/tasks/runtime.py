@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from dataclasses import dataclass, field
 
 from redis import Redis
@@ -28,3 +30,6 @@ class TaskRuntime:
     # Why the worker cancelled a job's task, by job id; a task cancelled for no reason
     # given here is being put back in its queue (the worker is shutting down).
     stop_reasons: dict[str, str] = field(default_factory=dict)
+    # Document text extractions running at once (each in a child process of its own):
+    # they compute, so no more than the cores.
+    extractions: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(os.cpu_count() or 1))

@@ -42,7 +42,7 @@ from service.jobs.control import cancel_key
 from service.jobs.events import announce_end
 from service.jobs.progress import Superseded, flush_progress
 from service.jobs.provider_gate import ProviderGate, RateLimitHeaders
-from service.jobs.queues import LLM_TASK, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
+from service.jobs.queues import CLIENT_TASKS, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
 from service.jobs.records import restore_job
 from service.llm import LLMClient
 from service.logs import log_context
@@ -280,7 +280,7 @@ class AsyncWorker:
 
     async def _perform(self, entry: Running) -> None:
         job, name = entry.job, self.rq_worker.name
-        publishes = job.func_name == LLM_TASK
+        publishes = job.func_name in CLIENT_TASKS
         task = TASKS.get(job.func_name or "")
         if task is None:
             log.error("job %s refused: %s", job.id, unknown_task_error(job.func_name))
@@ -356,7 +356,7 @@ class AsyncWorker:
         """Read every running LLM job's cancel request, see that this worker is still
         registered, and report its calls in flight and the provider gate for /metrics: one
         round trip."""
-        llm_jobs = [job_id for job_id, entry in self.running.items() if entry.job.func_name == LLM_TASK]
+        llm_jobs = [job_id for job_id, entry in self.running.items() if entry.job.func_name in CLIENT_TASKS]
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.mget([cancel_key(i) for i in llm_jobs] or ["-"])
             pipe.get(self.gate.closed_key)

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.jobs.queues import DELIVERY_TASK, LLM_TASK
+from service.jobs.queues import DELIVERY_TASK, DOCUMENT_TASK, LLM_TASK
 from service.jobs.scheduler import CLEANUP_TASK
+from service.tasks.document_job import run_document_job
 from service.tasks.llm_job import run_llm_job
 from service.tasks.maintenance import run_cleanup
 from service.tasks.webhook_job import deliver_webhook
@@ -28,6 +29,7 @@ class Task:
 
 TASKS: dict[str, Task] = {
     LLM_TASK: Task(run_llm_job, on_loop=True),
+    DOCUMENT_TASK: Task(run_document_job, on_loop=True),
     DELIVERY_TASK: Task(deliver_webhook, on_loop=False),
     CLEANUP_TASK: Task(run_cleanup, on_loop=False),
 }

@@ -71,6 +71,7 @@ class Call(Generic[T]):
     json: Any = None
     params: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Any] | None = None  # a multipart upload (a document)
     retryable: bool = False
     timeout: float | None = None
 
@@ -142,6 +143,15 @@ def _keyed(idempotency_key: str | None) -> dict[str, str]:
 def submit_call(body: dict[str, Any], idempotency_key: str | None, timeout: float | None) -> Call[Job]:
     return Call("POST", "/v1/jobs", parse_job, json=body, headers=_keyed(idempotency_key), retryable=True,
                 timeout=timeout)  # fmt: skip
+
+
+def analyze_call(path: str | os.PathLike[str], options: dict[str, Any], timeout: float | None) -> Call[Job]:
+    """POST /v1/documents: the file and the options (those given) as one JSON part. Not resent
+    after a lost answer (an upload carries no Idempotency-Key)."""
+    with open(path, "rb") as file:
+        data = file.read()
+    files = {"file": (os.path.basename(path), data), "options": (None, json.dumps(options), "application/json")}
+    return Call("POST", "/v1/documents", parse_job, files=files, timeout=timeout)
 
 
 def list_call(status: str | None, limit: int | None, cursor: str | None, timeout: float | None) -> Call[JobPage]:

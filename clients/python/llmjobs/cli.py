@@ -7,6 +7,7 @@
     llmjobs get JOB_ID;  llmjobs list --status running;  llmjobs cancel JOB_ID;  llmjobs retry JOB_ID
     llmjobs batch submit "first prompt" "second prompt" --wait;  llmjobs batch get BATCH_ID
     llmjobs usage --group-by model --from 2026-11-01
+    llmjobs analyze report.pdf --wait            # a document: a live progress bar, then its analyses
     llmjobs get JOB_ID --json                    # any command: the API's JSON, for scripts
 
 Exit codes: 0 done (for `--wait`, `wait` and `tail`: the job succeeded), 1 the job failed,
@@ -116,6 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
     batch_redeliver = batch_commands.add_parser("redeliver", parents=[common], help="send its webhook again")
     batch_redeliver.add_argument("batch_id", metavar="ID")
 
+    analyze = commands.add_parser("analyze", parents=[common, waiting], help="upload a document for analysis")
+    analyze.add_argument("file", type=Path, help="a PDF, DOCX, HTML, Markdown or text file")
+    analyze.add_argument("--analyses", help="comma-separated built-in names (default: all four)")
+    analyze.add_argument("--extraction", choices=["text", "native"], help="native: the model reads the PDF itself")
+    analyze.add_argument("--priority", choices=["high", "default", "low"])
+    analyze.add_argument("--model")
+    analyze.add_argument("--max-tokens", type=int, help="per call of a step")
+    analyze.add_argument("--timeout-s", type=int, help="deadline for the whole job, in seconds")
+    analyze.add_argument("--metadata", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
+
     usage = commands.add_parser("usage", parents=[common], help="tokens and cost by day, model or client")
     usage.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first UTC day (30 days ago)")
     usage.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last UTC day (today)")
@@ -158,6 +169,18 @@ def run(argv: Sequence[str] | None) -> int:
 
 def cmd_submit(client: JobsClient, args: argparse.Namespace, out: Output) -> int:
     job = client.submit(args.prompt, **job_options(args), **submit_options(args))
+    return wait_and_show(client, job, args, out) if args.wait else out.job(job)
+
+
+def cmd_analyze(client: JobsClient, args: argparse.Namespace, out: Output) -> int:
+    analyses = [name.strip() for name in args.analyses.split(",") if name.strip()] if args.analyses else None
+    try:
+        job = client.analyze(
+            args.file, analyses=analyses, extraction=args.extraction, priority=args.priority, model=args.model,
+            max_tokens=args.max_tokens, timeout_s=args.timeout_s, metadata=parse_metadata(args.metadata),
+        )  # fmt: skip
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
     return wait_and_show(client, job, args, out) if args.wait else out.job(job)
 
 
@@ -252,6 +275,7 @@ COMMANDS = {
     "list": cmd_list,
     "tail": cmd_tail,
     "usage": cmd_usage,
+    "analyze": cmd_analyze,
     "batch submit": cmd_batch_submit,
     "batch get": cmd_batch_get,
     "batch redeliver": cmd_batch_redeliver,
@@ -266,6 +290,10 @@ def wait_and_show(client: JobsClient, job: Job, args: argparse.Namespace, out: O
     started = time.monotonic()
 
     def show(seen: Job) -> None:
+        if seen.raw.get("kind") == "document":
+            bar = document_bar(seen.raw)
+            line.update(f"{seen.status} {bar}", f"job {seen.id}: {bar} ({time.monotonic() - started:.0f} s)")
+            return
         detail = f", {seen.progress.output_tokens} output tokens" if seen.status == "running" else ""
         line.update(seen.status, f"job {seen.id}: {seen.status}{detail} ({time.monotonic() - started:.0f} s)")
 
@@ -304,6 +332,17 @@ def wait_and_show_batch(client: JobsClient, batch: Batch, args: argparse.Namespa
     out.batch(batch)
     ended_well = batch.counts.succeeded == len(batch.job_ids)
     return EXIT_OK if ended_well else EXIT_JOB_NOT_SUCCEEDED
+
+
+def document_bar(job: dict[str, Any], width: int = 20) -> str:
+    """`[########............]  40% summary` for a document job: its percent done and the
+    step running (else its status)."""
+    percent = (job.get("progress") or {}).get("percent")
+    percent = max(0, min(100, percent)) if isinstance(percent, int) else 0
+    running = [step.get("name") for step in job.get("steps") or [] if step.get("status") == "running"]
+    filled = width * percent // 100
+    what = printable(str(running[0] if running else job.get("status")))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {percent:3d}% {what}"
 
 
 class ProgressLine:
@@ -347,6 +386,9 @@ class Output:
         self.line(f"job {job.id}: {job.status}  ({job.priority}, {job.model}, {plural(job.attempts, 'attempt')})")
         if job.done:
             self.line("  " + printable(summary(job)))
+        for name, analysis in ((job.raw.get("result") or {}).get("analyses") or {}).items():
+            output = analysis.get("output")  # a document job's: one line per analysis
+            self.line(f"{printable(name)}: {printable(output if isinstance(output, str) else json.dumps(output))}")
         text = job.result.text if job.result else job.progress.text
         if text:
             self.line(printable(text))

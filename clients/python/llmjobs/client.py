@@ -12,6 +12,7 @@ with JobsClient() as jobs:                     # LLMJOBS_URL, LLMJOBS_API_KEY
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date
@@ -103,6 +104,32 @@ class JobsClient:
             callback_url=callback_url,
         )  # fmt: skip
         return self._call(_base.submit_call(body, idempotency_key, timeout))
+
+    def analyze(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        analyses: Sequence[str | Mapping[str, str]] | None = None,
+        extraction: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        priority: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout_s: int | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = None,
+    ) -> Job:
+        """Upload a document (`POST /v1/documents`) for analysis; its job has `kind:
+        "document"` (`job.raw` holds `document`, `steps`, `progress.percent` and, once done,
+        `result.analyses`). An item of `analyses` is a built-in name (`summary`, `key_points`,
+        `sentiment`, `topics`) or `{"name", "prompt", "output": "text" | "json"}`; only the
+        options given are sent. Follow it with `wait()` or `stream()`."""
+        options = _base.job_request(
+            analyses=[item if isinstance(item, str) else dict(item) for item in analyses] if analyses else None,
+            extraction=extraction, model=model, max_tokens=max_tokens, priority=priority, metadata=metadata,
+            timeout_s=timeout_s, callback_url=callback_url,
+        )  # fmt: skip
+        return self._call(_base.analyze_call(path, options, timeout))
 
     def get(self, job_id: str, *, timeout: float | None = None) -> Job:
         """The job (`GET /v1/jobs/{id}`); an unchanged job costs a bodiless 304."""
@@ -238,7 +265,7 @@ class JobsClient:
     def _send(self, call: Call[Any]) -> httpx.Response:
         try:
             response = self._http.request(
-                call.method, self.base_url + call.path, json=call.json, params=call.params,
+                call.method, self.base_url + call.path, json=call.json, params=call.params, files=call.files,
                 headers={**self._headers, **call.headers},
                 timeout=call.timeout if call.timeout is not None else self.timeout,
             )  # fmt: skip

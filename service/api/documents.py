@@ -1,0 +1,184 @@
+"""/v1/documents: upload a document for a multi-step analysis job (`kind: "document"`).
+
+The upload comes as `multipart/form-data` (a `file` part; the options as form fields or
+one JSON `options` part) or as JSON (`document: {filename, media_type, data}`, base64).
+It is recognised by its content (415 for anything but PDF, DOCX, HTML, Markdown, text),
+bounded by MAX_DOCUMENT_BYTES (413), and stored in Redis with the job, in the same
+round trip; a worker extracts its text.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from flask import request
+from flask.views import MethodView
+from flask_smorest import abort
+from marshmallow import Schema, ValidationError
+from redis.client import Pipeline
+
+from service.api.auth import require_client
+from service.api.context import app_context
+from service.api.document_schemas import DocumentJsonSchema, DocumentOptionsSchema
+from service.api.json_body import Blueprint, InvalidJsonBody, parse_json_body
+from service.api.json_response import json_response
+from service.api.limits import allowance_headers, submit_gate
+from service.api.schemas import JobSchema
+from service.documents import formats
+from service.documents.steps import new_steps
+from service.documents.store import upload_key
+from service.jobs.queues import DOCUMENT_TASK
+from service.jobs.resource import DOCUMENT, job_resource
+from service.jobs.submit import NewJob, submit_job
+
+blp = Blueprint("documents", __name__, url_prefix="/v1/documents", description="Analyse documents.")
+blp.before_request(require_client)
+LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
+ENVELOPE_BYTES = 256 * 1024  # multipart headers, options, JSON around the base64
+INTEGER_FIELDS = ("max_tokens", "timeout_s")
+MULTIPART_BODY = {
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "options": {
+                        "type": "string",
+                        "description": "The options (as in the JSON body, less `document`) as one JSON object. "
+                        "They may also come as form fields of their own: `analyses` a JSON list or comma-separated "
+                        "built-in names, `metadata` a JSON object, the others as their values.",
+                    },
+                },
+            }
+        },
+        "application/json": {"schema": DocumentJsonSchema},
+    }
+}
+
+
+@blp.before_request
+def allow_document_sized_body() -> None:
+    """The app's MAX_BODY_BYTES bounds JSON jobs; an upload may be MAX_DOCUMENT_BYTES (as
+    base64, 4/3 of that) and its envelope. Past it, werkzeug answers 413 before reading it."""
+    request.max_content_length = app_context().settings.max_document_bytes * 4 // 3 + ENVELOPE_BYTES
+
+
+@blp.route("")
+class Documents(MethodView):
+    @blp.doc(requestBody=MULTIPART_BODY)
+    @blp.response(202, JobSchema, headers=LOCATION, description='Queued: the job, `kind: "document"`.')
+    @blp.alt_response(413, description="The file is larger than MAX_DOCUMENT_BYTES.")
+    @blp.alt_response(415, description="Not a PDF, DOCX, HTML, Markdown or text file (told by its content).")
+    @blp.alt_response(422, description="Bad options.")
+    @blp.alt_response(429, description="Over your submit limit; see Retry-After.")
+    @blp.alt_response(503, description="The queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
+    def post(self):
+        """Upload a document; its text is extracted and each analysis runs over it, step by step."""
+        ctx = app_context()
+        settings = ctx.settings
+        filename, declared, data, options = _read_upload()
+        if len(data) > settings.max_document_bytes:
+            abort(
+                413,
+                message=f"the file is {len(data)} bytes; at most {settings.max_document_bytes} (MAX_DOCUMENT_BYTES)",
+            )
+        try:
+            media_type = formats.sniff(data, filename, declared)
+        except formats.UnsupportedDocument as exc:
+            abort(415, message=f"unsupported document: {exc}")
+        analyses = options["analyses"]
+        new = NewJob(
+            priority=options["priority"],
+            request={
+                "model": options.get("model", settings.default_model),
+                "max_tokens": options["max_tokens"],
+                "analyses": analyses,
+                "extraction": options["extraction"],
+            },
+            metadata=options["metadata"],
+            timeout_s=options.get("timeout_s", settings.limits.max_timeout_s),
+            callback_url=options.get("callback_url"),
+            task=DOCUMENT_TASK,
+            extra_meta={
+                "kind": DOCUMENT,
+                "document": {"filename": filename, "media_type": media_type, "bytes": len(data), "pages": None,
+                             "characters": None},
+                "steps": new_steps([analysis["name"] for analysis in analyses]),
+                "percent": 0,
+            },
+        )  # fmt: skip
+
+        def store_upload(pipe: Pipeline, job_id: str) -> None:
+            # Deleted once the text is extracted; the TTL covers a job that never runs.
+            pipe.set(upload_key(job_id), data, ex=settings.result_ttl_s)
+
+        submitted = submit_job(
+            ctx.redis, ctx.queues, new, gate=submit_gate([new.priority]), max_attempts=settings.max_attempts,
+            result_ttl_s=settings.result_ttl_s, also=store_upload,
+        )  # fmt: skip
+        resource = job_resource(submitted.job)
+        headers = {"Location": resource["links"]["self"], **allowance_headers(submitted.allowance)}
+        return json_response(resource, 202, headers)
+
+
+def _read_upload() -> tuple[str, str | None, bytes, dict[str, Any]]:
+    """(filename, declared media type, bytes, validated options) from either body."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("file")
+        if upload is None:
+            abort(422, message="send the document as a `file` part", errors={"form": {"file": ["required"]}})
+        options = _load(DocumentOptionsSchema(), _form_options(), "form")
+        return upload.filename or "upload", upload.mimetype or None, upload.read(), options
+    if request.mimetype == "application/json":
+        try:
+            body = parse_json_body(request.get_data(cache=False))
+        except InvalidJsonBody as exc:
+            abort(400, message=str(exc), errors={"json": [str(exc)]})
+        options = _load(DocumentJsonSchema(), body, "json")
+        document = options.pop("document")
+        try:
+            data = base64.b64decode(document["data"], validate=True)
+        except (binascii.Error, ValueError):
+            message = "not base64"
+            abort(422, message=f"document.data: {message}", errors={"json": {"document": {"data": [message]}}})
+        return document["filename"], document.get("media_type"), data, options
+    abort(415, message="send multipart/form-data with a `file` part, or JSON with `document` (base64)")
+
+
+def _form_options() -> dict[str, Any]:
+    """The options of a multipart upload: one JSON `options` part, or form fields (a JSON
+    list or comma-separated names for `analyses`, a JSON object for `metadata`)."""
+    raw = request.form.get("options")
+    if raw is None and (part := request.files.get("options")) is not None:
+        raw = part.read().decode("utf-8", "replace")
+    if raw is not None:
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            abort(422, message=f"options: not JSON ({exc})", errors={"form": {"options": ["not JSON"]}})
+    options: dict[str, Any] = {}
+    for name, value in request.form.items():
+        if name == "analyses" and not value.lstrip().startswith("["):
+            options[name] = [item.strip() for item in value.split(",") if item.strip()]
+        elif name in ("analyses", "metadata"):
+            try:
+                options[name] = json.loads(value)
+            except ValueError:
+                abort(422, message=f"{name}: not JSON", errors={"form": {name: ["not JSON"]}})
+        elif name in INTEGER_FIELDS and value.strip().lstrip("-").isdigit():
+            options[name] = int(value)
+        else:
+            options[name] = value
+    return options
+
+
+def _load(schema: Schema, data: Any, location: str) -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        abort(422, errors={location: exc.messages})

@@ -1,0 +1,351 @@
+"""The document task: extract the text of an upload, then run each analysis over it.
+
+Shaped like the LLM task (`llm_job`): an asyncio task in the worker, the deadline and a
+cancel stop it from outside, a retryable provider error returns RQ's `Retry` (the job
+waits without a slot), the provider's shared limit puts it back in its queue. What a
+document job adds: steps (`extract`, then one per analysis) recorded in its meta as they
+move, each failing alone; a long text analysed chunk by chunk and the answers combined;
+a JSON answer checked and asked for once more with the error. A run resumes where the
+last one stopped: steps that succeeded (and chunk answers already in) are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from typing import Any
+
+from rq import Retry
+from rq.job import Job
+
+from service.documents import formats
+from service.documents.analyses import (
+    JSON,
+    SYSTEM,
+    Analysis,
+    InvalidOutput,
+    analysis_of,
+    combine_prompt,
+    document_prompt,
+    native_prompt,
+    parse_output,
+    repair_prompt,
+)
+from service.documents.chunks import split_text
+from service.documents.extract import DocumentError, extract, inspect_pdf
+from service.documents.isolation import IsolatedTimeout, run_isolated
+from service.documents.steps import CANCELED as CANCELED_STEP
+from service.documents.steps import FAILED, PENDING, RUNNING, SUCCEEDED, percent_done
+from service.documents.store import text_key, upload_key
+from service.jobs import metrics
+from service.jobs.counters import HashIncrements
+from service.jobs.progress import (
+    call_counters,
+    record_error,
+    record_progress,
+    record_retry,
+    start_attempt,
+    undo_attempt,
+)
+from service.jobs.retry_policy import retry_delay_s, rq_retry
+from service.jobs.usage import job_usage
+from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
+from service.tasks.llm_job import STOP_ERRORS, report_to_gate, timeout_error
+from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
+from service.tasks.runtime import CANCELED, TaskRuntime
+
+UNPACKED_FACTOR = 10  # a DOCX may unpack to this many times MAX_DOCUMENT_BYTES, no more
+
+
+async def run_document_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry:
+    """Entry point named by `service.jobs.queues.DOCUMENT_TASK`."""
+    return await logged_attempt(job, DocumentRun(job, runtime, request).run())
+
+
+class _StepFailed(Exception):
+    def __init__(self, error: dict[str, Any]):
+        super().__init__(error["message"])
+        self.error = error
+
+
+class DocumentRun:
+    def __init__(self, job: Job, runtime: TaskRuntime, request: dict[str, Any]):
+        self.job, self.runtime, self.settings = job, runtime, runtime.settings
+        self.model: str = request["model"]
+        self.max_tokens: int = request["max_tokens"]
+        self.native: bool = request["extraction"] == "native" and job.meta["document"]["media_type"] == formats.PDF
+        self.analyses = {stored["name"]: analysis_of(stored) for stored in request["analyses"]}
+        self.unsaved: list[HashIncrements] = []  # usage of calls made since the last save
+        self.text = ""
+        self.chunks: list[str] = []  # the text cut to DOCUMENT_CHUNK_TOKENS, once it is known
+        self.pdf = b""
+        self.last_call_billed = False
+        self.deadline = 0.0
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.job.meta
+
+    async def run(self) -> dict[str, Any] | Retry:
+        assert self.runtime.llm is not None, "document jobs are taken only by workers of the LLM queues"
+        if self.runtime.gate.closed_here():
+            raise Requeue("provider gate closed")
+        self.deadline = start_attempt(self.job, max_attempts=self.settings.max_attempts)
+        for step in self.meta["steps"]:
+            if step["status"] == RUNNING:  # the run that left it so was cut short
+                step["status"] = PENDING
+        try:
+            if self.runtime.stop_reasons.get(self.job.id) == CANCELED:
+                raise asyncio.CancelledError
+            if time.time() >= self.deadline:
+                raise TimeoutError
+            async with asyncio.timeout(self.deadline - time.time()):
+                return await self._steps()
+        except TimeoutError:
+            self._fail(timeout_error(self.job))
+        except asyncio.CancelledError:
+            if (reason := self.runtime.stop_reasons.get(self.job.id)) not in STOP_ERRORS:
+                raise  # the worker is putting the job back in its queue, or another run won
+            self._fail(STOP_ERRORS[reason], canceled=reason == CANCELED)
+
+    async def _steps(self) -> dict[str, Any] | Retry:
+        extract_step, *analysis_steps = self.meta["steps"]
+        await self._extract(extract_step)
+        for step in analysis_steps:
+            if step["status"] != PENDING:
+                continue
+            try:
+                await self._analyse(step, self.analyses[step["name"]])
+            except LLMError as error:
+                if (retry := self._after_error(step, error)) is not None:
+                    return retry
+            except _StepFailed as failed:
+                self._end_step(step, FAILED, failed.error)
+        return self._complete()
+
+    # --- extraction ----------------------------------------------------------------------
+
+    async def _extract(self, step: dict[str, Any]) -> None:
+        connection = self.job.connection
+        if step["status"] == SUCCEEDED:
+            if self.native:
+                self.pdf = connection.get(upload_key(self.job.id)) or b""
+            else:
+                self._set_text((connection.get(text_key(self.job.id)) or b"").decode())
+            if self.pdf or self.text:
+                return
+            error = "the document's extracted text has expired; upload the document again"
+            self._end_step(step, FAILED, _document_error(error))
+            self._fail(_document_error(error))
+        self._begin(step)
+        data = connection.get(upload_key(self.job.id))
+        try:
+            if data is None:
+                raise DocumentError("the upload has expired; upload the document again")
+            extracted = await self._run_extraction(data)
+        except DocumentError as exc:
+            self._end_step(step, FAILED, _document_error(str(exc)))
+            self._fail(_document_error(str(exc)))
+        document = self.meta["document"]
+        document["pages"] = extracted.pages
+        if self.native:
+            self.pdf = data  # the model reads the file itself: it stays for the job's lifetime
+        else:
+            self._set_text(extracted.text)
+            document["characters"] = len(extracted.text)
+            with connection.pipeline(transaction=False) as pipe:
+                pipe.set(text_key(self.job.id), extracted.text, ex=self.job.result_ttl)
+                pipe.delete(upload_key(self.job.id))
+                pipe.execute()
+        self._end_step(step, SUCCEEDED)
+
+    async def _run_extraction(self, data: bytes) -> Any:
+        limit_s = self.settings.document_extract_timeout_s
+        media_type = self.meta["document"]["media_type"]
+        async with self.runtime.extractions:  # a few at once per process: they compute
+            try:
+                if self.native:
+                    return await run_isolated(
+                        inspect_pdf, data, max_pages=self.settings.max_document_pages, timeout_s=limit_s
+                    )
+                return await run_isolated(
+                    extract, data, media_type, max_pages=self.settings.max_document_pages,
+                    max_unpacked_bytes=self.settings.max_document_bytes * UNPACKED_FACTOR, timeout_s=limit_s,
+                )  # fmt: skip
+            except IsolatedTimeout:
+                raise DocumentError(
+                    f"extracting the text took longer than {limit_s:g} s (DOCUMENT_EXTRACT_TIMEOUT_S); refused"
+                ) from None
+
+    # --- analyses ------------------------------------------------------------------------
+
+    async def _analyse(self, step: dict[str, Any], analysis: Analysis) -> None:
+        self._begin(step)
+        if self.native:
+            document = {"type": "base64", "media_type": formats.PDF, "data": base64.b64encode(self.pdf).decode()}
+            content = [{"type": "document", "source": document}, {"type": "text", "text": native_prompt(analysis)}]
+            reply = await self._call(step, [{"role": "user", "content": content}])
+            return await self._finish(step, analysis, content, reply)
+        chunks = self.chunks
+        if len(chunks) == 1:
+            prompt = document_prompt(analysis, chunks[0])
+            return await self._finish(step, analysis, prompt, await self._call(step, _user(prompt)))
+        partials = self.meta.setdefault("partials", {}).setdefault(step["name"], [])
+        for number in range(len(partials) + 1, len(chunks) + 1):  # a retried run resumes after the last answer
+            prompt = document_prompt(analysis, chunks[number - 1], number, len(chunks))
+            partials.append(await self._call(step, _user(prompt)))
+            self._save({"step": step["name"], "status": RUNNING, "chunk": number, "chunks": len(chunks)})
+        prompt = combine_prompt(analysis, partials)
+        await self._finish(step, analysis, prompt, await self._call(step, _user(prompt)))
+
+    async def _finish(self, step: dict[str, Any], analysis: Analysis, content: Any, reply: str) -> None:
+        """Record the step's answer; a JSON one is checked first and, when it is not the
+        JSON asked for, asked for once more with what was wrong."""
+        output: Any = reply
+        if analysis.output == JSON:
+            try:
+                output = parse_output(analysis, reply)
+            except InvalidOutput as first:
+                messages = [
+                    {"role": "user", "content": content},
+                    {"role": "assistant", "content": reply or "(empty)"},
+                    {"role": "user", "content": repair_prompt(analysis, str(first))},
+                ]
+                reply = await self._call(step, messages)
+                try:
+                    output = parse_output(analysis, reply)
+                except InvalidOutput as second:
+                    message = f"the reply was not the JSON asked for, twice: {second}"
+                    raise _StepFailed({"type": "invalid_output", "message": message, "retryable": False}) from None
+        self.meta.setdefault("analyses", {})[step["name"]] = {
+            "output": output, "text": reply, "usage": dict(step["usage"]), "cost_usd": step["cost_usd"],
+        }  # fmt: skip
+        self.meta.get("partials", {}).pop(step["name"], None)
+        self._end_step(step, SUCCEEDED)
+
+    async def _call(self, step: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+        """One Messages call; its usage is added to the step (and, with the next save, to
+        the client's usage and the metrics), also when it fails or is cut short."""
+        usage = CallUsage()
+        step["attempts"] += 1
+        request = LLMRequest(self.model, self.max_tokens, messages, system=SYSTEM)
+        try:
+            reply = await self.runtime.llm.stream(request, on_text=_ignore, usage=usage)  # type: ignore[union-attr]
+        finally:
+            self.last_call_billed = usage.billed
+            self._count(step, usage)
+        return reply.text
+
+    def _count(self, step: dict[str, Any], usage: CallUsage) -> None:
+        if not usage.billed:
+            return
+        cost = cost_usd(self.model, usage.input_tokens, usage.output_tokens, self.settings.price_overrides)
+        step["usage"]["input_tokens"] += usage.input_tokens
+        step["usage"]["output_tokens"] += usage.output_tokens
+        if cost is not None:
+            step["cost_usd"] = round((step["cost_usd"] or 0) + cost, 8)
+        self.unsaved += call_counters(
+            self.job, usage.input_tokens, usage.output_tokens, cost, retention_days=self.settings.usage_retention_days
+        )
+
+    def _after_error(self, step: dict[str, Any], error: LLMError) -> Retry | None:
+        """A failed call: wait for the provider's limit in the queue, retry the job later
+        (resuming at this step), or fail this step alone."""
+        job, settings = self.job, self.settings
+        model = metrics.model_label(self.model, priced=is_priced(self.model, settings.price_overrides))
+        metrics.LLM_ERRORS.inc(job.connection, model=model, error_type=error.type)
+        reopens_at = report_to_gate(error, self.runtime)
+        if reopens_at is not None and reopens_at >= self.deadline:
+            self._fail(timeout_error(job, last_error=error))
+        if reopens_at is not None and not self.last_call_billed:
+            step["status"] = PENDING
+            self._flush_counters()
+            undo_attempt(job, error.as_record(), next_attempt_at=reopens_at)
+            raise Requeue(error.type)
+        if error.retryable and self.meta["attempts"] < self.meta["attempt_limit"]:
+            delay = retry_delay_s(
+                self.meta["attempts"], base_s=settings.retry_base_s, cap_s=settings.retry_max_s,
+                retry_after_s=error.retry_after_s,
+            )  # fmt: skip
+            if delay < self.deadline - time.time():
+                step.update(status=PENDING, error=error.as_record())
+                retry, due_at = rq_retry(delay, max_retries=self.meta["attempt_limit"])
+                record_retry(job, error.as_record(), due_at, counters=self._take_counters())
+                metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")
+                return retry
+        self._end_step(step, FAILED, error.as_record())
+        return None
+
+    # --- the end -------------------------------------------------------------------------
+
+    def _complete(self) -> dict[str, Any]:
+        analysis_steps = self.meta["steps"][1:]
+        if not any(step["status"] == SUCCEEDED for step in analysis_steps):
+            errors = "; ".join(f"{s['name']}: {s['error']['message']}" for s in analysis_steps if s["error"])
+            self._fail({"type": "analysis_failed", "message": f"every analysis failed ({errors})", "retryable": False})
+        steps = self.meta["steps"]
+        totals = {key: sum(step["usage"][key] for step in steps) for key in ("input_tokens", "output_tokens")}
+        priced = is_priced(self.model, self.settings.price_overrides)
+        cost = round(sum(step["cost_usd"] or 0 for step in steps), 8) if priced else None
+        analyses = {s["name"]: self.meta["analyses"][s["name"]] for s in analysis_steps if s["status"] == SUCCEEDED}
+        self.meta.update(result={"analyses": analyses, "usage": totals, "cost_usd": cost}, percent=100)
+        # The calls' tokens were counted as they were made: the job itself counts once here.
+        no_tokens = {"input_tokens": 0, "output_tokens": 0}
+        job_count = job_usage(
+            self.meta["client"], self.model, no_tokens, 0.0 if priced else None, self.settings.usage_retention_days
+        )
+        record_progress(
+            self.job, {"step": None, "status": SUCCEEDED, "percent": 100},
+            counters=[*self._take_counters(), job_count], completes_for_s=self.settings.result_ttl_s,
+        )  # fmt: skip
+        return self.meta["result"]
+
+    def _fail(self, error: dict[str, Any], *, canceled: bool = False) -> None:
+        for step in self.meta["steps"]:
+            if step["status"] == RUNNING:
+                step.update(status=CANCELED_STEP if canceled else FAILED, error=error)
+        record_error(self.job, error, canceled=canceled, counters=self._take_counters())
+        raise JobFailed(error)
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    def _begin(self, step: dict[str, Any]) -> None:
+        step.update(status=RUNNING, error=None)
+        self._save({"step": step["name"], "status": RUNNING})
+
+    def _end_step(self, step: dict[str, Any], status: str, error: dict[str, Any] | None = None) -> None:
+        step.update(status=status, error=error)
+        self._save({"step": step["name"], "status": status})
+
+    def _save(self, event: dict[str, Any]) -> None:
+        self.meta["percent"] = percent_done(self.meta, self._chunks())
+        record_progress(self.job, {**event, "percent": self.meta["percent"]}, counters=self._take_counters())
+
+    def _flush_counters(self) -> None:
+        if self.unsaved:
+            record_progress(self.job, {"step": None, "status": PENDING}, counters=self._take_counters())
+
+    def _take_counters(self) -> list[HashIncrements]:
+        taken, self.unsaved = self.unsaved, []
+        return taken
+
+    def _set_text(self, text: str) -> None:
+        self.text = text
+        self.chunks = split_text(text, self.settings.document_chunk_tokens) if text else []
+
+    def _chunks(self) -> int:
+        """Calls one analysis of this document takes: one per chunk, and one to combine."""
+        return len(self.chunks) + 1 if len(self.chunks) > 1 else 1
+
+
+def _user(prompt: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": prompt}]
+
+
+def _document_error(message: str) -> dict[str, Any]:
+    return {"type": "document_error", "message": message, "retryable": False}
+
+
+def _ignore(_text: str) -> None:
+    """A step's answer is recorded once it is complete; its text is not streamed."""

@@ -1,0 +1,58 @@
+"""`JobsClient.analyze` and `llmjobs analyze FILE --wait` (clients/python), against the real
+stack (gunicorn, worker.py, the fake Anthropic server)."""
+
+from __future__ import annotations
+
+import json
+
+from llmjobs import APIError, JobsClient
+from llmjobs.cli import document_bar
+
+from tests import documents
+from tests.conftest import ALICE_KEY
+from tests.test_client_cli import run_cli
+
+
+def test_document_bar_names_the_running_step() -> None:
+    job = {"status": "running", "progress": {"percent": 40}, "steps": [{"name": "summary", "status": "running"}]}
+    assert document_bar(job, width=10) == "[####......]  40% summary"
+    ended = {
+        "status": "succeeded",
+        "progress": {"percent": 100},
+        "steps": [{"name": "\x1b[31mx", "status": "succeeded"}],
+    }
+    assert document_bar(ended, width=4) == "[####] 100% succeeded"
+
+
+def test_client_analyze_and_cli_analyze_wait(start_api, start_worker, tmp_path) -> None:
+    api = start_api()
+    start_worker()
+    memo = tmp_path / "memo.docx"
+    memo.write_bytes(documents.docx(["The budget grew.", "Hiring is paused."]))
+    with JobsClient(api, ALICE_KEY) as client:
+        job = client.analyze(memo, analyses=["summary", "topics"], metadata={"team": "ops"}, max_tokens=200)
+        assert job.raw["kind"] == "document" and job.raw["document"]["filename"] == "memo.docx"
+        assert job.metadata == {"team": "ops"}
+        done = client.wait(job.id, timeout=60)
+        assert done.status == "succeeded", done.raw
+        assert set(done.raw["result"]["analyses"]) == {"summary", "topics"}
+        liar = tmp_path / "photo.pdf"
+        liar.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+        try:
+            client.analyze(liar)
+        except APIError as exc:
+            assert exc.status_code == 415
+        else:
+            raise AssertionError("a PNG named .pdf was accepted")
+
+    page = tmp_path / "page.html"
+    page.write_text(documents.HTML_PAGE)
+    finished = run_cli("analyze", str(page), "--analyses", "key_points", "--wait", "--json", url=api, timeout=90)
+    assert finished.returncode == 0, finished.stderr
+    job = json.loads(finished.stdout)
+    assert job["status"] == "succeeded" and len(job["result"]["analyses"]["key_points"]["output"]) == 3
+    assert "100%" in finished.stderr  # the progress line (one line per change off a terminal)
+    shown = run_cli("analyze", str(page), "--analyses", "topics", "--wait", url=api, timeout=90)
+    assert shown.returncode == 0 and "topics: [" in shown.stdout, shown
+    missing = run_cli("analyze", str(tmp_path / "nope.pdf"), url=api)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
