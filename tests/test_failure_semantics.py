@@ -219,7 +219,12 @@ def test_jobs_of_a_sigkilled_worker_run_again_within_a_minute_and_end_once(
     sent = [r["body"]["messages"][0]["content"] for r in requests.get(f"{fake_anthropic}/_fake/requests").json()]
     assert all(sent.count(p) == 2 for p in prompts)
     assert all(j["result"]["usage"]["output_tokens"] == 60 for j in done)
-    counted = scrape(api)  # so do the metrics
+    # So do the metrics, once each job's end is published (just after its status shows it).
+    wait_for(
+        lambda: value(scrape(api), "llmjobs_jobs_finished_total", queue="default", outcome="succeeded") >= 3,
+        what="three ends counted",
+    )
+    counted = scrape(api)
     assert value(counted, "llmjobs_job_retries_total", queue="default", reason="worker_lost") == 3
     assert value(counted, "llmjobs_jobs_finished_total", queue="default", outcome="succeeded") == 3
     assert value(counted, "llmjobs_llm_tokens_total", model=done[0]["model"], type="output") == 180
