@@ -6,12 +6,12 @@ from __future__ import annotations
 import logging
 import math
 
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from werkzeug.exceptions import Conflict, HTTPException, ServiceUnavailable, TooManyRequests
+from werkzeug.exceptions import Conflict, HTTPException, RequestEntityTooLarge, ServiceUnavailable, TooManyRequests
 
 from service.api.limits import allowance_headers
 from service.jobs.admission import OverLimit, QueueFull
@@ -83,6 +83,17 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
         # Better than a backlog that grows without bound while the workers cannot keep up.
         return answer(ServiceUnavailable(), str(exc), {"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
 
+    def too_large(exc: RequestEntityTooLarge):
+        if getattr(exc, "data", {}).get("message"):  # a route's own 413, which names its bound
+            return api.handle_http_exception(exc)
+        # werkzeug's, before the body is read: name the bound that was passed.
+        limit = request.max_content_length
+        if limit == app.config["MAX_CONTENT_LENGTH"]:
+            message = f"the request body is larger than MAX_BODY_BYTES ({limit} bytes)"
+        else:  # an upload's (service/api/documents.py)
+            message = f"the request body is larger than {limit} bytes (MAX_DOCUMENT_BYTES, as sent)"
+        return answer(RequestEntityTooLarge(), message)
+
     def too_many_deliveries(exc: TooManyPendingDeliveries):
         return answer(TooManyRequests(), str(exc), {"Retry-After": str(PENDING_DELIVERIES_RETRY_AFTER_S)})
 
@@ -92,6 +103,7 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
     app.register_error_handler(IdempotencyConflict, lambda exc: answer(Conflict(), str(exc)))
     app.register_error_handler(DeliveryPending, lambda exc: answer(Conflict(), str(exc)))
     app.register_error_handler(TooManyPendingDeliveries, too_many_deliveries)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(RedisConnectionError, redis_unavailable)
     app.register_error_handler(RedisTimeoutError, redis_unavailable)
     app.register_error_handler(RedisOutOfMemoryError, redis_full)
