@@ -78,7 +78,7 @@ class JobCollection(MethodView):
             )
         except InvalidCursor as exc:
             abort(422, message=str(exc), errors={"query": {"cursor": [str(exc)]}})
-        return {"data": [job_resource(job) for job in page.jobs], "next_cursor": page.next_cursor}
+        return json_response({"data": [job_resource(job) for job in page.jobs], "next_cursor": page.next_cursor})
 
 
 ETAG = {"type": "string"}
