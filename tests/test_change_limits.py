@@ -5,6 +5,7 @@ client's pending webhook deliveries are bounded. Real gunicorn and Redis."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import requests
@@ -28,9 +29,14 @@ def test_cancel_and_redelivery_share_a_per_client_limit(start_api):
     api = start_api(CHANGE_RATE_LIMIT="2/minute")  # no worker: jobs stay queued
     jobs = [submit(api, {"prompt": "never runs"}) for _ in range(3)]
     batch = requests.post(f"{api}/v1/batches", json={"jobs": [{"prompt": "x"}]}, headers=ALICE, timeout=10).json()
-    assert [post(api, f"/v1/jobs/{job['id']}/cancel").status_code for job in jobs[:2]] == [200, 200]
+    canceled = [post(api, f"/v1/jobs/{job['id']}/cancel") for job in jobs[:2]]
+    assert [r.status_code for r in canceled] == [200, 200]
+    assert "Retry-After" not in canceled[0].headers and canceled[0].headers["X-RateLimit-Remaining"] == "1"
 
-    assert_refused(post(api, f"/v1/jobs/{jobs[2]['id']}/cancel"), 429, "CHANGE_RATE_LIMIT")
+    refused = post(api, f"/v1/jobs/{jobs[2]['id']}/cancel")
+    assert_refused(refused, 429, "CHANGE_RATE_LIMIT")
+    said = re.search(r"retry after (\d+) seconds", refused.json()["message"])
+    assert said and abs(int(said[1]) - int(refused.headers["Retry-After"])) <= 1  # computed a moment apart
     assert_refused(post(api, f"/v1/jobs/{jobs[0]['id']}/webhook/redeliver"), 429, "CHANGE_RATE_LIMIT")
     assert_refused(post(api, f"/v1/batches/{batch['id']}/webhook/redeliver"), 429, "CHANGE_RATE_LIMIT")
     bobs = submit(api, {"prompt": "never runs"}, headers=BOB)

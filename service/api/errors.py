@@ -7,13 +7,14 @@ import logging
 import math
 
 from flask import Flask, request
+from flask_limiter import RateLimitExceeded
 from flask_smorest import Api
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import Conflict, HTTPException, RequestEntityTooLarge, ServiceUnavailable, TooManyRequests
 
-from service.api.limits import allowance_headers
+from service.api.limits import allowance_headers, change_limit_wait_s
 from service.jobs.admission import OverLimit, QueueFull
 from service.jobs.deliveries import DeliveryPending, TooManyPendingDeliveries
 from service.jobs.idempotency import IdempotencyConflict
@@ -79,6 +80,10 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
         message = f"over your submit limit (RATE_LIMIT, {exc.allowance.limit}); retry after {wait_s} seconds"
         return answer(TooManyRequests(), message, {**allowance_headers(exc.allowance), "Retry-After": str(wait_s)})
 
+    def change_limit_exceeded(exc: RateLimitExceeded):
+        # flask-limiter's 429 (cancels, redeliveries); it adds Retry-After and X-RateLimit-* itself.
+        return answer(TooManyRequests(), f"{exc.description}; retry after {change_limit_wait_s()} seconds")
+
     def queue_full(exc: QueueFull):
         # Better than a backlog that grows without bound while the workers cannot keep up.
         return answer(ServiceUnavailable(), str(exc), {"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
@@ -100,6 +105,7 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
     # A submit (job, batch or retry), the write of an Idempotency-Key, a webhook redelivery:
     app.register_error_handler(OverLimit, over_limit)
     app.register_error_handler(QueueFull, queue_full)
+    app.register_error_handler(RateLimitExceeded, change_limit_exceeded)
     app.register_error_handler(IdempotencyConflict, lambda exc: answer(Conflict(), str(exc)))
     app.register_error_handler(DeliveryPending, lambda exc: answer(Conflict(), str(exc)))
     app.register_error_handler(TooManyPendingDeliveries, too_many_deliveries)

@@ -7,9 +7,10 @@ limited by flask-limiter (CHANGE_RATE_LIMIT)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
@@ -50,7 +51,24 @@ def init_limits(app: Flask, settings: Settings) -> None:
         # Redis away: let the request through; the submit itself then answers 503.
         RATELIMIT_SWALLOW_ERRORS=True,
     )
+    # Registered before flask-limiter's own hook, so it runs after it (Flask runs them last
+    # first): flask-limiter puts a Retry-After on every limited response, a 2xx included.
+    app.after_request(_no_retry_after_on_success)
     limiter.init_app(app)
+
+
+def _no_retry_after_on_success(response: Response) -> Response:
+    """A 2xx has nothing to retry."""
+    if response.status_code < 300:
+        response.headers.pop("Retry-After", None)
+    return response
+
+
+def change_limit_wait_s() -> int:
+    """Seconds until the caller's exceeded CHANGE_RATE_LIMIT lets a request through, counted
+    as flask-limiter counts its Retry-After."""
+    current = limiter.current_limit
+    return max(1, int(current.reset_at - time.time())) if current else 1
 
 
 def submit_gate(queue_names: Iterable[str]) -> Gate:
@@ -82,5 +100,5 @@ def change_limit() -> str:
 # The decorator of every route that changes a job but starts no LLM work (CHANGE_ROUTE_ENDINGS).
 limit_changes = limiter.shared_limit(
     change_limit, scope="changes",
-    error_message="over your limit on cancels and redeliveries (CHANGE_RATE_LIMIT); retry after Retry-After seconds",
+    error_message="over your limit on cancels and redeliveries (CHANGE_RATE_LIMIT)",
 )  # fmt: skip
