@@ -3,9 +3,10 @@ stack (gunicorn, worker.py, the fake Anthropic server)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from llmjobs import APIError, JobsClient
+from llmjobs import APIError, AsyncJobsClient, JobsClient
 from llmjobs.cli import document_bar
 
 from tests import documents
@@ -44,6 +45,14 @@ def test_client_analyze_and_cli_analyze_wait(start_api, start_worker, tmp_path) 
             assert exc.status_code == 415
         else:
             raise AssertionError("a PNG named .pdf was accepted")
+
+    async def analyze_async() -> None:
+        async with AsyncJobsClient(api, ALICE_KEY) as client:
+            job = await client.analyze(memo, analyses=[{"name": "gist", "prompt": "One line.", "output": "text"}])
+            done = await client.wait(job.id, timeout=60)
+            assert done.status == "succeeded" and list(done.raw["result"]["analyses"]) == ["gist"], done.raw
+
+    asyncio.run(analyze_async())
 
     page = tmp_path / "page.html"
     page.write_text(documents.HTML_PAGE)

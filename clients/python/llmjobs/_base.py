@@ -145,6 +145,12 @@ def submit_call(body: dict[str, Any], idempotency_key: str | None, timeout: floa
                 timeout=timeout)  # fmt: skip
 
 
+def analyze_options(analyses: Sequence[str | Mapping[str, str]] | None = None, **options: Any) -> dict[str, Any]:
+    """The options of `POST /v1/documents` that were given (see `JobsClient.analyze`)."""
+    items = [item if isinstance(item, str) else dict(item) for item in analyses] if analyses else None
+    return job_request(analyses=items, **options)
+
+
 def analyze_call(path: str | os.PathLike[str], options: dict[str, Any], timeout: float | None) -> Call[Job]:
     """POST /v1/documents: the file and the options (those given) as one JSON part. Not resent
     after a lost answer (an upload carries no Idempotency-Key)."""

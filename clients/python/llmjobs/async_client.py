@@ -9,6 +9,7 @@ async with AsyncJobsClient() as jobs:          # LLMJOBS_URL, LLMJOBS_API_KEY
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import date
@@ -89,6 +90,27 @@ class AsyncJobsClient:
             callback_url=callback_url,
         )  # fmt: skip
         return await self._call(_base.submit_call(body, idempotency_key, timeout))
+
+    async def analyze(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        analyses: Sequence[str | Mapping[str, str]] | None = None,
+        extraction: str | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        priority: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        timeout_s: int | None = None,
+        callback_url: str | None = None,
+        timeout: float | None = None,
+    ) -> Job:
+        """See `JobsClient.analyze`."""
+        options = _base.analyze_options(
+            analyses, extraction=extraction, model=model, max_tokens=max_tokens, priority=priority,
+            metadata=metadata, timeout_s=timeout_s, callback_url=callback_url,
+        )  # fmt: skip
+        return await self._call(_base.analyze_call(path, options, timeout))
 
     async def get(self, job_id: str, *, timeout: float | None = None) -> Job:
         return await self._call(self._jobs.get_call(job_id, timeout))
@@ -205,7 +227,7 @@ class AsyncJobsClient:
     async def _send(self, call: Call[Any]) -> httpx.Response:
         try:
             response = await self._http.request(
-                call.method, self.base_url + call.path, json=call.json, params=call.params,
+                call.method, self.base_url + call.path, json=call.json, params=call.params, files=call.files,
                 headers={**self._headers, **call.headers},
                 timeout=call.timeout if call.timeout is not None else self.timeout,
             )  # fmt: skip

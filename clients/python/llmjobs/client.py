@@ -124,10 +124,9 @@ class JobsClient:
         `result.analyses`). An item of `analyses` is a built-in name (`summary`, `key_points`,
         `sentiment`, `topics`) or `{"name", "prompt", "output": "text" | "json"}`; only the
         options given are sent. Follow it with `wait()` or `stream()`."""
-        options = _base.job_request(
-            analyses=[item if isinstance(item, str) else dict(item) for item in analyses] if analyses else None,
-            extraction=extraction, model=model, max_tokens=max_tokens, priority=priority, metadata=metadata,
-            timeout_s=timeout_s, callback_url=callback_url,
+        options = _base.analyze_options(
+            analyses, extraction=extraction, model=model, max_tokens=max_tokens, priority=priority,
+            metadata=metadata, timeout_s=timeout_s, callback_url=callback_url,
         )  # fmt: skip
         return self._call(_base.analyze_call(path, options, timeout))
 
