@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anthropic
 import httpx2
+from anthropic.types import (
+    MessageParam,
+    RawContentBlockDeltaEvent,
+    RawMessageDeltaEvent,
+    RawMessageStartEvent,
+    TextBlockParam,
+    TextDelta,
+)
 
 from service.llm.errors import classify
 
@@ -94,12 +102,6 @@ class LLMClient:
     async def stream(self, request: LLMRequest, on_text: Callable[[str], None], usage: CallUsage) -> LLMReply:
         """Stream the reply, passing each text delta to `on_text` and keeping `usage` up to
         date. Raises `LLMError` for every failure of the call."""
-        optional: dict[str, Any] = {}
-        if request.system is not None:
-            optional["system"] = request.system
-        if request.temperature is not None:
-            # The SDK has no `temperature` keyword on stream(); it goes in the body.
-            optional["extra_body"] = {"temperature": request.temperature}
         texts: list[str] = []
         stop_reason: str | None = None
         model, extra_usage = request.model, {}
@@ -110,26 +112,30 @@ class LLMClient:
             stream = await self._sdk.messages.create(
                 model=request.model,
                 max_tokens=request.max_tokens,
-                messages=request.messages,
+                messages=cast("list[MessageParam]", request.messages),
                 stream=True,
+                system=cast("str | list[TextBlockParam]", request.system)
+                if request.system is not None
+                else anthropic.omit,
+                # The SDK has no `temperature` keyword on create(); it goes in the body.
+                extra_body={"temperature": request.temperature} if request.temperature is not None else None,
                 # Per read: a stalled stream fails the attempt (retryable); the job's
                 # deadline is enforced by the caller, which cancels the task.
                 timeout=httpx2.Timeout(self._read_timeout_s, connect=CONNECT_TIMEOUT_S),
-                **optional,
             )
             async with stream:
                 if self._on_response is not None:
                     self._on_response(stream.response.headers)
                 async for event in stream:
-                    if event.type == "content_block_delta":
-                        if event.delta.type == "text_delta":
+                    if isinstance(event, RawContentBlockDeltaEvent):
+                        if isinstance(event.delta, TextDelta):
                             usage.chunks += 1
                             texts.append(event.delta.text)
                             on_text(event.delta.text)
-                    elif event.type == "message_start":
+                    elif isinstance(event, RawMessageStartEvent):
                         usage.input_tokens = event.message.usage.input_tokens
                         model, extra_usage = event.message.model, _extra_usage(event.message.usage)
-                    elif event.type == "message_delta":
+                    elif isinstance(event, RawMessageDeltaEvent):
                         usage.reported_output_tokens = event.usage.output_tokens
                         stop_reason = event.delta.stop_reason
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
