@@ -4,7 +4,7 @@ running stack (gunicorn and a worker, as real processes), with every check it ha
 Each operation gets the coverage phase (boundary and invalid values derived from the schema,
 unexpected methods, missing headers) and a bounded number of generated cases, valid and
 invalid (`GenerationMode.POSITIVE` and `NEGATIVE`), as alice. Whatever comes in, the answer
-is never a 5xx, every error is the JSON error shape of DESIGN.md section 2, and a request the
+is never a 5xx, every error is the one JSON error shape (README, "API (v1)"), and a request the
 document calls valid is accepted (`positive_data_acceptance`): the document says what the
 API really accepts, configured bounds included (service/api/openapi.py).
 
@@ -182,7 +182,7 @@ def test_probes_are_documented_without_auth(client, path):
 
 
 def assert_error_shape(response, code: int | None = None) -> dict[str, Any]:
-    """The one error shape of DESIGN.md section 2, for Flask's test responses and schemathesis' alike
+    """The one error shape (README, "API (v1)"), for Flask's test responses and schemathesis' alike
     (schemathesis lowercases header names and gives each a list of values)."""
     headers = {name.lower(): value for name, value in response.headers.items()}
     content_type = headers.get("content-type", "")
