@@ -17,7 +17,8 @@ from redis.client import Pipeline
 from service.jobs.ids import JOB_ID_PATTERN
 
 KEY_PREFIX = "llmjobs:client:"
-_MEMBER = re.compile(rf"^\d{{16}}:{JOB_ID_PATTERN}$")
+# Matched whole (`$` would let a trailing newline by), with ASCII digits only (`\d` takes any script's).
+_MEMBER = re.compile(rf"[0-9]{{16}}:{JOB_ID_PATTERN}")
 
 
 class InvalidCursor(ValueError):
@@ -65,6 +66,6 @@ def decode_cursor(cursor: str) -> str:
         decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         decoded = ""
-    if not _MEMBER.match(decoded):
+    if not _MEMBER.fullmatch(decoded):
         raise InvalidCursor("cursor is not one this API returned")
     return decoded
