@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED_FROM := requirements.txt requirements-dev.txt clients/python/pyproject.toml
 STAMP := $(VENV)/.installed-$(shell cat $(INSTALLED_FROM) | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint bench redis-server chromium prometheus
+.PHONY: install run test test-fast lint bench redis-server chromium prometheus
 
 install: $(STAMP) redis-server chromium prometheus
 
@@ -42,7 +42,11 @@ lint: install
 # Three test processes, each with its own redis-server and fake Anthropic server: the
 # tests mostly wait on real processes, so this roughly halves the time on 2 cores.
 test: install lint
-	$(BIN)/pytest -n 3
+	$(BIN)/pytest -n 3 --durations=25
+
+# The unit layer alone: pure modules, no Redis, no processes, no network; seconds, not minutes.
+test-fast: install
+	$(BIN)/pytest -q tests/unit
 
 bench: install
 	@echo "start the stack with make run, then:"; $(BIN)/python -m bench.load --help
