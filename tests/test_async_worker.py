@@ -21,9 +21,7 @@ from service.jobs.events import UNPUBLISHED_KEY, events_key
 from service.jobs.progress import live_text_key
 from service.jobs.queues import SERIALIZER
 from tests.conftest import ALICE, process_tree, scrape, value, wait_for
-from tests.test_end_to_end import get, parse, submit, wait_until_finished
-from tests.test_failure_semantics import directive, fails_first
-from tests.test_webhooks import WEBHOOKS_ON
+from tests.helpers import WEBHOOKS_ON, directive, fails_first, get, parse, submit, wait_until_finished
 
 QUICK = directive(tokens=2)
 # Hanging jobs end by SIGTERM at teardown: let the worker put them back without waiting long.

@@ -15,8 +15,7 @@ from standardwebhooks import Webhook
 from service.app import create_app
 from service.jobs.batches import batch_key
 from tests.conftest import ALICE, BOB, all_at_once, counting_redis_calls, scrape, value, wait_for
-from tests.test_end_to_end import get
-from tests.test_webhooks import SECRET, WEBHOOKS_ON
+from tests.helpers import SECRET, WEBHOOKS_ON, get
 
 ZERO = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "canceled": 0}
 

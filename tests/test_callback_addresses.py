@@ -6,12 +6,10 @@ these tests start) or, in-process, by a resolver given to `CallbackPolicy`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -21,8 +19,7 @@ from service.app import create_app
 from service.jobs.deliveries import queue_delivery
 from service.jobs.queues import SERIALIZER
 from tests.conftest import ALICE, ROOT
-from tests.test_end_to_end import submit
-from tests.test_webhooks import SECRET, webhook_of
+from tests.helpers import SECRET, Listener, allowed_and_internal, submit, webhook_of
 
 FAKE_DNS_PATH = str(ROOT / "tests" / "fake_dns")
 
@@ -30,45 +27,6 @@ FAKE_DNS_PATH = str(ROOT / "tests" / "fake_dns")
 def fake_dns(answers: str, **settings: str) -> dict[str, str]:
     """Settings for a process whose name lookups of the names in `answers` are scripted."""
     return {"WEBHOOK_SECRET": SECRET, "PYTHONPATH": FAKE_DNS_PATH, "FAKE_DNS": answers, **settings}
-
-
-class Listener:
-    """An HTTP server on `host:port` that records every request it gets (line and Host)."""
-
-    def __init__(self, host: str, port: int = 0):
-        self.requests: list[tuple[str, str]] = []
-        listener = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                listener.requests.append((self.requestline, self.headers.get("Host", "")))
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self.server.server_port
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@contextlib.contextmanager
-def allowed_and_internal() -> Iterator[tuple[Listener, Listener]]:
-    """An allowed receiver on 127.0.0.1 and an "internal" service on 127.0.0.2, same port."""
-    allowed = Listener("127.0.0.1")
-    internal = Listener("127.0.0.2", allowed.port)
-    try:
-        yield allowed, internal
-    finally:
-        allowed.close()
-        internal.close()
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ import signal
 import requests
 
 from tests.conftest import ALICE, BOB
-from tests.test_end_to_end import submit
-from tests.test_webhooks import WEBHOOKS_ON, webhook_of
+from tests.helpers import WEBHOOKS_ON, submit, webhook_of
 
 
 def post(api: str, path: str, headers: dict = ALICE) -> requests.Response:

@@ -38,25 +38,8 @@ from llmjobs import (
 )
 from llmjobs.errors import error_from_response
 
-from tests.conftest import ALICE_KEY, BIN, BOB_KEY, ROOT, free_port, wait_for
-
-FAST_RETRIES = {"RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1", "LLM_MAX_ATTEMPTS": "3"}
-LLMJOBS = str(BIN / "llmjobs")  # the console script the package installs
-
-
-def fake(**fields: object) -> str:
-    return "[[fake: " + " ".join(f"{k}={v}" for k, v in fields.items()) + "]]"
-
-
-def run_cli(*args: str, url: str | None = None, key: str | None = ALICE_KEY, timeout: float = 60, **popen):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMJOBS_")}
-    if url is not None:
-        env["LLMJOBS_URL"] = url
-    if key is not None:
-        env["LLMJOBS_API_KEY"] = key
-    return subprocess.run(
-        [LLMJOBS, *args], cwd=ROOT, env=env, capture_output="stdout" not in popen, text=True, timeout=timeout, **popen
-    )
+from tests.conftest import ALICE_KEY, BOB_KEY, free_port, wait_for
+from tests.helpers import FAST_RETRIES, directive, run_cli
 
 
 class Recorder:
@@ -241,7 +224,7 @@ def test_wait_backoff_schedule_then_submit_wait_get_list_and_typed_errors(start_
     # No worker yet: the job stays queued, and wait() runs out on a fake clock.
     recorder = Recorder()
     client = JobsClient(api, ALICE_KEY, sleep=recorder.sleep, clock=recorder.clock)
-    queued = client.submit("still queued " + fake(tokens=3))
+    queued = client.submit("still queued " + directive(tokens=3))
     seen: list[Job] = []
     with pytest.raises(WaitTimeout) as info:
         client.wait(queued.id, timeout=20, on_update=seen.append)
@@ -252,7 +235,7 @@ def test_wait_backoff_schedule_then_submit_wait_get_list_and_typed_errors(start_
     client = JobsClient(api, ALICE_KEY)
     key = uuid.uuid4().hex
     job = client.submit(
-        "Tell me about queues " + fake(tokens=12), priority="high", metadata={"ticket": "T-1"}, idempotency_key=key
+        "Tell me about queues " + directive(tokens=12), priority="high", metadata={"ticket": "T-1"}, idempotency_key=key
     )
     assert job.status == "queued" and job.priority == "high" and job.created_at.tzinfo is not None
     done = client.wait(job.id, timeout=30)
@@ -265,13 +248,13 @@ def test_wait_backoff_schedule_then_submit_wait_get_list_and_typed_errors(start_
 
     # Idempotency: the same request returns the job; another body under the key is a 409.
     again = client.submit(
-        "Tell me about queues " + fake(tokens=12), priority="high", metadata={"ticket": "T-1"}, idempotency_key=key
+        "Tell me about queues " + directive(tokens=12), priority="high", metadata={"ticket": "T-1"}, idempotency_key=key
     )
     assert again.id == job.id
     with pytest.raises(ConflictError):
         client.submit("something else", idempotency_key=key)
     # Without a key of the caller's, each submit is a new job (the client's own key differs).
-    assert client.submit("twice " + fake(tokens=1)).id != client.submit("twice " + fake(tokens=1)).id
+    assert client.submit("twice " + directive(tokens=1)).id != client.submit("twice " + directive(tokens=1)).id
 
     page = client.list(limit=1)
     assert len(page.data) == 1 and page.next_cursor
@@ -319,7 +302,7 @@ def test_cancel_a_running_job_and_retry_it(start_api, start_worker):
     api = start_api(**FAST_RETRIES)
     start_worker(**FAST_RETRIES)
     client = JobsClient(api, ALICE_KEY)
-    job = client.submit("long " + fake(tokens=400, chunk_delay_ms=50))
+    job = client.submit("long " + directive(tokens=400, chunk_delay_ms=50))
     wait_for(lambda: client.get(job.id).progress.output_tokens > 2, what="streaming to start")
     assert client.cancel(job.id).status == "running"  # 202: it stops within a second
     done = client.wait(job.id, timeout=10)
@@ -335,7 +318,8 @@ def test_batches_and_usage(start_api, start_worker):
     start_worker()
     client = JobsClient(api, ALICE_KEY)
     batch = client.submit_batch(
-        ["one " + fake(tokens=3), {"prompt": "two " + fake(tokens=4), "priority": "high"}], metadata={"run": "7"}
+        ["one " + directive(tokens=3), {"prompt": "two " + directive(tokens=4), "priority": "high"}],
+        metadata={"run": "7"},
     )
     assert batch.status == "running" and len(batch.job_ids) == 2 and batch.metadata == {"run": "7"}
     done = client.wait_batch(batch.id, timeout=30)
@@ -361,14 +345,14 @@ def test_the_async_client(start_api, start_worker):
 
     async def scenario() -> None:
         async with AsyncJobsClient(api, ALICE_KEY) as client:
-            job = await client.submit("async " + fake(tokens=20, chunk_delay_ms=10))
+            job = await client.submit("async " + directive(tokens=20, chunk_delay_ms=10))
             events = [event async for event in client.stream(job.id)]
             assert events[-1].event == "succeeded" and isinstance(events[-1].data, Job)
             assert all(isinstance(e.data, ProgressUpdate) for e in events[:-1])
             assert "".join(e.data.text for e in events[:-1]) == events[-1].data.result.text
             assert await client.wait(job.id, timeout=10) == events[-1].data
             assert (await client.list(limit=5)).data[0].id == job.id
-            batch = await client.submit_batch(["a " + fake(tokens=2)])
+            batch = await client.submit_batch(["a " + directive(tokens=2)])
             assert (await client.wait_batch(batch.id, timeout=30)).counts.succeeded == 1
             assert (await client.usage()).total.jobs == 2
             with pytest.raises(NotFoundError):
@@ -386,7 +370,7 @@ def test_stream_progress_then_one_terminal_event_and_resume(start_api, start_wor
     api = start_api()
     start_worker()
     client = JobsClient(api, ALICE_KEY)
-    job = client.submit("stream me " + fake(tokens=30, chunk_delay_ms=20))
+    job = client.submit("stream me " + directive(tokens=30, chunk_delay_ms=20))
 
     events = list(client.stream(job.id))
     kinds = [e.event for e in events]
@@ -418,7 +402,7 @@ def test_stream_survives_an_api_restart(start_api, start_worker, processes):
             sent.append(request.headers.get("Last-Event-ID"))
 
     client = JobsClient(api, ALICE_KEY, http_client=httpx.Client(event_hooks={"request": [record]}))
-    job = client.submit("interrupted " + fake(tokens=150, chunk_delay_ms=40))
+    job = client.submit("interrupted " + directive(tokens=150, chunk_delay_ms=40))
 
     events = []
     for event in client.stream(job.id):
@@ -446,7 +430,7 @@ def test_cli_submit_wait_get_list_and_errors(start_api, start_worker):
     start_worker()
 
     ok = run_cli(
-        "submit", "hello " + fake(tokens=60, chunk_delay_ms=20), "--priority", "high", "--metadata", "a=1", "b=2",
+        "submit", "hello " + directive(tokens=60, chunk_delay_ms=20), "--priority", "high", "--metadata", "a=1", "b=2",
         "--wait", "--json", url=api,
     )  # fmt: skip
     assert ok.returncode == 0, ok.stderr
@@ -463,7 +447,7 @@ def test_cli_submit_wait_get_list_and_errors(start_api, start_worker):
     assert lines[2:] == job["result"]["text"].splitlines()
     assert json.loads(run_cli("get", job["id"], "--json", url=api).stdout) == job
 
-    queued = run_cli("--json", "submit", "no wait " + fake(tokens=2), url=api)
+    queued = run_cli("--json", "submit", "no wait " + directive(tokens=2), url=api)
     assert queued.returncode == 0 and json.loads(queued.stdout)["status"] == "queued"
     waited = run_cli("wait", json.loads(queued.stdout)["id"], url=api)
     assert waited.returncode == 0 and ": succeeded" in waited.stdout.splitlines()[0]
@@ -472,7 +456,7 @@ def test_cli_submit_wait_get_list_and_errors(start_api, start_worker):
     assert listed.returncode == 0 and listed.stdout.startswith(json.loads(queued.stdout)["id"])
     assert "(more: --cursor " in listed.stdout
 
-    failed = run_cli("submit", "bad " + fake(error=400), "--wait", "--json", url=api)
+    failed = run_cli("submit", "bad " + directive(error=400), "--wait", "--json", url=api)
     assert failed.returncode == 1, failed.stderr
     assert json.loads(failed.stdout)["status"] == "failed"
 
@@ -503,10 +487,10 @@ def test_cli_batch_and_usage(start_api, start_worker, tmp_path):
     api = start_api()
     start_worker()
     requests_file = tmp_path / "jobs.jsonl"
-    requests_file.write_text(json.dumps({"prompt": "from a file " + fake(tokens=4), "max_tokens": 50}) + "\n\n")
+    requests_file.write_text(json.dumps({"prompt": "from a file " + directive(tokens=4), "max_tokens": 50}) + "\n\n")
 
     batch = run_cli(
-        "batch", "submit", "one " + fake(tokens=3), "two " + fake(tokens=3), "--file", str(requests_file),
+        "batch", "submit", "one " + directive(tokens=3), "two " + directive(tokens=3), "--file", str(requests_file),
         "--priority", "low", "--wait", url=api,
     )  # fmt: skip
     assert batch.returncode == 0, batch.stderr
@@ -534,7 +518,7 @@ def test_stream_shows_a_retry_and_tail_prints_the_text(start_api, start_worker):
     api = start_api(**FAST_RETRIES)
     start_worker(**FAST_RETRIES)
     client = JobsClient(api, ALICE_KEY)
-    flaky = fake(fail_times=1, key=uuid.uuid4().hex, mid_stream_error="overloaded_error", after=3, tokens=10)
+    flaky = directive(fail_times=1, key=uuid.uuid4().hex, mid_stream_error="overloaded_error", after=3, tokens=10)
     job = client.submit("flaky " + flaky)
 
     events = list(client.stream(job.id))
@@ -551,7 +535,7 @@ def test_stream_shows_a_retry_and_tail_prints_the_text(start_api, start_worker):
     assert "[attempt 2]" in tailed.stderr and "succeeded" in tailed.stderr.splitlines()[-1]
     assert tailed.stdout.rstrip("\n").endswith(final.result.text)
 
-    live = client.submit("live " + fake(tokens=30, chunk_delay_ms=20))
+    live = client.submit("live " + directive(tokens=30, chunk_delay_ms=20))
     tailed = run_cli("tail", live.id, url=api)
     assert tailed.returncode == 0, tailed.stderr
     done = client.get(live.id)
@@ -562,7 +546,7 @@ def test_stream_shows_a_retry_and_tail_prints_the_text(start_api, start_worker):
     assert as_json[-1]["event"] == "succeeded" and as_json[-1]["data"] == done.raw
     assert "".join(e["data"]["text"] for e in as_json[:-1]) == done.result.text
 
-    failing = client.submit("bad " + fake(error=400))
+    failing = client.submit("bad " + directive(error=400))
     tailed = run_cli("tail", failing.id, url=api)
     assert tailed.returncode == 1 and tailed.stderr.strip().splitlines()[-1].startswith("failed")
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import requests
 
 from tests.conftest import ALICE, all_at_once, scrape, value
-from tests.test_end_to_end import get, submit, wait_until_finished
-from tests.test_events import read_stream
+from tests.helpers import get, read_stream, submit, wait_until_finished
 
 RACERS = 8
 

@@ -14,17 +14,19 @@ import pytest
 import requests
 
 from tests.conftest import ALICE, scrape, value, wait_for
-from tests.test_end_to_end import get, submit, wait_until_finished
-from tests.test_events import read_stream
-from tests.test_failure_semantics import FAST_RETRIES, directive, watch
-
-OPERATOR = {"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "s3cret-dashboard-pw"}
-AUTH = ("ops", "s3cret-dashboard-pw")
-
-
-def dashboard(api: str, path: str, method: str = "GET", **kwargs) -> requests.Response:
-    kwargs.setdefault("auth", AUTH)
-    return requests.request(method, f"{api}/dashboard/{path}", timeout=10, **kwargs)
+from tests.helpers import (
+    AUTH,
+    FAST_RETRIES,
+    OPERATOR,
+    dashboard,
+    directive,
+    failed_job_carrying,
+    get,
+    read_stream,
+    submit,
+    wait_until_finished,
+    watch,
+)
 
 
 def same_origin(api: str) -> dict[str, str]:
@@ -117,14 +119,6 @@ def test_requeue_from_the_failed_registry_is_a_fresh_run(stack):
 # The issue's payload: run on the dashboard's origin, it empties a queue with the
 # operator's cached credentials.
 PAYLOAD = "<img src=x onerror=\"fetch('/dashboard/queue/default/queued/empty',{method:'POST'})\">"
-
-
-def failed_job_carrying(api: str, payload: str) -> dict:
-    """A job that fails at once (a provider 400) with `payload` in its metadata, prompt and system."""
-    prompt = f"{payload} {directive(fail_times=1, key=uuid.uuid4().hex, error=400)}"
-    job = submit(api, {"prompt": prompt, "system": payload, "metadata": {"n": payload, "<i>k</i>": "v"}})
-    assert wait_until_finished(api, job["id"])["status"] == "failed"
-    return job
 
 
 def assert_strict_headers(response: requests.Response) -> dict[str, str]:

@@ -12,9 +12,7 @@ from urllib.parse import urlsplit
 
 from rq import Queue
 
-from tests.test_dashboard import AUTH, OPERATOR, failed_job_carrying
-from tests.test_end_to_end import get, submit
-from tests.test_failure_semantics import FAST_RETRIES
+from tests.helpers import AUTH, FAST_RETRIES, OPERATOR, failed_job_carrying, get, submit
 
 # Run on the dashboard's origin with the operator's credentials, it would empty `low`.
 PAYLOAD = "<img src=x onerror=\"fetch('/dashboard/queue/low/queued/empty',{method:'POST'})\">"

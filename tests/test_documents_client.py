@@ -11,7 +11,7 @@ from llmjobs.cli import document_bar
 
 from tests import documents
 from tests.conftest import ALICE_KEY
-from tests.test_client_cli import run_cli
+from tests.helpers import run_cli
 
 
 def test_document_bar_names_the_running_step() -> None:

@@ -13,7 +13,7 @@ import requests
 from service.documents.store import text_key, upload_key
 from tests import documents
 from tests.conftest import ALICE, wait_for
-from tests.test_end_to_end import get, wait_until_finished
+from tests.helpers import get, wait_until_finished
 
 DEFAULTS = ["summary", "key_points", "sentiment", "topics"]
 

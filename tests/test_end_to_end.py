@@ -3,35 +3,12 @@ server, and the real SDK between them."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import pytest
 import requests
 
 from service.llm.pricing import cost_usd
 from tests.conftest import ALICE, BOB, wait_for
-
-TERMINAL = {"succeeded", "failed", "canceled"}
-
-
-def submit(api: str, body: dict, headers: dict = ALICE) -> dict:
-    response = requests.post(f"{api}/v1/jobs", json=body, headers=headers, timeout=10)
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def get(api: str, job_id: str, headers: dict = ALICE) -> dict:
-    response = requests.get(f"{api}/v1/jobs/{job_id}", headers=headers, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def wait_until_finished(api: str, job_id: str, timeout: float = 30) -> dict:
-    return wait_for(lambda: (job := get(api, job_id))["status"] in TERMINAL and job, timeout, what=f"job {job_id}")
-
-
-def parse(ts: str) -> datetime:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+from tests.helpers import get, parse, submit, wait_until_finished
 
 
 def test_submit_stream_and_succeed_with_usage_and_cost(start_api, start_worker, fake_anthropic):

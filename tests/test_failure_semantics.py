@@ -11,10 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import ALICE, free_port, kill_tree, scrape, value, wait_for
-from tests.test_end_to_end import get, parse, submit, wait_until_finished
-
-# Short waits so the suite stays quick; the policy itself is the production one.
-FAST_RETRIES = {"RETRY_BASE_S": "0.2", "RETRY_MAX_S": "1", "LLM_MAX_ATTEMPTS": "3"}
+from tests.helpers import FAST_RETRIES, directive, fails_first, get, parse, submit, wait_until_finished, watch
 
 
 @pytest.fixture
@@ -23,29 +20,6 @@ def stack(start_api, start_worker):
     api = start_api(**FAST_RETRIES)
     start_worker(**FAST_RETRIES)
     return api
-
-
-def directive(**fields: object) -> str:
-    return "[[fake: " + " ".join(f"{k}={v}" for k, v in fields.items()) + "]]"
-
-
-def fails_first(times: int, **fields: object) -> str:
-    """A prompt whose first `times` provider calls fail as `fields` say, then succeed."""
-    return f"flaky {directive(fail_times=times, key=uuid.uuid4().hex, **fields)}"
-
-
-def watch(api: str, job_id: str, until: set[str], timeout: float = 30) -> list[dict]:
-    """Every distinct state the job shows while polling, until its status is in `until`."""
-    seen: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = get(api, job_id)
-        if not seen or job != seen[-1]:
-            seen.append(job)
-        if job["status"] in until:
-            return seen
-        time.sleep(0.03)
-    pytest.fail(f"job {job_id} never reached {until}; last seen {seen[-1]}")
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,7 @@ from rq.job import Job, JobStatus
 
 from service.jobs.queues import SERIALIZER
 from tests.conftest import ALICE, BIN, BOB, ROOT
-from tests.test_dashboard import OPERATOR, dashboard
-from tests.test_end_to_end import get, submit
+from tests.helpers import OPERATOR, dashboard, get, submit
 
 
 def fail_by_hand(redis_conn, job_id: str) -> None:

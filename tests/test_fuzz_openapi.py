@@ -14,11 +14,9 @@ every `$ref` resolves, and every request body is one schemathesis can generate.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -33,8 +31,8 @@ from service.app import create_app
 from service.config import JobLimits, Settings, parse_api_keys
 from service.jobs.usage import MAX_REPORT_DAYS
 from tests.conftest import ALICE, API_KEYS
+from tests.helpers import assert_error_shape
 
-ERROR_KEYS = {"code", "status", "message", "errors"}
 MAX_EXAMPLES = 40  # generated cases per operation, positive and negative together; the coverage phase adds its own
 SEED = 20240601
 
@@ -179,24 +177,6 @@ def test_probes_are_documented_without_auth(client, path):
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def assert_error_shape(response, code: int | None = None) -> dict[str, Any]:
-    """The one error shape (README, "API (v1)"), for Flask's test responses and schemathesis' alike
-    (schemathesis lowercases header names and gives each a list of values)."""
-    headers = {name.lower(): value for name, value in response.headers.items()}
-    content_type = headers.get("content-type", "")
-    content_type = content_type[0] if isinstance(content_type, list) else content_type
-    text = response.text
-    if code is not None:
-        assert response.status_code == code, text
-    assert content_type.startswith("application/json"), text
-    body = json.loads(text)
-    assert isinstance(body, dict) and set(body) <= ERROR_KEYS, body
-    assert body["code"] == response.status_code, body
-    assert body["status"] == HTTPStatus(response.status_code).phrase, body
-    assert isinstance(body["message"], str) and body["message"].strip(), body
-    return body
 
 
 def describe(case, response) -> str:

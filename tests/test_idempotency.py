@@ -16,7 +16,7 @@ from rq.serializers import JSONSerializer
 
 from service.app import create_app
 from tests.conftest import ALICE, BOB, all_at_once
-from tests.test_fuzz_openapi import assert_error_shape
+from tests.helpers import assert_error_shape
 
 KEY = "order-1234-attempt"
 DEFAULT_TTL_S = 86400

@@ -9,10 +9,7 @@ from fnmatch import fnmatchcase
 import requests
 
 from tests.conftest import ALICE, ROOT, wait_for
-from tests.test_end_to_end import get, submit, wait_until_finished
-from tests.test_events import read_stream
-from tests.test_failure_semantics import directive
-from tests.test_webhooks import WEBHOOKS_ON, webhook_of
+from tests.helpers import WEBHOOKS_ON, directive, get, read_stream, submit, wait_until_finished, webhook_of
 
 README_SECTION = "### Redis keys without a TTL"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import ALICE_KEY, BOB_KEY
-from tests.test_end_to_end import submit, wait_until_finished
+from tests.helpers import submit, wait_until_finished
 
 SECRET_PROMPT = "the-secret-launch-code-4711"
 

@@ -12,10 +12,17 @@ from service.config import SettingsError, load_settings
 from service.jobs import metrics
 from service.jobs.queues import ALL_QUEUES, make_queues
 from tests.conftest import ALICE, Samples, samples_of, scrape, value, wait_for
-from tests.test_end_to_end import get, submit, wait_until_finished
-from tests.test_failure_semantics import FAST_RETRIES, fails_first
-from tests.test_usage import DEFAULT_MODEL, complete, started_runs
-from tests.test_webhooks import WEBHOOKS_ON
+from tests.helpers import (
+    DEFAULT_MODEL,
+    FAST_RETRIES,
+    WEBHOOKS_ON,
+    complete,
+    fails_first,
+    get,
+    started_runs,
+    submit,
+    wait_until_finished,
+)
 
 
 def collected(redis_conn) -> Samples:

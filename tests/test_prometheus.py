@@ -16,9 +16,7 @@ import requests
 import yaml
 
 from tests.conftest import ROOT, free_port, samples_of, wait_for
-from tests.test_end_to_end import submit, wait_until_finished
-from tests.test_failure_semantics import FAST_RETRIES, fails_first
-from tests.test_webhooks import WEBHOOKS_ON
+from tests.helpers import FAST_RETRIES, WEBHOOKS_ON, fails_first, submit, wait_until_finished
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "llmjobs.json"

@@ -17,7 +17,7 @@ from rq.utils import now, utcformat
 
 from service.app import create_app
 from tests.conftest import free_port
-from tests.test_fuzz_openapi import assert_error_shape
+from tests.helpers import assert_error_shape
 
 QUEUES = ("high", "default", "low")
 

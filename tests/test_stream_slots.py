@@ -6,9 +6,7 @@ from __future__ import annotations
 import requests
 
 from tests.conftest import ALICE, BOB, wait_for
-from tests.test_end_to_end import get, submit
-from tests.test_events import progress_text, read_stream
-from tests.test_failure_semantics import directive
+from tests.helpers import directive, get, progress_text, read_stream, submit
 
 
 def open_stream(api: str, job_id: str, headers: dict = ALICE) -> requests.Response:

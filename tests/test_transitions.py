@@ -23,7 +23,7 @@ from rq.serializers import JSONSerializer
 
 from service.jobs.control import cancel_key, completed_key
 from tests.conftest import ALICE, BOB
-from tests.test_fuzz_openapi import assert_error_shape
+from tests.helpers import assert_error_shape
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 DEFAULT_MAX_ATTEMPTS = 5  # LLM_MAX_ATTEMPTS is not set in the tests

@@ -7,40 +7,13 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import requests
-from rq.job import Job
 
-from service.jobs.admission import Gate
-from service.jobs.progress import Superseded, record_result, start_attempt
-from service.jobs.queues import SERIALIZER, make_queues
-from service.jobs.submit import NewJob, submit_job
+from service.jobs.progress import Superseded
 from service.jobs.usage import usage_key, usage_report
 from tests.conftest import ALICE, BOB, wait_for
-
-DEFAULT_MODEL = "claude-sonnet-5-5"
-TERMINAL = {"succeeded", "failed", "canceled"}
-
+from tests.helpers import DEFAULT_MODEL, TERMINAL, complete, started_runs
 
 # --- counting, in-process on a real Redis ---------------------------------------------------
-
-
-def started_runs(redis_conn, model: str, runs: int = 1) -> list[Job]:
-    """`runs` fetched copies of one new job, each having started its attempt (a job that ran twice)."""
-    request = {"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
-    new = NewJob(priority="default", request=request, metadata={}, timeout_s=60)
-    submitted = submit_job(
-        redis_conn, make_queues(redis_conn), new, gate=Gate.unlimited("alice"), max_attempts=3, result_ttl_s=600
-    )
-    copies = [Job.fetch(submitted.job.id, connection=redis_conn, serializer=SERIALIZER) for _ in range(runs)]
-    for job in copies:
-        start_attempt(job)
-    return copies
-
-
-def complete(job: Job, input_tokens: int, output_tokens: int, cost: float | None) -> dict:
-    usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
-    return record_result(
-        job, text="x", stop_reason="end_turn", usage=usage, cost_usd=cost, keep_for_s=600, usage_retention_days=3
-    )
 
 
 def counters(redis_conn, client: str = "alice") -> dict[str, int]:

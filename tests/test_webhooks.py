@@ -18,11 +18,7 @@ from service.app import create_app
 from service.config import SettingsError, load_settings
 from service.jobs.queues import SERIALIZER, WEBHOOK_QUEUE
 from tests.conftest import ALICE, BOB, kill_tree, scrape, wait_for
-from tests.test_end_to_end import get, submit, wait_until_finished
-
-SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-WEBHOOKS_ON = {"WEBHOOK_SECRET": SECRET, "CALLBACK_ALLOWED_NETWORKS": "127.0.0.1/32", "WEBHOOK_RETRY_SCHEDULE": "1,1,1"}
-
+from tests.helpers import SECRET, WEBHOOKS_ON, get, submit, wait_until_finished, webhook_of
 
 # The bare worker serves webhooks too: these tests give deliveries a worker of their own.
 LLM_QUEUES = ("high", "default", "low")
@@ -43,13 +39,6 @@ def deliveries_counted(api: str) -> dict[str, float]:
         for (name, labels), count in scrape(api).items()
         if name == "llmjobs_webhook_deliveries_total" and dict(labels)["kind"] == "job"
     }
-
-
-def webhook_of(api: str, job_id: str, state: str, timeout: float = 30) -> dict:
-    return wait_for(
-        lambda: (hook := get(api, job_id)["webhook"]) and hook["state"] == state and hook, timeout=timeout,
-        what=f"the webhook to be {state}",
-    )  # fmt: skip
 
 
 def test_the_end_of_a_job_is_posted_once_signed_per_standard_webhooks(stack, receiver):
