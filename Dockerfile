@@ -15,9 +15,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     BIND=0.0.0.0:8000
 
 WORKDIR /app
-# Dependencies in their own layer: rebuilt only when requirements.txt changes.
+# Dependencies in their own layer: rebuilt only when requirements.txt changes. It is the
+# runtime lock (`make lock`): every package pinned with its hashes, so the image gets
+# exactly the files the tests ran with, or the build fails.
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+RUN pip install --require-hashes --no-deps -r requirements.txt
 
 RUN useradd --system --uid 10001 --no-create-home app
 # The code stays owned by root: the processes write nothing under /app, so the app user

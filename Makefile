@@ -5,14 +5,35 @@ BIN := $(VENV)/bin
 INSTALLED_FROM := requirements.txt requirements-dev.txt clients/python/pyproject.toml
 STAMP := $(VENV)/.installed-$(shell cat $(INSTALLED_FROM) | cksum | cut -d' ' -f1)
 
-.PHONY: install run test test-fast lint bench redis-server chromium prometheus
+.PHONY: install lock run test test-fast lint bench redis-server chromium prometheus
 
 install: $(STAMP) redis-server chromium prometheus
 
+# The dev lock holds every package with its hashes, and pip then refuses anything else.
+# The Python client (clients/python) is installed editable on its own, without its
+# dependencies: they are in the lock, and an editable line has no hash.
 $(STAMP): $(INSTALLED_FROM)
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e ./clients/python
 	rm -f $(VENV)/.installed-* && touch $@
+
+# The locks, from pyproject.toml: requirements.txt (runtime: the image installs it) and
+# requirements-dev.txt (runtime + dev, the same runtime versions; `make install`). Existing
+# pins are kept; to move one: make lock LOCK_ARGS='--upgrade-package NAME'.
+# pip-tools runs from a venv of its own, so it never enters the locked one.
+LOCK_VENV := .venv-lock
+PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes \
+	--allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links $(LOCK_ARGS)
+
+lock: $(LOCK_VENV)/bin/pip-compile
+	$(PIP_COMPILE) --output-file requirements.txt pyproject.toml
+	$(PIP_COMPILE) --extra dev --constraint requirements.txt --output-file requirements-dev.txt \
+	  pyproject.toml clients/python/pyproject.toml
+
+$(LOCK_VENV)/bin/pip-compile:
+	python3 -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --disable-pip-version-check pip-tools==7.6.2
 
 # Tests start their own redis-server; install it when the machine has none.
 redis-server:
