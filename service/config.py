@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import limits
 from environs import Env, EnvValidationError
@@ -139,6 +140,10 @@ def parse_webhook_secret(raw: str | None) -> str | None:
     """A Standard Webhooks secret: `whsec_` + base64 of at least 24 random bytes."""
     if raw is None:  # unset: webhooks are off
         return None
+    return _checked_webhook_secret(raw)
+
+
+def _checked_webhook_secret(raw: str) -> str:
     if not raw.startswith("whsec_"):
         raise ValidationError("expected whsec_ followed by base64")
     try:
@@ -158,7 +163,7 @@ def parse_webhook_secrets(raw: str) -> dict[str, tuple[str, ...]]:
         if not sep or not client:
             raise ValidationError("expected comma-separated client=whsec_... pairs")
         try:
-            checked = parse_webhook_secret(secret)
+            checked = _checked_webhook_secret(secret)
         except ValidationError as exc:
             raise ValidationError(f"client {client!r}: {' '.join(exc.messages)}") from None
         secrets[client] = (*secrets.get(client, ()), checked)
@@ -310,8 +315,12 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
     try:
         env.seal()
     except EnvValidationError as exc:
+        # environs builds error_messages as a dict of lists (typed as marshmallow's messages)
         raise SettingsError(
-            "; ".join(f"{name}: {' '.join(map(str, msgs))}" for name, msgs in sorted(exc.error_messages.items()))
+            "; ".join(
+                f"{name}: {' '.join(map(str, msgs))}"
+                for name, msgs in sorted(cast("dict[str, list[str]]", exc.error_messages).items())
+            )
         ) from None
     if (settings.dashboard_username is None) != (settings.dashboard_password is None):
         raise SettingsError("DASHBOARD_USERNAME, DASHBOARD_PASSWORD: set both (dashboard on) or neither (off)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 
 from flask import g, request
-from flask_smorest import abort
+from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.api.context import app_context
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import abort
+from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context

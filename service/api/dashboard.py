@@ -76,7 +76,9 @@ def mount_dashboard(app: Flask, settings: Settings) -> None:
     _use_json_serializer()
     app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
     rq_dashboard.web.setup_rq_connection(app)
-    app.jinja_env.loader = guard.PatchedDashboardTemplates(app.jinja_env.loader)
+    loader = app.jinja_env.loader
+    assert loader is not None  # Flask's environment always has its dispatching loader
+    app.jinja_env.loader = guard.PatchedDashboardTemplates(loader)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     # On the app, keyed by the blueprint, and first: the blueprint is a module global that
     # Flask will not let us change once registered, and its own hook opens connections.

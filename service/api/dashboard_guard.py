@@ -24,8 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Response, g, request
-from flask_smorest import abort
 from jinja2 import BaseLoader, Environment
+from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 # template name -> (text as shipped in rq-dashboard 0.9.0, replacement), each found exactly once.
 PATCHES: dict[str, tuple[tuple[str, str], ...]] = {

@@ -16,9 +16,9 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import abort
 from marshmallow import Schema, ValidationError
 from redis.client import Pipeline
+from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.api.auth import require_client
 from service.api.context import app_context

@@ -61,7 +61,8 @@ def summarize(errors: dict | list, limit: int = 3) -> str:
 
 def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
     def answer(error: HTTPException, message: str, headers: dict[str, str] | None = None):
-        error.data = {"message": message, **({"headers": headers} if headers else {})}
+        # flask-smorest's handler reads `data`, an attribute it (and webargs' abort) adds.
+        error.data = {"message": message, **({"headers": headers} if headers else {})}  # type: ignore[attr-defined]
         return api.handle_http_exception(error)
 
     def redis_unavailable(_exc: Exception):

@@ -22,9 +22,9 @@ from collections.abc import Iterator
 
 from flask import Response, request, stream_with_context
 from flask.views import MethodView
-from flask_smorest import abort
 from redis import Redis
 from redis.exceptions import RedisError
+from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context

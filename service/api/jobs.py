@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import request
 from flask.views import MethodView
-from flask_smorest import abort
 from rq.job import Job
+from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.api.auth import current_client, require_client
 from service.api.context import app_context

@@ -15,10 +15,13 @@ from typing import Any, NoReturn
 
 import flask_smorest
 from flask import Request
-from flask_smorest import abort
 from marshmallow import Schema
 from webargs import core
-from webargs.flaskparser import FlaskParser, is_json_request
+from webargs.flaskparser import (
+    FlaskParser,
+    abort,  # what flask_smorest.abort is, with its NoReturn type
+    is_json_request,
+)
 
 
 class InvalidJsonBody(ValueError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 
 from flask import request
-from flask_smorest import abort
+from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.config import Settings
 

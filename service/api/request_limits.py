@@ -8,7 +8,7 @@ JSON 414/431 from here; only one past gunicorn's limits gets gunicorn's HTML.
 from __future__ import annotations
 
 from flask import Flask, request
-from flask_smorest import abort
+from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 MAX_REQUEST_TARGET_BYTES = 4096  # path and query; gunicorn's request line limit is 8190
 MAX_HEADER_FIELD_BYTES = 8190  # name, ": " and value, as gunicorn counts; its limit is 16384

@@ -150,9 +150,9 @@ class JobRequestSchema(Schema):
         if (
             self.resolves_callback
             and "callback_url" in data
-            and (refused := refused_addresses(settings, {"callback_url": data["callback_url"]}))
+            and (refused_hosts := refused_addresses(settings, {"callback_url": data["callback_url"]}))
         ):
-            raise ValidationError(refused)
+            raise ValidationError(refused_hosts)
 
     @post_load
     def to_messages(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -363,14 +363,16 @@ class BatchRequestSchema(Schema):
         if errors:
             raise ValidationError(errors)
         # Keys: a job's index, or None for the batch's own callback_url.
-        urls = {index: job["callback_url"] for index, job in enumerate(data["jobs"]) if "callback_url" in job}
+        urls: dict[int | None, str] = {
+            index: job["callback_url"] for index, job in enumerate(data["jobs"]) if "callback_url" in job
+        }
         if "callback_url" in data:
             urls[None] = data["callback_url"]
-        refused = refused_addresses(settings, urls)
-        if None in refused:
-            errors["callback_url"] = refused.pop(None)
-        if refused:
-            errors["jobs"] = {index: {"callback_url": messages} for index, messages in refused.items()}
+        refused_hosts = refused_addresses(settings, urls)
+        if None in refused_hosts:
+            errors["callback_url"] = refused_hosts.pop(None)
+        if refused_hosts:
+            errors["jobs"] = {index: {"callback_url": messages} for index, messages in refused_hosts.items()}
         if errors:
             raise ValidationError(errors)
 

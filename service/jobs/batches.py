@@ -12,9 +12,10 @@ stays `done`, while its counts always show the jobs' current statuses.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -123,7 +124,7 @@ def fetch_client_batch(connection: Redis, client: str, batch_id: str) -> dict[st
     """The batch record, or None if it does not exist or belongs to someone else (both look alike)."""
     if not is_job_id(batch_id):
         return None
-    record = {k.decode(): v.decode() for k, v in connection.hgetall(batch_key(batch_id)).items()}
+    record = _read_batch(connection, batch_id)
     if record.get("client") != client:
         return None
     return {**record, "id": batch_id}
@@ -131,11 +132,25 @@ def fetch_client_batch(connection: Redis, client: str, batch_id: str) -> dict[st
 
 def batch_client(connection: Redis, batch_id: str) -> str | None:
     """Whose batch it is (whose secret signs its webhook); None once it has expired."""
-    client = connection.hget(batch_key(batch_id), "client")
-    return None if client is None else client.decode()
+    return _read_field(connection, batch_id, "client")
 
 
-def batch_resource(connection: Redis, record: dict[str, Any], jobs: list[Job | None] | None = None) -> dict[str, Any]:
+def _read_batch(connection: Redis, batch_id: str) -> dict[str, str]:
+    """The batch's hash, decoded ({} once it has expired)."""
+    # A sync client's hgetall: bytes to bytes (redis-py types it for async clients too).
+    raw = cast("dict[bytes, bytes]", connection.hgetall(batch_key(batch_id)))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _read_field(connection: Redis, batch_id: str, field: str) -> str | None:
+    """One field of the batch's hash, decoded; None once it has expired."""
+    value = cast("bytes | None", connection.hget(batch_key(batch_id), field))
+    return None if value is None else value.decode()
+
+
+def batch_resource(
+    connection: Redis, record: dict[str, Any], jobs: Sequence[Job | None] | None = None
+) -> dict[str, Any]:
     """The public batch resource: built here and nowhere else. Its jobs are read in one
     round trip, unless the caller has them already (just enqueued)."""
     job_ids = json.loads(record["job_ids"])
@@ -173,13 +188,16 @@ def job_ended(job: Job) -> None:
         return
     # The last end (0), or one counted before (-1: a replayed publication that may have
     # stopped before the batch's webhook was queued, or a later re-run of a job).
-    record = {k.decode(): v.decode() for k, v in connection.hgetall(batch_key(batch_id)).items()}
+    record = _read_batch(connection, batch_id)
     if not record.get("callback_url") or record.get("remaining") != "0":
         return
     if not record.get("webhook"):
         # One webhook id per batch, whoever gets here first.
         connection.hsetnx(batch_key(batch_id), "webhook", json.dumps(new_webhook(record["callback_url"])))
-        record["webhook"] = connection.hget(batch_key(batch_id), "webhook").decode()
+        webhook = _read_field(connection, batch_id, "webhook")
+        if webhook is None:  # the batch expired between the two commands: nothing to send
+            return
+        record["webhook"] = webhook
     _send_webhook(connection, {**record, "id": batch_id}, json.loads(record["webhook"]), first=True)
 
 
@@ -207,14 +225,13 @@ def _send_webhook(connection: Redis, record: dict[str, Any], webhook: dict[str, 
 
 def update_batch_delivery(connection: Redis, batch_id: str, webhook_id: str, **changes: Any) -> None:
     """Record a delivery attempt's outcome on the batch (only the delivery task writes it)."""
-    raw = connection.hget(batch_key(batch_id), "webhook")
-    if raw is None:
+    # One read of both fields: the batch may expire between two reads.
+    raw, client = cast("list[bytes | None]", connection.hmget(batch_key(batch_id), ["webhook", "client"]))
+    if raw is None or client is None:
         return  # the batch expired
     webhook = json.loads(raw)
     if webhook["id"] != webhook_id:
         return
     webhook.update(changes)
     connection.hset(batch_key(batch_id), "webhook", json.dumps(webhook))
-    settle_delivery(
-        connection, connection.hget(batch_key(batch_id), "client").decode(), webhook_id, changes.get("state")
-    )
+    settle_delivery(connection, client.decode(), webhook_id, changes.get("state"))

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
+from typing import cast
 
 from redis import Redis
 from rq import Queue
@@ -54,6 +55,10 @@ def _missing_jobs(connection: Redis, job_ids: list[str]) -> set[str]:
     return {job_id for job_id, found in zip(job_ids, exists, strict=True) if not found}
 
 
+def _count(connection: Redis, key: str) -> int:
+    return cast(int, connection.zcard(key))  # a sync client's reply (redis-py types it for async ones too)
+
+
 def prune_client_indexes(connection: Redis) -> int:
     """Remove index members whose job has expired (or was deleted); returns how many."""
     removed = 0
@@ -64,7 +69,7 @@ def prune_client_indexes(connection: Redis) -> int:
             stale = [m for m in batch if index.job_id_of(m) in gone]
             if stale:
                 # Ids are never reused, so a job gone now stays gone: no race with submit.
-                removed += connection.zrem(key, *stale)
+                removed += cast(int, connection.zrem(key, *stale))
     log.info("pruned %d index entries of expired jobs", removed)
     return removed
 
@@ -140,7 +145,7 @@ def _prune_gone_jobs(connection: Redis, registry_key: str) -> int:
     for batch in _batches(m.decode() for m, _score in connection.zscan_iter(registry_key, count=BATCH)):
         gone = _missing_jobs(connection, batch)
         if gone:
-            removed += connection.zrem(registry_key, *gone)
+            removed += cast(int, connection.zrem(registry_key, *gone))
     return removed
 
 
@@ -168,8 +173,8 @@ def clean_rq_registries(connection: Redis) -> int:
         if name == WEBHOOK_QUEUE:
             registries.append(StartedJobRegistry(queue=queue, serializer=SERIALIZER))
         for registry in registries:
-            before = connection.zcard(registry.key)
+            before = _count(connection, registry.key)
             registry.cleanup()
-            removed += max(0, before - connection.zcard(registry.key))
+            removed += max(0, before - _count(connection, registry.key))
     log.info("removed %d expired entries from RQ's job registries", removed)
     return removed

@@ -10,9 +10,11 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from redis import Redis
 from redis.client import Pipeline
+from rq.defaults import DEFAULT_RESULT_TTL
 from rq.job import Job
 from rq.utils import now
 
@@ -61,7 +63,11 @@ def progress_event(text: str, output_tokens: int, attempt: int) -> str:
 
 def read_events(connection: Redis, job_id: str, after: str, block_ms: int) -> list[Event]:
     """Events after id `after` ("0" for all), waiting up to `block_ms` for the first."""
-    answer = connection.xread({events_key(job_id): after}, count=500, block=block_ms)
+    # A sync client's RESP2 reply: [(stream, [(entry id, fields), ...])], all bytes.
+    answer = cast(
+        "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]",
+        connection.xread({events_key(job_id): after}, count=500, block=block_ms),
+    )
     return [
         Event(entry_id.decode(), fields[b"type"].decode(), fields[b"data"].decode())
         for _stream, entries in answer
@@ -105,7 +111,7 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
     if not (replay and _has_terminal_event(connection, job.id)):
         with connection.pipeline() as pipe:
             pipe.xadd(events_key(job.id), {"type": status, "data": payload}, maxlen=MAX_EVENTS, approximate=True)
-            pipe.expire(events_key(job.id), job.result_ttl)
+            pipe.expire(events_key(job.id), job.get_result_ttl(DEFAULT_RESULT_TTL))
             metrics.JOBS_FINISHED.inc(pipe, queue=job.origin, outcome=status)
             lifetime_s = ((job.ended_at or now()) - job.created_at).total_seconds()
             metrics.JOB_DURATION.observe(pipe, lifetime_s, queue=job.origin, outcome=status)
@@ -122,14 +128,15 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
 
 
 def _has_terminal_event(connection: Redis, job_id: str) -> bool:
-    last = connection.xrevrange(events_key(job_id), count=1)
+    last = cast("list[tuple[bytes, dict[bytes, bytes]]]", connection.xrevrange(events_key(job_id), count=1))
     return bool(last) and last[0][1][b"type"].decode() in TERMINAL_STATUSES
 
 
 def publish_unpublished_ends(connection: Redis, older_than_s: float = UNPUBLISHED_GRACE_S) -> list[str]:
     """Publish again every end whose publisher stopped midway (it has been unpublished for
     longer than any publisher takes); returns the job ids."""
-    due = [m.decode() for m in connection.zrangebyscore(UNPUBLISHED_KEY, 0, time.time() - older_than_s, 0, 500)]
+    members = cast("list[bytes]", connection.zrangebyscore(UNPUBLISHED_KEY, 0, time.time() - older_than_s, 0, 500))
+    due = [m.decode() for m in members]
     if not due:
         return []
     published = []

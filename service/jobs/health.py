@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from rq import Queue, Worker
 from rq.utils import now
+from rq.worker import BaseWorker
 
 # A worker counts as present only while its last heartbeat is this recent (workers
 # heartbeat every few seconds).
@@ -47,7 +49,7 @@ def readiness(connection: Redis, queues: dict[str, Queue]) -> Readiness:
     return report
 
 
-def live_workers(queue: Queue) -> list[Worker]:
+def live_workers(queue: Queue) -> list[BaseWorker]:
     """The workers serving `queue` whose heartbeat is fresh: a killed worker's registration
     outlives it, so its presence alone says nothing."""
     fresh_after = now() - timedelta(seconds=HEARTBEAT_FRESH_S)
@@ -56,8 +58,8 @@ def live_workers(queue: Queue) -> list[Worker]:
 
 def _persistent(connection: Redis) -> bool:
     try:
-        info = connection.info("persistence")
-        saves = connection.config_get("save").get("save", "")
+        info = cast("dict[str, Any]", connection.info("persistence"))
+        saves = cast("dict[str, str]", connection.config_get("save")).get("save", "")
     except ResponseError:  # managed Redis may refuse CONFIG: assume the provider persists
         return True
     return bool(info.get("aof_enabled")) or bool(saves.strip())

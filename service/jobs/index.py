@@ -10,6 +10,7 @@ import base64
 import binascii
 import re
 from datetime import datetime
+from typing import cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -48,7 +49,7 @@ def contains(connection: Redis, client: str, job_id: str, created_at: datetime) 
 def newest_first(connection: Redis, client: str, after: str | None, count: int) -> list[str]:
     """Up to `count` members older than `after` (exclusive), newest first."""
     upper = f"({after}" if after else "+"
-    members = connection.zrevrangebylex(index_key(client), upper, "-", start=0, num=count)
+    members = cast("list[bytes]", connection.zrevrangebylex(index_key(client), upper, "-", start=0, num=count))
     return [m.decode() for m in members]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from redis import Redis
 from rq.job import Job
@@ -69,7 +70,8 @@ def with_live_text(connection: Redis, jobs: list[Job]) -> None:
     streaming = [job for job in jobs if not job.meta.get("text")]
     if not streaming:
         return
-    for job, text in zip(streaming, connection.mget([live_text_key(job.id) for job in streaming]), strict=True):
+    texts = cast("list[bytes | None]", connection.mget([live_text_key(job.id) for job in streaming]))
+    for job, text in zip(streaming, texts, strict=True):
         if text:
             job.meta["text"] = text.decode()
 

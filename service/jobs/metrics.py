@@ -22,6 +22,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis import Redis
@@ -154,6 +155,10 @@ def report_worker(pipe: Pipeline, name: str, *, llm_in_flight: int, gate_closed_
     pipe.hset(WORKERS_KEY, name, json.dumps(report))
 
 
+def _read_hash(connection: Redis, key: str) -> dict[bytes, bytes]:
+    return cast("dict[bytes, bytes]", connection.hgetall(key))  # a sync client's reply
+
+
 class RedisMetricsCollector:
     """Builds every metric family from Redis at scrape time."""
 
@@ -163,7 +168,7 @@ class RedisMetricsCollector:
 
     def collect(self) -> Iterator[Metric]:
         stored: dict[str, dict[tuple[str, ...], dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-        for field, value in self._redis.hgetall(METRICS_KEY).items():
+        for field, value in _read_hash(self._redis, METRICS_KEY).items():
             name, labels, *part = json.loads(field)
             stored[name][tuple(labels)][str(part[0]) if part else ""] = float(value)
         for counter in COUNTERS:
@@ -172,10 +177,10 @@ class RedisMetricsCollector:
                 family.add_metric(labels, values[""] * counter.scale)
             yield family
         for histogram in HISTOGRAMS:
-            family = HistogramMetricFamily(histogram.name, histogram.documentation, labels=histogram.labelnames)
+            buckets = HistogramMetricFamily(histogram.name, histogram.documentation, labels=histogram.labelnames)
             for labels, values in sorted(stored[histogram.name].items()):
-                family.add_metric(labels, _cumulative(histogram, values), values.get("sum", 0.0))
-            yield family
+                buckets.add_metric(labels, _cumulative(histogram, values), values.get("sum", 0.0))
+            yield buckets
         yield from self._queue_gauges()
         yield from self._worker_gauges()
 
@@ -191,12 +196,12 @@ class RedisMetricsCollector:
         )
         now = time.time()
         reports, stale = {}, []
-        for name, raw in self._redis.hgetall(WORKERS_KEY).items():
+        for field, raw in _read_hash(self._redis, WORKERS_KEY).items():
             report = json.loads(raw)
             if now - report["at"] > WORKER_REPORT_FRESH_S:
-                stale.append(name)
+                stale.append(field.decode())
             else:
-                reports[name.decode()] = report
+                reports[field.decode()] = report
         if stale:
             self._redis.hdel(WORKERS_KEY, *stale)
         for name, report in sorted(reports.items()):

@@ -145,7 +145,7 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts, _wait_
     keys, args = _save_call(job, starting=True)
     with job.connection.pipeline(transaction=False) as pipe:
         registered(job.connection, _GUARDED_SAVE)(keys=keys, args=args, client=pipe)
-        if not _wait_observed:
+        if not _wait_observed and job.enqueued_at is not None:  # None only for a job never queued
             metrics.QUEUE_WAIT.observe(pipe, (now() - job.enqueued_at).total_seconds(), queue=job.origin)
         saved, *_ = pipe.execute()
     if saved == 0:
@@ -250,7 +250,9 @@ def record_result(
         metrics.llm_usage(model, usage["input_tokens"], usage["output_tokens"], cost_usd),
     )
     _save(job, completes_for_s=keep_for_s, counters=counters, recorder=recorder)
-    return job_result(job)
+    completed = job_result(job)
+    assert completed is not None  # its result was set above
+    return completed
 
 
 def record_progress(

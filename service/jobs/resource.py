@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from rq.job import Job
 
@@ -75,5 +75,9 @@ def webhook_view(state: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**state, "next_attempt_at": iso_timestamp(datetime.fromtimestamp(due, UTC)) if due else None}
 
 
+@overload
+def iso_timestamp(moment: datetime) -> str: ...
+@overload
+def iso_timestamp(moment: datetime | None) -> str | None: ...
 def iso_timestamp(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z") if moment else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from redis.exceptions import WatchError
 from rq import Queue
+from rq.defaults import DEFAULT_RESULT_TTL
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
@@ -59,7 +60,7 @@ def cancel_job(job: Job) -> None:
 
             pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
             # RQ's cancel keeps the hash for good; a canceled job is kept like a finished one.
-            pipe.expire(job.key, job.result_ttl)
+            pipe.expire(job.key, job.get_result_ttl(DEFAULT_RESULT_TTL))
             try:
                 pipe.execute()
             except WatchError:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from typing import Any
+from typing import Any, NoReturn, cast
 
+from redis import Redis
 from rq import Retry
 from rq.job import Job
 
@@ -130,16 +131,16 @@ class DocumentRun:
         connection = self.job.connection
         if step["status"] == SUCCEEDED:
             if self.native:
-                self.pdf = connection.get(upload_key(self.job.id)) or b""
+                self.pdf = _read_bytes(connection, upload_key(self.job.id)) or b""
             else:
-                self._set_text((connection.get(text_key(self.job.id)) or b"").decode())
+                self._set_text((_read_bytes(connection, text_key(self.job.id)) or b"").decode())
             if self.pdf or self.text:
                 return
             error = "the document's extracted text has expired; upload the document again"
             self._end_step(step, FAILED, _document_error(error))
             self._fail(_document_error(error))
         self._begin(step)
-        data = connection.get(upload_key(self.job.id))
+        data = _read_bytes(connection, upload_key(self.job.id))
         try:
             if data is None:
                 raise DocumentError("the upload has expired; upload the document again")
@@ -301,7 +302,7 @@ class DocumentRun:
         )  # fmt: skip
         return self.meta["result"]
 
-    def _fail(self, error: dict[str, Any], *, canceled: bool = False) -> None:
+    def _fail(self, error: dict[str, Any], *, canceled: bool = False) -> NoReturn:
         for step in self.meta["steps"]:
             if step["status"] == RUNNING:
                 step.update(status=CANCELED_STEP if canceled else FAILED, error=error)
@@ -349,3 +350,8 @@ def _document_error(message: str) -> dict[str, Any]:
 
 def _ignore(_text: str) -> None:
     """A step's answer is recorded once it is complete; its text is not streamed."""
+
+
+def _read_bytes(connection: Redis, key: str) -> bytes | None:
+    """GET on a sync client: the value's bytes, or None (redis-py types it for async clients too)."""
+    return cast("bytes | None", connection.get(key))

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import urlsplit
 
 import idna
@@ -125,7 +126,8 @@ def _host_name(text: str) -> str:
 def system_resolver(host: str, port: int) -> list[str]:
     """The system's resolver, as `socket.getaddrinfo` answers for a TCP connection."""
     answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return [answer[4][0] for answer in answers]
+    # An address string for AF_INET/AF_INET6 (typeshed allows an int for other families).
+    return [cast(str, answer[4][0]) for answer in answers]
 
 
 def is_public(address: IPAddress) -> bool:

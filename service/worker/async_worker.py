@@ -24,8 +24,10 @@ import math
 import signal
 import time
 import traceback
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from typing import Any, cast
 
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -226,9 +228,12 @@ class AsyncWorker:
 
     async def _pop(self, keys: list[str], count: int, wait_s: float) -> tuple[str, list[str]]:
         if wait_s:
-            answer = await self.blocking.blmpop(wait_s, len(keys), *keys, direction="LEFT", count=count)
+            pop: object = self.blocking.blmpop(wait_s, len(keys), *keys, direction="LEFT", count=count)
         else:
-            answer = await self.blocking.lmpop(len(keys), *keys, direction="LEFT", count=count)
+            pop = self.blocking.lmpop(len(keys), *keys, direction="LEFT", count=count)
+        # An asyncio client's reply: None, or [key, [job id, ...]], all bytes (redis-py
+        # types these commands as its sync client's).
+        answer = await cast("Awaitable[list[Any] | None]", pop)
         if not answer:
             return "", []
         key, ids = answer
@@ -415,9 +420,9 @@ class AsyncWorker:
             self.stopping.set()
 
 
-async def _first(*waits: object) -> None:
+async def _first(*waits: Awaitable[Any]) -> None:
     """Wait until the first of `waits` (coroutines) is done; cancel the others."""
-    tasks = [asyncio.ensure_future(w) for w in waits]  # type: ignore[arg-type]
+    tasks = [asyncio.ensure_future(w) for w in waits]
     _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()

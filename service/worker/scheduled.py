@@ -36,7 +36,7 @@ BATCH = 1000
 def promote_due_jobs(connection: Redis, queues: list[Queue]) -> int:
     """Move every job whose retry is due onto the end of its queue; returns how many."""
     script = connection.register_script(_PROMOTE_DUE)
-    args = [int(time.time()), utcformat(now()), Job.redis_job_namespace_prefix, BATCH]
+    args: list[str | int] = [int(time.time()), utcformat(now()), Job.redis_job_namespace_prefix, BATCH]
     with connection.pipeline(transaction=False) as pipe:
         for queue in queues:
             script(keys=[queue.scheduled_job_registry.key, queue.key, Queue.redis_queues_keys], args=args, client=pipe)
