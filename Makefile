@@ -59,6 +59,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy  # service/, as configured in pyproject.toml ([tool.mypy])
 
 # Three test processes, each with its own redis-server and fake Anthropic server: the
 # tests mostly wait on real processes, so this roughly halves the time on 2 cores.

@@ -1,5 +1,6 @@
 """The locks are made from pyproject.toml (`make lock`): each top-level pin is in them at
-its version, every line of them carries hashes, and pre-commit's ruff is the dev pin."""
+its version, every line of them carries hashes, pre-commit's ruff is the dev pin and its
+mypy the venv's."""
 
 from __future__ import annotations
 
@@ -57,3 +58,10 @@ def test_pre_commit_runs_the_pinned_ruff():
     (ruff,) = (repo for repo in config["repos"] if repo["repo"].endswith("/ruff-pre-commit"))
     assert ruff["rev"] == "v" + pins(project()["optional-dependencies"]["dev"])["ruff"]
     assert {hook["id"] for hook in ruff["hooks"]} == {"ruff-check", "ruff-format"}
+
+
+def test_pre_commit_runs_the_venvs_mypy():
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    hooks = [hook for repo in config["repos"] if repo["repo"] == "local" for hook in repo["hooks"]]
+    assert [(hook["id"], hook["entry"]) for hook in hooks] == [("mypy", ".venv/bin/mypy")]
+    assert "mypy" in pins(project()["optional-dependencies"]["dev"])
