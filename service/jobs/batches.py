@@ -24,6 +24,7 @@ from rq.job import Job
 
 from service.jobs import index, metrics
 from service.jobs.admission import Allowance, Gate, admit
+from service.jobs.connection import read_hash
 from service.jobs.deliveries import (
     enqueue_delivery,
     new_webhook,
@@ -137,9 +138,7 @@ def batch_client(connection: Redis, batch_id: str) -> str | None:
 
 def _read_batch(connection: Redis, batch_id: str) -> dict[str, str]:
     """The batch's hash, decoded ({} once it has expired)."""
-    # A sync client's hgetall: bytes to bytes (redis-py types it for async clients too).
-    raw = cast("dict[bytes, bytes]", connection.hgetall(batch_key(batch_id)))
-    return {k.decode(): v.decode() for k, v in raw.items()}
+    return {k.decode(): v.decode() for k, v in read_hash(connection, batch_key(batch_id)).items()}
 
 
 def _read_field(connection: Redis, batch_id: str, field: str) -> str | None:

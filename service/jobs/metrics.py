@@ -22,13 +22,13 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import cast
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
+from service.jobs.connection import read_hash
 from service.jobs.counters import HashIncrements
 from service.jobs.health import HEARTBEAT_FRESH_S, live_workers
 
@@ -155,10 +155,6 @@ def report_worker(pipe: Pipeline, name: str, *, llm_in_flight: int, gate_closed_
     pipe.hset(WORKERS_KEY, name, json.dumps(report))
 
 
-def _read_hash(connection: Redis, key: str) -> dict[bytes, bytes]:
-    return cast("dict[bytes, bytes]", connection.hgetall(key))  # a sync client's reply
-
-
 class RedisMetricsCollector:
     """Builds every metric family from Redis at scrape time."""
 
@@ -168,7 +164,7 @@ class RedisMetricsCollector:
 
     def collect(self) -> Iterator[Metric]:
         stored: dict[str, dict[tuple[str, ...], dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-        for field, value in _read_hash(self._redis, METRICS_KEY).items():
+        for field, value in read_hash(self._redis, METRICS_KEY).items():
             name, labels, *part = json.loads(field)
             stored[name][tuple(labels)][str(part[0]) if part else ""] = float(value)
         for counter in COUNTERS:
@@ -196,7 +192,7 @@ class RedisMetricsCollector:
         )
         now = time.time()
         reports, stale = {}, []
-        for field, raw in _read_hash(self._redis, WORKERS_KEY).items():
+        for field, raw in read_hash(self._redis, WORKERS_KEY).items():
             report = json.loads(raw)
             if now - report["at"] > WORKER_REPORT_FRESH_S:
                 stale.append(field.decode())

@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
-from redis import Redis
 from rq import Retry
 from rq.job import Job
 
@@ -40,6 +39,7 @@ from service.documents.steps import CANCELED as CANCELED_STEP
 from service.documents.steps import FAILED, PENDING, RUNNING, SUCCEEDED, percent_done
 from service.documents.store import text_key, upload_key
 from service.jobs import metrics
+from service.jobs.connection import read_value
 from service.jobs.counters import HashIncrements
 from service.jobs.progress import (
     call_counters,
@@ -131,16 +131,16 @@ class DocumentRun:
         connection = self.job.connection
         if step["status"] == SUCCEEDED:
             if self.native:
-                self.pdf = _read_bytes(connection, upload_key(self.job.id)) or b""
+                self.pdf = read_value(connection, upload_key(self.job.id)) or b""
             else:
-                self._set_text((_read_bytes(connection, text_key(self.job.id)) or b"").decode())
+                self._set_text((read_value(connection, text_key(self.job.id)) or b"").decode())
             if self.pdf or self.text:
                 return
             error = "the document's extracted text has expired; upload the document again"
             self._end_step(step, FAILED, _document_error(error))
             self._fail(_document_error(error))
         self._begin(step)
-        data = _read_bytes(connection, upload_key(self.job.id))
+        data = read_value(connection, upload_key(self.job.id))
         try:
             if data is None:
                 raise DocumentError("the upload has expired; upload the document again")
@@ -350,8 +350,3 @@ def _document_error(message: str) -> dict[str, Any]:
 
 def _ignore(_text: str) -> None:
     """A step's answer is recorded once it is complete; its text is not streamed."""
-
-
-def _read_bytes(connection: Redis, key: str) -> bytes | None:
-    """GET on a sync client: the value's bytes, or None (redis-py types it for async clients too)."""
-    return cast("bytes | None", connection.get(key))
