@@ -36,6 +36,7 @@ from service.jobs.idempotency import IdempotencyClaim
 from service.jobs.ids import is_job_id, new_job_id
 from service.jobs.queues import SERIALIZER
 from service.jobs.resource import iso_timestamp, job_path, webhook_view
+from service.jobs.scripts import registered
 from service.jobs.status import PUBLIC_STATUSES, public_status
 from service.jobs.submit import NewJob, prepare_job
 
@@ -180,7 +181,7 @@ def job_ended(job: Job) -> None:
     if not batch_id:
         return
     connection = job.connection
-    left = connection.register_script(_COUNT_END)(
+    left = registered(connection, _COUNT_END)(
         keys=[batch_key(batch_id)], args=[job.id, iso_timestamp(datetime.now(UTC))]
     )
     if left > 0:

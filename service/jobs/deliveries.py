@@ -23,6 +23,7 @@ from rq.job import Job
 
 from service.jobs.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
 from service.jobs.resource import iso_timestamp
+from service.jobs.scripts import registered
 
 # Deliveries live long enough for the whole retry schedule to play out (~24 h).
 DELIVERY_RECORD_TTL_S = 3 * 24 * 3600
@@ -72,7 +73,7 @@ def reserve_redelivery(connection: Redis, client: str, webhook_id: str, *, max_p
     """Count a redelivery `client` asked for as pending, or refuse it: DeliveryPending,
     TooManyPendingDeliveries."""
     now = time.time()
-    reserved = connection.register_script(_RESERVE)(
+    reserved = registered(connection, _RESERVE)(
         keys=[pending_key(client)],
         args=[now, webhook_id, now + DELIVERY_RECORD_TTL_S, DELIVERY_RECORD_TTL_S, max_pending],
     )

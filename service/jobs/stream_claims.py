@@ -13,6 +13,8 @@ from uuid import uuid4
 
 from redis import Redis
 
+from service.jobs.scripts import registered
+
 KEY_PREFIX = "llmjobs:streams:"
 # Past a stream's own limit: the last write to a slow reader may take a while.
 RELEASE_MARGIN_S = 60
@@ -36,9 +38,7 @@ def claim_stream(connection: Redis, client: str, *, cap: int, max_duration_s: fl
     token = uuid4().hex
     hold_s = int(max_duration_s) + RELEASE_MARGIN_S
     now = time.time()
-    claimed = connection.register_script(_CLAIM)(
-        keys=[streams_key(client)], args=[now, cap, now + hold_s, token, hold_s]
-    )
+    claimed = registered(connection, _CLAIM)(keys=[streams_key(client)], args=[now, cap, now + hold_s, token, hold_s])
     return token if claimed else None
 
 

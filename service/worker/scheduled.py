@@ -15,6 +15,8 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import now, utcformat
 
+from service.jobs.scripts import registered
+
 # KEYS: scheduled registry, queue list, RQ's set of queues. ARGV: now (epoch s),
 # enqueued_at (RQ's format), job key prefix, most jobs to move.
 _PROMOTE_DUE = """
@@ -35,7 +37,7 @@ BATCH = 1000
 
 def promote_due_jobs(connection: Redis, queues: list[Queue]) -> int:
     """Move every job whose retry is due onto the end of its queue; returns how many."""
-    script = connection.register_script(_PROMOTE_DUE)
+    script = registered(connection, _PROMOTE_DUE)
     args: list[str | int] = [int(time.time()), utcformat(now()), Job.redis_job_namespace_prefix, BATCH]
     with connection.pipeline(transaction=False) as pipe:
         for queue in queues:
