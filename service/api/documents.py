@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 from flask import request
@@ -39,6 +38,8 @@ blp.before_request(require_client)
 LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
 ENVELOPE_BYTES = 256 * 1024  # multipart headers, options, JSON around the base64
 INTEGER_FIELDS = ("max_tokens", "timeout_s")
+# Built once: a schema's construction deep-copies its fields (see json_body.Blueprint.arguments).
+OPTIONS_SCHEMA, JSON_SCHEMA = DocumentOptionsSchema(), DocumentJsonSchema()
 MULTIPART_BODY = {
     "content": {
         "multipart/form-data": {
@@ -132,14 +133,14 @@ def _read_upload() -> tuple[str, str | None, bytes, dict[str, Any]]:
         upload = request.files.get("file")
         if upload is None:
             abort(422, message="send the document as a `file` part", errors={"form": {"file": ["required"]}})
-        options = _load(DocumentOptionsSchema(), _form_options(), "form")
+        options = _load(OPTIONS_SCHEMA, _form_options(), "form")
         return upload.filename or "upload", upload.mimetype or None, upload.read(), options
     if request.mimetype == "application/json":
         try:
             body = parse_json_body(request.get_data(cache=False))
         except InvalidJsonBody as exc:
             abort(400, message=str(exc), errors={"json": [str(exc)]})
-        options = _load(DocumentJsonSchema(), body, "json")
+        options = _load(JSON_SCHEMA, body, "json")
         document = options.pop("document")
         try:
             data = base64.b64decode(document["data"], validate=True)
@@ -158,18 +159,18 @@ def _form_options() -> dict[str, Any]:
         raw = part.read().decode("utf-8", "replace")
     if raw is not None:
         try:
-            return json.loads(raw)
-        except ValueError as exc:
-            abort(422, message=f"options: not JSON ({exc})", errors={"form": {"options": ["not JSON"]}})
+            return parse_json_body(raw.encode())
+        except InvalidJsonBody as exc:
+            abort(422, message=f"options: {exc}", errors={"form": {"options": [str(exc)]}})
     options: dict[str, Any] = {}
     for name, value in request.form.items():
         if name == "analyses" and not value.lstrip().startswith("["):
             options[name] = [item.strip() for item in value.split(",") if item.strip()]
         elif name in ("analyses", "metadata"):
             try:
-                options[name] = json.loads(value)
-            except ValueError:
-                abort(422, message=f"{name}: not JSON", errors={"form": {name: ["not JSON"]}})
+                options[name] = parse_json_body(value.encode())
+            except InvalidJsonBody as exc:
+                abort(422, message=f"{name}: {exc}", errors={"form": {name: [str(exc)]}})
         elif name in INTEGER_FIELDS and value.strip().lstrip("-").isdigit():
             options[name] = int(value)
         else:
