@@ -17,8 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.config import SettingsError, load_settings
-from service.jobs.connection import wait_until_reachable, worker_connection
-from service.jobs.scheduler import MaintainingScheduler, register_periodic_jobs
+from service.jobs.operations.scheduler import MaintainingScheduler, register_periodic_jobs
+from service.jobs.storage.connection import wait_until_reachable, worker_connection
 from service.logs import configure_logging
 
 log = logging.getLogger("scheduler")

@@ -13,7 +13,7 @@ import asyncio
 import sys
 
 from service.config import SettingsError, load_settings
-from service.jobs.queues import ALL_QUEUES, PRIORITIES
+from service.jobs.storage.queues import ALL_QUEUES, PRIORITIES
 from service.logs import configure_logging
 
 

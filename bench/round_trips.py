@@ -19,9 +19,9 @@ import redis.connection
 from redis import Redis
 
 from service.config import load_settings
-from service.jobs.admission import Gate
-from service.jobs.queues import make_queues
-from service.jobs.submit import NewJob, submit_job
+from service.jobs.storage.admission import Gate
+from service.jobs.storage.queues import make_queues
+from service.jobs.storage.submit import NewJob, submit_job
 from service.worker.async_worker import AsyncWorker
 
 sent: Counter[str] = Counter()

@@ -14,8 +14,8 @@ from service.api.limits import init_limits
 from service.api.openapi import document_request_rules
 from service.api.request_limits import init_request_limits
 from service.config import Settings, load_settings
-from service.jobs.connection import api_connection
-from service.jobs.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
+from service.jobs.storage.connection import api_connection
+from service.jobs.storage.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
 
 
 def create_app(settings: Settings | None = None) -> Flask:

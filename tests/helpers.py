@@ -26,10 +26,10 @@ import requests
 from httpx_sse import EventSource
 from rq.job import Job
 
-from service.jobs.admission import Gate
-from service.jobs.progress import record_result, start_attempt
-from service.jobs.queues import SERIALIZER, make_queues
-from service.jobs.submit import NewJob, submit_job
+from service.jobs.running.progress import record_result, start_attempt
+from service.jobs.storage.admission import Gate
+from service.jobs.storage.queues import SERIALIZER, make_queues
+from service.jobs.storage.submit import NewJob, submit_job
 from tests.conftest import ALICE, ALICE_KEY, BIN, ROOT, wait_for
 
 # --- jobs over the API (a running gunicorn)

@@ -1,12 +1,12 @@
-"""Admission of a submit (service.jobs.admission): the client's limit, the queues' depth and
+"""Admission of a submit (service.jobs.storage.admission): the client's limit, the queues' depth and
 the write, in one script, against a real Redis."""
 
 from __future__ import annotations
 
 import pytest
 
-from service.jobs.admission import Gate, OverLimit, QueueFull, admit, parse_submit_limits
-from service.jobs.idempotency import IdempotencyClaim, IdempotencyConflict
+from service.jobs.storage.admission import Gate, OverLimit, QueueFull, admit, parse_submit_limits
+from service.jobs.storage.idempotency import IdempotencyClaim, IdempotencyConflict
 
 
 def gate(limit: str = "3/minute", cap: int = 0) -> Gate:

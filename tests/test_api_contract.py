@@ -22,7 +22,7 @@ import service.api.jobs
 from service.api.schemas import JobSchema
 from service.app import create_app
 from service.config import Settings, load_settings
-from service.jobs.resource import job_resource
+from service.jobs.storage.resource import job_resource
 from tests.conftest import ALICE, API_KEYS, BOB, counting_redis_calls, free_port
 
 PRIORITIES = ("high", "default", "low")
@@ -229,7 +229,7 @@ def test_submit_is_one_redis_round_trip(client, redis_conn, monkeypatch):
 
     assert response.status_code == 202
     # One script checks the client's limit and the queue's depth, then stores, enqueues and
-    # indexes the job (service.jobs.admission): nothing else goes to Redis.
+    # indexes the job (service.jobs.storage.admission): nothing else goes to Redis.
     assert calls == {"pipeline": 0, "command": ["EVALSHA"]}
 
 

@@ -13,7 +13,7 @@ import requests
 from standardwebhooks import Webhook
 
 from service.app import create_app
-from service.jobs.batches import batch_key
+from service.jobs.push.batches import batch_key
 from tests.conftest import ALICE, BOB, all_at_once, counting_redis_calls, scrape, value, wait_for
 from tests.helpers import SECRET, WEBHOOKS_ON, get
 
@@ -144,7 +144,7 @@ def test_a_batch_is_admitted_and_enqueued_in_one_round_trip(client, redis_conn, 
 
     assert response.status_code == 202, response.text
     # One script checks the limit and each target queue's depth, then writes every job, the
-    # client index and the batch record (service.jobs.admission).
+    # client index and the batch record (service.jobs.storage.admission).
     assert calls == {"pipeline": 0, "command": ["EVALSHA"]}
     assert redis_conn.llen("rq:queue:default") == 2 and redis_conn.llen("rq:queue:high") == 2
 

@@ -16,8 +16,8 @@ import requests
 from rq.job import Job
 
 from service.app import create_app
-from service.jobs.deliveries import queue_delivery
-from service.jobs.queues import SERIALIZER
+from service.jobs.push.job_webhooks import queue_delivery
+from service.jobs.storage.queues import SERIALIZER
 from tests.conftest import ALICE, ROOT
 from tests.helpers import SECRET, Listener, allowed_and_internal, submit, webhook_of
 

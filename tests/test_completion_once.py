@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from rq.job import Job
 
-from service.jobs.admission import Gate
-from service.jobs.progress import ProgressRecorder, Superseded, flush_progress, record_result, start_attempt
-from service.jobs.queues import SERIALIZER, make_queues
-from service.jobs.resource import job_resource
-from service.jobs.submit import NewJob, submit_job
+from service.jobs.running.progress import ProgressRecorder, Superseded, flush_progress, record_result, start_attempt
+from service.jobs.storage.admission import Gate
+from service.jobs.storage.queues import SERIALIZER, make_queues
+from service.jobs.storage.resource import job_resource
+from service.jobs.storage.submit import NewJob, submit_job
 
 
 def two_runs_of_one_job(redis_conn) -> tuple[Job, Job]:

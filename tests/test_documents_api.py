@@ -12,7 +12,7 @@ from rq.job import Job
 
 from service.api.schemas import JobSchema
 from service.documents.store import upload_key
-from service.jobs.queues import DOCUMENT_TASK
+from service.jobs.storage.queues import DOCUMENT_TASK
 from tests import documents
 from tests.conftest import ALICE, BOB
 

@@ -10,7 +10,7 @@ import requests
 from rq import Queue
 from rq.job import Job, JobStatus
 
-from service.jobs.queues import SERIALIZER
+from service.jobs.storage.queues import SERIALIZER
 from tests.conftest import ALICE, BIN, BOB, ROOT
 from tests.helpers import OPERATOR, dashboard, get, submit
 

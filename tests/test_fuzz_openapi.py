@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from service.api.schemas import METADATA_KEY_MAX
 from service.app import create_app
 from service.config import JobLimits, Settings, parse_api_keys
-from service.jobs.usage import MAX_REPORT_DAYS
+from service.jobs.observability.usage import MAX_REPORT_DAYS
 from tests.conftest import ALICE, API_KEYS
 from tests.helpers import assert_error_shape
 

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from service.app import create_app
 from service.config import SettingsError, load_settings
-from service.jobs import metrics
-from service.jobs.queues import ALL_QUEUES, make_queues
+from service.jobs.observability import metrics
+from service.jobs.storage.queues import ALL_QUEUES, make_queues
 from tests.conftest import ALICE, Samples, samples_of, scrape, value, wait_for
 from tests.helpers import (
     DEFAULT_MODEL,

@@ -138,7 +138,7 @@ def client_without_redis(app, monkeypatch):
 
 
 def test_readyz_says_redis_is_unreachable_and_logs_where(client_without_redis, caplog):
-    with caplog.at_level(logging.WARNING, logger="service.jobs.health"):
+    with caplog.at_level(logging.WARNING, logger="service.jobs.operations.readiness"):
         response = readyz(client_without_redis)
 
     assert not_ready_checks(response)["redis"] == "unreachable"

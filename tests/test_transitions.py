@@ -2,7 +2,7 @@
 
 No worker runs here. Where a test needs a job a worker has touched (running, waiting to
 retry, succeeded, failed), it puts the RQ job in that state the way RQ and our task code
-leave it (see rq/worker/base.py, rq/job.py and service/jobs/progress.py), then asks the API.
+leave it (see rq/worker/base.py, rq/job.py and service/jobs/running/progress.py), then asks the API.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.jobs.control import cancel_key, completed_key
+from service.jobs.running.control import cancel_key, completed_key
 from tests.conftest import ALICE, BOB
 from tests.helpers import assert_error_shape
 

@@ -16,7 +16,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from service.app import create_app
 from service.config import SettingsError, load_settings
-from service.jobs.queues import SERIALIZER, WEBHOOK_QUEUE
+from service.jobs.storage.queues import SERIALIZER, WEBHOOK_QUEUE
 from tests.conftest import ALICE, BOB, kill_tree, scrape, wait_for
 from tests.helpers import SECRET, WEBHOOKS_ON, get, submit, wait_until_finished, webhook_of
 

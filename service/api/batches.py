@@ -14,7 +14,7 @@ from service.api.json_body import Blueprint
 from service.api.json_response import json_response
 from service.api.limits import allowance_headers, limit_changes, submit_gate
 from service.api.schemas import BatchRequestSchema, BatchSchema, IdempotencyHeaderSchema
-from service.jobs.batches import batch_resource, fetch_client_batch, redeliver_batch_webhook, submit_batch
+from service.jobs.push.batches import batch_resource, fetch_client_batch, redeliver_batch_webhook, submit_batch
 
 blp = Blueprint(
     "batches", __name__, url_prefix="/v1/batches", description="Submit many jobs at once and follow them as a whole."

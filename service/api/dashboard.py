@@ -21,8 +21,7 @@ from service.api import dashboard_guard as guard
 from service.api.limits import limiter
 from service.api.operator_auth import require_operator
 from service.config import Settings
-from service.jobs.queues import ALL_QUEUES, SERIALIZER
-from service.jobs.records import ReadTolerantJSONSerializer
+from service.jobs.storage.queues import ALL_QUEUES, SERIALIZER, ReadTolerantJSONSerializer
 
 URL_PREFIX = "/dashboard"
 

@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from service.api.schemas import MODEL_NAME, JobRequestSchema, callback_url_field, metadata_field
 from service.documents.analyses import BUILT_IN, DEFAULT_ANALYSES, JSON, TEXT
-from service.jobs.queues import PRIORITIES
+from service.jobs.storage.queues import PRIORITIES
 
 MAX_ANALYSES = 20
 ANALYSIS_NAME = validate.Regexp(r"^[a-z][a-z0-9_]{0,39}$", error="lower-case letters, digits and _, at most 40")

@@ -29,9 +29,9 @@ from service.api.schemas import JobSchema
 from service.documents import formats
 from service.documents.steps import new_steps
 from service.documents.store import upload_key
-from service.jobs.queues import DOCUMENT_TASK
-from service.jobs.resource import DOCUMENT, job_resource
-from service.jobs.submit import NewJob, submit_job
+from service.jobs.storage.queues import DOCUMENT_TASK
+from service.jobs.storage.resource import DOCUMENT, job_resource
+from service.jobs.storage.submit import NewJob, submit_job
 
 blp = Blueprint("documents", __name__, url_prefix="/v1/documents", description="Analyse documents.")
 blp.before_request(require_client)

@@ -15,9 +15,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import Conflict, HTTPException, RequestEntityTooLarge, ServiceUnavailable, TooManyRequests
 
 from service.api.limits import allowance_headers, change_limit_wait_s
-from service.jobs.admission import OverLimit, QueueFull
-from service.jobs.deliveries import DeliveryPending, TooManyPendingDeliveries
-from service.jobs.idempotency import IdempotencyConflict
+from service.jobs.push.job_webhooks import DeliveryPending, TooManyPendingDeliveries
+from service.jobs.storage.admission import OverLimit, QueueFull
+from service.jobs.storage.idempotency import IdempotencyConflict
 
 REDIS_DOWN_RETRY_AFTER_S = 5
 QUEUE_FULL_RETRY_AFTER_S = 30

@@ -30,11 +30,11 @@ from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.jobs import own_job
 from service.api.json_body import Blueprint
-from service.jobs.events import Event, announce_end, is_event_id, read_events
-from service.jobs.lookup import fetch_client_job
-from service.jobs.resource import job_resource
-from service.jobs.status import TERMINAL_STATUSES, public_status
-from service.jobs.stream_claims import claim_stream, release_stream
+from service.jobs.push.events import Event, announce_end, is_event_id, read_events
+from service.jobs.push.stream_claims import claim_stream, release_stream
+from service.jobs.storage.lookup import fetch_client_job
+from service.jobs.storage.resource import job_resource
+from service.jobs.storage.status import TERMINAL_STATUSES, public_status
 
 log = logging.getLogger(__name__)
 

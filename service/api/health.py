@@ -8,7 +8,7 @@ from webargs.flaskparser import abort  # what flask_smorest.abort is, with its N
 
 from service.api.context import app_context
 from service.api.json_body import Blueprint
-from service.jobs.health import readiness
+from service.jobs.operations.readiness import readiness
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes.")
 

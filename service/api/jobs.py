@@ -17,15 +17,15 @@ from service.api.json_response import json_response
 from service.api.limits import allowance_headers, limit_changes, submit_gate
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings
-from service.jobs.admission import admit
-from service.jobs.idempotency import IdempotencyClaim
-from service.jobs.ids import new_job_id
-from service.jobs.index import InvalidCursor
-from service.jobs.lookup import fetch_client_job, list_client_jobs
-from service.jobs.resource import job_resource
-from service.jobs.status import RUNNING, public_status
-from service.jobs.submit import NewJob, submit_job
-from service.jobs.transitions import InvalidTransition, cancel_job, redeliver_webhook, rerun_job
+from service.jobs.running.transitions import InvalidTransition, cancel_job, redeliver_webhook, rerun_job
+from service.jobs.storage.admission import admit
+from service.jobs.storage.idempotency import IdempotencyClaim
+from service.jobs.storage.ids import new_job_id
+from service.jobs.storage.index import InvalidCursor
+from service.jobs.storage.lookup import fetch_client_job, list_client_jobs
+from service.jobs.storage.resource import job_resource
+from service.jobs.storage.status import RUNNING, public_status
+from service.jobs.storage.submit import NewJob, submit_job
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Submit LLM jobs and read them back.")
 blp.before_request(require_client)

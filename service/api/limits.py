@@ -1,7 +1,7 @@
 """Per-client limits, counted in Redis so every API process shares them, and back-pressure
 on deep queues.
 
-Submits (jobs, batches, retries) are admitted by `service.jobs.admission`: the client's limit,
+Submits (jobs, batches, retries) are admitted by `service.jobs.storage.admission`: the client's limit,
 the queue's depth and the write in one Redis call. Cancels and webhook redeliveries are
 limited by flask-limiter (CHANGE_RATE_LIMIT)."""
 
@@ -17,7 +17,7 @@ from flask_limiter.util import get_remote_address
 from service.api.auth import current_client
 from service.api.context import app_context
 from service.config import Settings
-from service.jobs.admission import Allowance, Gate, parse_submit_limits
+from service.jobs.storage.admission import Allowance, Gate, parse_submit_limits
 
 
 def rate_limit_key() -> str:

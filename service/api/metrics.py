@@ -1,5 +1,5 @@
 """`GET /metrics`: Prometheus exposition of the counters every process keeps in Redis
-(see `service.jobs.metrics`) and of the queues' state; it needs no key, and with
+(see `service.jobs.observability.metrics`) and of the queues' state; it needs no key, and with
 METRICS_OPERATOR_AUTH on it needs the operator's basic-auth login."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from prometheus_client.exposition import choose_encoder
 from service.api.context import app_context
 from service.api.json_body import Blueprint
 from service.api.operator_auth import require_operator
-from service.jobs.metrics import RedisMetricsCollector
-from service.jobs.queues import ALL_QUEUES, make_queues
+from service.jobs.observability.metrics import RedisMetricsCollector
+from service.jobs.storage.queues import ALL_QUEUES, make_queues
 
 blp = Blueprint("metrics", __name__, description="Prometheus metrics.")
 

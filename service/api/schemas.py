@@ -14,9 +14,9 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre
 
 from service.api.auth import current_client
 from service.api.context import EXTENSION_KEY
-from service.jobs.queues import PRIORITIES
-from service.jobs.status import PUBLIC_STATUSES
-from service.jobs.usage import GROUP_BYS, MAX_REPORT_DAYS
+from service.jobs.observability.usage import GROUP_BYS, MAX_REPORT_DAYS
+from service.jobs.storage.queues import PRIORITIES
+from service.jobs.storage.status import PUBLIC_STATUSES
 from service.webhooks.addresses import CallbackRefused, CallbackTarget, parse_callback_url
 
 METADATA_KEY_MAX = 64
@@ -236,7 +236,7 @@ class StepSchema(Schema):
 
 
 class JobSchema(Schema):
-    """Documents the resource built by `service.jobs.resource.job_resource`."""
+    """Documents the resource built by `service.jobs.storage.resource.job_resource`."""
 
     id = fields.String()
     kind = fields.String(metadata={"enum": ["message", "document"]})
@@ -386,7 +386,7 @@ class BatchCountsSchema(Schema):
 
 
 class BatchSchema(Schema):
-    """Documents the resource built by `service.jobs.batches.batch_resource`."""
+    """Documents the resource built by `service.jobs.push.batches.batch_resource`."""
 
     id = fields.String()
     status = fields.String(

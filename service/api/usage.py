@@ -10,7 +10,7 @@ from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.json_body import Blueprint
 from service.api.schemas import UsageArgsSchema, UsageReportSchema
-from service.jobs.usage import usage_report, usage_total
+from service.jobs.observability.usage import usage_report, usage_total
 
 blp = Blueprint("usage", __name__, url_prefix="/v1/usage", description="Tokens and cost of your completed jobs.")
 blp.before_request(require_client)

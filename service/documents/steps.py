@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 EXTRACT = "extract"
-PENDING, RUNNING, SUCCEEDED, FAILED, CANCELED = "pending", "running", "succeeded", "failed", "canceled"
+STEP_PENDING, STEP_RUNNING, STEP_SUCCEEDED, STEP_FAILED, STEP_CANCELED = (
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "canceled",
+)
 
 
 def new_steps(analysis_names: list[str]) -> list[dict[str, Any]]:
@@ -15,7 +21,7 @@ def new_steps(analysis_names: list[str]) -> list[dict[str, Any]]:
 
 def _step(name: str) -> dict[str, Any]:
     usage = {"input_tokens": 0, "output_tokens": 0}
-    return {"name": name, "status": PENDING, "attempts": 0, "usage": usage, "cost_usd": None, "error": None}
+    return {"name": name, "status": STEP_PENDING, "attempts": 0, "usage": usage, "cost_usd": None, "error": None}
 
 
 def percent_done(meta: dict[str, Any], calls_per_analysis: int) -> int:
@@ -23,9 +29,9 @@ def percent_done(meta: dict[str, Any], calls_per_analysis: int) -> int:
     (one per chunk, one to combine); a step that has ended counts in full."""
     extract_step, *analysis_steps = meta["steps"]
     total = 1 + calls_per_analysis * len(analysis_steps)
-    done = int(extract_step["status"] == SUCCEEDED)
+    done = int(extract_step["status"] == STEP_SUCCEEDED)
     for step in analysis_steps:
-        if step["status"] in (SUCCEEDED, FAILED):
+        if step["status"] in (STEP_SUCCEEDED, STEP_FAILED):
             done += calls_per_analysis
         else:
             done += len(meta.get("partials", {}).get(step["name"], ()))

@@ -1,4 +1,6 @@
-"""The job domain: how an LLM job is stored in Redis as an RQ job, found, and shown.
+"""The job domain, one sub-package per concern: storage, running, push, operations, observability.
 
-The RQ job is the one record; our fields live in `job.meta`.
+Dependencies inside it run one way: storage depends on nothing here; running, push,
+operations and observability may use storage and observability; operations may use
+all of them. Nothing here imports Flask (the HTTP layer) or the worker.
 """

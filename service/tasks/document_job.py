@@ -35,13 +35,19 @@ from service.documents.analyses import (
 from service.documents.chunks import split_text
 from service.documents.extract import DocumentError, extract, inspect_pdf
 from service.documents.isolation import IsolatedTimeout, run_isolated
-from service.documents.steps import CANCELED as CANCELED_STEP
-from service.documents.steps import FAILED, PENDING, RUNNING, SUCCEEDED, percent_done
+from service.documents.steps import (
+    STEP_CANCELED,
+    STEP_FAILED,
+    STEP_PENDING,
+    STEP_RUNNING,
+    STEP_SUCCEEDED,
+    percent_done,
+)
 from service.documents.store import text_key, upload_key
-from service.jobs import metrics
-from service.jobs.connection import read_value
-from service.jobs.counters import HashIncrements
-from service.jobs.progress import (
+from service.jobs.observability import metrics
+from service.jobs.observability.counters import HashIncrements
+from service.jobs.observability.usage import job_usage
+from service.jobs.running.progress import (
     call_counters,
     record_error,
     record_progress,
@@ -49,8 +55,8 @@ from service.jobs.progress import (
     start_attempt,
     undo_attempt,
 )
-from service.jobs.retry_policy import retry_delay_s, rq_retry
-from service.jobs.usage import job_usage
+from service.jobs.running.retry_policy import retry_delay_s, rq_retry
+from service.jobs.storage.connection import read_value
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
 from service.tasks.llm_job import STOP_ERRORS, report_to_gate, timeout_error
 from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
@@ -60,7 +66,7 @@ UNPACKED_FACTOR = 10  # a DOCX may unpack to this many times MAX_DOCUMENT_BYTES,
 
 
 async def run_document_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry:
-    """Entry point named by `service.jobs.queues.DOCUMENT_TASK`."""
+    """Entry point named by `service.jobs.storage.queues.DOCUMENT_TASK`."""
     return await logged_attempt(job, DocumentRun(job, runtime, request).run())
 
 
@@ -94,8 +100,8 @@ class DocumentRun:
             raise Requeue("provider gate closed")
         self.deadline = start_attempt(self.job, max_attempts=self.settings.max_attempts)
         for step in self.meta["steps"]:
-            if step["status"] == RUNNING:  # the run that left it so was cut short
-                step["status"] = PENDING
+            if step["status"] == STEP_RUNNING:  # the run that left it so was cut short
+                step["status"] = STEP_PENDING
         try:
             if self.runtime.stop_reasons.get(self.job.id) == CANCELED:
                 raise asyncio.CancelledError
@@ -114,7 +120,7 @@ class DocumentRun:
         extract_step, *analysis_steps = self.meta["steps"]
         await self._extract(extract_step)
         for step in analysis_steps:
-            if step["status"] != PENDING:
+            if step["status"] != STEP_PENDING:
                 continue
             try:
                 await self._analyse(step, self.analyses[step["name"]])
@@ -122,14 +128,14 @@ class DocumentRun:
                 if (retry := self._after_error(step, error)) is not None:
                     return retry
             except _StepFailed as failed:
-                self._end_step(step, FAILED, failed.error)
+                self._end_step(step, STEP_FAILED, failed.error)
         return self._complete()
 
     # --- extraction ----------------------------------------------------------------------
 
     async def _extract(self, step: dict[str, Any]) -> None:
         connection = self.job.connection
-        if step["status"] == SUCCEEDED:
+        if step["status"] == STEP_SUCCEEDED:
             if self.native:
                 self.pdf = read_value(connection, upload_key(self.job.id)) or b""
             else:
@@ -137,7 +143,7 @@ class DocumentRun:
             if self.pdf or self.text:
                 return
             error = "the document's extracted text has expired; upload the document again"
-            self._end_step(step, FAILED, _document_error(error))
+            self._end_step(step, STEP_FAILED, _document_error(error))
             self._fail(_document_error(error))
         self._begin(step)
         data = read_value(connection, upload_key(self.job.id))
@@ -146,7 +152,7 @@ class DocumentRun:
                 raise DocumentError("the upload has expired; upload the document again")
             extracted = await self._run_extraction(data)
         except DocumentError as exc:
-            self._end_step(step, FAILED, _document_error(str(exc)))
+            self._end_step(step, STEP_FAILED, _document_error(str(exc)))
             self._fail(_document_error(str(exc)))
         document = self.meta["document"]
         document["pages"] = extracted.pages
@@ -159,7 +165,7 @@ class DocumentRun:
                 pipe.set(text_key(self.job.id), extracted.text, ex=self.job.result_ttl)
                 pipe.delete(upload_key(self.job.id))
                 pipe.execute()
-        self._end_step(step, SUCCEEDED)
+        self._end_step(step, STEP_SUCCEEDED)
 
     async def _run_extraction(self, data: bytes) -> Any:
         limit_s = self.settings.document_extract_timeout_s
@@ -196,7 +202,7 @@ class DocumentRun:
         for number in range(len(partials) + 1, len(chunks) + 1):  # a retried run resumes after the last answer
             prompt = document_prompt(analysis, chunks[number - 1], number, len(chunks))
             partials.append(await self._call(step, _user(prompt)))
-            self._save({"step": step["name"], "status": RUNNING, "chunk": number, "chunks": len(chunks)})
+            self._save({"step": step["name"], "status": STEP_RUNNING, "chunk": number, "chunks": len(chunks)})
         prompt = combine_prompt(analysis, partials)
         await self._finish(step, analysis, prompt, await self._call(step, _user(prompt)))
 
@@ -223,7 +229,7 @@ class DocumentRun:
             "output": output, "text": reply, "usage": dict(step["usage"]), "cost_usd": step["cost_usd"],
         }  # fmt: skip
         self.meta.get("partials", {}).pop(step["name"], None)
-        self._end_step(step, SUCCEEDED)
+        self._end_step(step, STEP_SUCCEEDED)
 
     async def _call(self, step: dict[str, Any], messages: list[dict[str, Any]]) -> str:
         """One Messages call; its usage is added to the step (and, with the next save, to
@@ -260,7 +266,7 @@ class DocumentRun:
         if reopens_at is not None and reopens_at >= self.deadline:
             self._fail(timeout_error(job, last_error=error))
         if reopens_at is not None and not self.last_call_billed:
-            step["status"] = PENDING
+            step["status"] = STEP_PENDING
             self._flush_counters()
             undo_attempt(job, error.as_record(), next_attempt_at=reopens_at)
             raise Requeue(error.type)
@@ -270,26 +276,28 @@ class DocumentRun:
                 retry_after_s=error.retry_after_s,
             )  # fmt: skip
             if delay < self.deadline - time.time():
-                step.update(status=PENDING, error=error.as_record())
+                step.update(status=STEP_PENDING, error=error.as_record())
                 retry, due_at = rq_retry(delay, max_retries=self.meta["attempt_limit"])
                 record_retry(job, error.as_record(), due_at, counters=self._take_counters())
                 metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")
                 return retry
-        self._end_step(step, FAILED, error.as_record())
+        self._end_step(step, STEP_FAILED, error.as_record())
         return None
 
     # --- the end -------------------------------------------------------------------------
 
     def _complete(self) -> dict[str, Any]:
         analysis_steps = self.meta["steps"][1:]
-        if not any(step["status"] == SUCCEEDED for step in analysis_steps):
+        if not any(step["status"] == STEP_SUCCEEDED for step in analysis_steps):
             errors = "; ".join(f"{s['name']}: {s['error']['message']}" for s in analysis_steps if s["error"])
             self._fail({"type": "analysis_failed", "message": f"every analysis failed ({errors})", "retryable": False})
         steps = self.meta["steps"]
         totals = {key: sum(step["usage"][key] for step in steps) for key in ("input_tokens", "output_tokens")}
         priced = is_priced(self.model, self.settings.price_overrides)
         cost = round(sum(step["cost_usd"] or 0 for step in steps), 8) if priced else None
-        analyses = {s["name"]: self.meta["analyses"][s["name"]] for s in analysis_steps if s["status"] == SUCCEEDED}
+        analyses = {
+            s["name"]: self.meta["analyses"][s["name"]] for s in analysis_steps if s["status"] == STEP_SUCCEEDED
+        }
         self.meta.update(result={"analyses": analyses, "usage": totals, "cost_usd": cost}, percent=100)
         # The calls' tokens were counted as they were made: the job itself counts once here.
         no_tokens = {"input_tokens": 0, "output_tokens": 0}
@@ -297,23 +305,23 @@ class DocumentRun:
             self.meta["client"], self.model, no_tokens, 0.0 if priced else None, self.settings.usage_retention_days
         )
         record_progress(
-            self.job, {"step": None, "status": SUCCEEDED, "percent": 100},
+            self.job, {"step": None, "status": STEP_SUCCEEDED, "percent": 100},
             counters=[*self._take_counters(), job_count], completes_for_s=self.settings.result_ttl_s,
         )  # fmt: skip
         return self.meta["result"]
 
     def _fail(self, error: dict[str, Any], *, canceled: bool = False) -> NoReturn:
         for step in self.meta["steps"]:
-            if step["status"] == RUNNING:
-                step.update(status=CANCELED_STEP if canceled else FAILED, error=error)
+            if step["status"] == STEP_RUNNING:
+                step.update(status=STEP_CANCELED if canceled else STEP_FAILED, error=error)
         record_error(self.job, error, canceled=canceled, counters=self._take_counters())
         raise JobFailed(error)
 
     # --- bookkeeping ---------------------------------------------------------------------
 
     def _begin(self, step: dict[str, Any]) -> None:
-        step.update(status=RUNNING, error=None)
-        self._save({"step": step["name"], "status": RUNNING})
+        step.update(status=STEP_RUNNING, error=None)
+        self._save({"step": step["name"], "status": STEP_RUNNING})
 
     def _end_step(self, step: dict[str, Any], status: str, error: dict[str, Any] | None = None) -> None:
         step.update(status=status, error=error)
@@ -325,7 +333,7 @@ class DocumentRun:
 
     def _flush_counters(self) -> None:
         if self.unsaved:
-            record_progress(self.job, {"step": None, "status": PENDING}, counters=self._take_counters())
+            record_progress(self.job, {"step": None, "status": STEP_PENDING}, counters=self._take_counters())
 
     def _take_counters(self) -> list[HashIncrements]:
         taken, self.unsaved = self.unsaved, []

@@ -15,8 +15,8 @@ from typing import Any
 from rq import Retry
 from rq.job import Job
 
-from service.jobs import metrics
-from service.jobs.progress import (
+from service.jobs.observability import metrics
+from service.jobs.running.progress import (
     ProgressRecorder,
     call_counters,
     record_error,
@@ -25,8 +25,8 @@ from service.jobs.progress import (
     start_attempt,
     undo_attempt,
 )
-from service.jobs.provider_gate import RateLimitHeaders
-from service.jobs.retry_policy import retry_delay_s, rq_retry
+from service.jobs.running.provider_gate import RateLimitHeaders
+from service.jobs.running.retry_policy import retry_delay_s, rq_retry
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
 from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
 from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
@@ -39,7 +39,7 @@ NO_HEADERS = RateLimitHeaders({}, {})
 
 
 async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry:
-    """Entry point named by `service.jobs.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
+    """Entry point named by `service.jobs.storage.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
     return await logged_attempt(job, _attempt(job, LLMRequest(**request), runtime))
 
 

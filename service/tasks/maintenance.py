@@ -1,4 +1,4 @@
-"""The periodic clean-up that the scheduler enqueues (see service.jobs.scheduler)."""
+"""The periodic clean-up that the scheduler enqueues (see service.jobs.operations.scheduler)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from rq.job import Job
 
 from service.config import load_settings
-from service.jobs import cleanup
+from service.jobs.operations import cleanup
 
 log = logging.getLogger(__name__)
 

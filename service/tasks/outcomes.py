@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from rq import Retry
 from rq.job import Job
 
-from service.jobs.progress import Superseded
+from service.jobs.running.progress import Superseded
 from service.logs import log_context
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from redis import Redis
 
 from service.config import Settings
-from service.jobs.progress import ProgressRecorder
-from service.jobs.provider_gate import ProviderGate
+from service.jobs.running.progress import ProgressRecorder
+from service.jobs.running.provider_gate import ProviderGate
 from service.llm import LLMClient
 
 # Why a task was stopped from outside: its client asked, or an operator (RQ's stop-job).

@@ -8,10 +8,10 @@ from rq import Retry
 from rq.job import Job
 
 from service.config import load_settings
-from service.jobs import metrics
-from service.jobs.batches import batch_client, update_batch_delivery
-from service.jobs.deliveries import job_client, update_delivery
-from service.jobs.retry_policy import rq_retry
+from service.jobs.observability import metrics
+from service.jobs.push.batches import batch_client, update_batch_delivery
+from service.jobs.push.job_webhooks import job_client, update_delivery
+from service.jobs.running.retry_policy import rq_retry
 from service.webhooks.delivery import Outcome, next_wait_s, send
 
 

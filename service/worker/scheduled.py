@@ -15,7 +15,7 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import now, utcformat
 
-from service.jobs.scripts import registered
+from service.jobs.storage.scripts import registered
 
 # KEYS: scheduled registry, queue list, RQ's set of queues. ARGV: now (epoch s),
 # enqueued_at (RQ's format), job key prefix, most jobs to move.

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from service.jobs.queues import DELIVERY_TASK, DOCUMENT_TASK, LLM_TASK
-from service.jobs.scheduler import CLEANUP_TASK
+from service.jobs.operations.scheduler import CLEANUP_TASK
+from service.jobs.storage.queues import DELIVERY_TASK, DOCUMENT_TASK, LLM_TASK
 from service.tasks.document_job import run_document_job
 from service.tasks.llm_job import run_llm_job
 from service.tasks.maintenance import run_cleanup

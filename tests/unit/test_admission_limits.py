@@ -1,11 +1,11 @@
-"""service/jobs/admission.parse_submit_limits: RATE_LIMIT in flask-limiter's syntax.
+"""service/jobs/storage/admission.parse_submit_limits: RATE_LIMIT in flask-limiter's syntax.
 (The admission script itself runs against Redis: tests/test_admission.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
-from service.jobs.admission import SubmitLimit, limit_key, parse_submit_limits
+from service.jobs.storage.admission import SubmitLimit, limit_key, parse_submit_limits
 
 
 @pytest.mark.parametrize(

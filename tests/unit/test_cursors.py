@@ -1,4 +1,4 @@
-"""service/jobs/index.py without Redis: the index member and the opaque cursor made of it."""
+"""service/jobs/storage/index.py without Redis: the index member and the opaque cursor made of it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.jobs.index import InvalidCursor, decode_cursor, encode_cursor, index_key, job_id_of, member
+from service.jobs.storage.index import InvalidCursor, decode_cursor, encode_cursor, index_key, job_id_of, member
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 

@@ -1,4 +1,4 @@
-"""service/jobs/retry_policy.py: backoff with full jitter, never sooner than retry-after."""
+"""service/jobs/running/retry_policy.py: backoff with full jitter, never sooner than retry-after."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from service.jobs.retry_policy import retry_delay_s, rq_retry
+from service.jobs.running.retry_policy import retry_delay_s, rq_retry
 
 
 class Extreme(random.Random):

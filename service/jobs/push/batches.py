@@ -3,7 +3,7 @@
 A batch is a hash `llmjobs:batch:<id>` (client, job ids, created_at, remaining count,
 callback_url, metadata; later finished_at and the webhook's delivery state) that lives
 RESULT_TTL_S. Each of its jobs carries `batch_id` in its meta. When a job's end is
-announced (`service.jobs.events.announce_end`, once per end), `job_ended` counts it,
+announced (`service.jobs.push.events.announce_end`, once per end), `job_ended` counts it,
 once per job however often it runs: the call that counts the last job sets `finished_at`
 and queues the batch's webhook. A job re-run after that does not reopen the batch: it
 stays `done`, while its counts always show the jobs' current statuses.
@@ -22,25 +22,26 @@ from redis.client import Pipeline
 from rq import Queue
 from rq.job import Job
 
-from service.jobs import index, metrics
-from service.jobs.admission import Allowance, Gate, admit
-from service.jobs.connection import read_hash
-from service.jobs.deliveries import (
+from service.jobs.observability import metrics
+from service.jobs.push.job_webhooks import (
     enqueue_delivery,
     new_webhook,
     reserve_redelivery,
     settle_delivery,
     webhook_body,
 )
-from service.jobs.idempotency import IdempotencyClaim
-from service.jobs.ids import is_job_id, new_job_id
-from service.jobs.queues import SERIALIZER
-from service.jobs.resource import iso_timestamp, job_path, webhook_view
-from service.jobs.scripts import registered
-from service.jobs.status import PUBLIC_STATUSES, public_status
-from service.jobs.submit import NewJob, prepare_job
+from service.jobs.storage import index
+from service.jobs.storage.admission import Allowance, Gate, admit
+from service.jobs.storage.connection import read_hash
+from service.jobs.storage.idempotency import IdempotencyClaim
+from service.jobs.storage.ids import is_job_id, new_job_id
+from service.jobs.storage.queues import SERIALIZER
+from service.jobs.storage.resource import iso_timestamp, job_path, webhook_view
+from service.jobs.storage.scripts import registered
+from service.jobs.storage.status import PUBLIC_STATUSES, public_status
+from service.jobs.storage.submit import NewJob, prepare_job
 
-RUNNING, DONE = "running", "done"
+BATCH_RUNNING, BATCH_DONE = "running", "done"
 
 # KEYS[1] the batch; ARGV[1] the job that ended, ARGV[2] now (ISO). Counts each job once
 # (a re-run job ends again), and only in a batch that still exists. Returns the jobs left,
@@ -55,7 +56,7 @@ return left
 
 
 @dataclass(frozen=True)
-class Submitted:
+class SubmittedBatch:
     record: dict[str, Any]  # as `fetch_client_batch` returns it
     jobs: list[Job] | None  # in request order; None: not read (an earlier request's batch)
     created: bool = True  # False: an earlier request with the same Idempotency-Key created it
@@ -81,7 +82,7 @@ def submit_batch(
     metadata: dict[str, str] | None = None,
     callback_url: str | None = None,
     idempotency: IdempotencyClaim | None = None,
-) -> Submitted:
+) -> SubmittedBatch:
     """Store every job, enqueue each on its priority's queue, index them for the client and
     store the batch record: all in one admitted write (see admission; a batch counts as one
     submit). Raises admission's OverLimit and QueueFull."""
@@ -103,7 +104,7 @@ def submit_batch(
         "metadata": json.dumps(metadata or {}),
     }
 
-    def write(pipe: Pipeline) -> Submitted:
+    def write(pipe: Pipeline) -> SubmittedBatch:
         enqueued: dict[str, Job] = {}
         for name, group in by_queue.items():
             for job in queues[name].enqueue_many(group, pipeline=pipe):
@@ -112,11 +113,11 @@ def submit_batch(
             metrics.JOBS_SUBMITTED.inc(pipe, len(group), queue=name)
         pipe.hset(batch_key(batch_id), mapping=record)
         pipe.expire(batch_key(batch_id), result_ttl_s)
-        return Submitted({**record, "id": batch_id}, [enqueued[data.job_id] for data in datas])
+        return SubmittedBatch({**record, "id": batch_id}, [enqueued[data.job_id] for data in datas])
 
-    def earlier(earlier_id: str) -> Submitted | None:
+    def earlier(earlier_id: str) -> SubmittedBatch | None:
         found = fetch_client_batch(connection, client, earlier_id)
-        return None if found is None else Submitted(found, None, created=False)
+        return None if found is None else SubmittedBatch(found, None, created=False)
 
     admitted = admit(connection, gate, hit_id=batch_id, write=write, idempotency=idempotency, earlier=earlier)
     return replace(admitted.created, allowance=admitted.allowance)
@@ -163,7 +164,7 @@ def batch_resource(
     finished_at = record.get("finished_at") or None
     return {
         "id": record["id"],
-        "status": DONE if finished_at else RUNNING,
+        "status": BATCH_DONE if finished_at else BATCH_RUNNING,
         "counts": counts,
         "job_ids": job_ids,
         "created_at": record["created_at"],

@@ -14,11 +14,12 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.queue import EnqueueData
 
-from service.jobs import index, metrics
-from service.jobs.admission import Allowance, Gate, admit
-from service.jobs.idempotency import IdempotencyClaim
-from service.jobs.ids import new_job_id
-from service.jobs.queues import LLM_TASK, SERIALIZER
+from service.jobs.observability import metrics
+from service.jobs.storage import index
+from service.jobs.storage.admission import Allowance, Gate, admit
+from service.jobs.storage.idempotency import IdempotencyClaim
+from service.jobs.storage.ids import new_job_id
+from service.jobs.storage.queues import LLM_TASK, SERIALIZER
 
 # RQ's own SIGALRM timeout is a backstop behind the job's deadline, which the task
 # enforces itself (and which also closes the provider connection).
@@ -39,7 +40,7 @@ class NewJob:
 
 
 @dataclass(frozen=True)
-class Submitted:
+class SubmittedJob:
     job: Job
     created: bool  # False: an earlier request with the same Idempotency-Key created it
     allowance: Allowance | None  # the client's submit limit after this one (None: no limit)
@@ -55,7 +56,7 @@ def submit_job(
     result_ttl_s: int,
     idempotency: IdempotencyClaim | None = None,
     also: Callable[[Pipeline, str], None] | None = None,
-) -> Submitted:
+) -> SubmittedJob:
     """Create the RQ job (our fields in meta), push it on its priority's queue and index it
     for its client, atomically; `also(pipe, job_id)` adds writes of its own (an upload).
     Raises admission's OverLimit and QueueFull."""
@@ -79,7 +80,7 @@ def submit_job(
         idempotency=idempotency,
         earlier=lambda job_id: _fetch(connection, job_id),
     )
-    return Submitted(admitted.created, admitted.new, admitted.allowance)
+    return SubmittedJob(admitted.created, admitted.new, admitted.allowance)
 
 
 def prepare_job(

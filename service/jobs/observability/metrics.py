@@ -28,9 +28,9 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
-from service.jobs.connection import read_hash
-from service.jobs.counters import HashIncrements
-from service.jobs.health import HEARTBEAT_FRESH_S, live_workers
+from service.jobs.observability.counters import HashIncrements
+from service.jobs.storage.connection import read_hash
+from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
 
 METRICS_KEY = "llmjobs:metrics"
 # worker process name -> JSON of what it reported at its last tick (its LLM calls in flight,
@@ -138,7 +138,7 @@ def model_label(model: str, priced: bool) -> str:
 
 def llm_usage(model: str, input_tokens: int, output_tokens: int, cost_usd: float | None) -> HashIncrements:
     """What a completed job adds to the metrics; added by the completion step itself, so a
-    job that ran twice counts once (as in `service.jobs.usage`)."""
+    job that ran twice counts once (as in `service.jobs.observability.usage`)."""
     model = model_label(model, priced=cost_usd is not None)
     amounts = {
         LLM_TOKENS.field(model=model, type="input"): input_tokens,

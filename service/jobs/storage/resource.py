@@ -7,7 +7,14 @@ from typing import Any, overload
 
 from rq.job import Job
 
-from service.jobs.status import FAILED, QUEUED, SUCCEEDED, TERMINAL_STATUSES, has_unreadable_record, public_status
+from service.jobs.storage.status import (
+    FAILED,
+    QUEUED,
+    SUCCEEDED,
+    TERMINAL_STATUSES,
+    has_unreadable_record,
+    public_status,
+)
 
 # Shown when a job failed without recording why (e.g. a crash outside the LLM call);
 # the traceback stays with the operators in rq-dashboard.

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
-from rq import Queue, Worker
-from rq.utils import now
-from rq.worker import BaseWorker
+from rq import Queue
 
-# A worker counts as present only while its last heartbeat is this recent (workers
-# heartbeat every few seconds).
-HEARTBEAT_FRESH_S = 30
+from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +42,6 @@ def readiness(connection: Redis, queues: dict[str, Queue]) -> Readiness:
     if not _persistent(connection):
         report.warnings.append("Redis persistence is off (no AOF, no RDB saves): a Redis restart loses queued jobs")
     return report
-
-
-def live_workers(queue: Queue) -> list[BaseWorker]:
-    """The workers serving `queue` whose heartbeat is fresh: a killed worker's registration
-    outlives it, so its presence alone says nothing."""
-    fresh_after = now() - timedelta(seconds=HEARTBEAT_FRESH_S)
-    return [w for w in Worker.all(queue=queue) if w.last_heartbeat and w.last_heartbeat > fresh_after]
 
 
 def _persistent(connection: Redis) -> bool:

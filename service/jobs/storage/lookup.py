@@ -1,23 +1,31 @@
-"""Find a client's jobs: one by id, or a page of them, newest first."""
+"""Find jobs: a client's one by id or a page of them, newest first; any ids in one round trip.
+
+Anyone with access to Redis can leave a record RQ cannot read: a hash without `data`, a
+status RQ does not know, a call pickled by a tool run without our JSON serializer. One
+such record must never fail a whole read (a page of the list, a scheduler poll): it reads
+as a job that does not exist, and is logged.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import cast
 
 from redis import Redis
 from rq.job import Job
 
-from service.jobs import index
-from service.jobs.ids import is_job_id
-from service.jobs.progress import live_text_key
-from service.jobs.queues import CLIENT_TASKS, SERIALIZER
-from service.jobs.records import restore_job
-from service.jobs.status import has_unreadable_record, public_status
+from service.jobs.storage import index
+from service.jobs.storage.ids import is_job_id
+from service.jobs.storage.keys import live_text_key
+from service.jobs.storage.queues import CLIENT_TASKS, SERIALIZER
+from service.jobs.storage.status import has_unreadable_record, public_status
 
 # A status filter may skip many jobs; one request reads at most this many index entries
 # and then hands back a cursor, so a rare status never turns into a full scan.
 MAX_SCANNED_PER_PAGE = 1000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,3 +88,27 @@ def _owned_by(job: Job, client: str) -> bool:
     if has_unreadable_record(job):  # its meta names no client any more: the client's index still does
         return index.contains(job.connection, client, job.id, job.created_at)
     return job.func_name in CLIENT_TASKS and job.meta.get("client") == client
+
+
+def fetch_jobs(connection: Redis, job_ids: list[str]) -> list[Job | None]:
+    """Like `Job.fetch_many` (one round trip), but a record that cannot be restored is
+    logged and given as None, like a job that does not exist."""
+    with connection.pipeline() as pipe:
+        for job_id in job_ids:
+            pipe.hgetall(Job.key_for(job_id))
+        records = pipe.execute()
+    return [restore_job(connection, job_id, record) for job_id, record in zip(job_ids, records, strict=True)]
+
+
+def restore_job(connection: Redis, job_id: str, record: dict[bytes, bytes]) -> Job | None:
+    """The job a hash read with HGETALL holds; None for no hash, or one RQ cannot restore
+    (logged)."""
+    if not record:
+        return None
+    try:
+        job = Job(job_id, connection=connection, serializer=SERIALIZER)
+        job.restore(record)
+    except Exception as exc:  # RQ raises what the bad field makes it raise
+        log.error("job %s: its record cannot be read, skipped: %r", job_id, exc)
+        return None
+    return job

@@ -19,13 +19,14 @@ from rq.job import Job
 from rq.utils import now
 
 from service.config import Settings
-from service.jobs import metrics
-from service.jobs.control import cancel_key, completed_key
-from service.jobs.counters import HashIncrements
-from service.jobs.events import MAX_EVENTS, announced_key, events_key, progress_event
-from service.jobs.resource import job_result
-from service.jobs.scripts import registered
-from service.jobs.usage import job_usage
+from service.jobs.observability import metrics
+from service.jobs.observability.counters import HashIncrements
+from service.jobs.observability.usage import job_usage
+from service.jobs.push.events import MAX_EVENTS, announced_key, events_key, progress_event
+from service.jobs.running.control import cancel_key, completed_key
+from service.jobs.storage.keys import live_text_key
+from service.jobs.storage.resource import job_result
+from service.jobs.storage.scripts import registered
 
 # KEYS: job hash, completion marker, event stream, live text, announced marker, then
 # counter hashes. ARGV: serialized meta, marker TTL ("" = not completing), new text ("" =
@@ -65,12 +66,6 @@ return 1
 
 class Superseded(Exception):
     """Another run of this job has already completed it."""
-
-
-def live_text_key(job_id: str) -> str:
-    """The text the running attempt has streamed so far (its meta holds the text only
-    once the attempt has ended)."""
-    return f"llmjobs:text:{job_id}"
 
 
 def _save_call(

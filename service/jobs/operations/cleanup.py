@@ -21,9 +21,9 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-from service.jobs import index
-from service.jobs.queues import ALL_QUEUES, SERIALIZER, WEBHOOK_QUEUE
-from service.jobs.usage import KEY_PREFIX as USAGE_PREFIX
+from service.jobs.observability.usage import KEY_PREFIX as USAGE_PREFIX
+from service.jobs.storage import index
+from service.jobs.storage.queues import ALL_QUEUES, SERIALIZER, WEBHOOK_QUEUE
 
 log = logging.getLogger(__name__)
 

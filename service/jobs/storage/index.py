@@ -15,7 +15,7 @@ from typing import cast
 from redis import Redis
 from redis.client import Pipeline
 
-from service.jobs.ids import JOB_ID_PATTERN
+from service.jobs.storage.ids import JOB_ID_PATTERN
 
 KEY_PREFIX = "llmjobs:client:"
 # Matched whole (`$` would let a trailing newline by), with ASCII digits only (`\d` takes any script's).

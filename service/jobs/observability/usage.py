@@ -2,7 +2,7 @@
 
 A hash per day and client, `llmjobs:usage:<YYYY-MM-DD>:<client>`, with fields
 `<model>:<counter>`. The counters are added by the completion step itself (the guarded
-save in `service.jobs.progress`), atomically with it, so each job is counted once however
+save in `service.jobs.running.progress`), atomically with it, so each job is counted once however
 often it ran. Cost is kept in integer micro-dollars so that HINCRBY stays exact; a job of
 a model with no known price adds no cost and counts in `unpriced_jobs`.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from redis import Redis
 
-from service.jobs.counters import HashIncrements
+from service.jobs.observability.counters import HashIncrements
 
 KEY_PREFIX = "llmjobs:usage:"
 MAX_REPORT_DAYS = 400  # one hash read per day: bounds what one report costs

@@ -18,12 +18,12 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
-from service.jobs import metrics
-from service.jobs.control import LEASE_TTL_S, lease_key
-from service.jobs.events import announce_end
-from service.jobs.progress import record_error
-from service.jobs.queues import ALL_QUEUES, CLIENT_TASKS, DELIVERY_TASK, make_queues
-from service.jobs.records import fetch_jobs
+from service.jobs.observability import metrics
+from service.jobs.push.events import announce_end
+from service.jobs.running.control import LEASE_TTL_S, lease_key
+from service.jobs.running.progress import record_error
+from service.jobs.storage.lookup import fetch_jobs
+from service.jobs.storage.queues import ALL_QUEUES, CLIENT_TASKS, DELIVERY_TASK, make_queues
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
-from service.jobs.idempotency import IdempotencyClaim
-from service.jobs.scripts import registered
+from service.jobs.storage.idempotency import IdempotencyClaim
+from service.jobs.storage.scripts import registered
 
 Created = TypeVar("Created")
 KEY_PREFIX = "llmjobs:ratelimit:submits:"

@@ -10,12 +10,19 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
 from rq.utils import now, utcformat
 
-from service.jobs.control import cancel_key
-from service.jobs.deliveries import queue_delivery, reserve_redelivery
-from service.jobs.events import announce_end
-from service.jobs.progress import start_new_run
-from service.jobs.resource import job_resource
-from service.jobs.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, has_unreadable_record, public_status
+from service.jobs.push.events import announce_end
+from service.jobs.push.job_webhooks import queue_delivery, reserve_redelivery
+from service.jobs.running.control import cancel_key
+from service.jobs.running.progress import start_new_run
+from service.jobs.storage.resource import job_resource
+from service.jobs.storage.status import (
+    CANCELED,
+    FAILED,
+    QUEUED,
+    TERMINAL_STATUSES,
+    has_unreadable_record,
+    public_status,
+)
 
 # How long a cancel request outlives the job's own deadline, for an attempt that starts late.
 CANCEL_REQUEST_MARGIN_S = 300

@@ -13,7 +13,7 @@ from uuid import uuid4
 
 from redis import Redis
 
-from service.jobs.scripts import registered
+from service.jobs.storage.scripts import registered
 
 KEY_PREFIX = "llmjobs:streams:"
 # Past a stream's own limit: the last write to a slow reader may take a while.

@@ -21,9 +21,9 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job
 
-from service.jobs.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
-from service.jobs.resource import iso_timestamp
-from service.jobs.scripts import registered
+from service.jobs.storage.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
+from service.jobs.storage.resource import iso_timestamp
+from service.jobs.storage.scripts import registered
 
 # Deliveries live long enough for the whole retry schedule to play out (~24 h).
 DELIVERY_RECORD_TTL_S = 3 * 24 * 3600

@@ -18,12 +18,12 @@ from rq.defaults import DEFAULT_RESULT_TTL
 from rq.job import Job
 from rq.utils import now
 
-from service.jobs import metrics
-from service.jobs.batches import job_ended as batch_job_ended
-from service.jobs.deliveries import new_webhook, queue_delivery
-from service.jobs.queues import SERIALIZER
-from service.jobs.resource import job_resource
-from service.jobs.status import TERMINAL_STATUSES, public_status
+from service.jobs.observability import metrics
+from service.jobs.push.batches import job_ended as batch_job_ended
+from service.jobs.push.job_webhooks import new_webhook, queue_delivery
+from service.jobs.storage.queues import SERIALIZER
+from service.jobs.storage.resource import job_resource
+from service.jobs.storage.status import TERMINAL_STATUSES, public_status
 
 UNPUBLISHED_KEY = "llmjobs:ends:unpublished"  # job ids whose end is not yet fully published
 UNPUBLISHED_GRACE_S = 30  # a publisher takes milliseconds; one this late has died

@@ -19,9 +19,9 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
 from rq_scheduler import Scheduler
 
-from service.jobs.events import publish_unpublished_ends
-from service.jobs.queues import SERIALIZER
-from service.jobs.recovery import recover_abandoned_jobs
+from service.jobs.operations.recovery import recover_abandoned_jobs
+from service.jobs.push.events import publish_unpublished_ends
+from service.jobs.storage.queues import SERIALIZER
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Observability: Prometheus series counted in Redis; token usage and cost by day, model and client."""

@@ -1,0 +1,1 @@
+"""Operations: periodic clean-up, recovery of a dead worker's jobs, the scheduler's loop, readiness."""
