@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 import requests
 
-from service.jobs.push.events import UNPUBLISHED_KEY
+from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY as UNPUBLISHED_KEY
 
 TERMINAL = {"succeeded", "failed", "canceled"}
 

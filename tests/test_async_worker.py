@@ -17,8 +17,8 @@ from rq.command import send_stop_job_command
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from service.jobs.push.events import UNPUBLISHED_KEY, events_key
-from service.jobs.storage.keys import live_text_key
+from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY as UNPUBLISHED_KEY
+from service.jobs.storage.keys import events_key, live_text_key
 from service.jobs.storage.queues import SERIALIZER
 from tests.conftest import ALICE, process_tree, scrape, value, wait_for
 from tests.helpers import WEBHOOKS_ON, directive, fails_first, get, parse, submit, wait_until_finished

@@ -13,7 +13,7 @@ import requests
 from standardwebhooks import Webhook
 
 from service.app import create_app
-from service.jobs.push.batches import batch_key
+from service.jobs.storage.keys import batch_key
 from tests.conftest import ALICE, BOB, all_at_once, counting_redis_calls, scrape, value, wait_for
 from tests.helpers import SECRET, WEBHOOKS_ON, get
 

@@ -11,7 +11,7 @@ import pytest
 from rq.job import Job
 
 from service.api.schemas import JobSchema
-from service.documents.store import upload_key
+from service.jobs.storage.keys import upload_key
 from service.jobs.storage.queues import DOCUMENT_TASK
 from tests import documents
 from tests.conftest import ALICE, BOB

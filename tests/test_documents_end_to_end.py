@@ -10,7 +10,8 @@ import uuid
 
 import requests
 
-from service.documents.store import text_key, upload_key
+from service.jobs.storage.keys import document_text_key as text_key
+from service.jobs.storage.keys import upload_key
 from tests import documents
 from tests.conftest import ALICE, wait_for
 from tests.helpers import get, wait_until_finished

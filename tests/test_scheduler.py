@@ -14,16 +14,15 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from rq.utils import utcformat
 from rq_scheduler import Scheduler
 
-from service.jobs.observability.usage import usage_key
 from service.jobs.operations import cleanup
 from service.jobs.operations.scheduler import CLEANUP_JOB_ID, CLEANUP_TASK, MaintainingScheduler, register_periodic_jobs
-from service.jobs.push.events import announced_key, events_key
-from service.jobs.running.control import completed_key, lease_key
 from service.jobs.storage import index
 from service.jobs.storage.admission import Gate
+from service.jobs.storage.keys import MAINTENANCE_RECENT_KEY as RECENT_KEY
+from service.jobs.storage.keys import MAINTENANCE_RUNS_KEY as RUNS_KEY
+from service.jobs.storage.keys import announced_key, completed_key, events_key, lease_key, usage_key
 from service.jobs.storage.queues import SERIALIZER
 from service.jobs.storage.submit import NewJob, submit_job
-from service.tasks.maintenance import RECENT_KEY, RUNS_KEY
 from tests.conftest import wait_for
 
 DAY_S = 24 * 3600

@@ -21,7 +21,7 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 
-from service.jobs.running.control import cancel_key, completed_key
+from service.jobs.storage.keys import cancel_key, completed_key
 from tests.conftest import ALICE, BOB
 from tests.helpers import assert_error_shape
 

@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import requests
 
-from service.jobs.observability.usage import usage_key, usage_report
+from service.jobs.observability.usage import usage_report
 from service.jobs.running.progress import Superseded
+from service.jobs.storage.keys import usage_key
 from tests.conftest import ALICE, BOB, wait_for
 from tests.helpers import DEFAULT_MODEL, TERMINAL, complete, started_runs
 

@@ -28,7 +28,7 @@ from service.api.limits import allowance_headers, submit_gate
 from service.api.schemas import JobSchema
 from service.documents import formats
 from service.documents.steps import new_steps
-from service.documents.store import upload_key
+from service.jobs.storage.keys import upload_key
 from service.jobs.storage.queues import DOCUMENT_TASK
 from service.jobs.storage.resource import DOCUMENT, job_resource
 from service.jobs.storage.submit import NewJob, submit_job

@@ -18,6 +18,7 @@ from service.api.auth import current_client
 from service.api.context import app_context
 from service.config import Settings
 from service.jobs.storage.admission import Allowance, Gate, parse_submit_limits
+from service.jobs.storage.keys import FLASK_LIMITER_PREFIX
 
 
 def rate_limit_key() -> str:
@@ -45,7 +46,7 @@ def _only_changes_are_limited_here() -> bool:
 def init_limits(app: Flask, settings: Settings) -> None:
     app.config.update(
         RATELIMIT_STORAGE_URI=settings.redis_url,
-        RATELIMIT_KEY_PREFIX="llmjobs:ratelimit",
+        RATELIMIT_KEY_PREFIX=FLASK_LIMITER_PREFIX,
         RATELIMIT_STRATEGY="moving-window",
         RATELIMIT_HEADERS_ENABLED=True,  # X-RateLimit-*, and Retry-After on a 429
         # Redis away: let the request through; the submit itself then answers 503.

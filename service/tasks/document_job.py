@@ -43,7 +43,6 @@ from service.documents.steps import (
     STEP_SUCCEEDED,
     percent_done,
 )
-from service.documents.store import text_key, upload_key
 from service.jobs.observability import metrics
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.observability.usage import job_usage
@@ -57,6 +56,8 @@ from service.jobs.running.progress import (
 )
 from service.jobs.running.retry_policy import retry_delay_s, rq_retry
 from service.jobs.storage.connection import read_value
+from service.jobs.storage.keys import document_text_key as text_key
+from service.jobs.storage.keys import upload_key
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
 from service.tasks.llm_job import STOP_ERRORS, report_to_gate, timeout_error
 from service.tasks.outcomes import JobFailed, Requeue, logged_attempt

@@ -12,15 +12,13 @@ from rq.job import Job
 
 from service.config import load_settings
 from service.jobs.operations import cleanup
+from service.jobs.storage.keys import MAINTENANCE_LOCK_KEY, MAINTENANCE_RECENT_KEY, MAINTENANCE_RUNS_KEY
 
 log = logging.getLogger(__name__)
 
-# One hash of totals plus the last runs, for operators (and tests) to see that it runs.
-RUNS_KEY = "llmjobs:maintenance:runs"
-RECENT_KEY = "llmjobs:maintenance:recent"
+# Totals and the last runs are kept for operators (and tests) to see that it runs; a run
+# still going when the next is due (a huge keyspace) holds a lock that makes the next skip.
 RECENT_KEPT = 100
-# A run still going when the next is due (a huge keyspace) makes the next one skip.
-LOCK_KEY = "llmjobs:maintenance:lock"
 
 
 def run_cleanup(job: Job) -> dict[str, Any]:
@@ -30,7 +28,7 @@ def run_cleanup(job: Job) -> dict[str, Any]:
     settings = load_settings()
     lock_ttl = int(job.timeout or 600)
     token = uuid.uuid4().hex
-    if not connection.set(LOCK_KEY, token, nx=True, ex=lock_ttl):
+    if not connection.set(MAINTENANCE_LOCK_KEY, token, nx=True, ex=lock_ttl):
         log.info("clean-up skipped: the previous run is still going")
         return {"skipped": True}
     started = time.time()
@@ -45,15 +43,15 @@ def run_cleanup(job: Job) -> dict[str, Any]:
         )
         counts["registry_entries"] = cleanup.clean_rq_registries(connection)
     finally:
-        if connection.get(LOCK_KEY) == token.encode():  # not another run's, had ours lapsed
-            connection.delete(LOCK_KEY)
+        if connection.get(MAINTENANCE_LOCK_KEY) == token.encode():  # not another run's, had ours lapsed
+            connection.delete(MAINTENANCE_LOCK_KEY)
     enqueued_at = job.enqueued_at.timestamp() if job.enqueued_at else None
     record = {"enqueued_at": enqueued_at, "started_at": started, "seconds": round(time.time() - started, 3), **counts}
     with connection.pipeline() as pipe:
-        pipe.hincrby(RUNS_KEY, "runs", 1)
-        pipe.hset(RUNS_KEY, "last", json.dumps(record))
-        pipe.lpush(RECENT_KEY, json.dumps(record))
-        pipe.ltrim(RECENT_KEY, 0, RECENT_KEPT - 1)
+        pipe.hincrby(MAINTENANCE_RUNS_KEY, "runs", 1)
+        pipe.hset(MAINTENANCE_RUNS_KEY, "last", json.dumps(record))
+        pipe.lpush(MAINTENANCE_RECENT_KEY, json.dumps(record))
+        pipe.ltrim(MAINTENANCE_RECENT_KEY, 0, RECENT_KEPT - 1)
         pipe.execute()
     log.info("clean-up done in %.3f s: %s", record["seconds"], counts)
     return counts

@@ -40,10 +40,10 @@ from rq.worker import WorkerStatus
 from service.config import Settings
 from service.jobs.observability import metrics
 from service.jobs.push.events import announce_end
-from service.jobs.running.control import cancel_key
 from service.jobs.running.progress import Superseded, flush_progress
 from service.jobs.running.provider_gate import ProviderGate, RateLimitHeaders
 from service.jobs.storage.connection import worker_connection
+from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.lookup import restore_job
 from service.jobs.storage.queues import CLIENT_TASKS, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
 from service.llm import LLMClient

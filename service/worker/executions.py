@@ -26,7 +26,7 @@ from rq.utils import now, utcformat
 from rq.worker import Worker, WorkerStatus
 
 from service.jobs.push.events import mark_end_unpublished
-from service.jobs.running.control import LEASE_TTL_S, lease_key
+from service.jobs.storage.keys import LEASE_TTL_S, lease_key
 
 # A running job's entry in the started registry (and its Execution) lives this long past
 # its last heartbeat; RQ's own worker uses its heartbeat interval + 60 s.

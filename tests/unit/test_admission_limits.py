@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.jobs.storage.admission import SubmitLimit, limit_key, parse_submit_limits
+from service.jobs.storage.admission import SubmitLimit, parse_submit_limits
+from service.jobs.storage.keys import submit_window_key
 
 
 @pytest.mark.parametrize(
@@ -33,6 +34,8 @@ def test_a_limit_that_does_not_read_is_refused(text):
 
 def test_each_limit_has_its_own_window_key_per_client():
     second, minute = parse_submit_limits("10/second;600/minute")
-    assert limit_key("alice", second) == "llmjobs:ratelimit:submits:alice:10/1"
-    assert limit_key("alice", minute) == "llmjobs:ratelimit:submits:alice:600/60"
-    assert limit_key("bob", minute) != limit_key("alice", minute)
+    assert submit_window_key("alice", second.amount, second.window_s) == "llmjobs:ratelimit:submits:alice:10/1"
+    assert submit_window_key("alice", minute.amount, minute.window_s) == "llmjobs:ratelimit:submits:alice:600/60"
+    assert submit_window_key("bob", minute.amount, minute.window_s) != submit_window_key(
+        "alice", minute.amount, minute.window_s
+    )

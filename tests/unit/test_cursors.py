@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.jobs.storage.index import InvalidCursor, decode_cursor, encode_cursor, index_key, job_id_of, member
+from service.jobs.storage.index import InvalidCursor, decode_cursor, encode_cursor, job_id_of, member
+from service.jobs.storage.keys import index_key
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 

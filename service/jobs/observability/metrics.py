@@ -30,13 +30,12 @@ from rq import Queue
 
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.storage.connection import read_hash
+from service.jobs.storage.keys import METRICS_KEY, WORKER_REPORTS_KEY
 from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
 
-METRICS_KEY = "llmjobs:metrics"
 # worker process name -> JSON of what it reported at its last tick (its LLM calls in flight,
 # the provider gate as it saw it); a report older than WORKER_REPORT_FRESH_S is a process
 # that stopped, and is dropped at the next scrape.
-WORKERS_KEY = "llmjobs:metrics:workers"
 WORKER_REPORT_FRESH_S = 30
 OTHER_MODEL = "other"
 
@@ -152,7 +151,7 @@ def llm_usage(model: str, input_tokens: int, output_tokens: int, cost_usd: float
 def report_worker(pipe: Pipeline, name: str, *, llm_in_flight: int, gate_closed_until: float) -> None:
     """What a worker process reports every tick, for the gauges below."""
     report = {"llm_in_flight": llm_in_flight, "gate_closed_until": gate_closed_until, "at": time.time()}
-    pipe.hset(WORKERS_KEY, name, json.dumps(report))
+    pipe.hset(WORKER_REPORTS_KEY, name, json.dumps(report))
 
 
 class RedisMetricsCollector:
@@ -192,14 +191,14 @@ class RedisMetricsCollector:
         )
         now = time.time()
         reports, stale = {}, []
-        for field, raw in read_hash(self._redis, WORKERS_KEY).items():
+        for field, raw in read_hash(self._redis, WORKER_REPORTS_KEY).items():
             report = json.loads(raw)
             if now - report["at"] > WORKER_REPORT_FRESH_S:
                 stale.append(field.decode())
             else:
                 reports[field.decode()] = report
         if stale:
-            self._redis.hdel(WORKERS_KEY, *stale)
+            self._redis.hdel(WORKER_REPORTS_KEY, *stale)
         for name, report in sorted(reports.items()):
             in_flight.add_metric((name,), report["llm_in_flight"])
         in_all.add_metric((), sum(report["llm_in_flight"] for report in reports.values()))

@@ -16,16 +16,12 @@ from typing import Any
 from redis import Redis
 
 from service.jobs.observability.counters import HashIncrements
+from service.jobs.storage.keys import usage_key
 
-KEY_PREFIX = "llmjobs:usage:"
 MAX_REPORT_DAYS = 400  # one hash read per day: bounds what one report costs
 GROUP_BYS = ("day", "model", "client")
 COUNTERS = ("jobs", "input_tokens", "output_tokens", "cost_micro_usd", "unpriced_jobs")  # stored
 FIGURES = ("jobs", "input_tokens", "output_tokens", "cost_usd", "unpriced_jobs")  # shown
-
-
-def usage_key(day: date, client: str) -> str:
-    return f"{KEY_PREFIX}{day.isoformat()}:{client}"
 
 
 def job_usage(

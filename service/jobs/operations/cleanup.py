@@ -21,23 +21,13 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-from service.jobs.observability.usage import KEY_PREFIX as USAGE_PREFIX
 from service.jobs.storage import index
+from service.jobs.storage.keys import CLIENT_PREFIX, IDEMPOTENCY_PREFIX, PER_JOB_PREFIXES, USAGE_PREFIX
 from service.jobs.storage.queues import ALL_QUEUES, SERIALIZER, WEBHOOK_QUEUE
 
 log = logging.getLogger(__name__)
 
 BATCH = 500  # keys per SCAN step and per pipelined EXISTS
-# Per-job keys named `<prefix><job id>`: useless once the job's hash is gone.
-PER_JOB_PREFIXES = (
-    "llmjobs:events:",
-    "llmjobs:completed:",
-    "llmjobs:announced:",
-    "llmjobs:cancel:",
-    "llmjobs:lease:",
-    "llmjobs:text:",
-)
-IDEMPOTENCY_PREFIX = "llmjobs:idempotency:"
 
 
 def _batches(items: Iterable, size: int = BATCH) -> Iterator[list]:
@@ -62,7 +52,7 @@ def _count(connection: Redis, key: str) -> int:
 def prune_client_indexes(connection: Redis) -> int:
     """Remove index members whose job has expired (or was deleted); returns how many."""
     removed = 0
-    for key in connection.scan_iter(match=f"{index.KEY_PREFIX}*:jobs", count=BATCH, _type="zset"):
+    for key in connection.scan_iter(match=f"{CLIENT_PREFIX}*:jobs", count=BATCH, _type="zset"):
         # ZSCAN returns every member present throughout, even while we remove others.
         for batch in _batches(m.decode() for m, _score in connection.zscan_iter(key, count=BATCH)):
             gone = _missing_jobs(connection, [index.job_id_of(m) for m in batch])

@@ -20,8 +20,8 @@ from rq.utils import now, utcformat
 
 from service.jobs.observability import metrics
 from service.jobs.push.events import announce_end
-from service.jobs.running.control import LEASE_TTL_S, lease_key
 from service.jobs.running.progress import record_error
+from service.jobs.storage.keys import LEASE_TTL_S, lease_key
 from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.queues import ALL_QUEUES, CLIENT_TASKS, DELIVERY_TASK, make_queues
 

@@ -30,29 +30,18 @@ from service.jobs.push.job_webhooks import (
     settle_delivery,
     webhook_body,
 )
-from service.jobs.storage import index
+from service.jobs.storage import index, scripts
 from service.jobs.storage.admission import Allowance, Gate, admit
 from service.jobs.storage.connection import read_hash
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import is_job_id, new_job_id
+from service.jobs.storage.keys import batch_key
 from service.jobs.storage.queues import SERIALIZER
 from service.jobs.storage.resource import iso_timestamp, job_path, webhook_view
-from service.jobs.storage.scripts import registered
 from service.jobs.storage.status import PUBLIC_STATUSES, public_status
 from service.jobs.storage.submit import NewJob, prepare_job
 
 BATCH_RUNNING, BATCH_DONE = "running", "done"
-
-# KEYS[1] the batch; ARGV[1] the job that ended, ARGV[2] now (ISO). Counts each job once
-# (a re-run job ends again), and only in a batch that still exists. Returns the jobs left,
-# or -1 when nothing was counted.
-_COUNT_END = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('HSETNX', KEYS[1], 'ended:' .. ARGV[1], 1) == 0 then return -1 end
-local left = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
-if left == 0 then redis.call('HSET', KEYS[1], 'finished_at', ARGV[2]) end
-return left
-"""
 
 
 @dataclass(frozen=True)
@@ -61,10 +50,6 @@ class SubmittedBatch:
     jobs: list[Job] | None  # in request order; None: not read (an earlier request's batch)
     created: bool = True  # False: an earlier request with the same Idempotency-Key created it
     allowance: Allowance | None = None  # the client's submit limit after this one (None: no limit)
-
-
-def batch_key(batch_id: str) -> str:
-    return f"llmjobs:batch:{batch_id}"
 
 
 def batch_path(batch_id: str) -> str:
@@ -182,7 +167,7 @@ def job_ended(job: Job) -> None:
     if not batch_id:
         return
     connection = job.connection
-    left = registered(connection, _COUNT_END)(
+    left = scripts.registered(connection, scripts.COUNT_BATCH_END)(
         keys=[batch_key(batch_id)], args=[job.id, iso_timestamp(datetime.now(UTC))]
     )
     if left > 0:

@@ -21,11 +21,11 @@ from rq.utils import now
 from service.jobs.observability import metrics
 from service.jobs.push.batches import job_ended as batch_job_ended
 from service.jobs.push.job_webhooks import new_webhook, queue_delivery
+from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY, announced_key, events_key
 from service.jobs.storage.queues import SERIALIZER
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import TERMINAL_STATUSES, public_status
 
-UNPUBLISHED_KEY = "llmjobs:ends:unpublished"  # job ids whose end is not yet fully published
 UNPUBLISHED_GRACE_S = 30  # a publisher takes milliseconds; one this late has died
 MAX_EVENTS = 5000  # per job; a 10-minute stream writes ~2400 at the default progress rate
 _EVENT_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
@@ -41,14 +41,6 @@ class Event:
     @property
     def is_terminal(self) -> bool:
         return self.type in TERMINAL_STATUSES
-
-
-def events_key(job_id: str) -> str:
-    return f"llmjobs:events:{job_id}"
-
-
-def announced_key(job_id: str) -> str:
-    return f"llmjobs:announced:{job_id}"
 
 
 def is_event_id(value: str) -> bool:
@@ -78,7 +70,7 @@ def read_events(connection: Redis, job_id: str, after: str, block_ms: int) -> li
 def mark_end_unpublished(pipe: Pipeline, job_id: str) -> None:
     """Note, in the transaction that records a job's end, that its end is yet to be
     published; `announce_end` clears the note once every part of it is out."""
-    pipe.zadd(UNPUBLISHED_KEY, {job_id: time.time()}, nx=True)
+    pipe.zadd(UNPUBLISHED_ENDS_KEY, {job_id: time.time()}, nx=True)
 
 
 def announce_end(job: Job, *, replay: bool = False) -> bool:
@@ -95,11 +87,11 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
         raise ValueError(f"job {job.id} has not ended: {status}")
     connection = job.connection
     with connection.pipeline(transaction=False) as pipe:
-        pipe.zadd(UNPUBLISHED_KEY, {job.id: time.time()}, nx=True)
+        pipe.zadd(UNPUBLISHED_ENDS_KEY, {job.id: time.time()}, nx=True)
         pipe.set(announced_key(job.id), status, nx=True, ex=job.result_ttl)
         _, first = pipe.execute()
     if not first and not replay:
-        connection.zrem(UNPUBLISHED_KEY, job.id)
+        connection.zrem(UNPUBLISHED_ENDS_KEY, job.id)
         return False
     callback_url = job.meta.get("callback_url")
     if callback_url and job.meta.get("webhook") is None:
@@ -116,14 +108,14 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
             lifetime_s = ((job.ended_at or now()) - job.created_at).total_seconds()
             metrics.JOB_DURATION.observe(pipe, lifetime_s, queue=job.origin, outcome=status)
             if not callback_url and not in_batch:
-                pipe.zrem(UNPUBLISHED_KEY, job.id)  # nothing else to publish: done in this round trip
+                pipe.zrem(UNPUBLISHED_ENDS_KEY, job.id)  # nothing else to publish: done in this round trip
             pipe.execute()
     if callback_url:
         queue_delivery(job, resource, first=True)  # the webhook carries the terminal event's resource
     if in_batch:
         batch_job_ended(job)  # the batch counts it (its last end fires the batch's webhook)
     if callback_url or in_batch or replay:
-        connection.zrem(UNPUBLISHED_KEY, job.id)
+        connection.zrem(UNPUBLISHED_ENDS_KEY, job.id)
     return True
 
 
@@ -135,14 +127,14 @@ def _has_terminal_event(connection: Redis, job_id: str) -> bool:
 def publish_unpublished_ends(connection: Redis, older_than_s: float = UNPUBLISHED_GRACE_S) -> list[str]:
     """Publish again every end whose publisher stopped midway (it has been unpublished for
     longer than any publisher takes); returns the job ids."""
-    members = cast("list[bytes]", connection.zrangebyscore(UNPUBLISHED_KEY, 0, time.time() - older_than_s, 0, 500))
+    members = cast("list[bytes]", connection.zrangebyscore(UNPUBLISHED_ENDS_KEY, 0, time.time() - older_than_s, 0, 500))
     due = [m.decode() for m in members]
     if not due:
         return []
     published = []
     for job_id, job in zip(due, Job.fetch_many(due, connection=connection, serializer=SERIALIZER), strict=True):
         if job is None or public_status(job) not in TERMINAL_STATUSES:
-            connection.zrem(UNPUBLISHED_KEY, job_id)  # expired, or running again: nothing to publish
+            connection.zrem(UNPUBLISHED_ENDS_KEY, job_id)  # expired, or running again: nothing to publish
             continue
         announce_end(job, replay=True)
         published.append(job_id)

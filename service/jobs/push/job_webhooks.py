@@ -21,27 +21,16 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError, NoSuchJobError
 from rq.job import Job
 
+from service.jobs.storage import scripts
+from service.jobs.storage.keys import pending_webhooks_key
 from service.jobs.storage.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
 from service.jobs.storage.resource import iso_timestamp
-from service.jobs.storage.scripts import registered
 
 # Deliveries live long enough for the whole retry schedule to play out (~24 h).
 DELIVERY_RECORD_TTL_S = 3 * 24 * 3600
 # RQ's timeout for one attempt: a backstop well past WEBHOOK_TIMEOUT_S, which bounds the request.
 DELIVERY_JOB_TIMEOUT_S = 120
-PENDING_PREFIX = "llmjobs:webhooks-pending:"
 FINAL_STATES = frozenset({"delivered", "failed", "gone"})
-
-# KEYS: the client's pending set. ARGV: now, webhook id, its lapse score, key TTL, cap.
-# Returns 1 (reserved), 0 (pending already) or -1 (the client has `cap` pending).
-_RESERVE = """
-redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
-if redis.call('zscore', KEYS[1], ARGV[2]) then return 0 end
-if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[5]) then return -1 end
-redis.call('zadd', KEYS[1], ARGV[3], ARGV[2])
-redis.call('expire', KEYS[1], ARGV[4])
-return 1
-"""
 
 
 class DeliveryPending(Exception):
@@ -50,10 +39,6 @@ class DeliveryPending(Exception):
 
 class TooManyPendingDeliveries(Exception):
     """The client has WEBHOOK_MAX_PENDING_PER_CLIENT webhooks pending already."""
-
-
-def pending_key(client: str) -> str:
-    return f"{PENDING_PREFIX}{client}"
 
 
 def new_webhook(url: str) -> dict[str, Any]:
@@ -73,8 +58,8 @@ def reserve_redelivery(connection: Redis, client: str, webhook_id: str, *, max_p
     """Count a redelivery `client` asked for as pending, or refuse it: DeliveryPending,
     TooManyPendingDeliveries."""
     now = time.time()
-    reserved = registered(connection, _RESERVE)(
-        keys=[pending_key(client)],
+    reserved = scripts.registered(connection, scripts.RESERVE_DELIVERY)(
+        keys=[pending_webhooks_key(client)],
         args=[now, webhook_id, now + DELIVERY_RECORD_TTL_S, DELIVERY_RECORD_TTL_S, max_pending],
     )
     if reserved == 0:
@@ -89,7 +74,7 @@ def reserve_redelivery(connection: Redis, client: str, webhook_id: str, *, max_p
 def settle_delivery(connection: Redis, client: str, webhook_id: str, state: str | None) -> None:
     """A delivery attempt's outcome: a final one takes the webhook off the client's pending set."""
     if state in FINAL_STATES:
-        connection.zrem(pending_key(client), webhook_id)
+        connection.zrem(pending_webhooks_key(client), webhook_id)
 
 
 def webhook_body(event_type: str, resource: dict[str, Any]) -> str:
@@ -133,8 +118,8 @@ def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *
     except DuplicateJobError:
         return  # queued already (and maybe settled since): not pending again
     with connection.pipeline(transaction=False) as pipe:
-        pipe.zadd(pending_key(client), {webhook["id"]: time.time() + DELIVERY_RECORD_TTL_S})
-        pipe.expire(pending_key(client), DELIVERY_RECORD_TTL_S)
+        pipe.zadd(pending_webhooks_key(client), {webhook["id"]: time.time() + DELIVERY_RECORD_TTL_S})
+        pipe.expire(pending_webhooks_key(client), DELIVERY_RECORD_TTL_S)
         pipe.execute()
 
 

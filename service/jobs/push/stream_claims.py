@@ -13,24 +13,11 @@ from uuid import uuid4
 
 from redis import Redis
 
-from service.jobs.storage.scripts import registered
+from service.jobs.storage import scripts
+from service.jobs.storage.keys import streams_key
 
-KEY_PREFIX = "llmjobs:streams:"
 # Past a stream's own limit: the last write to a slow reader may take a while.
 RELEASE_MARGIN_S = 60
-
-# KEYS: the client's set. ARGV: now, cap, this stream's "over by" score, member, key TTL.
-_CLAIM = """
-redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
-if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('zadd', KEYS[1], ARGV[3], ARGV[4])
-redis.call('expire', KEYS[1], ARGV[5])
-return 1
-"""
-
-
-def streams_key(client: str) -> str:
-    return f"{KEY_PREFIX}{client}"
 
 
 def claim_stream(connection: Redis, client: str, *, cap: int, max_duration_s: float) -> str | None:
@@ -38,7 +25,9 @@ def claim_stream(connection: Redis, client: str, *, cap: int, max_duration_s: fl
     token = uuid4().hex
     hold_s = int(max_duration_s) + RELEASE_MARGIN_S
     now = time.time()
-    claimed = registered(connection, _CLAIM)(keys=[streams_key(client)], args=[now, cap, now + hold_s, token, hold_s])
+    claimed = scripts.registered(connection, scripts.CLAIM_STREAM)(
+        keys=[streams_key(client)], args=[now, cap, now + hold_s, token, hold_s]
+    )
     return token if claimed else None
 
 

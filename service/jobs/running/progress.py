@@ -22,46 +22,10 @@ from service.config import Settings
 from service.jobs.observability import metrics
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.observability.usage import job_usage
-from service.jobs.push.events import MAX_EVENTS, announced_key, events_key, progress_event
-from service.jobs.running.control import cancel_key, completed_key
-from service.jobs.storage.keys import live_text_key
+from service.jobs.push.events import MAX_EVENTS, progress_event
+from service.jobs.storage import scripts
+from service.jobs.storage.keys import announced_key, cancel_key, completed_key, events_key, live_text_key
 from service.jobs.storage.resource import job_result
-from service.jobs.storage.scripts import registered
-
-# KEYS: job hash, completion marker, event stream, live text, announced marker, then
-# counter hashes. ARGV: serialized meta, marker TTL ("" = not completing), new text ("" =
-# none), progress event data ("" = none), stream cap, stream TTL, "start" when an attempt
-# starts (or ""), then for each counter hash: its TTL (0 = none), its number of fields,
-# then field, amount, field, amount, ... Returns 0 when another run completed the job, 2
-# when an attempt would start on a job whose announced end is `failed` (nothing written),
-# else 1. The completing save adds the job's counters (usage, metrics) in the same
-# script: a job is counted once, however often it ran. New text is APPENDed: a flush
-# writes only what is new, so the bytes a job writes grow linearly with its reply.
-_GUARDED_SAVE = """
-if redis.call('exists', KEYS[2]) == 1 then return 0 end
-if ARGV[7] == 'start' then
-  if redis.call('get', KEYS[5]) == 'failed' then return 2 end
-  redis.call('del', KEYS[4])
-end
-redis.call('hset', KEYS[1], 'meta', ARGV[1])
-if ARGV[2] ~= '' then redis.call('set', KEYS[2], '1', 'EX', ARGV[2]) end
-local i = 8
-for k = 6, #KEYS do
-  local ttl, fields = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  for j = i + 2, i + 2 * fields, 2 do redis.call('hincrby', KEYS[k], ARGV[j], ARGV[j + 1]) end
-  if ttl > 0 then redis.call('expire', KEYS[k], ttl) end
-  i = i + 2 + 2 * fields
-end
-if ARGV[3] ~= '' then
-  redis.call('append', KEYS[4], ARGV[3])
-  redis.call('expire', KEYS[4], ARGV[6])
-end
-if ARGV[4] ~= '' then
-  redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'type', 'progress', 'data', ARGV[4])
-  redis.call('expire', KEYS[3], ARGV[6])
-end
-return 1
-"""
 
 
 class Superseded(Exception):
@@ -91,7 +55,7 @@ def _save_call(
 
 def _save(job: Job, **changes: Any) -> None:
     keys, args = _save_call(job, **changes)
-    if not registered(job.connection, _GUARDED_SAVE)(keys=keys, args=args):
+    if not scripts.registered(job.connection, scripts.GUARDED_SAVE)(keys=keys, args=args):
         _adopt_winner(job)
 
 
@@ -139,7 +103,7 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts, _wait_
     meta.update(text="", output_tokens=0, error=None, result=None, next_attempt_at=None)
     keys, args = _save_call(job, starting=True)
     with job.connection.pipeline(transaction=False) as pipe:
-        registered(job.connection, _GUARDED_SAVE)(keys=keys, args=args, client=pipe)
+        scripts.registered(job.connection, scripts.GUARDED_SAVE)(keys=keys, args=args, client=pipe)
         if not _wait_observed and job.enqueued_at is not None:  # None only for a job never queued
             metrics.QUEUE_WAIT.observe(pipe, (now() - job.enqueued_at).total_seconds(), queue=job.origin)
         saved, *_ = pipe.execute()
@@ -193,7 +157,7 @@ class ProgressRecorder:
 def flush_progress(connection: Redis, recorders: Sequence[ProgressRecorder]) -> list[ProgressRecorder]:
     """Write each recorder's new text (appended to the job's live text, and as a progress
     event) in one round trip; returns the recorders whose job another run has completed."""
-    script = registered(connection, _GUARDED_SAVE)
+    script = scripts.registered(connection, scripts.GUARDED_SAVE)
     written: list[ProgressRecorder] = []
     with connection.pipeline(transaction=False) as pipe:
         for recorder in recorders:

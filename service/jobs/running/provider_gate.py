@@ -28,43 +28,14 @@ from typing import Any
 
 from redis import Redis
 
-PREFIX = "llmjobs:provider:"
+from service.jobs.storage import scripts
+from service.jobs.storage.keys import provider_key
+
 PERMIT_TTL_S = 30  # a permit of a process that stopped renewing lapses after this long
 PROBE_TTL_S = 15  # a probe that neither passed nor failed by then (say, canceled) lets another go
 OVERLOAD_BASE_S = 1.0
 OVERLOAD_MAX_S = 60.0
 JITTER = 0.2  # a reopening is spread over +20 %, so processes do not all wake at once
-
-# KEYS: closed-until, probing flag, probe holder, permits. ARGV: now, wanted, cap (0 =
-# none), permit expiry, process name, probe ttl. Returns {granted, seconds to wait}.
-_ADMIT = """
-local now = tonumber(ARGV[1])
-local closed_until = tonumber(redis.call('get', KEYS[1]) or '0')
-if closed_until > now then return {0, tostring(closed_until - now), 0} end
-local wanted = tonumber(ARGV[2])
-if redis.call('exists', KEYS[2]) == 1 then
-  if redis.call('set', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6]) then return {1, '0', 1} else return {0, '0.25', 0} end
-end
-local cap = tonumber(ARGV[3])
-if cap > 0 then
-  redis.call('zremrangebyscore', KEYS[4], '-inf', now)
-  local free = cap - redis.call('zcard', KEYS[4])
-  if free <= 0 then return {0, '0.1', 0} end
-  if wanted > free then wanted = free end
-end
-return {wanted, '0', 0}
-"""
-# KEYS: closed-until, probing flag, probe holder. ARGV: until (epoch s), key ttl, "1" to
-# reopen with a probe.
-_CLOSE = """
-local current = tonumber(redis.call('get', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then redis.call('set', KEYS[1], ARGV[1], 'EX', math.ceil(ARGV[2])) end
-if ARGV[3] == '1' then
-  redis.call('set', KEYS[2], '1', 'EX', math.ceil(ARGV[2]))
-  redis.call('del', KEYS[3])
-end
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -111,12 +82,11 @@ class ProviderGate:
         token_margin: int = 0,
     ):
         fingerprint = hashlib.sha256((api_key or "").encode()).hexdigest()[:16]
-        prefix = f"{PREFIX}{fingerprint}:"
-        self.closed_key = prefix + "closed_until"
-        self._probing_key = prefix + "probing"  # set while the gate reopens: one call goes first
-        self._probe_key = prefix + "probe"  # that call's process
-        self._permits_key = prefix + "permits"
-        self._overloads_key = prefix + "overloads"
+        self.closed_key = provider_key(fingerprint, "closed_until")
+        self._probing_key = provider_key(fingerprint, "probing")  # set while the gate reopens: one call goes first
+        self._probe_key = provider_key(fingerprint, "probe")  # that call's process
+        self._permits_key = provider_key(fingerprint, "permits")
+        self._overloads_key = provider_key(fingerprint, "overloads")
         self._redis = connection
         self._process = process
         self._max_in_flight = max_in_flight
@@ -129,8 +99,8 @@ class ProviderGate:
         # was open may reach its call only after another of this process's calls has met
         # the limit (the loop runs many); it must not call then.
         self._closed_here_until = 0.0
-        self._admit = connection.register_script(_ADMIT)
-        self._close = connection.register_script(_CLOSE)
+        self._admit = scripts.registered(connection, scripts.PROVIDER_ADMIT)
+        self._close = scripts.registered(connection, scripts.PROVIDER_CLOSE)
 
     def admit(self, wanted: int) -> Admission:
         now = time.time()

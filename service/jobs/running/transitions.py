@@ -12,8 +12,8 @@ from rq.utils import now, utcformat
 
 from service.jobs.push.events import announce_end
 from service.jobs.push.job_webhooks import queue_delivery, reserve_redelivery
-from service.jobs.running.control import cancel_key
 from service.jobs.running.progress import start_new_run
+from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import (
     CANCELED,

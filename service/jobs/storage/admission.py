@@ -24,61 +24,11 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
+from service.jobs.storage import scripts
 from service.jobs.storage.idempotency import IdempotencyClaim
-from service.jobs.storage.scripts import registered
+from service.jobs.storage.keys import submit_window_key
 
 Created = TypeVar("Created")
-KEY_PREFIX = "llmjobs:ratelimit:submits:"
-
-# KEYS: [Idempotency-Key's key], one per limit, one per capped queue.
-# ARGV: has key (0/1), the record this request already saw there ('' = none), the hit's
-# member, then count + (amount, window ms) per limit, count + max depth per queue, then
-# count + (arg count, args...) per recorded command. The shebang makes Redis refuse the whole
-# script when it is over `maxmemory` (noeviction): an unflagged script that has called TIME
-# is let write past it.
-_ADMIT = """#!lua
-local t = redis.call('time')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local k, a = 1, 4
-if ARGV[1] == '1' then
-  local stored = redis.call('get', KEYS[1])
-  if stored and stored ~= ARGV[2] then return {'replay', stored} end
-  k = 2
-end
-local member = ARGV[3]
-local n = tonumber(ARGV[a]); a = a + 1
-local limit_keys, windows = {}, {}
-local best = nil
-for i = 1, n do
-  local key, amount, window = KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  k = k + 1; a = a + 2
-  redis.call('zremrangebyscore', key, '-inf', now - window)
-  local used = redis.call('zcard', key)
-  local oldest = redis.call('zrange', key, 0, 0, 'WITHSCORES')
-  local reset = (oldest[2] and tonumber(oldest[2]) or now) + window
-  if used >= amount then return {'limited', amount, reset - now, reset} end
-  if best == nil or amount - used - 1 < best[2] then best = {amount, amount - used - 1, reset} end
-  limit_keys[i], windows[i] = key, window
-end
-n = tonumber(ARGV[a]); a = a + 1
-for i = 1, n do
-  local cap = tonumber(ARGV[a]); a = a + 1
-  if cap > 0 and redis.call('llen', KEYS[k]) >= cap then return {'full', i, cap} end
-  k = k + 1
-end
-for i = 1, #limit_keys do
-  redis.call('zadd', limit_keys[i], now, member)
-  redis.call('pexpire', limit_keys[i], windows[i])
-end
-n = tonumber(ARGV[a]); a = a + 1
-for _ = 1, n do
-  local argc = tonumber(ARGV[a])
-  redis.call(unpack(ARGV, a + 1, a + argc))
-  a = a + argc + 1
-end
-if best == nil then return {'ok'} end
-return {'ok', best[1], best[2], best[3]}
-"""
 
 
 @dataclass(frozen=True)
@@ -158,7 +108,7 @@ def admit(
                 pipe.set(idempotency.redis_key, idempotency.record(hit_id), ex=idempotency.ttl_s)
             commands = [args for args, _options in pipe.command_stack]
         keys, args = _call(gate, hit_id, idempotency, seen, commands)
-        answer = registered(connection, _ADMIT)(keys=keys, args=args)
+        answer = scripts.registered(connection, scripts.ADMIT_SUBMIT)(keys=keys, args=args)
         verdict = answer[0].decode()
         if verdict == "replay":
             assert idempotency is not None and earlier is not None
@@ -177,17 +127,13 @@ def admit(
         return Admitted(created, True, allowance)
 
 
-def limit_key(client: str, limit: SubmitLimit) -> str:
-    return f"{KEY_PREFIX}{client}:{limit.amount}/{limit.window_s}"
-
-
 def _call(
     gate: Gate, hit_id: str, idempotency: IdempotencyClaim | None, seen: str, commands: Sequence[tuple]
 ) -> tuple[list[str], list]:
     keys = [idempotency.redis_key] if idempotency is not None else []
     args: list = [1 if idempotency is not None else 0, seen, hit_id, len(gate.limits)]
     for limit in gate.limits:
-        keys.append(limit_key(gate.client, limit))
+        keys.append(submit_window_key(gate.client, limit.amount, limit.window_s))
         args += (limit.amount, limit.window_s * 1000)
     args.append(len(gate.queue_caps))
     for queue, cap in gate.queue_caps:

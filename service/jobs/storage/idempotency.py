@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from service.jobs.storage.keys import idempotency_key
+
 
 class IdempotencyConflict(Exception):
     """The key was already used with a different body."""
@@ -29,8 +31,7 @@ class IdempotencyClaim:
 
     @property
     def redis_key(self) -> str:
-        # Hashed: the client's key may be long or odd; its hash is a safe, fixed-size name.
-        return f"llmjobs:idempotency:{self.client}:{hashlib.sha256(self.key.encode()).hexdigest()}"
+        return idempotency_key(self.client, self.key)
 
     def record(self, created_id: str) -> str:
         return json.dumps({"id": created_id, "fingerprint": self.fingerprint})

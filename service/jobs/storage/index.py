@@ -16,18 +16,14 @@ from redis import Redis
 from redis.client import Pipeline
 
 from service.jobs.storage.ids import JOB_ID_PATTERN
+from service.jobs.storage.keys import index_key
 
-KEY_PREFIX = "llmjobs:client:"
 # Matched whole (`$` would let a trailing newline by), with ASCII digits only (`\d` takes any script's).
 _MEMBER = re.compile(rf"[0-9]{{16}}:{JOB_ID_PATTERN}")
 
 
 class InvalidCursor(ValueError):
     pass
-
-
-def index_key(client: str) -> str:
-    return f"{KEY_PREFIX}{client}:jobs"
 
 
 def member(job_id: str, created_at: datetime) -> str:

@@ -1,9 +1,112 @@
-"""The names of the Redis keys the service writes beside RQ's own (ARCHITECTURE.md §3)."""
+"""The name of every Redis key the service writes beside RQ's own (`rq:*`).
+
+How long each one lives is in ARCHITECTURE.md §3; the clean-up (operations/cleanup.py)
+finds the orphans and the lost TTLs by the prefixes below.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import date
+
+# A job's own keys, `<prefix><job id>`: useless once the job's hash is gone.
+EVENTS_PREFIX = "llmjobs:events:"  # the job's SSE events, a stream
+ANNOUNCED_PREFIX = "llmjobs:announced:"  # set once the job's end has been published
+CANCEL_PREFIX = "llmjobs:cancel:"  # a client's cancel request, read by the worker every tick
+LEASE_PREFIX = "llmjobs:lease:"  # kept alive by the worker running the job; gone: the worker is
+LEASE_TTL_S = 15  # a running job is presumed lost this long after its last sign of life
+COMPLETED_PREFIX = "llmjobs:completed:"  # set by the first run that completes it: a job run twice ends once
+LIVE_TEXT_PREFIX = "llmjobs:text:"  # the text the running attempt has streamed so far
+PER_JOB_PREFIXES = (EVENTS_PREFIX, COMPLETED_PREFIX, ANNOUNCED_PREFIX, CANCEL_PREFIX, LEASE_PREFIX, LIVE_TEXT_PREFIX)
+# A document job's file until its text is extracted (a PDF read natively: for the job's
+# lifetime), then the text, for the job's lifetime: a retry re-runs failed analyses without
+# extracting again.
+UPLOAD_PREFIX = "llmjobs:upload:"
+DOCUMENT_TEXT_PREFIX = "llmjobs:doctext:"
+
+# Job ids whose end is not yet fully published (the scheduler republishes a stuck one).
+UNPUBLISHED_ENDS_KEY = "llmjobs:ends:unpublished"
+BATCH_PREFIX = "llmjobs:batch:"
+
+# A client's keys.
+CLIENT_PREFIX = "llmjobs:client:"  # + `<client>:jobs`: the client's jobs, newest last
+IDEMPOTENCY_PREFIX = "llmjobs:idempotency:"
+SUBMIT_WINDOW_PREFIX = "llmjobs:ratelimit:submits:"  # the admission script's moving windows
+FLASK_LIMITER_PREFIX = "llmjobs:ratelimit"  # flask-limiter's own windows (cancel, redeliver)
+STREAMS_PREFIX = "llmjobs:streams:"  # the client's open event streams
+PENDING_WEBHOOKS_PREFIX = "llmjobs:webhooks-pending:"
+USAGE_PREFIX = "llmjobs:usage:"  # + `<YYYY-MM-DD>:<client>`
+
+# Service-wide.
+METRICS_KEY = "llmjobs:metrics"  # the Prometheus series every process adds to
+WORKER_REPORTS_KEY = "llmjobs:metrics:workers"  # each worker process's last report
+MAINTENANCE_RUNS_KEY = "llmjobs:maintenance:runs"  # totals of the clean-up's runs
+MAINTENANCE_RECENT_KEY = "llmjobs:maintenance:recent"  # its last runs
+MAINTENANCE_LOCK_KEY = "llmjobs:maintenance:lock"  # held while one runs
+PROVIDER_PREFIX = "llmjobs:provider:"  # + `<API key fingerprint>:<part>`: the provider gate
+
+
+def events_key(job_id: str) -> str:
+    return EVENTS_PREFIX + job_id
+
+
+def announced_key(job_id: str) -> str:
+    return ANNOUNCED_PREFIX + job_id
+
+
+def cancel_key(job_id: str) -> str:
+    return CANCEL_PREFIX + job_id
+
+
+def lease_key(job_id: str) -> str:
+    return LEASE_PREFIX + job_id
+
+
+def completed_key(job_id: str) -> str:
+    return COMPLETED_PREFIX + job_id
+
 
 def live_text_key(job_id: str) -> str:
-    """The text the running attempt has streamed so far (its meta holds the text only
-    once the attempt has ended)."""
-    return f"llmjobs:text:{job_id}"
+    """Its meta holds the text only once the attempt has ended."""
+    return LIVE_TEXT_PREFIX + job_id
+
+
+def upload_key(job_id: str) -> str:
+    return UPLOAD_PREFIX + job_id
+
+
+def document_text_key(job_id: str) -> str:
+    return DOCUMENT_TEXT_PREFIX + job_id
+
+
+def batch_key(batch_id: str) -> str:
+    return BATCH_PREFIX + batch_id
+
+
+def index_key(client: str) -> str:
+    return f"{CLIENT_PREFIX}{client}:jobs"
+
+
+def idempotency_key(client: str, idempotency_key: str) -> str:
+    # Hashed: the client's key may be long or odd; its hash is a safe, fixed-size name.
+    return f"{IDEMPOTENCY_PREFIX}{client}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+
+
+def submit_window_key(client: str, amount: int, window_s: int) -> str:
+    return f"{SUBMIT_WINDOW_PREFIX}{client}:{amount}/{window_s}"
+
+
+def streams_key(client: str) -> str:
+    return STREAMS_PREFIX + client
+
+
+def pending_webhooks_key(client: str) -> str:
+    return PENDING_WEBHOOKS_PREFIX + client
+
+
+def usage_key(day: date, client: str) -> str:
+    return f"{USAGE_PREFIX}{day.isoformat()}:{client}"
+
+
+def provider_key(api_key_fingerprint: str, part: str) -> str:
+    return f"{PROVIDER_PREFIX}{api_key_fingerprint}:{part}"

@@ -1,5 +1,8 @@
-"""Lua scripts, registered once per connection pool: redis-py keeps each script's SHA and
-sends EVALSHA, falling back to EVAL when the server has lost the script (a restart)."""
+"""Every Lua script the service runs, and `registered`: each is hashed once per connection
+pool; redis-py keeps its SHA and sends EVALSHA, falling back to EVAL when the server has
+lost the script (a restart).
+
+Each script says what its KEYS and ARGV are; the module named above it builds them."""
 
 from __future__ import annotations
 
@@ -15,3 +18,186 @@ def registered(connection: Redis, source: str) -> Script:
     if (script := _REGISTERED.get(cache_key)) is None:
         script = _REGISTERED[cache_key] = connection.register_script(source)
     return script
+
+
+# Admission of a submit (storage/admission.py): the client's limits, the queues' depth, then
+# RQ's recorded enqueue commands, all or nothing.
+# KEYS: [Idempotency-Key's key], one per limit, one per capped queue.
+# ARGV: has key (0/1), the record this request already saw there ('' = none), the hit's
+# member, then count + (amount, window ms) per limit, count + max depth per queue, then
+# count + (arg count, args...) per recorded command. The shebang makes Redis refuse the whole
+# script when it is over `maxmemory` (noeviction): an unflagged script that has called TIME
+# is let write past it.
+ADMIT_SUBMIT = """#!lua
+local t = redis.call('time')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local k, a = 1, 4
+if ARGV[1] == '1' then
+  local stored = redis.call('get', KEYS[1])
+  if stored and stored ~= ARGV[2] then return {'replay', stored} end
+  k = 2
+end
+local member = ARGV[3]
+local n = tonumber(ARGV[a]); a = a + 1
+local limit_keys, windows = {}, {}
+local best = nil
+for i = 1, n do
+  local key, amount, window = KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  k = k + 1; a = a + 2
+  redis.call('zremrangebyscore', key, '-inf', now - window)
+  local used = redis.call('zcard', key)
+  local oldest = redis.call('zrange', key, 0, 0, 'WITHSCORES')
+  local reset = (oldest[2] and tonumber(oldest[2]) or now) + window
+  if used >= amount then return {'limited', amount, reset - now, reset} end
+  if best == nil or amount - used - 1 < best[2] then best = {amount, amount - used - 1, reset} end
+  limit_keys[i], windows[i] = key, window
+end
+n = tonumber(ARGV[a]); a = a + 1
+for i = 1, n do
+  local cap = tonumber(ARGV[a]); a = a + 1
+  if cap > 0 and redis.call('llen', KEYS[k]) >= cap then return {'full', i, cap} end
+  k = k + 1
+end
+for i = 1, #limit_keys do
+  redis.call('zadd', limit_keys[i], now, member)
+  redis.call('pexpire', limit_keys[i], windows[i])
+end
+n = tonumber(ARGV[a]); a = a + 1
+for _ = 1, n do
+  local argc = tonumber(ARGV[a])
+  redis.call(unpack(ARGV, a + 1, a + argc))
+  a = a + argc + 1
+end
+if best == nil then return {'ok'} end
+return {'ok', best[1], best[2], best[3]}
+"""
+
+
+# A running job's save (running/progress.py): nothing is written once another run has
+# completed the job.
+# KEYS: job hash, completion marker, event stream, live text, announced marker, then
+# counter hashes. ARGV: serialized meta, marker TTL ("" = not completing), new text ("" =
+# none), progress event data ("" = none), stream cap, stream TTL, "start" when an attempt
+# starts (or ""), then for each counter hash: its TTL (0 = none), its number of fields,
+# then field, amount, field, amount, ... Returns 0 when another run completed the job, 2
+# when an attempt would start on a job whose announced end is `failed` (nothing written),
+# else 1. The completing save adds the job's counters (usage, metrics) in the same
+# script: a job is counted once, however often it ran. New text is APPENDed: a flush
+# writes only what is new, so the bytes a job writes grow linearly with its reply.
+GUARDED_SAVE = """
+if redis.call('exists', KEYS[2]) == 1 then return 0 end
+if ARGV[7] == 'start' then
+  if redis.call('get', KEYS[5]) == 'failed' then return 2 end
+  redis.call('del', KEYS[4])
+end
+redis.call('hset', KEYS[1], 'meta', ARGV[1])
+if ARGV[2] ~= '' then redis.call('set', KEYS[2], '1', 'EX', ARGV[2]) end
+local i = 8
+for k = 6, #KEYS do
+  local ttl, fields = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  for j = i + 2, i + 2 * fields, 2 do redis.call('hincrby', KEYS[k], ARGV[j], ARGV[j + 1]) end
+  if ttl > 0 then redis.call('expire', KEYS[k], ttl) end
+  i = i + 2 + 2 * fields
+end
+if ARGV[3] ~= '' then
+  redis.call('append', KEYS[4], ARGV[3])
+  redis.call('expire', KEYS[4], ARGV[6])
+end
+if ARGV[4] ~= '' then
+  redis.call('xadd', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'type', 'progress', 'data', ARGV[4])
+  redis.call('expire', KEYS[3], ARGV[6])
+end
+return 1
+"""
+
+
+# The provider gate (running/provider_gate.py): may a process start `wanted` calls now?
+# KEYS: closed-until, probing flag, probe holder, permits. ARGV: now, wanted, cap (0 =
+# none), permit expiry, process name, probe ttl. Returns {granted, seconds to wait}.
+PROVIDER_ADMIT = """
+local now = tonumber(ARGV[1])
+local closed_until = tonumber(redis.call('get', KEYS[1]) or '0')
+if closed_until > now then return {0, tostring(closed_until - now), 0} end
+local wanted = tonumber(ARGV[2])
+if redis.call('exists', KEYS[2]) == 1 then
+  if redis.call('set', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6]) then return {1, '0', 1} else return {0, '0.25', 0} end
+end
+local cap = tonumber(ARGV[3])
+if cap > 0 then
+  redis.call('zremrangebyscore', KEYS[4], '-inf', now)
+  local free = cap - redis.call('zcard', KEYS[4])
+  if free <= 0 then return {0, '0.1', 0} end
+  if wanted > free then wanted = free end
+end
+return {wanted, '0', 0}
+"""
+
+
+# The provider gate: closed until a time (a 429's retry-after, a 529's back-off).
+# KEYS: closed-until, probing flag, probe holder. ARGV: until (epoch s), key ttl, "1" to
+# reopen with a probe.
+PROVIDER_CLOSE = """
+local current = tonumber(redis.call('get', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then redis.call('set', KEYS[1], ARGV[1], 'EX', math.ceil(ARGV[2])) end
+if ARGV[3] == '1' then
+  redis.call('set', KEYS[2], '1', 'EX', math.ceil(ARGV[2]))
+  redis.call('del', KEYS[3])
+end
+return 1
+"""
+
+
+# A batch's count of ended jobs (push/batches.py).
+# KEYS[1] the batch; ARGV[1] the job that ended, ARGV[2] now (ISO). Counts each job once
+# (a re-run job ends again), and only in a batch that still exists. Returns the jobs left,
+# or -1 when nothing was counted.
+COUNT_BATCH_END = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HSETNX', KEYS[1], 'ended:' .. ARGV[1], 1) == 0 then return -1 end
+local left = redis.call('HINCRBY', KEYS[1], 'remaining', -1)
+if left == 0 then redis.call('HSET', KEYS[1], 'finished_at', ARGV[2]) end
+return left
+"""
+
+
+# A webhook redelivery's place among the client's pending ones (push/job_webhooks.py).
+# KEYS: the client's pending set. ARGV: now, webhook id, its lapse score, key TTL, cap.
+# Returns 1 (reserved), 0 (pending already) or -1 (the client has `cap` pending).
+RESERVE_DELIVERY = """
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
+if redis.call('zscore', KEYS[1], ARGV[2]) then return 0 end
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[5]) then return -1 end
+redis.call('zadd', KEYS[1], ARGV[3], ARGV[2])
+redis.call('expire', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+# A client's open event stream (push/stream_claims.py).
+# KEYS: the client's set. ARGV: now, cap, this stream's "over by" score, member, key TTL.
+CLAIM_STREAM = """
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('zadd', KEYS[1], ARGV[3], ARGV[4])
+redis.call('expire', KEYS[1], ARGV[5])
+return 1
+"""
+
+
+# Scheduled jobs (retries) whose time has come, back on their queue (worker/scheduled.py):
+# RQ's own scheduler takes a lock that outlives a Redis restart; this needs none.
+# KEYS: scheduled registry, queue list, RQ's set of queues. ARGV: now (epoch s),
+# enqueued_at (RQ's format), job key prefix, most jobs to move.
+PROMOTE_DUE = """
+local due = redis.call('zrangebyscore', KEYS[1], 0, ARGV[1], 'LIMIT', 0, tonumber(ARGV[4]))
+local moved = 0
+for _, id in ipairs(due) do
+  if redis.call('zrem', KEYS[1], id) == 1 and redis.call('exists', ARGV[3] .. id) == 1 then
+    redis.call('hset', ARGV[3] .. id, 'status', 'queued', 'enqueued_at', ARGV[2])
+    redis.call('rpush', KEYS[2], id)
+    moved = moved + 1
+  end
+end
+if moved > 0 then redis.call('sadd', KEYS[3], KEYS[2]) end
+return moved
+"""
