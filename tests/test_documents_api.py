@@ -89,6 +89,33 @@ def test_json_body_with_base64(client) -> None:
     assert response.get_json()["document"]["media_type"] == "text/html"
 
 
+def test_an_idempotency_key_returns_the_first_upload_and_refuses_another_body(client, redis_conn) -> None:
+    data = documents.pdf([["quarterly figures"]])
+    keyed = {**ALICE, "Idempotency-Key": "upload-7"}
+    first = upload(client, data, headers=keyed, analyses="summary")
+    assert first.status_code == 202, first.get_json()
+    # The same file and options as base64 JSON: the same upload, the first job back, nothing new stored.
+    as_json = {
+        "document": {"filename": "report.pdf", "media_type": "application/pdf",
+                     "data": base64.b64encode(data).decode()},
+        "analyses": ["summary"],
+    }  # fmt: skip
+    again = client.post("/v1/documents", json=as_json, headers=keyed)
+    assert again.status_code == 200, again.get_json()
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.headers["Location"] == first.headers["Location"]
+    assert len(redis_conn.keys(upload_key("*"))) == 1
+    # Another file, or other options, under the same key: 409, and nothing stored.
+    other_file = upload(client, documents.pdf([["other figures"]]), headers=keyed, analyses="summary")
+    assert_error_shape(other_file, 409)
+    other_options = upload(client, data, headers=keyed, analyses="topics")
+    assert_error_shape(other_options, 409)
+    assert len(redis_conn.keys(upload_key("*"))) == 1
+    # The key is the client's own: another client with the same key gets a job of its own.
+    bob = upload(client, data, headers={**BOB, "Idempotency-Key": "upload-7"}, analyses="summary")
+    assert bob.status_code == 202 and bob.get_json()["id"] != first.get_json()["id"]
+
+
 def test_a_file_lying_about_its_type_is_415(client) -> None:
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(100)
     body = assert_error_shape(upload(client, png, "report.pdf"), 415)

@@ -31,8 +31,10 @@ def test_client_analyze_and_cli_analyze_wait(start_api, start_worker, tmp_path) 
     memo = tmp_path / "memo.docx"
     memo.write_bytes(documents.docx(["The budget grew.", "Hiring is paused."]))
     with JobsClient(api, ALICE_KEY) as client:
-        job = client.analyze(memo, analyses=["summary", "topics"], metadata={"team": "ops"}, max_tokens=200)
+        options = {"analyses": ["summary", "topics"], "metadata": {"team": "ops"}, "max_tokens": 200}
+        job = client.analyze(memo, **options, idempotency_key="memo-1")
         assert job.raw["kind"] == "document" and job.raw["document"]["filename"] == "memo.docx"
+        assert client.analyze(memo, **options, idempotency_key="memo-1").id == job.id  # resent: the same job
         assert job.metadata == {"team": "ops"}
         done = client.wait(job.id, timeout=60)
         assert done.status == "succeeded", done.raw

@@ -4,13 +4,16 @@ The upload comes as `multipart/form-data` (a `file` part; the options as form fi
 one JSON `options` part) or as JSON (`document: {filename, media_type, data}`, base64).
 It is recognised by its content (415 for anything but PDF, DOCX, HTML, Markdown, text),
 bounded by MAX_DOCUMENT_BYTES (413), and stored in Redis with the job, in the same
-round trip; a worker extracts its text.
+round trip; a worker extracts its text. An `Idempotency-Key` works as on `POST /v1/jobs`:
+the same key with the same file and options returns the first job (200), with another
+body it is a 409.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from typing import Any
 
 from flask import request
@@ -22,10 +25,11 @@ from webargs.flaskparser import abort  # what flask_smorest.abort is, with its N
 from service.api.auth import require_client
 from service.api.context import app_context
 from service.api.document_schemas import DocumentJsonSchema, DocumentOptionsSchema
+from service.api.jobs import idempotency_claim
 from service.api.json_body import Blueprint, InvalidJsonBody, parse_json_body
 from service.api.json_response import json_response
 from service.api.limits import allowance_headers, submit_gate
-from service.api.schemas import JobSchema
+from service.api.schemas import IdempotencyHeaderSchema, JobSchema
 from service.documents import formats
 from service.documents.steps import new_steps
 from service.jobs.storage.keys import upload_key
@@ -72,13 +76,17 @@ def allow_document_sized_body() -> None:
 @blp.route("")
 class Documents(MethodView):
     @blp.doc(requestBody=MULTIPART_BODY)
+    @blp.arguments(IdempotencyHeaderSchema, location="headers", as_kwargs=True)
     @blp.response(202, JobSchema, headers=LOCATION, description='Queued: the job, `kind: "document"`.')
+    @blp.alt_response(200, schema=JobSchema, headers=LOCATION, description="The job an earlier request with the "
+                      "same Idempotency-Key, file and options created.")  # fmt: skip
+    @blp.alt_response(409, description="The Idempotency-Key was used with another file or other options.")
     @blp.alt_response(413, description="The file is larger than MAX_DOCUMENT_BYTES.")
     @blp.alt_response(415, description="Not a PDF, DOCX, HTML, Markdown or text file (told by its content).")
     @blp.alt_response(422, description="Bad options.")
     @blp.alt_response(429, description="Over your submit limit; see Retry-After.")
     @blp.alt_response(503, description="The queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
-    def post(self):
+    def post(self, idempotency_key: str | None = None):
         """Upload a document; its text is extracted and each analysis runs over it, step by step."""
         ctx = app_context()
         settings = ctx.settings
@@ -121,10 +129,17 @@ class Documents(MethodView):
         submitted = submit_job(
             ctx.redis, ctx.queues, new, gate=submit_gate([new.priority]), max_attempts=settings.max_attempts,
             result_ttl_s=settings.result_ttl_s, also=store_upload,
+            idempotency=idempotency_claim(idempotency_key, _fingerprinted(filename, declared, data, options)),
         )  # fmt: skip
         resource = job_resource(submitted.job)
         headers = {"Location": resource["links"]["self"], **allowance_headers(submitted.allowance)}
-        return json_response(resource, 202, headers)
+        return json_response(resource, 202 if submitted.created else 200, headers)
+
+
+def _fingerprinted(filename: str, declared: str | None, data: bytes, options: dict[str, Any]) -> dict[str, Any]:
+    """What an Idempotency-Key is checked against: the validated options and the file (its
+    name, declared type and digest), however it was sent (multipart or base64 JSON)."""
+    return {"filename": filename, "media_type": declared, "sha256": hashlib.sha256(data).hexdigest(), **options}
 
 
 def _read_upload() -> tuple[str, str | None, bytes, dict[str, Any]]:

@@ -151,13 +151,16 @@ def analyze_options(analyses: Sequence[str | Mapping[str, str]] | None = None, *
     return job_request(analyses=items, **options)
 
 
-def analyze_call(path: str | os.PathLike[str], options: dict[str, Any], timeout: float | None) -> Call[Job]:
-    """POST /v1/documents: the file and the options (those given) as one JSON part. Not resent
-    after a lost answer (an upload carries no Idempotency-Key)."""
+def analyze_call(
+    path: str | os.PathLike[str], options: dict[str, Any], idempotency_key: str | None, timeout: float | None
+) -> Call[Job]:
+    """POST /v1/documents: the file and the options (those given) as one JSON part, with an
+    Idempotency-Key, so that it may be resent like a submit."""
     with open(path, "rb") as file:
         data = file.read()
     files = {"file": (os.path.basename(path), data), "options": (None, json.dumps(options), "application/json")}
-    return Call("POST", "/v1/documents", parse_job, files=files, timeout=timeout)
+    return Call("POST", "/v1/documents", parse_job, files=files, headers=_keyed(idempotency_key), retryable=True,
+                timeout=timeout)  # fmt: skip
 
 
 def list_call(status: str | None, limit: int | None, cursor: str | None, timeout: float | None) -> Call[JobPage]:

@@ -103,6 +103,7 @@ class AsyncJobsClient:
         metadata: Mapping[str, str] | None = None,
         timeout_s: int | None = None,
         callback_url: str | None = None,
+        idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> Job:
         """See `JobsClient.analyze`."""
@@ -110,7 +111,7 @@ class AsyncJobsClient:
             analyses, extraction=extraction, model=model, max_tokens=max_tokens, priority=priority,
             metadata=metadata, timeout_s=timeout_s, callback_url=callback_url,
         )  # fmt: skip
-        return await self._call(_base.analyze_call(path, options, timeout))
+        return await self._call(_base.analyze_call(path, options, idempotency_key, timeout))
 
     async def get(self, job_id: str, *, timeout: float | None = None) -> Job:
         return await self._call(self._jobs.get_call(job_id, timeout))

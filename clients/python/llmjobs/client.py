@@ -117,18 +117,20 @@ class JobsClient:
         metadata: Mapping[str, str] | None = None,
         timeout_s: int | None = None,
         callback_url: str | None = None,
+        idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> Job:
         """Upload a document (`POST /v1/documents`) for analysis; its job has `kind:
         "document"` (`job.raw` holds `document`, `steps`, `progress.percent` and, once done,
         `result.analyses`). An item of `analyses` is a built-in name (`summary`, `key_points`,
         `sentiment`, `topics`) or `{"name", "prompt", "output": "text" | "json"}`; only the
-        options given are sent. Follow it with `wait()` or `stream()`."""
+        options given are sent. Like `submit`, it carries an `Idempotency-Key` (`idempotency_key`,
+        else a new one), so a lost answer is resent safely. Follow it with `wait()` or `stream()`."""
         options = _base.analyze_options(
             analyses, extraction=extraction, model=model, max_tokens=max_tokens, priority=priority,
             metadata=metadata, timeout_s=timeout_s, callback_url=callback_url,
         )  # fmt: skip
-        return self._call(_base.analyze_call(path, options, timeout))
+        return self._call(_base.analyze_call(path, options, idempotency_key, timeout))
 
     def get(self, job_id: str, *, timeout: float | None = None) -> Job:
         """The job (`GET /v1/jobs/{id}`); an unchanged job costs a bodiless 304."""
