@@ -16,6 +16,7 @@ from typing import Any
 from redis import Redis
 
 from service.jobs.observability.counters import HashIncrements
+from service.jobs.storage.record import Usage
 
 KEY_PREFIX = "llmjobs:usage:"
 MAX_REPORT_DAYS = 400  # one hash read per day: bounds what one report costs
@@ -31,7 +32,7 @@ def usage_key(day: date, client: str) -> str:
 def job_usage(
     client: str,
     model: str,
-    usage: dict[str, int],
+    usage: Usage,
     cost_usd: float | None,
     retention_days: int,
     *,
