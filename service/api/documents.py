@@ -34,7 +34,7 @@ from service.documents import formats
 from service.documents.steps import new_steps
 from service.jobs.storage.keys import upload_key
 from service.jobs.storage.queues import DOCUMENT_TASK
-from service.jobs.storage.resource import DOCUMENT, job_resource
+from service.jobs.storage.resource import job_resource
 from service.jobs.storage.submit import NewJob, submit_job
 
 blp = Blueprint("documents", __name__, url_prefix="/v1/documents", description="Analyse documents.")
@@ -113,13 +113,9 @@ class Documents(MethodView):
             timeout_s=options.get("timeout_s", settings.limits.max_timeout_s),
             callback_url=options.get("callback_url"),
             task=DOCUMENT_TASK,
-            extra_meta={
-                "kind": DOCUMENT,
-                "document": {"filename": filename, "media_type": media_type, "bytes": len(data), "pages": None,
-                             "characters": None},
-                "steps": new_steps([analysis["name"] for analysis in analyses]),
-                "percent": 0,
-            },
+            document={"filename": filename, "media_type": media_type, "bytes": len(data), "pages": None,
+                      "characters": None},
+            steps=new_steps([analysis["name"] for analysis in analyses]),
         )  # fmt: skip
 
         def store_upload(pipe: Pipeline, job_id: str) -> None:

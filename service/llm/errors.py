@@ -33,9 +33,6 @@ class LLMError(Exception):
     def __str__(self) -> str:
         return f"{self.type}: {self.message}"
 
-    def as_record(self) -> dict:
-        return {"type": self.type, "message": self.message, "retryable": self.retryable}
-
 
 def classify(exc: Exception) -> LLMError:
     """Translate an SDK or transport exception into an LLMError."""

@@ -58,21 +58,30 @@ from service.jobs.running.retry_policy import retry_delay_s, rq_retry
 from service.jobs.storage.connection import read_value
 from service.jobs.storage.keys import document_text_key as text_key
 from service.jobs.storage.keys import upload_key
+from service.jobs.storage.record import (
+    DocumentResult,
+    JobError,
+    JobRecord,
+    Step,
+    StepStatus,
+    Usage,
+    job_error,
+)
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
-from service.tasks.llm_job import STOP_ERRORS, report_to_gate, timeout_error
+from service.tasks.llm_job import STOP_ERRORS, provider_error, report_to_gate, timeout_error
 from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
 from service.tasks.runtime import CANCELED, TaskRuntime
 
 UNPACKED_FACTOR = 10  # a DOCX may unpack to this many times MAX_DOCUMENT_BYTES, no more
 
 
-async def run_document_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry:
+async def run_document_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> DocumentResult | Retry:
     """Entry point named by `service.jobs.storage.queues.DOCUMENT_TASK`."""
     return await logged_attempt(job, DocumentRun(job, runtime, request).run())
 
 
 class _StepFailed(Exception):
-    def __init__(self, error: dict[str, Any]):
+    def __init__(self, error: JobError):
         super().__init__(error["message"])
         self.error = error
 
@@ -82,7 +91,8 @@ class DocumentRun:
         self.job, self.runtime, self.settings = job, runtime, runtime.settings
         self.model: str = request["model"]
         self.max_tokens: int = request["max_tokens"]
-        self.native: bool = request["extraction"] == "native" and job.meta["document"]["media_type"] == formats.PDF
+        self.record = JobRecord(job)
+        self.native: bool = request["extraction"] == "native" and self.record.document["media_type"] == formats.PDF
         self.analyses = {stored["name"]: analysis_of(stored) for stored in request["analyses"]}
         self.unsaved: list[HashIncrements] = []  # usage of calls made since the last save
         self.text = ""
@@ -91,16 +101,12 @@ class DocumentRun:
         self.last_call_billed = False
         self.deadline = 0.0
 
-    @property
-    def meta(self) -> dict[str, Any]:
-        return self.job.meta
-
-    async def run(self) -> dict[str, Any] | Retry:
+    async def run(self) -> DocumentResult | Retry:
         assert self.runtime.llm is not None, "document jobs are taken only by workers of the LLM queues"
         if self.runtime.gate.closed_here():
             raise Requeue("provider gate closed")
         self.deadline = start_attempt(self.job, max_attempts=self.settings.max_attempts)
-        for step in self.meta["steps"]:
+        for step in self.record.steps:
             if step["status"] == STEP_RUNNING:  # the run that left it so was cut short
                 step["status"] = STEP_PENDING
         try:
@@ -117,8 +123,8 @@ class DocumentRun:
                 raise  # the worker is putting the job back in its queue, or another run won
             self._fail(STOP_ERRORS[reason], canceled=reason == CANCELED)
 
-    async def _steps(self) -> dict[str, Any] | Retry:
-        extract_step, *analysis_steps = self.meta["steps"]
+    async def _steps(self) -> DocumentResult | Retry:
+        extract_step, *analysis_steps = self.record.steps
         await self._extract(extract_step)
         for step in analysis_steps:
             if step["status"] != STEP_PENDING:
@@ -134,7 +140,7 @@ class DocumentRun:
 
     # --- extraction ----------------------------------------------------------------------
 
-    async def _extract(self, step: dict[str, Any]) -> None:
+    async def _extract(self, step: Step) -> None:
         connection = self.job.connection
         if step["status"] == STEP_SUCCEEDED:
             if self.native:
@@ -155,7 +161,7 @@ class DocumentRun:
         except DocumentError as exc:
             self._end_step(step, STEP_FAILED, _document_error(str(exc)))
             self._fail(_document_error(str(exc)))
-        document = self.meta["document"]
+        document = self.record.document
         document["pages"] = extracted.pages
         if self.native:
             self.pdf = data  # the model reads the file itself: it stays for the job's lifetime
@@ -170,7 +176,7 @@ class DocumentRun:
 
     async def _run_extraction(self, data: bytes) -> Any:
         limit_s = self.settings.document_extract_timeout_s
-        media_type = self.meta["document"]["media_type"]
+        media_type = self.record.document["media_type"]
         async with self.runtime.extractions:  # a few at once per process: they compute
             try:
                 if self.native:
@@ -188,7 +194,7 @@ class DocumentRun:
 
     # --- analyses ------------------------------------------------------------------------
 
-    async def _analyse(self, step: dict[str, Any], analysis: Analysis) -> None:
+    async def _analyse(self, step: Step, analysis: Analysis) -> None:
         self._begin(step)
         if self.native:
             document = {"type": "base64", "media_type": formats.PDF, "data": base64.b64encode(self.pdf).decode()}
@@ -199,7 +205,9 @@ class DocumentRun:
         if len(chunks) == 1:
             prompt = document_prompt(analysis, chunks[0])
             return await self._finish(step, analysis, prompt, await self._call(step, _user(prompt)))
-        partials = self.meta.setdefault("partials", {}).setdefault(step["name"], [])
+        by_step = self.record.partials
+        self.record.partials = by_step  # stored, with the answers appended below
+        partials = by_step.setdefault(step["name"], [])
         for number in range(len(partials) + 1, len(chunks) + 1):  # a retried run resumes after the last answer
             prompt = document_prompt(analysis, chunks[number - 1], number, len(chunks))
             partials.append(await self._call(step, _user(prompt)))
@@ -207,7 +215,7 @@ class DocumentRun:
         prompt = combine_prompt(analysis, partials)
         await self._finish(step, analysis, prompt, await self._call(step, _user(prompt)))
 
-    async def _finish(self, step: dict[str, Any], analysis: Analysis, content: Any, reply: str) -> None:
+    async def _finish(self, step: Step, analysis: Analysis, content: Any, reply: str) -> None:
         """Record the step's answer; a JSON one is checked first and, when it is not the
         JSON asked for, asked for once more with what was wrong."""
         output: Any = reply
@@ -225,14 +233,16 @@ class DocumentRun:
                     output = parse_output(analysis, reply)
                 except InvalidOutput as second:
                     message = f"the reply was not the JSON asked for, twice: {second}"
-                    raise _StepFailed({"type": "invalid_output", "message": message, "retryable": False}) from None
-        self.meta.setdefault("analyses", {})[step["name"]] = {
-            "output": output, "text": reply, "usage": dict(step["usage"]), "cost_usd": step["cost_usd"],
+                    raise _StepFailed(job_error("invalid_output", message)) from None
+        analyses = self.record.analyses
+        analyses[step["name"]] = {
+            "output": output, "text": reply, "usage": step["usage"].copy(), "cost_usd": step["cost_usd"],
         }  # fmt: skip
-        self.meta.get("partials", {}).pop(step["name"], None)
+        self.record.analyses = analyses
+        self.record.partials.pop(step["name"], None)
         self._end_step(step, STEP_SUCCEEDED)
 
-    async def _call(self, step: dict[str, Any], messages: list[dict[str, Any]]) -> str:
+    async def _call(self, step: Step, messages: list[dict[str, Any]]) -> str:
         """One Messages call; its usage is added to the step (and, with the next save, to
         the client's usage and the metrics), also when it fails or is cut short."""
         usage = CallUsage()
@@ -245,7 +255,7 @@ class DocumentRun:
             self._count(step, usage)
         return reply.text
 
-    def _count(self, step: dict[str, Any], usage: CallUsage) -> None:
+    def _count(self, step: Step, usage: CallUsage) -> None:
         if not usage.billed:
             return
         cost = cost_usd(self.model, usage.input_tokens, usage.output_tokens, self.settings.price_overrides)
@@ -257,7 +267,7 @@ class DocumentRun:
             self.job, usage.input_tokens, usage.output_tokens, cost, retention_days=self.settings.usage_retention_days
         )
 
-    def _after_error(self, step: dict[str, Any], error: LLMError) -> Retry | None:
+    def _after_error(self, step: Step, error: LLMError) -> Retry | None:
         """A failed call: wait for the provider's limit in the queue, retry the job later
         (resuming at this step), or fail this step alone."""
         job, settings = self.job, self.settings
@@ -269,68 +279,71 @@ class DocumentRun:
         if reopens_at is not None and not self.last_call_billed:
             step["status"] = STEP_PENDING
             self._flush_counters()
-            undo_attempt(job, error.as_record(), next_attempt_at=reopens_at)
+            undo_attempt(job, provider_error(error), next_attempt_at=reopens_at)
             raise Requeue(error.type)
-        if error.retryable and self.meta["attempts"] < self.meta["attempt_limit"]:
+        if error.retryable and self.record.attempts < self.record.attempt_limit:
             delay = retry_delay_s(
-                self.meta["attempts"], base_s=settings.retry_base_s, cap_s=settings.retry_max_s,
+                self.record.attempts, base_s=settings.retry_base_s, cap_s=settings.retry_max_s,
                 retry_after_s=error.retry_after_s,
             )  # fmt: skip
             if delay < self.deadline - time.time():
-                step.update(status=STEP_PENDING, error=error.as_record())
-                retry, due_at = rq_retry(delay, max_retries=self.meta["attempt_limit"])
-                record_retry(job, error.as_record(), due_at, counters=self._take_counters())
+                step["status"], step["error"] = STEP_PENDING, provider_error(error)
+                retry, due_at = rq_retry(delay, max_retries=self.record.attempt_limit)
+                record_retry(job, provider_error(error), due_at, counters=self._take_counters())
                 metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")
                 return retry
-        self._end_step(step, STEP_FAILED, error.as_record())
+        self._end_step(step, STEP_FAILED, provider_error(error))
         return None
 
     # --- the end -------------------------------------------------------------------------
 
-    def _complete(self) -> dict[str, Any]:
-        analysis_steps = self.meta["steps"][1:]
+    def _complete(self) -> DocumentResult:
+        record = self.record
+        analysis_steps = record.steps[1:]
         if not any(step["status"] == STEP_SUCCEEDED for step in analysis_steps):
             errors = "; ".join(f"{s['name']}: {s['error']['message']}" for s in analysis_steps if s["error"])
-            self._fail({"type": "analysis_failed", "message": f"every analysis failed ({errors})", "retryable": False})
-        steps = self.meta["steps"]
-        totals = {key: sum(step["usage"][key] for step in steps) for key in ("input_tokens", "output_tokens")}
+            self._fail(job_error("analysis_failed", f"every analysis failed ({errors})"))
+        steps = record.steps
+        totals: Usage = {
+            "input_tokens": sum(step["usage"]["input_tokens"] for step in steps),
+            "output_tokens": sum(step["usage"]["output_tokens"] for step in steps),
+        }
         priced = is_priced(self.model, self.settings.price_overrides)
         cost = round(sum(step["cost_usd"] or 0 for step in steps), 8) if priced else None
-        analyses = {
-            s["name"]: self.meta["analyses"][s["name"]] for s in analysis_steps if s["status"] == STEP_SUCCEEDED
-        }
-        self.meta.update(result={"analyses": analyses, "usage": totals, "cost_usd": cost}, percent=100)
+        analyses = {s["name"]: record.analyses[s["name"]] for s in analysis_steps if s["status"] == STEP_SUCCEEDED}
+        result: DocumentResult = {"analyses": analyses, "usage": totals, "cost_usd": cost}
+        record.result, record.percent = result, 100
         # The calls' tokens were counted as they were made: the job itself counts once here.
-        no_tokens = {"input_tokens": 0, "output_tokens": 0}
+        no_tokens: Usage = {"input_tokens": 0, "output_tokens": 0}
         job_count = job_usage(
-            self.meta["client"], self.model, no_tokens, 0.0 if priced else None, self.settings.usage_retention_days
+            record.client, self.model, no_tokens, 0.0 if priced else None, self.settings.usage_retention_days
         )
         record_progress(
             self.job, {"step": None, "status": STEP_SUCCEEDED, "percent": 100},
             counters=[*self._take_counters(), job_count], completes_for_s=self.settings.result_ttl_s,
         )  # fmt: skip
-        return self.meta["result"]
+        return result
 
-    def _fail(self, error: dict[str, Any], *, canceled: bool = False) -> NoReturn:
-        for step in self.meta["steps"]:
+    def _fail(self, error: JobError, *, canceled: bool = False) -> NoReturn:
+        for step in self.record.steps:
             if step["status"] == STEP_RUNNING:
-                step.update(status=STEP_CANCELED if canceled else STEP_FAILED, error=error)
+                step["status"], step["error"] = STEP_CANCELED if canceled else STEP_FAILED, error
         record_error(self.job, error, canceled=canceled, counters=self._take_counters())
         raise JobFailed(error)
 
     # --- bookkeeping ---------------------------------------------------------------------
 
-    def _begin(self, step: dict[str, Any]) -> None:
-        step.update(status=STEP_RUNNING, error=None)
+    def _begin(self, step: Step) -> None:
+        step["status"], step["error"] = STEP_RUNNING, None
         self._save({"step": step["name"], "status": STEP_RUNNING})
 
-    def _end_step(self, step: dict[str, Any], status: str, error: dict[str, Any] | None = None) -> None:
-        step.update(status=status, error=error)
+    def _end_step(self, step: Step, status: StepStatus, error: JobError | None = None) -> None:
+        step["status"], step["error"] = status, error
         self._save({"step": step["name"], "status": status})
 
     def _save(self, event: dict[str, Any]) -> None:
-        self.meta["percent"] = percent_done(self.meta, self._chunks())
-        record_progress(self.job, {**event, "percent": self.meta["percent"]}, counters=self._take_counters())
+        self.record.percent = percent_done(self.record, self._chunks())
+        record_progress(self.job, {**event, "percent": self.record.percent}, counters=self._take_counters())
 
     def _flush_counters(self) -> None:
         if self.unsaved:
@@ -353,8 +366,8 @@ def _user(prompt: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": prompt}]
 
 
-def _document_error(message: str) -> dict[str, Any]:
-    return {"type": "document_error", "message": message, "retryable": False}
+def _document_error(message: str) -> JobError:
+    return job_error("document_error", message)
 
 
 def _ignore(_text: str) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from rq import Retry
 from rq.job import Job
@@ -27,23 +28,24 @@ from service.jobs.running.progress import (
 )
 from service.jobs.running.provider_gate import RateLimitHeaders
 from service.jobs.running.retry_policy import retry_delay_s, rq_retry
+from service.jobs.storage.record import JobError, JobRecord, Usage, job_error
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
 from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
 from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
 
 STOP_ERRORS = {
-    CANCELED: {"type": "canceled", "message": "canceled on request", "retryable": False},
-    STOPPED: {"type": "stopped", "message": "stopped by an operator", "retryable": False},
+    CANCELED: job_error("canceled", "canceled on request"),
+    STOPPED: job_error("stopped", "stopped by an operator"),
 }
 NO_HEADERS = RateLimitHeaders({}, {})
 
 
-async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> dict[str, Any] | Retry:
+async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> Mapping[str, Any] | Retry:
     """Entry point named by `service.jobs.storage.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
     return await logged_attempt(job, _attempt(job, LLMRequest(**request), runtime))
 
 
-async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> dict[str, Any] | Retry:
+async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mapping[str, Any] | Retry:
     settings = runtime.settings
     assert runtime.llm is not None, "LLM jobs are taken only by workers of the LLM queues"
     if runtime.gate.closed_here():
@@ -71,7 +73,8 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> dict[
         return _after_error(job, exc, runtime, recorder, usage, deadline)
     finally:
         runtime.progress.pop(job.id, None)
-    usage_record = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, **reply.extra_usage}
+    tokens = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, **reply.extra_usage}
+    usage_record = cast("Usage", tokens)  # extra_usage: the prompt cache's counts, Usage's optional fields
     return record_result(
         job,
         text=reply.text,
@@ -88,7 +91,8 @@ def _after_error(
     job: Job, error: LLMError, runtime: TaskRuntime, recorder: ProgressRecorder, usage: CallUsage, deadline: float
 ) -> Retry:
     settings = runtime.settings
-    model = metrics.model_label(job.meta["model"], priced=is_priced(job.meta["model"], settings.price_overrides))
+    record = JobRecord(job)
+    model = metrics.model_label(record.model, priced=is_priced(record.model, settings.price_overrides))
     metrics.LLM_ERRORS.inc(job.connection, model=model, error_type=error.type)
     reopens_at = report_to_gate(error, runtime)
     if reopens_at is not None and reopens_at >= deadline:
@@ -96,18 +100,18 @@ def _after_error(
     if reopens_at is not None and not usage.billed:
         # The provider's limit, shared by every process, not this job's fault: back to the
         # front of its queue without using up an attempt; the gate holds it until it reopens.
-        undo_attempt(job, error.as_record(), next_attempt_at=reopens_at)
+        undo_attempt(job, provider_error(error), next_attempt_at=reopens_at)
         raise Requeue(error.type)
-    attempt = job.meta["attempts"]
-    if not error.retryable or attempt >= job.meta["attempt_limit"]:
-        _fail(job, error.as_record(), runtime, recorder, usage)  # the final failure keeps the last error
+    attempt = record.attempts
+    if not error.retryable or attempt >= record.attempt_limit:
+        _fail(job, provider_error(error), runtime, recorder, usage)  # the final failure keeps the last error
     delay = retry_delay_s(
         attempt, base_s=settings.retry_base_s, cap_s=settings.retry_max_s, retry_after_s=error.retry_after_s
     )
     if delay >= deadline - time.time():
         _fail(job, timeout_error(job, last_error=error), runtime, recorder, usage)
-    retry, due_at = rq_retry(delay, max_retries=job.meta["attempt_limit"])
-    record_retry(job, error.as_record(), due_at, counters=_spent(job, usage, runtime), recorder=recorder)
+    retry, due_at = rq_retry(delay, max_retries=record.attempt_limit)
+    record_retry(job, provider_error(error), due_at, counters=_spent(job, usage, runtime), recorder=recorder)
     metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")
     return retry
 
@@ -128,7 +132,7 @@ def report_to_gate(error: LLMError, runtime: TaskRuntime) -> float | None:
 
 def _fail(
     job: Job,
-    error: dict[str, Any],
+    error: JobError,
     runtime: TaskRuntime,
     recorder: ProgressRecorder,
     usage: CallUsage,
@@ -142,14 +146,19 @@ def _fail(
 def _spent(job: Job, usage: CallUsage, runtime: TaskRuntime) -> list:
     """The usage of a call that ended without a result, which the provider bills all the same."""
     settings = runtime.settings
-    cost = cost_usd(job.meta["model"], usage.input_tokens, usage.output_tokens, settings.price_overrides)
+    cost = cost_usd(JobRecord(job).model, usage.input_tokens, usage.output_tokens, settings.price_overrides)
     return call_counters(
         job, usage.input_tokens, usage.output_tokens, cost, retention_days=settings.usage_retention_days
     )
 
 
-def timeout_error(job: Job, last_error: LLMError | None = None) -> dict[str, Any]:
-    message = f"the job did not finish within its {job.meta['timeout_s']} s deadline"
+def timeout_error(job: Job, last_error: LLMError | None = None) -> JobError:
+    message = f"the job did not finish within its {JobRecord(job).timeout_s} s deadline"
     if last_error is not None:
         message += f" (last error: {last_error})"
-    return {"type": "timeout", "message": message, "retryable": False}
+    return job_error("timeout", message)
+
+
+def provider_error(error: LLMError) -> JobError:
+    """A failed call as the job records it: the provider's own error type and message."""
+    return {"type": error.type, "message": error.message, "retryable": error.retryable}

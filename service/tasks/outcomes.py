@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from rq import Retry
 from rq.job import Job
 
 from service.jobs.running.progress import Superseded
+from service.jobs.storage.record import JobError, JobRecord
 from service.logs import log_context
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ class JobFailed(Exception):
     """The job failed for good, as expected (the provider refused, the deadline passed, a
     cancel): the worker stores its error, not a traceback, which is kept for real bugs."""
 
-    def __init__(self, error: dict[str, Any]):
+    def __init__(self, error: JobError):
         super().__init__(f"{error['type']}: {error['message']}")
         self.error = error
 
@@ -31,8 +32,9 @@ class Requeue(Exception):
 
 async def logged_attempt(job: Job, attempt: Awaitable[T]) -> T:
     """Await a task's attempt in the job's log context, logging how it ended."""
-    context = {"job_id": job.id, "client": job.meta.get("client"), "queue": job.origin}
-    with log_context(**context, attempt=job.meta.get("attempts", 0) + 1):
+    record = JobRecord(job)
+    context = {"job_id": job.id, "client": record.client, "queue": job.origin}
+    with log_context(**context, attempt=record.attempts + 1):
         try:
             outcome = await attempt
         except Superseded:

@@ -10,8 +10,9 @@ from rq.job import Job
 from service.config import load_settings
 from service.jobs.observability import metrics
 from service.jobs.push.batches import batch_client, update_batch_delivery
-from service.jobs.push.job_webhooks import job_client, update_delivery
+from service.jobs.push.job_webhooks import DeliveryAttempt, job_client, update_delivery
 from service.jobs.running.retry_policy import rq_retry
+from service.jobs.storage.record import WebhookDeliveryState
 from service.webhooks.delivery import Outcome, next_wait_s, send
 
 
@@ -38,10 +39,16 @@ def deliver_webhook(
             url, payload, webhook_id=webhook_id, secrets=secrets,
             timeout_s=settings.webhook_timeout_s, policy=settings.callback_policy,
         )  # fmt: skip
-    record = {"attempts": attempt, "last_status_code": outcome.status_code, "last_error": outcome.error}
+    record: DeliveryAttempt = {
+        "attempts": attempt,
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error,
+    }
     wait = None if outcome.final else next_wait_s(attempt, settings.webhook_retry_schedule_s, outcome.retry_after_s)
     if wait is None:
-        state = "delivered" if outcome.delivered else "gone" if outcome.status_code == 410 else "failed"
+        state: WebhookDeliveryState = (
+            "delivered" if outcome.delivered else "gone" if outcome.status_code == 410 else "failed"
+        )
         # Counted before the state shows: whoever sees "delivered" sees it counted too.
         metrics.WEBHOOK_DELIVERIES.inc(delivery.connection, kind=kind, outcome=state)
         update(delivery.connection, job_id, webhook_id, state=state, next_attempt_at=None, **record)

@@ -27,6 +27,7 @@ from rq.worker import Worker, WorkerStatus
 
 from service.jobs.push.events import mark_end_unpublished
 from service.jobs.storage.keys import LEASE_TTL_S, lease_key
+from service.jobs.storage.record import JobRecord
 
 # A running job's entry in the started registry (and its Execution) lives this long past
 # its last heartbeat; RQ's own worker uses its heartbeat interval + 60 s.
@@ -138,7 +139,7 @@ def finish_superseded(entry: Running) -> None:
         _ended(entry, pipe)
         pipe.execute()
     if job.get_status(refresh=True) == JobStatus.STARTED:
-        job.set_status(JobStatus.FINISHED if job.meta.get("result") else JobStatus.FAILED)
+        job.set_status(JobStatus.FINISHED if JobRecord(job).result else JobStatus.FAILED)
 
 
 def put_back(entry: Running) -> None:

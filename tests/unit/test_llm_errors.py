@@ -116,7 +116,6 @@ def test_anything_else_is_a_final_api_error_with_a_message():
     assert classify(RuntimeError()).message == "RuntimeError"
 
 
-def test_the_record_a_job_keeps():
+def test_an_error_reads_as_its_type_and_message():
     error = classify(status_error(529, "overloaded_error", "Overloaded", retry_after="2"))
-    assert error.as_record() == {"type": "overloaded_error", "message": "Overloaded", "retryable": True}
     assert str(error) == "overloaded_error: Overloaded"

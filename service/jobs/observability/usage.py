@@ -17,6 +17,7 @@ from redis import Redis
 
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.storage.keys import usage_key
+from service.jobs.storage.record import Usage
 
 MAX_REPORT_DAYS = 400  # one hash read per day: bounds what one report costs
 GROUP_BYS = ("day", "model", "client")
@@ -27,7 +28,7 @@ FIGURES = ("jobs", "input_tokens", "output_tokens", "cost_usd", "unpriced_jobs")
 def job_usage(
     client: str,
     model: str,
-    usage: dict[str, int],
+    usage: Usage,
     cost_usd: float | None,
     retention_days: int,
     *,

@@ -24,14 +24,11 @@ from service.jobs.running.progress import record_error
 from service.jobs.storage.keys import LEASE_TTL_S, lease_key
 from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.queues import ALL_QUEUES, CLIENT_TASKS, DELIVERY_TASK, make_queues
+from service.jobs.storage.record import JobRecord, job_error
 
 log = logging.getLogger(__name__)
 
-WORKER_LOST = {
-    "type": "worker_lost",
-    "message": "the worker running this job stopped, and the job has no attempts left",
-    "retryable": False,
-}
+WORKER_LOST = job_error("worker_lost", "the worker running this job stopped, and the job has no attempts left")
 
 
 def recover_abandoned_jobs(connection: Redis) -> list[str]:
@@ -64,7 +61,7 @@ def _recover(job: Job, execution_id: str, queue: Queue) -> bool:
     # ZREM decides who handles it: another recoverer, or RQ's own clean-up, gets 0.
     if not job.connection.zrem(queue.started_job_registry.key, f"{job.id}:{execution_id}"):
         return False
-    if job.func_name in CLIENT_TASKS and job.meta.get("attempts", 0) >= job.meta.get("attempt_limit", 1):
+    if job.func_name in CLIENT_TASKS and JobRecord(job).attempts >= JobRecord(job).attempt_limit:
         _fail(job, queue)
         log.warning("job %s lost its worker with no attempts left: failed", job.id)
     else:

@@ -22,6 +22,7 @@ from rq_scheduler import Scheduler
 from service.jobs.operations.recovery import recover_abandoned_jobs
 from service.jobs.push.events import publish_unpublished_ends
 from service.jobs.storage.queues import SERIALIZER
+from service.jobs.storage.record import JobRecord
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def register_periodic_jobs(scheduler: Scheduler, *, cleanup_interval_s: int) -> 
         current is not None
         and current.func_name == CLEANUP_TASK
         and current.origin == CLEANUP_QUEUE
-        and current.meta.get("interval") == cleanup_interval_s
+        and JobRecord(current).interval == cleanup_interval_s
     ):
         log.info("periodic job %s already scheduled every %d s", CLEANUP_JOB_ID, cleanup_interval_s)
         return current

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, Unpack, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -24,6 +24,7 @@ from rq.job import Job
 
 from service.jobs.observability import metrics
 from service.jobs.push.job_webhooks import (
+    DeliveryOutcome,
     enqueue_delivery,
     new_webhook,
     reserve_redelivery,
@@ -37,11 +38,14 @@ from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import is_job_id, new_job_id
 from service.jobs.storage.keys import batch_key
 from service.jobs.storage.queues import SERIALIZER
+from service.jobs.storage.record import JobRecord, WebhookState
 from service.jobs.storage.resource import iso_timestamp, job_path, webhook_view
 from service.jobs.storage.status import PUBLIC_STATUSES, public_status
 from service.jobs.storage.submit import NewJob, prepare_job
 
-BATCH_RUNNING, BATCH_DONE = "running", "done"
+BatchStatus = Literal["running", "done"]
+BATCH_RUNNING: BatchStatus = "running"
+BATCH_DONE: BatchStatus = "done"
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,8 @@ def submit_batch(
         for job in jobs
     ]
     by_queue: dict[str, list] = {}
-    for data in datas:
-        by_queue.setdefault(data.meta["priority"], []).append(data)
+    for job, data in zip(jobs, datas, strict=True):
+        by_queue.setdefault(job.priority, []).append(data)
     record = {
         "client": client,
         "job_ids": json.dumps([data.job_id for data in datas]),  # request order
@@ -163,7 +167,7 @@ def batch_resource(
 def job_ended(job: Job) -> None:
     """Count the end of a job of a batch (called by `announce_end`, once per end). The call
     that counts the last job marks the batch done and queues its webhook, if it has one."""
-    batch_id = job.meta.get("batch_id")
+    batch_id = JobRecord(job).batch_id
     if not batch_id:
         return
     connection = job.connection
@@ -193,13 +197,13 @@ def redeliver_batch_webhook(connection: Redis, record: dict[str, Any], *, max_pe
     Refused while it is pending, or the client has `max_pending` pending (see deliveries)."""
     if not record.get("webhook"):
         return False
-    webhook = json.loads(record["webhook"])
+    webhook: WebhookState = json.loads(record["webhook"])
     reserve_redelivery(connection, record["client"], webhook["id"], max_pending=max_pending)
     _send_webhook(connection, record, {**webhook, "state": "pending", "next_attempt_at": None})
     return True
 
 
-def _send_webhook(connection: Redis, record: dict[str, Any], webhook: dict[str, Any], *, first: bool = False) -> None:
+def _send_webhook(connection: Redis, record: dict[str, Any], webhook: WebhookState, *, first: bool = False) -> None:
     """Store the webhook's state on the batch and queue its delivery; the body is the batch."""
     record["webhook"] = json.dumps(webhook)
     if not first:
@@ -209,7 +213,9 @@ def _send_webhook(connection: Redis, record: dict[str, Any], webhook: dict[str, 
                      first=first)  # fmt: skip
 
 
-def update_batch_delivery(connection: Redis, batch_id: str, webhook_id: str, **changes: Any) -> None:
+def update_batch_delivery(
+    connection: Redis, batch_id: str, webhook_id: str, **changes: Unpack[DeliveryOutcome]
+) -> None:
     """Record a delivery attempt's outcome on the batch (only the delivery task writes it)."""
     # One read of both fields: the batch may expire between two reads.
     raw, client = cast("list[bytes | None]", connection.hmget(batch_key(batch_id), ["webhook", "client"]))
@@ -220,4 +226,4 @@ def update_batch_delivery(connection: Redis, batch_id: str, webhook_id: str, **c
         return
     webhook.update(changes)
     connection.hset(batch_key(batch_id), "webhook", json.dumps(webhook))
-    settle_delivery(connection, client.decode(), webhook_id, changes.get("state"))
+    settle_delivery(connection, client.decode(), webhook_id, changes["state"])

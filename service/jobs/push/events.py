@@ -23,6 +23,7 @@ from service.jobs.push.batches import job_ended as batch_job_ended
 from service.jobs.push.job_webhooks import new_webhook, queue_delivery
 from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY, announced_key, events_key
 from service.jobs.storage.queues import SERIALIZER
+from service.jobs.storage.record import JobRecord
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import TERMINAL_STATUSES, public_status
 
@@ -93,13 +94,14 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
     if not first and not replay:
         connection.zrem(UNPUBLISHED_ENDS_KEY, job.id)
         return False
-    callback_url = job.meta.get("callback_url")
-    if callback_url and job.meta.get("webhook") is None:
-        job.meta["webhook"] = new_webhook(callback_url)
+    record = JobRecord(job)
+    callback_url = record.callback_url
+    if callback_url and record.webhook is None:
+        record.webhook = new_webhook(callback_url)
         job.save_meta()
     resource = job_resource(job)
     payload = json.dumps(resource)
-    in_batch = bool(job.meta.get("batch_id"))
+    in_batch = bool(record.batch_id)
     if not (replay and _has_terminal_event(connection, job.id)):
         with connection.pipeline() as pipe:
             pipe.xadd(events_key(job.id), {"type": status, "data": payload}, maxlen=MAX_EVENTS, approximate=True)

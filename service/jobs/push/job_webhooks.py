@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 from uuid import uuid4
 
 from redis import Redis
@@ -24,6 +24,7 @@ from rq.job import Job
 from service.jobs.storage import scripts
 from service.jobs.storage.keys import pending_webhooks_key
 from service.jobs.storage.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
+from service.jobs.storage.record import JobRecord, WebhookDeliveryState, WebhookState, has_unreadable_record
 from service.jobs.storage.resource import iso_timestamp
 
 # Deliveries live long enough for the whole retry schedule to play out (~24 h).
@@ -41,12 +42,27 @@ class TooManyPendingDeliveries(Exception):
     """The client has WEBHOOK_MAX_PENDING_PER_CLIENT webhooks pending already."""
 
 
-def new_webhook(url: str) -> dict[str, Any]:
+class DeliveryAttempt(TypedDict):
+    """One delivery attempt: how many so far, and how the last one went."""
+
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+
+
+class DeliveryOutcome(DeliveryAttempt):
+    """What a delivery attempt changes in a webhook's state."""
+
+    state: WebhookDeliveryState
+    next_attempt_at: float | None
+
+
+def new_webhook(url: str) -> WebhookState:
     """The delivery state of a webhook about to be sent; `id` stays the same across retries."""
     return {
         "id": f"msg_{uuid4().hex}",
         "url": url,
-        "state": "pending",  # pending -> delivered | failed | gone (410)
+        "state": "pending",
         "attempts": 0,
         "last_status_code": None,
         "last_error": None,
@@ -71,7 +87,7 @@ def reserve_redelivery(connection: Redis, client: str, webhook_id: str, *, max_p
         )
 
 
-def settle_delivery(connection: Redis, client: str, webhook_id: str, state: str | None) -> None:
+def settle_delivery(connection: Redis, client: str, webhook_id: str, state: WebhookDeliveryState) -> None:
     """A delivery attempt's outcome: a final one takes the webhook off the client's pending set."""
     if state in FINAL_STATES:
         connection.zrem(pending_webhooks_key(client), webhook_id)
@@ -88,16 +104,17 @@ def webhook_body(event_type: str, resource: dict[str, Any]) -> str:
 
 
 def queue_delivery(job: Job, resource: dict[str, Any], *, first: bool = False) -> None:
-    """Send the ended job (`resource`) to its callback URL as webhook
-    `job.meta["webhook"]["id"]`; `first`: its first delivery, queued once however often
-    the job's end is published."""
+    """Send the ended job (`resource`) to its callback URL as its webhook (the record's
+    `webhook`, whose id stays the same); `first`: its first delivery, queued once however
+    often the job's end is published."""
     payload = webhook_body(f"job.{resource['status']}", resource)
-    enqueue_delivery(
-        job.connection, job.meta["webhook"], payload, subject_id=job.id, client=job.meta["client"], first=first
-    )
+    record = JobRecord(job)
+    webhook = record.webhook
+    assert webhook is not None, "the job's end gave it its webhook"
+    enqueue_delivery(job.connection, webhook, payload, subject_id=job.id, client=record.client, first=first)
 
 
-def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *, subject_id: str, client: str,
+def enqueue_delivery(connection: Redis, webhook: WebhookState, payload: str, *, subject_id: str, client: str,
                      kind: str = "job", first: bool = False) -> None:  # fmt: skip
     """Queue the delivery task for `webhook`, pending for `client`; `kind` says where its
     state is kept: on the job `subject_id` ("job"), or on the batch `subject_id` ("batch").
@@ -126,12 +143,13 @@ def enqueue_delivery(connection: Redis, webhook: dict[str, Any], payload: str, *
 def job_client(connection: Redis, job_id: str) -> str | None:
     """Whose job it is (whose secret signs its webhook); None once it has expired."""
     try:
-        return Job.fetch(job_id, connection=connection, serializer=SERIALIZER).meta.get("client")
+        job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
     except NoSuchJobError:
         return None
+    return None if has_unreadable_record(job) else JobRecord(job).client  # its fields are gone: no one to sign for
 
 
-def update_delivery(connection: Redis, job_id: str, webhook_id: str, **changes: Any) -> None:
+def update_delivery(connection: Redis, job_id: str, webhook_id: str, **changes: Unpack[DeliveryOutcome]) -> None:
     """Record an attempt's outcome on the job. Only the delivery task writes this, one
     attempt at a time, and nothing else writes an ended job's meta (a re-run starts a new
     webhook, whose id this one no longer matches)."""
@@ -139,9 +157,10 @@ def update_delivery(connection: Redis, job_id: str, webhook_id: str, **changes: 
         job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
     except NoSuchJobError:
         return  # the job expired; its delivery record is all that is left
-    webhook = job.meta.get("webhook")
+    record = JobRecord(job)
+    webhook = record.webhook
     if webhook is None or webhook["id"] != webhook_id:
         return
     webhook.update(changes)
     job.save_meta()
-    settle_delivery(connection, job.meta["client"], webhook_id, changes.get("state"))
+    settle_delivery(connection, record.client, webhook_id, changes["state"])

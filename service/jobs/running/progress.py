@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any, NoReturn
 
@@ -25,6 +25,7 @@ from service.jobs.observability.usage import job_usage
 from service.jobs.push.events import MAX_EVENTS, progress_event
 from service.jobs.storage import scripts
 from service.jobs.storage.keys import announced_key, cancel_key, completed_key, events_key, live_text_key
+from service.jobs.storage.record import JobError, JobRecord, MessageResult, Usage
 from service.jobs.storage.resource import job_result
 
 
@@ -43,7 +44,7 @@ def _save_call(
 ) -> tuple[list[str], list[Any]]:
     new_text = ""
     if recorder is not None and (new_text := recorder.unwritten()):
-        event = progress_event(new_text, recorder.chunks, job.meta["attempts"])
+        event = progress_event(new_text, recorder.chunks, JobRecord(job).attempts)
     keys = [job.key, completed_key(job.id), events_key(job.id), live_text_key(job.id), announced_key(job.id)]
     args: list[Any] = [job.serializer.dumps(job.meta), completes_for_s or "", new_text, event, MAX_EVENTS]
     args += [job.result_ttl, "start" if starting else ""]
@@ -69,15 +70,13 @@ def start_new_run(job: Job, *, max_attempts: int) -> None:
     """Make an ended job's next run a fresh one: a new deadline and attempt budget, no old
     error, cancel or webhook, an empty event stream, its end announced afresh. `attempts`
     keeps counting: it is every LLM call made for the job. The caller saves the job."""
-    meta = job.meta
-    meta.pop("deadline_at", None)
-    meta.update(
-        canceled_at=None, error=None, result=None, next_attempt_at=None, webhook=None,
-        attempt_limit=meta.get("attempts", 0) + max_attempts,
-    )  # fmt: skip
-    for step in meta.get("steps", ()):  # a document job's new run re-runs only the steps that did not succeed
+    record = JobRecord(job)
+    del record.deadline_at
+    record.canceled_at = record.error = record.result = record.next_attempt_at = record.webhook = None
+    record.attempt_limit = record.attempts + max_attempts
+    for step in record.steps:  # a document job's new run re-runs only the steps that did not succeed
         if step["status"] != "succeeded":
-            step.update(status="pending", error=None)
+            step["status"], step["error"] = "pending", None
     job.number_of_retries = 0  # RQ's own count, checked against the Retry a task returns
     with job.connection.pipeline(transaction=False) as pipe:
         pipe.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id))
@@ -96,11 +95,14 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts, _wait_
     queue must still see the cancel request and stop (re-running a canceled job is
     `POST /retry`'s job). A completed job stays completed: the save is refused.
     """
-    meta = job.meta
-    before = dict(meta)
-    meta["attempts"] = meta.get("attempts", 0) + 1
-    meta.setdefault("deadline_at", time.time() + meta["timeout_s"])
-    meta.update(text="", output_tokens=0, error=None, result=None, next_attempt_at=None)
+    record = JobRecord(job)
+    before = dict(job.meta)
+    record.attempts += 1
+    if record.deadline_at is None:
+        record.deadline_at = time.time() + record.timeout_s
+    deadline_at = record.deadline_at
+    record.text, record.output_tokens = "", 0
+    record.error = record.result = record.next_attempt_at = None
     keys, args = _save_call(job, starting=True)
     with job.connection.pipeline(transaction=False) as pipe:
         scripts.registered(job.connection, scripts.GUARDED_SAVE)(keys=keys, args=args, client=pipe)
@@ -113,15 +115,16 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts, _wait_
         job.meta = before
         start_new_run(job, max_attempts=max_attempts)
         return start_attempt(job, max_attempts=max_attempts, _wait_observed=True)
-    return meta["deadline_at"]
+    return deadline_at
 
 
-def undo_attempt(job: Job, error: dict[str, Any], next_attempt_at: float) -> None:
+def undo_attempt(job: Job, error: JobError, next_attempt_at: float) -> None:
     """The call was refused by the provider's rate limit or overload, before any of it
     was billed: it does not count against the job's attempts. The caller puts the job back
     in its queue, where it waits (showing `error`) until about `next_attempt_at`."""
-    job.meta["attempts"] -= 1
-    job.meta.update(error=error, next_attempt_at=next_attempt_at)
+    record = JobRecord(job)
+    record.attempts -= 1
+    record.error, record.next_attempt_at = error, next_attempt_at
     _save(job)
 
 
@@ -163,7 +166,7 @@ def flush_progress(connection: Redis, recorders: Sequence[ProgressRecorder]) -> 
         for recorder in recorders:
             if not recorder.has_unwritten:
                 continue
-            recorder.job.meta["output_tokens"] = recorder.chunks
+            JobRecord(recorder.job).output_tokens = recorder.chunks
             keys, args = _save_call(recorder.job, recorder=recorder)
             script(keys=keys, args=args, client=pipe)
             written.append(recorder)
@@ -180,10 +183,11 @@ def call_counters(
     provider bills a call cut short (failed mid-stream, canceled, timed out) all the same."""
     if not input_tokens and not output_tokens:
         return []
-    model = job.meta["model"]
-    tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    record = JobRecord(job)
+    model = record.model
+    tokens: Usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     return [
-        job_usage(job.meta["client"], model, tokens, cost, retention_days, completed=False),
+        job_usage(record.client, model, tokens, cost, retention_days, completed=False),
         metrics.llm_usage(model, input_tokens, output_tokens, cost),
     ]
 
@@ -193,19 +197,20 @@ def record_result(
     *,
     text: str,
     stop_reason: str | None,
-    usage: dict[str, int],
+    usage: Usage,
     cost_usd: float | None,
     keep_for_s: int,
     usage_retention_days: int,
     recorder: ProgressRecorder | None = None,
-) -> dict[str, Any]:
+) -> Mapping[str, Any]:
     """Complete the job (once), adding it to its client's usage counters and the metrics;
     returns what RQ keeps as the job's return value."""
-    result = {"stop_reason": stop_reason, "usage": usage, "cost_usd": cost_usd}
-    job.meta.update(text=text, output_tokens=usage["output_tokens"], result=result)
-    model = job.meta["model"]
+    record = JobRecord(job)
+    result: MessageResult = {"stop_reason": stop_reason, "usage": usage, "cost_usd": cost_usd}
+    record.text, record.output_tokens, record.result = text, usage["output_tokens"], result
+    model = record.model
     counters = (
-        job_usage(job.meta["client"], model, usage, cost_usd, usage_retention_days),
+        job_usage(record.client, model, usage, cost_usd, usage_retention_days),
         metrics.llm_usage(model, usage["input_tokens"], usage["output_tokens"], cost_usd),
     )
     _save(job, completes_for_s=keep_for_s, counters=counters, recorder=recorder)
@@ -229,31 +234,33 @@ def record_progress(
 
 def record_retry(
     job: Job,
-    error: dict[str, Any],
+    error: JobError,
     next_attempt_at: float,
     *,
     counters: Sequence[HashIncrements] = (),
     recorder: ProgressRecorder | None = None,
 ) -> None:
     """The attempt failed and another is due at `next_attempt_at`; the error stays visible meanwhile."""
-    job.meta.update(error=error, next_attempt_at=next_attempt_at)
+    record = JobRecord(job)
+    record.error, record.next_attempt_at = error, next_attempt_at
     if recorder is not None:
-        job.meta["output_tokens"] = recorder.chunks
+        record.output_tokens = recorder.chunks
     _save(job, counters=counters, recorder=recorder)
 
 
 def record_error(
     job: Job,
-    error: dict[str, Any],
+    error: JobError,
     *,
     canceled: bool = False,
     counters: Sequence[HashIncrements] = (),
     recorder: ProgressRecorder | None = None,
 ) -> None:
     """The job ends without a result, keeping the text its attempt streamed before it stopped."""
-    job.meta["error"] = error
+    record = JobRecord(job)
+    record.error = error
     if recorder is not None:
-        job.meta.update(text=recorder.text, output_tokens=recorder.chunks)
+        record.text, record.output_tokens = recorder.text, recorder.chunks
     if canceled:
-        job.meta["canceled_at"] = time.time()
+        record.canceled_at = time.time()
     _save(job, counters=counters, recorder=recorder)

@@ -14,15 +14,9 @@ from service.jobs.push.events import announce_end
 from service.jobs.push.job_webhooks import queue_delivery, reserve_redelivery
 from service.jobs.running.progress import start_new_run
 from service.jobs.storage.keys import cancel_key
+from service.jobs.storage.record import JobRecord, has_unreadable_record
 from service.jobs.storage.resource import job_resource
-from service.jobs.storage.status import (
-    CANCELED,
-    FAILED,
-    QUEUED,
-    TERMINAL_STATUSES,
-    has_unreadable_record,
-    public_status,
-)
+from service.jobs.storage.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, PublicStatus, public_status
 
 # How long a cancel request outlives the job's own deadline, for an attempt that starts late.
 CANCEL_REQUEST_MARGIN_S = 300
@@ -50,7 +44,7 @@ def cancel_job(job: Job) -> None:
             status = public_status(job)
             if status in TERMINAL_STATUSES:
                 raise InvalidTransition(f"the job has already {_past(status)}")
-            cancel_ttl_s = job.meta["timeout_s"] + CANCEL_REQUEST_MARGIN_S
+            cancel_ttl_s = JobRecord(job).timeout_s + CANCEL_REQUEST_MARGIN_S
             if status != QUEUED:
                 pipe.unwatch()
                 if not job.connection.set(cancel_key(job.id), 1, ex=cancel_ttl_s, nx=True):
@@ -109,14 +103,15 @@ def rerun_job(job: Job, *, max_attempts: int) -> None:
 def redeliver_webhook(job: Job, *, max_pending: int) -> None:
     """Queue the ended job's webhook again, under the same id (receivers dedupe by it).
     Refused while it is pending, or the client has `max_pending` pending (see deliveries)."""
-    status = public_status(job)
-    if status not in TERMINAL_STATUSES or job.meta.get("webhook") is None:
+    record = JobRecord(job)
+    webhook = record.webhook
+    if public_status(job) not in TERMINAL_STATUSES or webhook is None:
         raise InvalidTransition("only an ended job with a callback_url has a webhook to send")
-    reserve_redelivery(job.connection, job.meta["client"], job.meta["webhook"]["id"], max_pending=max_pending)
-    job.meta["webhook"].update(state="pending", next_attempt_at=None)
+    reserve_redelivery(job.connection, record.client, webhook["id"], max_pending=max_pending)
+    webhook["state"], webhook["next_attempt_at"] = "pending", None
     job.save_meta()
     queue_delivery(job, job_resource(job))
 
 
-def _past(status: str) -> str:
+def _past(status: PublicStatus) -> str:
     return {"succeeded": "succeeded", "failed": "failed", "canceled": "been canceled"}[status]

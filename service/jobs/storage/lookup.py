@@ -19,7 +19,8 @@ from service.jobs.storage import index
 from service.jobs.storage.ids import is_job_id
 from service.jobs.storage.keys import live_text_key
 from service.jobs.storage.queues import CLIENT_TASKS, SERIALIZER
-from service.jobs.storage.status import has_unreadable_record, public_status
+from service.jobs.storage.record import JobRecord, has_unreadable_record
+from service.jobs.storage.status import public_status
 
 # A status filter may skip many jobs; one request reads at most this many index entries
 # and then hands back a cursor, so a rare status never turns into a full scan.
@@ -46,8 +47,9 @@ def fetch_client_job(connection: Redis, client: str, job_id: str) -> Job | None:
     job = restore_job(connection, job_id, raw)
     if job is None or not _owned_by(job, client):
         return None
-    if live_text and not job.meta.get("text"):
-        job.meta["text"] = live_text.decode()
+    record = JobRecord(job)
+    if live_text and not record.text:
+        record.text = live_text.decode()
     return job
 
 
@@ -75,19 +77,19 @@ def list_client_jobs(
 def with_live_text(connection: Redis, jobs: list[Job]) -> None:
     """Read the text that running (or retrying) jobs have streamed so far, which lives
     beside their meta until the attempt ends, into their meta: one round trip for all."""
-    streaming = [job for job in jobs if not job.meta.get("text")]
+    streaming = [job for job in jobs if not JobRecord(job).text]
     if not streaming:
         return
     texts = cast("list[bytes | None]", connection.mget([live_text_key(job.id) for job in streaming]))
     for job, text in zip(streaming, texts, strict=True):
         if text:
-            job.meta["text"] = text.decode()
+            JobRecord(job).text = text.decode()
 
 
 def _owned_by(job: Job, client: str) -> bool:
     if has_unreadable_record(job):  # its meta names no client any more: the client's index still does
         return index.contains(job.connection, client, job.id, job.created_at)
-    return job.func_name in CLIENT_TASKS and job.meta.get("client") == client
+    return job.func_name in CLIENT_TASKS and JobRecord(job).client == client
 
 
 def fetch_jobs(connection: Redis, job_ids: list[str]) -> list[Job | None]:

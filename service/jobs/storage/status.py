@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
 from rq.job import Job, JobStatus
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
-PUBLIC_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
-TERMINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELED})
+from service.jobs.storage.record import JobRecord, has_unreadable_record
 
-_FROM_RQ = {
+PublicStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+QUEUED: Final = "queued"
+RUNNING: Final = "running"
+SUCCEEDED: Final = "succeeded"
+FAILED: Final = "failed"
+CANCELED: Final = "canceled"
+PUBLIC_STATUSES: tuple[PublicStatus, ...] = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
+TERMINAL_STATUSES: frozenset[PublicStatus] = frozenset({SUCCEEDED, FAILED, CANCELED})
+
+_FROM_RQ: dict[JobStatus, PublicStatus] = {
     JobStatus.CREATED: QUEUED,
     JobStatus.QUEUED: QUEUED,
     JobStatus.DEFERRED: QUEUED,
@@ -21,19 +30,12 @@ _FROM_RQ = {
 }
 
 
-def has_unreadable_record(job: Job) -> bool:
-    """RQ keeps a meta it cannot deserialize as `{"unserialized": <raw>}`: another tool
-    rewrote the job with another serializer (`rq requeue` without `--serializer` pickles
-    it). Our fields are gone; the raw bytes are never unpickled."""
-    return set(job.meta) == {"unserialized"}
-
-
-def public_status(job: Job) -> str:
+def public_status(job: Job) -> PublicStatus:
     if has_unreadable_record(job):
         return FAILED  # whatever RQ says, it cannot run as ours again
     status = _FROM_RQ.get(job.get_status(refresh=False), QUEUED)
     # A running job stopped by a cancel request ends in RQ's failed state; its meta says
     # why. Until RQ has marked it failed (and set its end time) it is still running.
-    if status == FAILED and job.meta.get("canceled_at") is not None:
+    if status == FAILED and JobRecord(job).canceled_at is not None:
         return CANCELED
     return status

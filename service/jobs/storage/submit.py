@@ -4,7 +4,7 @@ its queue's depth (see admission)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
@@ -20,6 +20,7 @@ from service.jobs.storage.admission import Allowance, Gate, admit
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import new_job_id
 from service.jobs.storage.queues import LLM_TASK, SERIALIZER
+from service.jobs.storage.record import Document, Priority, Step, new_meta
 
 # RQ's own SIGALRM timeout is a backstop behind the job's deadline, which the task
 # enforces itself (and which also closes the provider connection).
@@ -30,13 +31,14 @@ RQ_TIMEOUT_GRACE_S = 30
 class NewJob:
     """One job as a client asked for it, validated: the LLM request and our fields around it."""
 
-    priority: str
+    priority: Priority
     request: dict[str, Any]
     metadata: dict[str, str]
     timeout_s: int
     callback_url: str | None = None
     task: str = LLM_TASK  # the task function's name (service.worker.tasks): a Messages call, or a document's analyses
-    extra_meta: dict[str, Any] = field(default_factory=dict)  # the task's own fields
+    document: Document | None = None  # a document job's upload
+    steps: list[Step] | None = None  # a document job's steps
 
 
 @dataclass(frozen=True)
@@ -87,21 +89,11 @@ def prepare_job(
     new: NewJob, *, client: str, max_attempts: int, result_ttl_s: int, batch_id: str | None = None
 ) -> EnqueueData:
     """One new job's RQ data (our fields in meta), ready for `queue.enqueue_many`."""
-    meta = {
-        "client": client,
-        "priority": new.priority,
-        "model": new.request["model"],
-        "metadata": new.metadata,
-        "timeout_s": new.timeout_s,
-        "attempts": 0,
-        "attempt_limit": max_attempts,  # fixed per job, like its deadline
-        "output_tokens": 0,
-        "text": "",
-        "callback_url": new.callback_url,
-        **new.extra_meta,
-    }
-    if batch_id is not None:
-        meta["batch_id"] = batch_id
+    meta = new_meta(
+        client=client, priority=new.priority, model=new.request["model"], metadata=new.metadata,
+        timeout_s=new.timeout_s, attempt_limit=max_attempts, callback_url=new.callback_url, batch_id=batch_id,
+        document=new.document, steps=new.steps,
+    )  # fmt: skip
     return Queue.prepare_data(
         new.task,
         kwargs={"request": new.request},
