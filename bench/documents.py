@@ -18,15 +18,13 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 
 import requests
 
+from bench.polling import epoch_s, wait_for_ends
 from bench.worker_memory import rss_mib
 from tests.documents import pdf, report_pages
-
-TERMINAL = {"succeeded", "failed", "canceled"}
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -34,10 +32,6 @@ def status_kib(pid: int, field: str) -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
-
-
-def seconds(ts: str) -> float:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 def main() -> None:
@@ -75,17 +69,10 @@ def main() -> None:
     with ThreadPoolExecutor(min(args.docs, 16)) as pool:
         ids = list(pool.map(upload, range(args.docs)))
     submitted = time.time()
-    jobs: dict[str, dict] = {}
-    while len(jobs) < len(ids):
-        for job_id in ids:
-            if job_id not in jobs:
-                job = session.get(f"{args.url}/v1/jobs/{job_id}", timeout=30).json()
-                if job["status"] in TERMINAL:
-                    jobs[job_id] = job
-        time.sleep(0.05)
+    jobs = wait_for_ends(session, args.url, ids, interval_s=0.05)
     running.clear()
     sampler.join()
-    durations = sorted(seconds(j["finished_at"]) - seconds(j["created_at"]) for j in jobs.values())
+    durations = sorted(epoch_s(j["finished_at"]) - epoch_s(j["created_at"]) for j in jobs.values())
     example = next(iter(jobs.values()))
     worker = {"before": round(before["worker"], 1), "peak": round(peaks["worker"], 1),
               "vm_hwm": round(status_kib(args.worker_pid, "VmHWM") / 1024, 1)}  # fmt: skip
@@ -97,7 +84,7 @@ def main() -> None:
         "calls_per_analysis": [step["attempts"] for step in example["steps"][1:]],
         "outcomes": sorted({j["status"] for j in jobs.values()}),
         "upload_s": round(submitted - started, 2),
-        "all_done_s": round(max(seconds(j["finished_at"]) for j in jobs.values()) - started, 2),
+        "all_done_s": round(max(epoch_s(j["finished_at"]) for j in jobs.values()) - started, 2),
         "job_s": {"min": round(durations[0], 2), "max": round(durations[-1], 2)},
         "tokens": example["result"]["usage"] if example["result"] else None,
         "worker_rss_mib": worker,

@@ -38,8 +38,9 @@ from urllib.parse import urlsplit
 
 import requests
 
+from bench.polling import TERMINAL
+
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost"})
-TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 POLL_PAUSE_S = 0.25
 PROCESS_PATTERNS = {"api_gunicorn": "gunicorn wsgi:app", "workers": "worker.py"}
 

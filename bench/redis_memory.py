@@ -20,9 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 import requests
 
-from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY as UNPUBLISHED_KEY
-
-TERMINAL = {"succeeded", "failed", "canceled"}
+from bench.polling import wait_for_ends
+from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY
 
 
 def used_memory(connection: redis.Redis) -> int:
@@ -52,12 +51,8 @@ def main() -> None:
     before = used_memory(connection)
     with ThreadPoolExecutor(16) as pool:
         ids = list(pool.map(submit, range(args.jobs)))
-    pending = set(ids)
-    while pending:
-        pending = {i for i in pending if session.get(f"{args.url}/v1/jobs/{i}", timeout=30).json()["status"]
-                   not in TERMINAL}  # fmt: skip
-        time.sleep(0.5)
-    while connection.zcard(UNPUBLISHED_KEY):  # ends still being published
+    wait_for_ends(session, args.url, ids, interval_s=0.5)
+    while connection.zcard(UNPUBLISHED_ENDS_KEY):  # ends still being published
         time.sleep(0.5)
     after = used_memory(connection)
 

@@ -15,11 +15,10 @@ import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 
 import requests
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+from bench.polling import epoch_s, wait_for_ends
 
 
 def main() -> None:
@@ -44,18 +43,10 @@ def main() -> None:
 
     with ThreadPoolExecutor(16) as pool:
         ids = list(pool.map(submit, range(args.jobs)))
-    jobs: dict[str, dict] = {}
-    deadline = time.time() + args.storm_s + 120
-    while len(jobs) < len(ids) and time.time() < deadline:
-        for job_id in ids:
-            if job_id not in jobs:
-                job = session.get(f"{args.url}/v1/jobs/{job_id}", timeout=30).json()
-                if job["status"] in TERMINAL:
-                    jobs[job_id] = job
-        time.sleep(0.2)
+    jobs = wait_for_ends(session, args.url, ids, interval_s=0.2, deadline=time.time() + args.storm_s + 120)
     seen = requests.get(f"{args.fake}/_fake/storm", timeout=10).json()
     storm_end = seen["ends"]
-    last_end = max(datetime.fromisoformat(j["finished_at"].replace("Z", "+00:00")).timestamp() for j in jobs.values())
+    last_end = max(epoch_s(j["finished_at"]) for j in jobs.values())
     print(
         json.dumps(
             {

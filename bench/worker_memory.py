@@ -10,13 +10,12 @@ worker's VmRSS (it and its child processes) from /proc. Prints one line per roun
 from __future__ import annotations
 
 import argparse
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
 
-TERMINAL = {"succeeded", "failed", "canceled"}
+from bench.polling import wait_for_ends
 
 
 def rss_mib(pid: int) -> float:
@@ -60,11 +59,7 @@ def main() -> None:
     with ThreadPoolExecutor(16) as pool:
         while done < args.jobs:
             ids = list(pool.map(submit, range(done, done + args.round)))
-            pending = set(ids)
-            while pending:
-                pending = {i for i in pending if session.get(f"{args.url}/v1/jobs/{i}", timeout=30).json()["status"]
-                           not in TERMINAL}  # fmt: skip
-                time.sleep(0.2)
+            wait_for_ends(session, args.url, ids, interval_s=0.2)
             done += len(ids)
             print(f"after {done} jobs: worker RSS {rss_mib(args.worker_pid):.1f} MiB", flush=True)
 
