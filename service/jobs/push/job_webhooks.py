@@ -18,11 +18,12 @@ from uuid import uuid4
 
 from redis import Redis
 from rq import Queue
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
 from service.jobs.storage import scripts
 from service.jobs.storage.keys import pending_webhooks_key
+from service.jobs.storage.lookup import fetch_job
 from service.jobs.storage.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
 from service.jobs.storage.record import JobRecord, WebhookDeliveryState, WebhookState, has_unreadable_record
 from service.jobs.storage.resource import iso_timestamp
@@ -142,20 +143,18 @@ def enqueue_delivery(connection: Redis, webhook: WebhookState, payload: str, *, 
 
 def job_client(connection: Redis, job_id: str) -> str | None:
     """Whose job it is (whose secret signs its webhook); None once it has expired."""
-    try:
-        job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
-    except NoSuchJobError:
+    job = fetch_job(connection, job_id)
+    if job is None or has_unreadable_record(job):  # its fields are gone: no one to sign for
         return None
-    return None if has_unreadable_record(job) else JobRecord(job).client  # its fields are gone: no one to sign for
+    return JobRecord(job).client
 
 
 def update_delivery(connection: Redis, job_id: str, webhook_id: str, **changes: Unpack[DeliveryOutcome]) -> None:
     """Record an attempt's outcome on the job. Only the delivery task writes this, one
     attempt at a time, and nothing else writes an ended job's meta (a re-run starts a new
     webhook, whose id this one no longer matches)."""
-    try:
-        job = Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
-    except NoSuchJobError:
+    job = fetch_job(connection, job_id)
+    if job is None:
         return  # the job expired; its delivery record is all that is left
     record = JobRecord(job)
     webhook = record.webhook

@@ -92,6 +92,11 @@ def _owned_by(job: Job, client: str) -> bool:
     return job.func_name in CLIENT_TASKS and JobRecord(job).client == client
 
 
+def fetch_job(connection: Redis, job_id: str) -> Job | None:
+    """The job, or None when it does not exist (or its record cannot be restored, logged)."""
+    return fetch_jobs(connection, [job_id])[0]
+
+
 def fetch_jobs(connection: Redis, job_ids: list[str]) -> list[Job | None]:
     """Like `Job.fetch_many` (one round trip), but a record that cannot be restored is
     logged and given as None, like a job that does not exist."""

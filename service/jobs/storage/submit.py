@@ -10,7 +10,6 @@ from typing import Any
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
-from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from rq.queue import EnqueueData
 
@@ -19,7 +18,8 @@ from service.jobs.storage import index
 from service.jobs.storage.admission import Allowance, Gate, admit
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import new_job_id
-from service.jobs.storage.queues import LLM_TASK, SERIALIZER
+from service.jobs.storage.lookup import fetch_job
+from service.jobs.storage.queues import LLM_TASK
 from service.jobs.storage.record import Document, Priority, Step, new_meta
 
 # RQ's own SIGALRM timeout is a backstop behind the job's deadline, which the task
@@ -80,7 +80,7 @@ def submit_job(
         hit_id=data.job_id,
         write=write,
         idempotency=idempotency,
-        earlier=lambda job_id: _fetch(connection, job_id),
+        earlier=lambda job_id: fetch_job(connection, job_id),
     )
     return SubmittedJob(admitted.created, admitted.new, admitted.allowance)
 
@@ -105,10 +105,3 @@ def prepare_job(
         # Shown in rq-dashboard; the default would be the whole call, prompt included.
         description=f"{new.request['model']} for {client}",
     )
-
-
-def _fetch(connection: Redis, job_id: str) -> Job | None:
-    try:
-        return Job.fetch(job_id, connection=connection, serializer=SERIALIZER)
-    except NoSuchJobError:
-        return None
