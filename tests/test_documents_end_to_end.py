@@ -201,3 +201,47 @@ def test_cancel_stops_the_running_step_and_retry_reruns_only_what_did_not_succee
     # The retry made one call, the slow step's, from the kept text.
     later = fake_prompts(fake_anthropic)[calls_before:]
     assert len(later) == 1 and "Say it." in later[0] and "harvest" in later[0]
+
+
+def test_retry_of_a_succeeded_job_reruns_only_its_failed_steps_and_counts_it_once(
+    start_api, start_worker, fake_anthropic
+):
+    api = start_api()
+    start_worker()
+    requests.delete(f"{fake_anthropic}/_fake/requests", timeout=5)
+    # Refused once (a final 400: the step fails at once), answered the second time.
+    analyses = [
+        "summary",
+        {"name": "once_refused", "prompt": f"Say it. [[fake: error=400 fail_times=1 key={once('r')}]]"},
+    ]
+    job = upload(api, b"Plain text about the harvest, which was good.", "notes.txt", analyses=analyses)
+    done = wait_until_finished(api, job["id"], timeout=60)
+    assert done["status"] == "succeeded", done
+    steps = {step["name"]: step for step in done["steps"]}
+    assert steps["once_refused"]["status"] == "failed" and set(done["result"]["analyses"]) == {"summary"}
+
+    def usage() -> dict:
+        return requests.get(f"{api}/v1/usage", headers=ALICE, timeout=10).json()["total"]
+
+    counted = usage()
+    assert counted["jobs"] == 1
+    calls_before = len(fake_prompts(fake_anthropic))
+
+    retried = requests.post(f"{api}/v1/jobs/{job['id']}/retry", headers=ALICE, timeout=10)
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["status"] == "queued" and retried.json()["result"] is None
+    again = wait_until_finished(api, job["id"], timeout=60)
+    assert again["status"] == "succeeded", again
+    steps = {step["name"]: step for step in again["steps"]}
+    assert steps["summary"]["attempts"] == 1 and steps["once_refused"]["attempts"] == 2
+    assert {step["status"] for step in again["steps"]} == {"succeeded"}
+    assert set(again["result"]["analyses"]) == {"summary", "once_refused"}
+    # Only the failed step's call was made again; the job is still one job in the usage, with
+    # the new call's tokens.
+    later = fake_prompts(fake_anthropic)[calls_before:]
+    assert len(later) == 1 and "Say it." in later[0]
+    recounted = usage()
+    assert recounted["jobs"] == 1 and recounted["output_tokens"] > counted["output_tokens"]
+    # Nothing failed is left: a retry now is a 409.
+    refused = requests.post(f"{api}/v1/jobs/{job['id']}/retry", headers=ALICE, timeout=10)
+    assert refused.status_code == 409 and "document job with failed steps" in refused.json()["message"]

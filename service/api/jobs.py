@@ -117,11 +117,16 @@ class JobCancel(MethodView):
 @blp.route("/<job_id>/retry")
 class JobRetry(MethodView):
     @blp.response(202, JobSchema, description="Queued again.")
-    @blp.alt_response(409, description="The job is not failed or canceled, or another request is retrying it.")
+    @blp.alt_response(
+        409,
+        description="The job has not ended, or it succeeded (and is not a document job with failed steps), or "
+        "another request is retrying it.",
+    )
     @blp.alt_response(429, description="Over your submit limit (a retry counts as a submit); see Retry-After.")
     @blp.alt_response(503, description="The job's queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
     def post(self, job_id: str):
-        """Run a failed or canceled job again, with a fresh deadline and attempt budget."""
+        """Run a failed or canceled job again, with a fresh deadline and attempt budget; a document job that
+        succeeded with failed steps runs those steps again."""
         ctx = app_context()
         job = own_job(job_id)
         admitted = admit(ctx.redis, submit_gate([job.origin]), hit_id=new_job_id(), write=lambda _pipe: None)

@@ -313,11 +313,14 @@ class DocumentRun:
         analyses = {s["name"]: record.analyses[s["name"]] for s in analysis_steps if s["status"] == STEP_SUCCEEDED}
         result: DocumentResult = {"analyses": analyses, "usage": totals, "cost_usd": cost}
         record.result, record.percent = result, 100
-        # The calls' tokens were counted as they were made: the job itself counts once here.
+        # The calls' tokens were counted as they were made: the job itself counts here, once
+        # (a re-run of its failed steps completes it again).
         no_tokens: Usage = {"input_tokens": 0, "output_tokens": 0}
         job_count = job_usage(
-            record.client, self.model, no_tokens, 0.0 if priced else None, self.settings.usage_retention_days
-        )
+            record.client, self.model, no_tokens, 0.0 if priced else None, self.settings.usage_retention_days,
+            completed=not record.counted_in_usage,
+        )  # fmt: skip
+        record.counted_in_usage = True
         record_progress(
             self.job, {"step": None, "status": STEP_SUCCEEDED, "percent": 100},
             counters=[*self._take_counters(), job_count], completes_for_s=self.settings.result_ttl_s,

@@ -153,7 +153,8 @@ class JobsClient:
         return self._call(_base.job_change_call(job_id, "cancel", timeout))
 
     def retry(self, job_id: str, *, timeout: float | None = None) -> Job:
-        """Run a failed or canceled job again. `ConflictError` otherwise."""
+        """Run a failed or canceled job again (a document job that succeeded with failed
+        steps: those steps). `ConflictError` otherwise."""
         return self._call(_base.job_change_call(job_id, "retry", timeout))
 
     def redeliver_webhook(self, job_id: str, *, timeout: float | None = None) -> Job:

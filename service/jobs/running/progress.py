@@ -68,8 +68,10 @@ def _adopt_winner(job: Job) -> NoReturn:
 
 def start_new_run(job: Job, *, max_attempts: int) -> None:
     """Make an ended job's next run a fresh one: a new deadline and attempt budget, no old
-    error, cancel or webhook, an empty event stream, its end announced afresh. `attempts`
-    keeps counting: it is every LLM call made for the job. The caller saves the job."""
+    error, result, cancel or webhook, an empty event stream, its end announced afresh and
+    its completion open again (a document job that succeeded with failed steps re-runs
+    those). `attempts` keeps counting: it is every LLM call made for the job. The caller
+    saves the job."""
     record = JobRecord(job)
     del record.deadline_at
     record.canceled_at = record.error = record.result = record.next_attempt_at = record.webhook = None
@@ -79,7 +81,7 @@ def start_new_run(job: Job, *, max_attempts: int) -> None:
             step["status"], step["error"] = "pending", None
     job.number_of_retries = 0  # RQ's own count, checked against the Retry a task returns
     with job.connection.pipeline(transaction=False) as pipe:
-        pipe.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id))
+        pipe.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id), completed_key(job.id))
         metrics.JOB_RETRIES.inc(pipe, queue=job.origin, reason="requested")
         pipe.execute()
 

@@ -16,7 +16,15 @@ from service.jobs.running.progress import start_new_run
 from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.record import JobRecord, has_unreadable_record
 from service.jobs.storage.resource import job_resource
-from service.jobs.storage.status import CANCELED, FAILED, QUEUED, TERMINAL_STATUSES, PublicStatus, public_status
+from service.jobs.storage.status import (
+    CANCELED,
+    FAILED,
+    QUEUED,
+    SUCCEEDED,
+    TERMINAL_STATUSES,
+    PublicStatus,
+    public_status,
+)
 
 # How long a cancel request outlives the job's own deadline, for an attempt that starts late.
 CANCEL_REQUEST_MARGIN_S = 300
@@ -73,22 +81,24 @@ def cancel_job(job: Job) -> None:
 
 
 def rerun_job(job: Job, *, max_attempts: int) -> None:
-    """Queue a failed or canceled job again, with a fresh deadline and attempt budget.
-    `attempts` keeps counting: it is every LLM call made for the job.
+    """Queue a failed or canceled job again, with a fresh deadline and attempt budget; or a
+    document job that succeeded with failed steps, to run those steps again. `attempts`
+    keeps counting: it is every LLM call made for the job.
 
-    Taking the job out of its failed/canceled registry (ZREM) is the claim: of concurrent
-    retries one gets it, and only that one starts the new run (which empties the event
-    stream); the others get InvalidTransition and change nothing."""
+    Taking the job out of its failed/canceled/finished registry (ZREM) is the claim: of
+    concurrent retries one gets it, and only that one starts the new run (which empties the
+    event stream); the others get InvalidTransition and change nothing."""
     status = public_status(job)
-    if status not in (FAILED, CANCELED):
-        raise InvalidTransition(f"only a failed or canceled job can be retried; this one is {status}")
     if has_unreadable_record(job):
         raise InvalidTransition("the job's record cannot be read (see its error): submit it again")
-    registry = (
-        CanceledJobRegistry(job.origin, job.connection, serializer=job.serializer)
-        if job.get_status(refresh=False) == JobStatus.CANCELED
-        else job.failed_job_registry
-    )
+    if status == SUCCEEDED and not _has_failed_steps(JobRecord(job)):
+        raise InvalidTransition("a succeeded job is retried only when it is a document job with failed steps")
+    if status not in (FAILED, CANCELED, SUCCEEDED):
+        raise InvalidTransition(f"only a job that has ended can be retried; this one is {status}")
+    registry = {
+        JobStatus.CANCELED: CanceledJobRegistry(job.origin, job.connection, serializer=job.serializer),
+        JobStatus.FINISHED: job.finished_job_registry,
+    }.get(job.get_status(refresh=False), job.failed_job_registry)
     if not job.connection.zrem(registry.key, job.id):
         raise InvalidTransition("the job is being retried already")
     # A new run, a new story: its stream starts empty and its end is announced afresh.
@@ -98,6 +108,10 @@ def rerun_job(job: Job, *, max_attempts: int) -> None:
     with job.connection.pipeline() as pipe:
         queue.enqueue_job(job, pipeline=pipe)  # saves the job, meta included, and pushes it on its queue
         pipe.execute()
+
+
+def _has_failed_steps(record: JobRecord) -> bool:
+    return any(step["status"] == "failed" for step in record.steps)
 
 
 def redeliver_webhook(job: Job, *, max_pending: int) -> None:

@@ -192,6 +192,7 @@ class JobRecord:
     analyses = Field[dict[str, AnalysisResult]](factory=dict)  # answered analyses, by name
     partials = Field[dict[str, list[str]]](factory=dict)  # a long text's chunk answers so far, by analysis
     percent = Field[int](0)  # how much of its work is done
+    counted_in_usage = Field[bool](False)  # its completion is in /v1/usage's `jobs`: a re-run's is not again
 
     # rq-scheduler's, on a periodic job (the clean-up), not ours.
     interval = Field[int | None](None)  # seconds between runs
