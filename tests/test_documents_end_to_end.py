@@ -204,21 +204,24 @@ def test_cancel_stops_the_running_step_and_retry_reruns_only_what_did_not_succee
 
 
 def test_retry_of_a_succeeded_job_reruns_only_its_failed_steps_and_counts_it_once(
-    start_api, start_worker, fake_anthropic
+    start_api, start_worker, fake_anthropic, redis_conn
 ):
     api = start_api()
     start_worker()
     requests.delete(f"{fake_anthropic}/_fake/requests", timeout=5)
-    # Refused once (a final 400: the step fails at once), answered the second time.
+    # Refused once (a final 400: the step fails at once), answered the second time; a slow
+    # step first, so that the job ends seconds after its text was extracted.
     analyses = [
-        "summary",
+        {"name": "slow", "prompt": "Sum it up. [[fake: latency_ms=2500]]"},
         {"name": "once_refused", "prompt": f"Say it. [[fake: error=400 fail_times=1 key={once('r')}]]"},
     ]
     job = upload(api, b"Plain text about the harvest, which was good.", "notes.txt", analyses=analyses)
     done = wait_until_finished(api, job["id"], timeout=60)
     assert done["status"] == "succeeded", done
     steps = {step["name"]: step for step in done["steps"]}
-    assert steps["once_refused"]["status"] == "failed" and set(done["result"]["analyses"]) == {"summary"}
+    assert steps["once_refused"]["status"] == "failed" and set(done["result"]["analyses"]) == {"slow"}
+    # The extracted text lives as long as the ended job (7 days), not 7 days from extraction.
+    assert redis_conn.ttl(text_key(job["id"])) >= 7 * 24 * 3600 - 1
 
     def usage() -> dict:
         return requests.get(f"{api}/v1/usage", headers=ALICE, timeout=10).json()["total"]
@@ -233,9 +236,9 @@ def test_retry_of_a_succeeded_job_reruns_only_its_failed_steps_and_counts_it_onc
     again = wait_until_finished(api, job["id"], timeout=60)
     assert again["status"] == "succeeded", again
     steps = {step["name"]: step for step in again["steps"]}
-    assert steps["summary"]["attempts"] == 1 and steps["once_refused"]["attempts"] == 2
+    assert steps["slow"]["attempts"] == 1 and steps["once_refused"]["attempts"] == 2
     assert {step["status"] for step in again["steps"]} == {"succeeded"}
-    assert set(again["result"]["analyses"]) == {"summary", "once_refused"}
+    assert set(again["result"]["analyses"]) == {"slow", "once_refused"}
     # Only the failed step's call was made again; the job is still one job in the usage, with
     # the new call's tokens.
     later = fake_prompts(fake_anthropic)[calls_before:]

@@ -321,6 +321,7 @@ class DocumentRun:
             completed=not record.counted_in_usage,
         )  # fmt: skip
         record.counted_in_usage = True
+        self._keep_inputs()
         record_progress(
             self.job, {"step": None, "status": STEP_SUCCEEDED, "percent": 100},
             counters=[*self._take_counters(), job_count], completes_for_s=self.settings.result_ttl_s,
@@ -331,10 +332,19 @@ class DocumentRun:
         for step in self.record.steps:
             if step["status"] == STEP_RUNNING:
                 step["status"], step["error"] = STEP_CANCELED if canceled else STEP_FAILED, error
+        self._keep_inputs()
         record_error(self.job, error, canceled=canceled, counters=self._take_counters())
         raise JobFailed(error)
 
     # --- bookkeeping ---------------------------------------------------------------------
+
+    def _keep_inputs(self) -> None:
+        """The extracted text (or the PDF the model reads) lives as long as the ended job, so a
+        retry within its retention never finds it gone (its TTL ran from extraction or upload)."""
+        with self.job.connection.pipeline(transaction=False) as pipe:
+            pipe.expire(text_key(self.job.id), self.settings.result_ttl_s)
+            pipe.expire(upload_key(self.job.id), self.settings.result_ttl_s)
+            pipe.execute()
 
     def _begin(self, step: Step) -> None:
         step["status"], step["error"] = STEP_RUNNING, None
