@@ -1,0 +1,50 @@
+"""The API's own CPU per `POST /v1/jobs` and per `GET /v1/jobs/{id}`, in-process.
+
+Flask's test client against a Redis given by REDIS_URL (flushed first): 300 submits to warm
+up, then ROUNDS rounds of N submits and N reads of them; prints the best round's
+`time.process_time()` per request. No HTTP server, no load generator: it compares code,
+not stacks (run it on two checkouts, one after the other).
+
+    REDIS_URL=redis://127.0.0.1:6998/0 .venv/bin/python -m bench.request_cost --n 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+API_KEY = "key-alpha-7f3c9e21d4b8a605"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("API_KEYS", f"alpha={API_KEY}")
+    os.environ.setdefault("RATE_LIMIT", "1000000/minute")
+    from service.api.context import EXTENSION_KEY
+    from service.app import create_app  # after the environment is set
+
+    app = create_app()
+    app.extensions[EXTENSION_KEY].redis.flushdb()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    body = {"prompt": "hello there", "max_tokens": 1024}
+    for _ in range(300):
+        client.post("/v1/jobs", json=body, headers=headers)
+    best_post = best_get = float("inf")
+    for _ in range(args.rounds):
+        started = time.process_time()
+        ids = [client.post("/v1/jobs", json=body, headers=headers).get_json()["id"] for _ in range(args.n)]
+        best_post = min(best_post, (time.process_time() - started) / args.n)
+        started = time.process_time()
+        for job_id in ids:
+            client.get(f"/v1/jobs/{job_id}", headers=headers)
+        best_get = min(best_get, (time.process_time() - started) / args.n)
+    print(f"POST /v1/jobs {best_post * 1e3:.3f} ms, GET /v1/jobs/{{id}} {best_get * 1e3:.3f} ms of CPU per request")
+
+
+if __name__ == "__main__":
+    main()
