@@ -58,10 +58,16 @@ def test_client_analyze_and_cli_analyze_wait(start_api, start_worker, tmp_path) 
 
     page = tmp_path / "page.html"
     page.write_text(documents.HTML_PAGE)
-    finished = run_cli("analyze", str(page), "--analyses", "key_points", "--wait", "--json", url=api, timeout=90)
+    keyed = ("--idempotency-key", "page-1", "--metadata", "source=cli")
+    finished = run_cli(
+        "analyze", str(page), "--analyses", "key_points", *keyed, "--wait", "--json", url=api, timeout=90
+    )
     assert finished.returncode == 0, finished.stderr
     job = json.loads(finished.stdout)
     assert job["status"] == "succeeded" and len(job["result"]["analyses"]["key_points"]["output"]) == 3
+    assert job["metadata"] == {"source": "cli"}
+    again = run_cli("analyze", str(page), "--analyses", "key_points", *keyed, "--json", url=api)
+    assert again.returncode == 0 and json.loads(again.stdout)["id"] == job["id"], again  # the first job, again
     assert "100%" in finished.stderr  # the progress line (one line per change off a terminal)
     shown = run_cli("analyze", str(page), "--analyses", "topics", "--wait", url=api, timeout=90)
     assert shown.returncode == 0 and "topics: [" in shown.stdout, shown

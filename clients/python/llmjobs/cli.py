@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch_redeliver = batch_commands.add_parser("redeliver", parents=[common], help="send its webhook again")
     batch_redeliver.add_argument("batch_id", metavar="ID")
 
-    analyze = commands.add_parser("analyze", parents=[common, waiting], help="upload a document for analysis")
+    analyze = commands.add_parser(
+        "analyze", parents=[common, submit_fields, waiting], help="upload a document for analysis"
+    )
     analyze.add_argument("file", type=Path, help="a PDF, DOCX, HTML, Markdown or text file")
     analyze.add_argument("--analyses", help="comma-separated built-in names (default: all four)")
     analyze.add_argument("--extraction", choices=["text", "native"], help="native: the model reads the PDF itself")
@@ -125,7 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--model")
     analyze.add_argument("--max-tokens", type=int, help="per call of a step")
     analyze.add_argument("--timeout-s", type=int, help="deadline for the whole job, in seconds")
-    analyze.add_argument("--metadata", action="extend", nargs="+", default=[], metavar="KEY=VALUE")
 
     usage = commands.add_parser("usage", parents=[common], help="tokens and cost by day, model or client")
     usage.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first UTC day (30 days ago)")
@@ -177,7 +178,7 @@ def cmd_analyze(client: JobsClient, args: argparse.Namespace, out: Output) -> in
     try:
         job = client.analyze(
             args.file, analyses=analyses, extraction=args.extraction, priority=args.priority, model=args.model,
-            max_tokens=args.max_tokens, timeout_s=args.timeout_s, metadata=parse_metadata(args.metadata),
+            max_tokens=args.max_tokens, timeout_s=args.timeout_s, **submit_options(args),
         )  # fmt: skip
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
