@@ -494,6 +494,17 @@ def test_list_skips_and_unindexes_expired_jobs(client, redis_conn, five_jobs):
     assert not any(m.endswith(expired) for m in members)
 
 
+def test_a_record_rq_cannot_restore_never_fails_the_list(client, redis_conn, five_jobs):
+    broken = five_jobs[1]
+    redis_conn.hdel(f"rq:job:{broken}", "data")  # RQ's restore raises on it
+
+    response = list_jobs(client)
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert [job["id"] for job in response.get_json()["data"]] == [j for j in five_jobs[::-1] if j != broken]
+    assert_error(client.get(f"/v1/jobs/{broken}", headers=ALICE), 404)  # as a read of it alone says
+
+
 def test_expired_job_is_a_404(client, redis_conn):
     job_id = submitted_id(client)
     redis_conn.delete(f"rq:job:{job_id}")

@@ -64,8 +64,8 @@ def list_client_jobs(
         if not members:
             after = None  # the end: no next page
             break
-        jobs = Job.fetch_many([index.job_id_of(m) for m in members], connection=connection, serializer=SERIALIZER)
-        # Jobs past their result TTL are gone from Redis: drop them from the index too.
+        jobs = fetch_jobs(connection, [index.job_id_of(m) for m in members])
+        # Jobs past their result TTL are gone from Redis (or cannot be read): drop them from the index too.
         index.remove(connection, client, [m for m, job in zip(members, jobs, strict=True) if job is None])
         found += [j for j in jobs if j is not None and (status is None or public_status(j) == status)]
         scanned += len(members)
@@ -100,7 +100,7 @@ def fetch_job(connection: Redis, job_id: str) -> Job | None:
 def fetch_jobs(connection: Redis, job_ids: list[str]) -> list[Job | None]:
     """Like `Job.fetch_many` (one round trip), but a record that cannot be restored is
     logged and given as None, like a job that does not exist."""
-    with connection.pipeline() as pipe:
+    with connection.pipeline(transaction=False) as pipe:  # reads of separate jobs: no MULTI needed
         for job_id in job_ids:
             pipe.hgetall(Job.key_for(job_id))
         records = pipe.execute()
