@@ -81,9 +81,6 @@ class JobCollection(MethodView):
         return json_response({"data": [job_resource(job) for job in page.jobs], "next_cursor": page.next_cursor})
 
 
-ETAG = {"type": "string"}
-
-
 @blp.route("/<job_id>")
 class JobItem(MethodView):
     @blp.response(

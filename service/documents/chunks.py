@@ -6,10 +6,6 @@ from __future__ import annotations
 CHARS_PER_TOKEN = 4  # a rough, conservative rule for English prose
 
 
-def estimate_tokens(text: str) -> int:
-    return -(-len(text) // CHARS_PER_TOKEN)
-
-
 def split_text(text: str, max_tokens: int) -> list[str]:
     """`text` as consecutive chunks of at most `max_tokens` (estimated) each, cut at
     paragraphs, else lines, else words, else anywhere; joined back they hold every

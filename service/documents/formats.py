@@ -14,7 +14,6 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 HTML = "text/html"
 MARKDOWN = "text/markdown"
 TEXT = "text/plain"
-MEDIA_TYPES = (PDF, DOCX, HTML, MARKDOWN, TEXT)
 
 _HTML_START = re.compile(rb"^\s*(<!--.*?-->\s*)*<(!doctype\s+html|html|head|body)[\s>]", re.IGNORECASE | re.DOTALL)
 _MARKDOWN_SIGNS = re.compile(r"^(#{1,6} |```|[-*] |\d+\. |> )|\]\(\S+\)", re.MULTILINE)
