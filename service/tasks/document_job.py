@@ -43,18 +43,14 @@ from service.documents.steps import (
     STEP_SUCCEEDED,
     percent_done,
 )
-from service.jobs.observability import metrics
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.observability.usage import job_usage
 from service.jobs.running.progress import (
     call_counters,
     record_error,
     record_progress,
-    record_retry,
     start_attempt,
-    undo_attempt,
 )
-from service.jobs.running.retry_policy import retry_delay_s, rq_retry
 from service.jobs.storage.connection import read_value
 from service.jobs.storage.keys import document_text_key as text_key
 from service.jobs.storage.keys import upload_key
@@ -68,7 +64,7 @@ from service.jobs.storage.record import (
     job_error,
 )
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
-from service.tasks.llm_job import STOP_ERRORS, provider_error, report_to_gate, timeout_error
+from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
 from service.tasks.runtime import CANCELED, TaskRuntime
 
@@ -270,28 +266,16 @@ class DocumentRun:
     def _after_error(self, step: Step, error: LLMError) -> Retry | None:
         """A failed call: wait for the provider's limit in the queue, retry the job later
         (resuming at this step), or fail this step alone."""
-        job, settings = self.job, self.settings
-        model = metrics.model_label(self.model, priced=is_priced(self.model, settings.price_overrides))
-        metrics.LLM_ERRORS.inc(job.connection, model=model, error_type=error.type)
-        reopens_at = report_to_gate(error, self.runtime)
-        if reopens_at is not None and reopens_at >= self.deadline:
-            self._fail(timeout_error(job, last_error=error))
-        if reopens_at is not None and not self.last_call_billed:
+        move = next_move(self.job, error, self.runtime, deadline=self.deadline, billed=self.last_call_billed)
+        if move.kind == "past_deadline":
+            self._fail(timeout_error(self.job, last_error=error))
+        if move.kind == "requeue":
             step["status"] = STEP_PENDING
             self._flush_counters()
-            undo_attempt(job, provider_error(error), next_attempt_at=reopens_at)
-            raise Requeue(error.type)
-        if error.retryable and self.record.attempts < self.record.attempt_limit:
-            delay = retry_delay_s(
-                self.record.attempts, base_s=settings.retry_base_s, cap_s=settings.retry_max_s,
-                retry_after_s=error.retry_after_s,
-            )  # fmt: skip
-            if delay < self.deadline - time.time():
-                step["status"], step["error"] = STEP_PENDING, provider_error(error)
-                retry, due_at = rq_retry(delay, max_retries=self.record.attempt_limit)
-                record_retry(job, provider_error(error), due_at, counters=self._take_counters())
-                metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")
-                return retry
+            requeue(self.job, error, move.reopens_at)
+        if move.kind == "retry":
+            step["status"], step["error"] = STEP_PENDING, provider_error(error)
+            return schedule_retry(self.job, error, move.delay_s, counters=self._take_counters())
         self._end_step(step, STEP_FAILED, provider_error(error))
         return None
 

@@ -16,28 +16,18 @@ from typing import Any, cast
 from rq import Retry
 from rq.job import Job
 
-from service.jobs.observability import metrics
 from service.jobs.running.progress import (
     ProgressRecorder,
     call_counters,
     record_error,
     record_result,
-    record_retry,
     start_attempt,
-    undo_attempt,
 )
-from service.jobs.running.provider_gate import RateLimitHeaders
-from service.jobs.running.retry_policy import retry_delay_s, rq_retry
-from service.jobs.storage.record import JobError, JobRecord, Usage, job_error
-from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
+from service.jobs.storage.record import JobError, JobRecord, Usage
+from service.llm import CallUsage, LLMError, LLMRequest, cost_usd
+from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
-from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
-
-STOP_ERRORS = {
-    CANCELED: job_error("canceled", "canceled on request"),
-    STOPPED: job_error("stopped", "stopped by an operator"),
-}
-NO_HEADERS = RateLimitHeaders({}, {})
+from service.tasks.runtime import CANCELED, TaskRuntime
 
 
 async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> Mapping[str, Any] | Retry:
@@ -90,44 +80,14 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mappi
 def _after_error(
     job: Job, error: LLMError, runtime: TaskRuntime, recorder: ProgressRecorder, usage: CallUsage, deadline: float
 ) -> Retry:
-    settings = runtime.settings
-    record = JobRecord(job)
-    model = metrics.model_label(record.model, priced=is_priced(record.model, settings.price_overrides))
-    metrics.LLM_ERRORS.inc(job.connection, model=model, error_type=error.type)
-    reopens_at = report_to_gate(error, runtime)
-    if reopens_at is not None and reopens_at >= deadline:
-        _fail(job, timeout_error(job, last_error=error), runtime, recorder, usage)
-    if reopens_at is not None and not usage.billed:
-        # The provider's limit, shared by every process, not this job's fault: back to the
-        # front of its queue without using up an attempt; the gate holds it until it reopens.
-        undo_attempt(job, provider_error(error), next_attempt_at=reopens_at)
-        raise Requeue(error.type)
-    attempt = record.attempts
-    if not error.retryable or attempt >= record.attempt_limit:
+    move = next_move(job, error, runtime, deadline=deadline, billed=usage.billed)
+    if move.kind == "requeue":
+        requeue(job, error, move.reopens_at)
+    if move.kind == "give_up":
         _fail(job, provider_error(error), runtime, recorder, usage)  # the final failure keeps the last error
-    delay = retry_delay_s(
-        attempt, base_s=settings.retry_base_s, cap_s=settings.retry_max_s, retry_after_s=error.retry_after_s
-    )
-    if delay >= deadline - time.time():
+    if move.kind in ("past_deadline", "no_time_to_retry"):
         _fail(job, timeout_error(job, last_error=error), runtime, recorder, usage)
-    retry, due_at = rq_retry(delay, max_retries=record.attempt_limit)
-    record_retry(job, provider_error(error), due_at, counters=_spent(job, usage, runtime), recorder=recorder)
-    metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")
-    return retry
-
-
-def report_to_gate(error: LLMError, runtime: TaskRuntime) -> float | None:
-    """Tell the shared gate what the provider said; for the provider's limit (a 429 that
-    waiting lifts, an overload), when the gate reopens."""
-    if error.status_code == 429 and error.retryable:  # a spend limit is not retryable
-        return runtime.gate.report_rate_limited(error.retry_after_s)
-    if error.status_code == 529 or error.type == "overloaded_error":
-        return runtime.gate.report_overloaded()
-    if error.status_code is not None:
-        runtime.gate.report_answer(NO_HEADERS)
-    else:  # no answer at all (unreachable, timed out): a probe proved nothing
-        runtime.gate.release_probe()
-    return None
+    return schedule_retry(job, error, move.delay_s, counters=_spent(job, usage, runtime), recorder=recorder)
 
 
 def _fail(
@@ -150,15 +110,3 @@ def _spent(job: Job, usage: CallUsage, runtime: TaskRuntime) -> list:
     return call_counters(
         job, usage.input_tokens, usage.output_tokens, cost, retention_days=settings.usage_retention_days
     )
-
-
-def timeout_error(job: Job, last_error: LLMError | None = None) -> JobError:
-    message = f"the job did not finish within its {JobRecord(job).timeout_s} s deadline"
-    if last_error is not None:
-        message += f" (last error: {last_error})"
-    return job_error("timeout", message)
-
-
-def provider_error(error: LLMError) -> JobError:
-    """A failed call as the job records it: the provider's own error type and message."""
-    return {"type": error.type, "message": error.message, "retryable": error.retryable}

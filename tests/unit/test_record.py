@@ -9,7 +9,7 @@ from service.documents.steps import new_steps
 from service.jobs.storage.queues import SERIALIZER
 from service.jobs.storage.record import DOCUMENT, MESSAGE, JobRecord, has_unreadable_record, new_meta
 from service.llm import LLMError
-from service.tasks.llm_job import provider_error
+from service.tasks.failed_calls import provider_error
 
 NEW = {"client": "alice", "priority": "high", "model": "m", "metadata": {"k": "v"}, "timeout_s": 60,
        "attempt_limit": 3, "callback_url": None}  # fmt: skip
