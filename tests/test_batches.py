@@ -136,6 +136,17 @@ def test_a_batch_of_max_size_is_accepted_and_only_its_owner_sees_it(small_batche
     assert small_batches.get(f"/v1/batches/{batch_id}").status_code == 401
 
 
+def test_a_job_record_rq_cannot_restore_never_fails_its_batch(client, redis_conn):
+    response = client.post("/v1/batches", json={"jobs": [{"prompt": "a"}, {"prompt": "b"}]}, headers=ALICE)
+    batch = response.get_json()
+    redis_conn.hdel(f"rq:job:{batch['job_ids'][0]}", "data")  # RQ's restore raises on it
+
+    read = client.get(f"/v1/batches/{batch['id']}", headers=ALICE)
+
+    assert read.status_code == 200, read.text
+    assert read.get_json()["counts"]["queued"] == 1  # the unreadable job is not counted, as an expired one
+
+
 def test_a_batch_is_admitted_and_enqueued_in_one_round_trip(client, redis_conn, monkeypatch):
     body = {"jobs": [{"prompt": "a"}, {"prompt": "b", "priority": "high"}, {"prompt": "c", "priority": "low"}]}
     assert client.post("/v1/batches", json=body, headers=ALICE).status_code == 202  # warm-up: server version

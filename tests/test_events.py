@@ -13,6 +13,8 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from service.app import create_app
+from service.jobs.push.events import publish_unpublished_ends
+from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY
 from tests.conftest import ALICE, BOB, wait_for
 from tests.helpers import (
     FAST_RETRIES,
@@ -155,3 +157,12 @@ def test_a_job_whose_end_was_never_published_still_ends_its_stream(service_env, 
     (event,) = events_of(httpx.Response(200, headers={"Content-Type": "text/event-stream"}, content=body))
     assert event.event == "succeeded" and event.id  # published now, so it has a resumable id
     assert redis_conn.xlen(f"llmjobs:events:{job_id}") == 1
+
+
+def test_an_unreadable_record_among_unpublished_ends_is_dropped_not_fatal(redis_conn):
+    broken = uuid.uuid4().hex
+    redis_conn.hset(f"rq:job:{broken}", mapping={"status": "failed"})  # no `data`: RQ's restore raises on it
+    redis_conn.zadd(UNPUBLISHED_ENDS_KEY, {broken: time.time() - 3600})
+
+    assert publish_unpublished_ends(redis_conn) == []
+    assert redis_conn.zscore(UNPUBLISHED_ENDS_KEY, broken) is None

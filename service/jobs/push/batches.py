@@ -37,7 +37,7 @@ from service.jobs.storage.connection import read_hash
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import is_job_id, new_job_id
 from service.jobs.storage.keys import batch_key
-from service.jobs.storage.queues import SERIALIZER
+from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.record import JobRecord, WebhookState
 from service.jobs.storage.resource import iso_timestamp, job_path, webhook_view
 from service.jobs.storage.status import PUBLIC_STATUSES, public_status
@@ -145,10 +145,10 @@ def batch_resource(
     round trip, unless the caller has them already (just enqueued)."""
     job_ids = json.loads(record["job_ids"])
     if jobs is None:
-        jobs = Job.fetch_many(job_ids, connection=connection, serializer=SERIALIZER)
+        jobs = fetch_jobs(connection, job_ids)
     counts = dict.fromkeys(PUBLIC_STATUSES, 0)
     for job in jobs:
-        if job is not None:  # a job past its result TTL is no longer counted
+        if job is not None:  # a job past its result TTL (or unreadable) is no longer counted
             counts[public_status(job)] += 1
     finished_at = record.get("finished_at") or None
     return {

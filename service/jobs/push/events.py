@@ -22,7 +22,7 @@ from service.jobs.observability import metrics
 from service.jobs.push.batches import job_ended as batch_job_ended
 from service.jobs.push.job_webhooks import new_webhook, queue_delivery
 from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY, announced_key, events_key
-from service.jobs.storage.queues import SERIALIZER
+from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.record import JobRecord
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import TERMINAL_STATUSES, public_status
@@ -88,7 +88,7 @@ def announce_end(job: Job, *, replay: bool = False) -> bool:
         raise ValueError(f"job {job.id} has not ended: {status}")
     connection = job.connection
     with connection.pipeline(transaction=False) as pipe:
-        pipe.zadd(UNPUBLISHED_ENDS_KEY, {job.id: time.time()}, nx=True)
+        mark_end_unpublished(pipe, job.id)
         pipe.set(announced_key(job.id), status, nx=True, ex=job.result_ttl)
         _, first = pipe.execute()
     if not first and not replay:
@@ -134,9 +134,10 @@ def publish_unpublished_ends(connection: Redis, older_than_s: float = UNPUBLISHE
     if not due:
         return []
     published = []
-    for job_id, job in zip(due, Job.fetch_many(due, connection=connection, serializer=SERIALIZER), strict=True):
+    for job_id, job in zip(due, fetch_jobs(connection, due), strict=True):
         if job is None or public_status(job) not in TERMINAL_STATUSES:
-            connection.zrem(UNPUBLISHED_ENDS_KEY, job_id)  # expired, or running again: nothing to publish
+            # Expired (or unreadable), or running again: nothing to publish.
+            connection.zrem(UNPUBLISHED_ENDS_KEY, job_id)
             continue
         announce_end(job, replay=True)
         published.append(job_id)
