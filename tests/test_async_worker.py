@@ -17,6 +17,7 @@ from rq.command import send_stop_job_command
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from fake_anthropic.ratelimits import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_TOKENS_PER_MINUTE
 from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY as UNPUBLISHED_KEY
 from service.jobs.storage.keys import events_key, live_text_key
 from service.jobs.storage.queues import SERIALIZER
@@ -264,6 +265,40 @@ def test_a_429_storm_holds_every_call_and_uses_no_attempt(start_api, start_worke
     during = requests.get(f"{fake_anthropic}/_fake/storm", timeout=5).json()
     assert 1 <= during["requests"] <= 10, during  # not one per job per retry
     assert value(scrape(api), "llmjobs_llm_calls_held_total") > 0
+
+
+@pytest.fixture
+def provider_budget(fake_anthropic: str):
+    """Shrink the (shared) fake server's per-window budget; always give the default back."""
+
+    def shrink(**fields: int) -> None:
+        response = requests.post(f"{fake_anthropic}/_fake/limits", json=fields, timeout=5)
+        assert response.status_code == 200, response.text
+
+    yield shrink
+    shrink(
+        requests_per_minute=DEFAULT_REQUESTS_PER_MINUTE, tokens_per_minute=DEFAULT_TOKENS_PER_MINUTE, window_seconds=60
+    )
+
+
+def test_a_spent_budget_holds_new_calls_until_one_call_has_refilled_not_the_whole_budget(
+    start_api, start_worker, provider_budget, fake_anthropic
+):
+    api = start_api()
+    start_worker(WORKER_CONCURRENCY="4")
+    provider_budget(requests_per_minute=2, window_seconds=60)
+    tag = uuid.uuid4().hex
+    done = [wait_until_finished(api, submit(api, {"prompt": f"budget {tag} {i} {QUICK}"})["id"]) for i in range(2)]
+    assert [j["status"] for j in done] == ["succeeded"] * 2
+    # The second answer said 0 of 2 requests left, the budget whole again at its reset, up
+    # to a minute away: one request is back after half of that, so the gate closes for at
+    # most 30 s, not until the reset (LLM_RATELIMIT_REQUEST_MARGIN is 1).
+    closed = wait_for(lambda: value(scrape(api), "llmjobs_provider_gate_closed_seconds"), what="the gate to close")
+    assert 15 < closed <= 30.5, closed
+    held = submit(api, {"prompt": f"held {tag} {QUICK}"})
+    time.sleep(1)
+    assert get(api, held["id"])["status"] == "queued"  # no process starts a call meanwhile
+    assert not [r for r in fake_requests(fake_anthropic) if f"held {tag}" in r["body"]["messages"][0]["content"]]
 
 
 def test_llm_max_in_flight_caps_calls_across_processes(start_api, start_worker, fake_anthropic):

@@ -7,8 +7,9 @@
 - A gate that reopens after closing lets one call through first (a probe); only when a
   call succeeds do all slots open again. Without it, every waiting job would call at the
   moment of reopening and meet the next 429 together.
-- The `anthropic-ratelimit-*-remaining`/`-reset` headers of each answer are recorded;
-  when requests or tokens remaining fall under a margin, the gate closes until the reset.
+- The `anthropic-ratelimit-*-limit`/`-remaining`/`-reset` headers of each answer are read;
+  when requests or tokens remaining fall under a margin, the gate closes until the budget
+  has refilled past the margin (`RateLimitHeaders.refill_wait_s`).
 - `LLM_MAX_IN_FLIGHT` caps calls in flight across all processes: a sorted set of permits
   scored by expiry, which each process renews every tick, so the permits of a process
   that died lapse by themselves.
@@ -19,10 +20,11 @@ process asks once per dequeue round, not once per call.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -46,14 +48,15 @@ class Admission:
 
 @dataclass(frozen=True)
 class RateLimitHeaders:
-    """What the provider says is left of the key's budget, and when each part resets."""
+    """What the provider says is left of the key's budget, and when each part is whole again."""
 
     remaining: dict[str, int]  # "requests", "tokens", "input-tokens", "output-tokens"
-    resets_at: dict[str, float]  # epoch s
+    resets_at: dict[str, float]  # epoch s: when that budget is fully replenished
+    limits: dict[str, int] = field(default_factory=dict)  # the budget's size, where the answer said
 
     @classmethod
     def parse(cls, headers: Any) -> RateLimitHeaders:
-        remaining, resets_at = {}, {}
+        remaining, resets_at, limits = {}, {}, {}
         for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
             left = headers.get(f"anthropic-ratelimit-{kind}-remaining")
             reset = headers.get(f"anthropic-ratelimit-{kind}-reset")
@@ -64,7 +67,26 @@ class RateLimitHeaders:
                 resets_at[kind] = datetime.fromisoformat(reset.replace("Z", "+00:00")).timestamp()
             except ValueError:
                 continue  # a header we cannot read does not stop the call
-        return cls(remaining, resets_at)
+            with contextlib.suppress(ValueError):  # without the size, refill_wait_s waits for the reset
+                limits[kind] = int(headers.get(f"anthropic-ratelimit-{kind}-limit", ""))
+        return cls(remaining, resets_at, limits)
+
+    def refill_wait_s(self, kind: str, margin: int, now: float) -> float:
+        """How long until `kind`'s budget holds `margin` again; 0 when it does now.
+
+        Anthropic's limits are token buckets, refilled continuously up to the limit, and
+        `-reset` is when the bucket is full again. So the bucket gains (limit - remaining)
+        by the reset, and holds the margin again after the margin's share of that time:
+        a drained budget of 400,000 tokens a minute has a thousand back in 0.15 s, while
+        its reset is a minute away. Without the limit, wait for the reset."""
+        left = self.remaining[kind]
+        if left >= margin:
+            return 0.0
+        until_reset = max(0.0, self.resets_at[kind] - now)
+        limit = self.limits.get(kind, 0)
+        if limit <= left:
+            return until_reset
+        return until_reset * min(1.0, (margin - left) / (limit - left))
 
 
 class ProviderGate:
@@ -165,18 +187,22 @@ class ProviderGate:
 
     def report_answer(self, headers: RateLimitHeaders) -> None:
         """The provider answered a call with anything but a rate limit or overload: a probe
-        of this process has passed, and the gate opens for all; close until the reset when
-        the budget left is under the margin. No round trip otherwise."""
+        of this process has passed, and the gate opens for all; when the budget left is
+        under the margin, close until it has refilled past it. No round trip otherwise, nor
+        when this process has already closed the gate for longer."""
         if self._probing_here:
             self._probing_here = False
             self._redis.delete(self._probing_key, self._probe_key, self._overloads_key)
-        low = [
-            resets_at
-            for kind, resets_at in headers.resets_at.items()
-            if headers.remaining[kind] < (self._request_margin if kind == "requests" else self._token_margin)
-        ]
-        if low:
-            self._close_for(max(0.0, max(low) - time.time()), probe=False)
+        now = time.time()
+        wait = max(
+            (
+                headers.refill_wait_s(kind, self._request_margin if kind == "requests" else self._token_margin, now)
+                for kind in headers.remaining
+            ),
+            default=0.0,
+        )
+        if wait > 0 and now + wait > self._closed_here_until:
+            self._close_for(wait, probe=False)
 
     def closed_here(self) -> bool:
         """Whether this process has closed the gate and it has not reopened yet (no round trip)."""
