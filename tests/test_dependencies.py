@@ -13,11 +13,12 @@ from tests.conftest import ROOT
 
 
 def pins(requirements: list[str]) -> dict[str, str]:
-    """`name==version` requirements -> {normalized name: version}."""
+    """`name[extras]==version` requirements -> {normalized name: version}."""
     found = {}
     for requirement in requirements:
         name, _, version = requirement.partition("==")
         assert version, f"not pinned with ==: {requirement}"
+        name = name.partition("[")[0]  # an extra's packages are pinned on their own
         found[re.sub(r"[-_.]+", "-", name).lower()] = version
     return found
 

@@ -130,23 +130,18 @@ class ProviderGate:
             return Admission(0, self._closed_here_until - now)
         granted, wait, probe = self._admit(
             keys=[self.closed_key, self._probing_key, self._probe_key, self._permits_key],
-            args=[now, wanted, self._max_in_flight, now + PERMIT_TTL_S, self._process, PROBE_TTL_S],
-        )
+            args=[
+                now, wanted, self._max_in_flight, now + PERMIT_TTL_S, self._process, PROBE_TTL_S,
+                self._next_permit, PERMIT_TTL_S,  # the set goes with the last process holding a permit
+            ],
+        )  # fmt: skip
         granted = int(granted)
-        if granted and self._max_in_flight:
-            self._take_permits(granted, now)
+        if granted and self._max_in_flight:  # the script added these permits
+            self._permits.update(f"{self._process}:{self._next_permit + n}" for n in range(granted))
+            self._next_permit += granted
         if probe:
             self._probing_here = True
         return Admission(granted, float(wait))
-
-    def _take_permits(self, count: int, now: float) -> None:
-        new = [f"{self._process}:{self._next_permit + n}" for n in range(count)]
-        self._next_permit += count
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(self._permits_key, dict.fromkeys(new, now + PERMIT_TTL_S))
-            pipe.expire(self._permits_key, PERMIT_TTL_S)  # the set goes with the last process holding a permit
-            pipe.execute()
-        self._permits.update(new)
 
     def release_probe(self) -> None:
         """This process took the probe but made no call with it, or its call got no answer

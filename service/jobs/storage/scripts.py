@@ -113,15 +113,15 @@ return 1
 
 # The provider gate (running/provider_gate.py): may a process start `wanted` calls now?
 # KEYS: closed-until, probing flag, probe holder, permits. ARGV: now, wanted, cap (0 =
-# none), permit expiry, process name, probe ttl. Returns {granted, seconds to wait}.
+# none), permit expiry, process name, probe ttl, the process's next permit number, permit
+# ttl. Returns {granted, seconds to wait, 1 if the grant is the probe}. Under a cap the
+# granted permits (`process:number`, scored by expiry) are added here, in the same call
+# that counted the free ones: two processes never both take the last permit.
 PROVIDER_ADMIT = """
 local now = tonumber(ARGV[1])
 local closed_until = tonumber(redis.call('get', KEYS[1]) or '0')
 if closed_until > now then return {0, tostring(closed_until - now), 0} end
 local wanted = tonumber(ARGV[2])
-if redis.call('exists', KEYS[2]) == 1 then
-  if redis.call('set', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6]) then return {1, '0', 1} else return {0, '0.25', 0} end
-end
 local cap = tonumber(ARGV[3])
 if cap > 0 then
   redis.call('zremrangebyscore', KEYS[4], '-inf', now)
@@ -129,7 +129,17 @@ if cap > 0 then
   if free <= 0 then return {0, '0.1', 0} end
   if wanted > free then wanted = free end
 end
-return {wanted, '0', 0}
+local probe = 0
+if redis.call('exists', KEYS[2]) == 1 then
+  if not redis.call('set', KEYS[3], ARGV[5], 'NX', 'EX', ARGV[6]) then return {0, '0.25', 0} end
+  wanted, probe = 1, 1
+end
+if cap > 0 then
+  local first = tonumber(ARGV[7])
+  for n = 0, wanted - 1 do redis.call('zadd', KEYS[4], ARGV[4], ARGV[5] .. ':' .. (first + n)) end
+  redis.call('expire', KEYS[4], ARGV[8])
+end
+return {wanted, '0', probe}
 """
 
 
