@@ -86,8 +86,9 @@ def test_no_client_rate_limit_and_it_shows_our_queues_and_workers(stack):
 
 
 def test_requeue_from_the_failed_registry_is_a_fresh_run(stack):
-    # Refused for good at once the first time (400), fine the second; 3 s to live.
-    prompt = f"x {directive(fail_times=1, key=uuid.uuid4().hex, error=400)}"
+    # Refused for good the first time (400), fine the second; 3 s to live. Each call takes
+    # 0.7 s, so the re-run is seen queued or running before it ends.
+    prompt = f"x {directive(fail_times=1, key=uuid.uuid4().hex, error=400, latency_ms=700)}"
     job = submit(stack, {"prompt": prompt, "timeout_s": 3})
     failed = wait_until_finished(stack, job["id"])
     assert failed["status"] == "failed" and failed["attempts"] == 1
