@@ -1,13 +1,15 @@
-"""The provider gate's cap on calls in flight, against a real Redis: processes asking at the
-same moment never hold more permits than LLM_MAX_IN_FLIGHT."""
+"""The provider gate against a real Redis: processes asking at the same moment never hold
+more permits than LLM_MAX_IN_FLIGHT; a low budget holds every process, or only the one that
+read it when the hold is shorter than a pause."""
 
 from __future__ import annotations
 
 import itertools
+import time
 
 import redis
 
-from service.jobs.running.provider_gate import ProviderGate
+from service.jobs.running.provider_gate import MIN_WAIT_S, ProviderGate, RateLimitHeaders
 from tests.conftest import all_at_once
 
 CAP = 2
@@ -36,3 +38,27 @@ def test_released_permits_go_back_to_the_others(redis_conn: redis.Redis) -> None
     first.release(1)
     assert second.admit(3).granted == 1
     assert first.admit(1).granted == 0
+
+
+def low_budget(remaining: int, limit: int, reset_in_s: float) -> RateLimitHeaders:
+    return RateLimitHeaders({"tokens": remaining}, {"tokens": time.time() + reset_in_s}, {"tokens": limit})
+
+
+def test_a_long_low_budget_hold_closes_the_gate_for_every_process(redis_conn: redis.Redis) -> None:
+    reader = ProviderGate(redis_conn, "key", process="reader", token_margin=1000)
+    other = ProviderGate(redis_conn, "key", process="other", token_margin=1000)
+    reader.report_answer(low_budget(0, 10_000, reset_in_s=60))  # 1000 tokens back in 6 s
+    for gate in (reader, other):
+        refused = gate.admit(1)
+        assert refused.granted == 0 and 5 < refused.wait_s <= 6
+
+
+def test_a_hold_shorter_than_a_pause_is_kept_by_the_process_that_read_it(redis_conn: redis.Redis) -> None:
+    reader = ProviderGate(redis_conn, "key", process="reader", token_margin=1000)
+    other = ProviderGate(redis_conn, "key", process="other", token_margin=1000)
+    reader.report_answer(low_budget(49, 80_000, reset_in_s=1))  # 951 tokens back in 12 ms
+    refused = reader.admit(1)
+    assert refused.granted == 0 and refused.wait_s < MIN_WAIT_S
+    assert other.admit(1).granted == 1  # no round trip told it
+    time.sleep(MIN_WAIT_S)
+    assert reader.admit(1).granted == 1

@@ -22,9 +22,9 @@ BATCH = 1000
 
 def promote_due_jobs(connection: Redis, queues: list[Queue]) -> int:
     """Move every job whose retry is due onto the end of its queue; returns how many."""
-    script = scripts.registered(connection, scripts.PROMOTE_DUE)
     args: list[str | int] = [int(time.time()), utcformat(now()), Job.redis_job_namespace_prefix, BATCH]
     with connection.pipeline(transaction=False) as pipe:
         for queue in queues:
-            script(keys=[queue.scheduled_job_registry.key, queue.key, Queue.redis_queues_keys], args=args, client=pipe)
+            keys = [queue.scheduled_job_registry.key, queue.key, Queue.redis_queues_keys]
+            scripts.add_to_pipeline(pipe, scripts.PROMOTE_DUE, keys, args)
         return sum(pipe.execute())

@@ -107,7 +107,7 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts, _wait_
     record.error = record.result = record.next_attempt_at = None
     keys, args = _save_call(job, starting=True)
     with job.connection.pipeline(transaction=False) as pipe:
-        scripts.registered(job.connection, scripts.GUARDED_SAVE)(keys=keys, args=args, client=pipe)
+        scripts.add_to_pipeline(pipe, scripts.GUARDED_SAVE, keys, args)
         if not _wait_observed and job.enqueued_at is not None:  # None only for a job never queued
             metrics.QUEUE_WAIT.observe(pipe, (now() - job.enqueued_at).total_seconds(), queue=job.origin)
         saved, *_ = pipe.execute()
@@ -162,7 +162,6 @@ class ProgressRecorder:
 def flush_progress(connection: Redis, recorders: Sequence[ProgressRecorder]) -> list[ProgressRecorder]:
     """Write each recorder's new text (appended to the job's live text, and as a progress
     event) in one round trip; returns the recorders whose job another run has completed."""
-    script = scripts.registered(connection, scripts.GUARDED_SAVE)
     written: list[ProgressRecorder] = []
     with connection.pipeline(transaction=False) as pipe:
         for recorder in recorders:
@@ -170,7 +169,7 @@ def flush_progress(connection: Redis, recorders: Sequence[ProgressRecorder]) -> 
                 continue
             JobRecord(recorder.job).output_tokens = recorder.chunks
             keys, args = _save_call(recorder.job, recorder=recorder)
-            script(keys=keys, args=args, client=pipe)
+            scripts.add_to_pipeline(pipe, scripts.GUARDED_SAVE, keys, args)
             written.append(recorder)
         if not written:
             return []

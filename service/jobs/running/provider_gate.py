@@ -38,6 +38,10 @@ PROBE_TTL_S = 15  # a probe that neither passed nor failed by then (say, cancele
 OVERLOAD_BASE_S = 1.0
 OVERLOAD_MAX_S = 60.0
 JITTER = 0.2  # a reopening is spread over +20 %, so processes do not all wake at once
+# A process that is refused a call asks again after at least this long. A low-budget hold
+# shorter than that is kept by the process that read it alone: telling the others would
+# cost a round trip per answer, and each of them reads the same headers on its own answers.
+MIN_WAIT_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -183,8 +187,9 @@ class ProviderGate:
     def report_answer(self, headers: RateLimitHeaders) -> None:
         """The provider answered a call with anything but a rate limit or overload: a probe
         of this process has passed, and the gate opens for all; when the budget left is
-        under the margin, close until it has refilled past it. No round trip otherwise, nor
-        when this process has already closed the gate for longer."""
+        under the margin, close until it has refilled past it (for this process alone when
+        that is under MIN_WAIT_S). No round trip otherwise, nor when this process has already
+        closed the gate for longer."""
         if self._probing_here:
             self._probing_here = False
             self._redis.delete(self._probing_key, self._probe_key, self._overloads_key)
@@ -197,7 +202,10 @@ class ProviderGate:
             default=0.0,
         )
         if wait > 0 and now + wait > self._closed_here_until:
-            self._close_for(wait, probe=False)
+            if wait < MIN_WAIT_S:
+                self._closed_here_until = now + wait
+            else:
+                self._close_for(wait, probe=False)
 
     def closed_here(self) -> bool:
         """Whether this process has closed the gate and it has not reopened yet (no round trip)."""

@@ -1,12 +1,17 @@
-"""Every Lua script the service runs, and `registered`: each is hashed once per connection
-pool; redis-py keeps its SHA and sends EVALSHA, falling back to EVAL when the server has
-lost the script (a restart).
+"""Every Lua script the service runs; `registered` for a call of its own (each is hashed
+once per connection pool; redis-py keeps its SHA and sends EVALSHA, falling back to EVAL
+when the server has lost the script, after a restart), `add_to_pipeline` for a call among
+other commands.
 
 Each script says what its KEYS and ARGV are; the module named above it builds them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from redis import Redis
+from redis.client import Pipeline
 from redis.commands.core import Script
 
 _REGISTERED: dict[tuple[int, str], Script] = {}
@@ -18,6 +23,15 @@ def registered(connection: Redis, source: str) -> Script:
     if (script := _REGISTERED.get(cache_key)) is None:
         script = _REGISTERED[cache_key] = connection.register_script(source)
     return script
+
+
+def add_to_pipeline(pipe: Pipeline, source: str, keys: Sequence[Any], args: Sequence[Any]) -> None:
+    """Queue the script `source` on `pipe`, sent whole (EVAL). A registered `Script` queued
+    on a pipeline makes redis-py ask SCRIPT EXISTS before every execute, one more round trip
+    each time; EVALSHA sent alone fails the pipeline midway once Redis has lost its script
+    cache (a restart), with the commands around it already run. Redis hashes the body and
+    reuses its compiled script, so sending it costs only the bytes."""
+    pipe.eval(source, len(keys), *keys, *args)
 
 
 # Admission of a submit (storage/admission.py): the client's limits, the queues' depth, then
