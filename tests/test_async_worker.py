@@ -267,6 +267,21 @@ def test_a_429_storm_holds_every_call_and_uses_no_attempt(start_api, start_worke
     assert value(scrape(api), "llmjobs_llm_calls_held_total") > 0
 
 
+def test_a_worker_started_into_a_storm_sends_one_call_not_one_per_slot(start_api, start_worker, storm, fake_anthropic):
+    api = start_api()
+    storm(seconds=8, retry_after=1, status=429)
+    tag = uuid.uuid4().hex
+    jobs = [submit(api, {"prompt": f"into the storm {tag} {i} {QUICK}"}) for i in range(20)]
+    start_worker(WORKER_CONCURRENCY="20")  # 20 free slots, 20 jobs waiting, the provider refusing
+    done = [wait_until_finished(api, j["id"], timeout=60) for j in jobs]
+    assert [j["status"] for j in done] == ["succeeded"] * 20
+    assert [j["attempts"] for j in done] == [1] * 20
+    during = requests.get(f"{fake_anthropic}/_fake/storm", timeout=5).json()
+    # One call until the provider has answered the fresh process (a 429), then one probe per
+    # retry-after: about one a second, not 20 at once.
+    assert 1 <= max(during["per_second"]) <= 3, during
+
+
 @pytest.fixture
 def provider_budget(fake_anthropic: str):
     """Shrink the (shared) fake server's per-window budget; always give the default back."""

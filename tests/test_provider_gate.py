@@ -13,6 +13,7 @@ from service.jobs.running.provider_gate import MIN_WAIT_S, ProviderGate, RateLim
 from tests.conftest import all_at_once
 
 CAP = 2
+NO_HEADERS = RateLimitHeaders({}, {})
 
 
 def test_processes_asking_at_once_never_take_more_permits_than_the_cap(redis_server, redis_conn: redis.Redis) -> None:
@@ -21,6 +22,7 @@ def test_processes_asking_at_once_never_take_more_permits_than_the_cap(redis_ser
     def ask() -> int:
         # One gate per "process", each with its own connection, as worker processes have.
         gate = ProviderGate(redis.Redis.from_url(redis_server.url), "key", process=f"p{next(names)}", max_in_flight=CAP)
+        gate.report_answer(NO_HEADERS)  # past its slow start
         return gate.admit(CAP).granted
 
     for _ in range(20):  # a race shows in some rounds, not every one
@@ -33,6 +35,8 @@ def test_processes_asking_at_once_never_take_more_permits_than_the_cap(redis_ser
 def test_released_permits_go_back_to_the_others(redis_conn: redis.Redis) -> None:
     first = ProviderGate(redis_conn, "key", process="first", max_in_flight=CAP)
     second = ProviderGate(redis_conn, "key", process="second", max_in_flight=CAP)
+    for gate in (first, second):
+        gate.report_answer(NO_HEADERS)  # past its slow start
     assert first.admit(3).granted == CAP
     assert second.admit(1).granted == 0
     first.release(1)
@@ -62,3 +66,26 @@ def test_a_hold_shorter_than_a_pause_is_kept_by_the_process_that_read_it(redis_c
     assert other.admit(1).granted == 1  # no round trip told it
     time.sleep(MIN_WAIT_S)
     assert reader.admit(1).granted == 1
+
+
+def test_a_process_calls_once_until_the_provider_has_answered_it(redis_conn: redis.Redis) -> None:
+    gate = ProviderGate(redis_conn, "key", process="fresh")
+    assert gate.admit(50).granted == 1  # the slow start: one call first
+    assert gate.admit(50).granted == 0  # while it has no answer
+    gate.release()  # it ended without one (canceled, unreachable): another single call may go
+    assert gate.admit(50).granted == 1
+    gate.report_answer(NO_HEADERS)
+    assert gate.admit(50).granted == 50
+    gate.release()
+    assert gate.admit(50).granted == 50  # one answer ends the slow start for good
+
+
+def test_a_429_ends_the_slow_start_and_closes_the_gate(redis_conn: redis.Redis) -> None:
+    gate = ProviderGate(redis_conn, "key", process="fresh")
+    assert gate.admit(50).granted == 1
+    gate.report_rate_limited(0.2)
+    assert gate.admit(50).granted == 0
+    time.sleep(0.3)
+    assert gate.admit(50).granted == 1  # the reopening's probe
+    gate.report_answer(NO_HEADERS)
+    assert gate.admit(50).granted == 50

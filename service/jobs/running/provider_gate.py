@@ -7,6 +7,8 @@
 - A gate that reopens after closing lets one call through first (a probe); only when a
   call succeeds do all slots open again. Without it, every waiting job would call at the
   moment of reopening and meet the next 429 together.
+- A process starts the same way (a slow start): one call at a time until the provider has
+  answered it once, so a worker started into a 429 storm sends one call, not one per slot.
 - The `anthropic-ratelimit-*-limit`/`-remaining`/`-reset` headers of each answer are read;
   when requests or tokens remaining fall under a margin, the gate closes until the budget
   has refilled past the margin (`RateLimitHeaders.refill_wait_s`).
@@ -125,6 +127,10 @@ class ProviderGate:
         # was open may reach its call only after another of this process's calls has met
         # the limit (the loop runs many); it must not call then.
         self._closed_here_until = 0.0
+        # The slow start: until the provider has answered this process once, one call at a
+        # time; when the last one went out (None: none is out).
+        self._answered = False
+        self._first_call_at: float | None = None
         self._admit = scripts.registered(connection, scripts.PROVIDER_ADMIT)
         self._close = scripts.registered(connection, scripts.PROVIDER_CLOSE)
 
@@ -132,6 +138,10 @@ class ProviderGate:
         now = time.time()
         if self.closed_here():
             return Admission(0, self._closed_here_until - now)
+        if not self._answered:
+            if self._first_call_at is not None and now - self._first_call_at < PROBE_TTL_S:
+                return Admission(0, MIN_WAIT_S)
+            wanted = 1
         granted, wait, probe = self._admit(
             keys=[self.closed_key, self._probing_key, self._probe_key, self._permits_key],
             args=[
@@ -145,6 +155,8 @@ class ProviderGate:
             self._next_permit += granted
         if probe:
             self._probing_here = True
+        if granted and not self._answered:
+            self._first_call_at = now
         return Admission(granted, float(wait))
 
     def release_probe(self) -> None:
@@ -157,6 +169,7 @@ class ProviderGate:
 
     def release(self, count: int = 1) -> None:
         """Give back `count` permits (a call ended, or fewer jobs were dequeued than admitted)."""
+        self._first_call_at = None  # in a slow start, the one call out has ended without an answer
         if not self._max_in_flight or not self._permits:
             return
         returned = [self._permits.pop() for _ in range(min(count, len(self._permits)))]
@@ -171,12 +184,14 @@ class ProviderGate:
     def report_rate_limited(self, retry_after_s: float | None) -> float:
         """A 429 that waiting lifts: nobody calls until `retry-after` (+ jitter) has passed.
         Returns when the gate reopens (epoch s)."""
+        self._answered = True
         wait = max(retry_after_s or OVERLOAD_BASE_S, 0.0) * (1 + random.uniform(0, JITTER))
         return self._close_for(wait)
 
     def report_overloaded(self) -> float:
         """A 529 / overloaded_error: an exponential back-off shared by every process,
         doubling with each overload met since the provider last answered normally."""
+        self._answered = True
         with self._redis.pipeline(transaction=False) as pipe:
             pipe.incr(self._overloads_key)
             pipe.expire(self._overloads_key, int(OVERLOAD_MAX_S * 10))
@@ -190,6 +205,7 @@ class ProviderGate:
         under the margin, close until it has refilled past it (for this process alone when
         that is under MIN_WAIT_S). No round trip otherwise, nor when this process has already
         closed the gate for longer."""
+        self._answered = True
         if self._probing_here:
             self._probing_here = False
             self._redis.delete(self._probing_key, self._probe_key, self._overloads_key)
