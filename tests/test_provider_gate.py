@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from service.jobs.running.provider_gate import MIN_WAIT_S, ProviderGate, RateLimitHeaders
+from service.jobs.running.provider_gate import MIN_WAIT_S, SLOW_START_S, ProviderGate, RateLimitHeaders
 from tests.conftest import all_at_once
 
 CAP = 2
@@ -74,6 +74,8 @@ def test_a_process_calls_once_until_the_provider_has_answered_it(redis_conn: red
     assert gate.admit(50).granted == 0  # while it has no answer
     gate.release()  # it ended without one (canceled, unreachable): another single call may go
     assert gate.admit(50).granted == 1
+    time.sleep(SLOW_START_S)  # no answer yet, but a slow start holds the others no longer
+    assert gate.admit(50).granted == 50
     gate.report_answer(NO_HEADERS)
     assert gate.admit(50).granted == 50
     gate.release()

@@ -41,7 +41,7 @@ from service.config import Settings
 from service.jobs.observability import metrics
 from service.jobs.push.events import announce_end
 from service.jobs.running.progress import Superseded, flush_progress
-from service.jobs.running.provider_gate import MIN_WAIT_S, ProviderGate, RateLimitHeaders
+from service.jobs.running.provider_gate import ProviderGate, RateLimitHeaders
 from service.jobs.storage.connection import worker_connection
 from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.lookup import restore_job
@@ -222,7 +222,7 @@ class AsyncWorker:
             return wanted
         admission = self.gate.admit(wanted)
         if not admission.granted:
-            self.gate_wait_s = min(max(admission.wait_s, MIN_WAIT_S), 1.0)
+            self.gate_wait_s = min(admission.wait_s, 1.0)
             metrics.LLM_CALLS_HELD.inc(self.connection)
         return admission.granted
 

@@ -8,7 +8,8 @@
   call succeeds do all slots open again. Without it, every waiting job would call at the
   moment of reopening and meet the next 429 together.
 - A process starts the same way (a slow start): one call at a time until the provider has
-  answered it once, so a worker started into a 429 storm sends one call, not one per slot.
+  answered it once, or for SLOW_START_S, so a worker started into a 429 storm sends one
+  call, not one per slot.
 - The `anthropic-ratelimit-*-limit`/`-remaining`/`-reset` headers of each answer are read;
   when requests or tokens remaining fall under a margin, the gate closes until the budget
   has refilled past the margin (`RateLimitHeaders.refill_wait_s`).
@@ -37,12 +38,17 @@ from service.jobs.storage.keys import provider_key
 
 PERMIT_TTL_S = 30  # a permit of a process that stopped renewing lapses after this long
 PROBE_TTL_S = 15  # a probe that neither passed nor failed by then (say, canceled) lets another go
+# A fresh process's first call holds the others this long at most: a 429 comes back within
+# a round trip, while a success's headers may wait for the first token, seconds on a busy
+# provider.
+SLOW_START_S = 0.5
 OVERLOAD_BASE_S = 1.0
 OVERLOAD_MAX_S = 60.0
 JITTER = 0.2  # a reopening is spread over +20 %, so processes do not all wake at once
-# A process that is refused a call asks again after at least this long. A low-budget hold
-# shorter than that is kept by the process that read it alone: telling the others would
-# cost a round trip per answer, and each of them reads the same headers on its own answers.
+# A process the shared gate refuses asks again after at least this long (each ask is a
+# round trip). A low-budget hold shorter than that is kept by the process that read it
+# alone, and waited out exactly: telling the others would cost a round trip per answer,
+# and each of them reads the same headers on its own answers.
 MIN_WAIT_S = 0.05
 
 
@@ -127,8 +133,8 @@ class ProviderGate:
         # was open may reach its call only after another of this process's calls has met
         # the limit (the loop runs many); it must not call then.
         self._closed_here_until = 0.0
-        # The slow start: until the provider has answered this process once, one call at a
-        # time; when the last one went out (None: none is out).
+        # The slow start: until the provider has answered this process once, one call, for
+        # SLOW_START_S at most; when it went out (None: none is out).
         self._answered = False
         self._first_call_at: float | None = None
         self._admit = scripts.registered(connection, scripts.PROVIDER_ADMIT)
@@ -139,9 +145,10 @@ class ProviderGate:
         if self.closed_here():
             return Admission(0, self._closed_here_until - now)
         if not self._answered:
-            if self._first_call_at is not None and now - self._first_call_at < PROBE_TTL_S:
+            if self._first_call_at is None:
+                wanted = 1
+            elif now - self._first_call_at < SLOW_START_S:
                 return Admission(0, MIN_WAIT_S)
-            wanted = 1
         granted, wait, probe = self._admit(
             keys=[self.closed_key, self._probing_key, self._probe_key, self._permits_key],
             args=[
@@ -149,15 +156,15 @@ class ProviderGate:
                 self._next_permit, PERMIT_TTL_S,  # the set goes with the last process holding a permit
             ],
         )  # fmt: skip
-        granted = int(granted)
+        granted, wait = int(granted), max(float(wait), MIN_WAIT_S)
         if granted and self._max_in_flight:  # the script added these permits
             self._permits.update(f"{self._process}:{self._next_permit + n}" for n in range(granted))
             self._next_permit += granted
         if probe:
             self._probing_here = True
-        if granted and not self._answered:
+        if granted and not self._answered and self._first_call_at is None:
             self._first_call_at = now
-        return Admission(granted, float(wait))
+        return Admission(granted, wait)
 
     def release_probe(self) -> None:
         """This process took the probe but made no call with it, or its call got no answer
@@ -169,7 +176,8 @@ class ProviderGate:
 
     def release(self, count: int = 1) -> None:
         """Give back `count` permits (a call ended, or fewer jobs were dequeued than admitted)."""
-        self._first_call_at = None  # in a slow start, the one call out has ended without an answer
+        if not self._answered:
+            self._first_call_at = None  # the slow start's call ended without an answer: another may go
         if not self._max_in_flight or not self._permits:
             return
         returned = [self._permits.pop() for _ in range(min(count, len(self._permits)))]
