@@ -9,6 +9,8 @@ import json
 import signal
 import time
 import uuid
+from functools import partial
+from typing import Any
 
 import pytest
 import requests
@@ -41,8 +43,16 @@ def cancel(api: str, job_id: str) -> requests.Response:
     return requests.post(f"{api}/v1/jobs/{job_id}/cancel", headers=ALICE, timeout=10)
 
 
+def fake_admin(fake_anthropic: str, route: str, **fields: int) -> Any:
+    """The (shared) fake server's `/_fake/<route>`: read it, or with `fields` change it."""
+    url = f"{fake_anthropic}/_fake/{route}"
+    response = requests.post(url, json=fields, timeout=5) if fields else requests.get(url, timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def fake_requests(fake_anthropic: str) -> list[dict]:
-    return requests.get(f"{fake_anthropic}/_fake/requests", timeout=5).json()
+    return fake_admin(fake_anthropic, "requests")
 
 
 # --- 1. one process, many calls -------------------------------------------------------------
@@ -240,14 +250,9 @@ def test_calls_cut_short_count_their_tokens_but_no_job(start_api, start_worker):
 
 @pytest.fixture
 def storm(fake_anthropic: str):
-    """Start a storm on the (shared) fake server; always end it, whatever the test did."""
-
-    def start(**fields: int) -> None:
-        response = requests.post(f"{fake_anthropic}/_fake/storm", json=fields, timeout=5)
-        assert response.status_code == 200, response.text
-
-    yield start
-    requests.post(f"{fake_anthropic}/_fake/storm", json={"seconds": 0}, timeout=5)
+    """Start a storm on the fake server; always end it, whatever the test did."""
+    yield partial(fake_admin, fake_anthropic, "storm")
+    fake_admin(fake_anthropic, "storm", seconds=0)
 
 
 def test_a_429_storm_holds_every_call_and_uses_no_attempt(start_api, start_worker, storm, fake_anthropic):
@@ -262,7 +267,7 @@ def test_a_429_storm_holds_every_call_and_uses_no_attempt(start_api, start_worke
     done = [wait_until_finished(api, j["id"], timeout=60) for j in jobs]
     assert [j["status"] for j in done] == ["succeeded"] * 30
     assert [j["attempts"] for j in done] == [1] * 30
-    during = requests.get(f"{fake_anthropic}/_fake/storm", timeout=5).json()
+    during = fake_admin(fake_anthropic, "storm")
     assert 1 <= during["requests"] <= 10, during  # not one per job per retry
     assert value(scrape(api), "llmjobs_llm_calls_held_total") > 0
 
@@ -276,7 +281,7 @@ def test_a_worker_started_into_a_storm_sends_one_call_not_one_per_slot(start_api
     done = [wait_until_finished(api, j["id"], timeout=60) for j in jobs]
     assert [j["status"] for j in done] == ["succeeded"] * 20
     assert [j["attempts"] for j in done] == [1] * 20
-    during = requests.get(f"{fake_anthropic}/_fake/storm", timeout=5).json()
+    during = fake_admin(fake_anthropic, "storm")
     # One call until the provider has answered the fresh process (a 429), then one probe per
     # retry-after: about one a second, not 20 at once.
     assert 1 <= max(during["per_second"]) <= 3, during
@@ -284,15 +289,14 @@ def test_a_worker_started_into_a_storm_sends_one_call_not_one_per_slot(start_api
 
 @pytest.fixture
 def provider_budget(fake_anthropic: str):
-    """Shrink the (shared) fake server's per-window budget; always give the default back."""
-
-    def shrink(**fields: int) -> None:
-        response = requests.post(f"{fake_anthropic}/_fake/limits", json=fields, timeout=5)
-        assert response.status_code == 200, response.text
-
-    yield shrink
-    shrink(
-        requests_per_minute=DEFAULT_REQUESTS_PER_MINUTE, tokens_per_minute=DEFAULT_TOKENS_PER_MINUTE, window_seconds=60
+    """Shrink the fake server's per-window budget; always give the default back."""
+    yield partial(fake_admin, fake_anthropic, "limits")
+    fake_admin(
+        fake_anthropic,
+        "limits",
+        requests_per_minute=DEFAULT_REQUESTS_PER_MINUTE,
+        tokens_per_minute=DEFAULT_TOKENS_PER_MINUTE,
+        window_seconds=60,
     )
 
 
