@@ -32,6 +32,15 @@ def test_head_requests_give_their_stream_slot_back(start_api):
         second.close()
 
 
+def test_a_stream_answers_at_once_not_at_its_first_event_or_keep_alive(start_api):
+    api = start_api(WEB_CONCURRENCY="1")  # SSE_KEEPALIVE_S stays 15 s; no worker: nothing happens
+    job = submit(api, {"prompt": "never runs"})
+    # The status line and headers arrive well before the first keep-alive (or this times out).
+    with requests.get(f"{api}/v1/jobs/{job['id']}/events", headers=ALICE, stream=True, timeout=5) as response:
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+
+
 def test_a_client_that_goes_away_gives_its_slot_back(start_api):
     api = start_api(SSE_MAX_STREAMS="1", SSE_KEEPALIVE_S="1", WEB_CONCURRENCY="1")
     job = submit(api, {"prompt": "never runs"})

@@ -129,6 +129,10 @@ class StreamSlot:
 def _stream(
     connection: Redis, client: str, job_id: str, after: str, keepalive_s: float, max_duration_s: float
 ) -> Iterator[str]:
+    # gunicorn sends the status line and headers with the first chunk of the body: without
+    # this comment a client would learn that its stream is open only at the first event or
+    # keep-alive, up to SSE_KEEPALIVE_S later. A comment is no event to any SSE parser.
+    yield ": stream open\n\n"
     started = idle_since = time.monotonic()
     while time.monotonic() - started < max_duration_s:
         events = read_events(connection, job_id, after, block_ms=READ_BLOCK_MS)
