@@ -1,6 +1,7 @@
 """gunicorn settings for `gunicorn wsgi:app` (read from the working directory)."""
 
 import os
+import signal
 import sys
 
 from service.config import SettingsError, load_settings
@@ -41,3 +42,18 @@ def on_starting(server) -> None:
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def post_worker_init(worker) -> None:
+    """On SIGTERM, end this process's event streams before gunicorn's graceful stop: an open
+    stream would hold it until its client left or its time limit passed. Each client
+    resumes on another process with Last-Event-ID."""
+    from service.api.events import STOPPING
+
+    graceful_stop = signal.getsignal(signal.SIGTERM)
+
+    def stop(signum, frame) -> None:
+        STOPPING.set()
+        graceful_stop(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)

@@ -3,6 +3,9 @@ time limit; and a Last-Event-ID Redis would refuse is a JSON 422. Real gunicorn.
 
 from __future__ import annotations
 
+import os
+import signal
+
 import requests
 
 from tests.conftest import ALICE, BOB, wait_for
@@ -39,6 +42,18 @@ def test_a_stream_answers_at_once_not_at_its_first_event_or_keep_alive(start_api
     with requests.get(f"{api}/v1/jobs/{job['id']}/events", headers=ALICE, stream=True, timeout=5) as response:
         assert response.status_code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")
+
+
+def test_a_stopping_api_ends_its_streams_and_exits_at_once(start_api, processes):
+    api = start_api(WEB_CONCURRENCY="1")  # SSE_KEEPALIVE_S stays 15 s; no worker: nothing happens
+    gunicorn = processes.started[-1][1]
+    job = submit(api, {"prompt": "never runs"})
+    with requests.get(f"{api}/v1/jobs/{job['id']}/events", headers=ALICE, stream=True, timeout=30) as response:
+        assert response.status_code == 200
+        os.killpg(gunicorn.pid, signal.SIGTERM)  # a deploy: the stream must not hold it
+        body = b"".join(response.iter_content(chunk_size=None)).decode()
+    assert ": server stopping; reconnect with Last-Event-ID" in body
+    assert gunicorn.wait(timeout=10) == 0  # its graceful stop would wait 30 s for an open stream
 
 
 def test_a_client_that_goes_away_gives_its_slot_back(start_api):

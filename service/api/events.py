@@ -42,6 +42,9 @@ blp = Blueprint("events", __name__, url_prefix="/v1/jobs", description="Follow a
 blp.before_request(require_client)
 
 READ_BLOCK_MS = 1000  # below the API's Redis socket timeout (5 s), and the keep-alive floor
+# Set when this API process is stopping (gunicorn.conf.py, on SIGTERM): every open stream
+# ends within READ_BLOCK_MS, for its client to resume elsewhere with Last-Event-ID.
+STOPPING = threading.Event()
 STREAM_FULL_RETRY_AFTER_S = 5
 
 
@@ -134,7 +137,7 @@ def _stream(
     # keep-alive, up to SSE_KEEPALIVE_S later. A comment is no event to any SSE parser.
     yield ": stream open\n\n"
     started = idle_since = time.monotonic()
-    while time.monotonic() - started < max_duration_s:
+    while time.monotonic() - started < max_duration_s and not STOPPING.is_set():
         events = read_events(connection, job_id, after, block_ms=READ_BLOCK_MS)
         for event in events:
             yield _format(event)
@@ -157,8 +160,12 @@ def _stream(
                 return
             yield ": keep-alive\n\n"
             idle_since = time.monotonic()
-    # The limit: end here, so the client reconnects and resumes with Last-Event-ID.
-    yield ": stream time limit reached; reconnect with Last-Event-ID\n\n"
+    # The limit, or this process stopping: end here, so the client reconnects and resumes
+    # with Last-Event-ID.
+    if STOPPING.is_set():
+        yield ": server stopping; reconnect with Last-Event-ID\n\n"
+    else:
+        yield ": stream time limit reached; reconnect with Last-Event-ID\n\n"
 
 
 def _format(event: Event) -> str:
