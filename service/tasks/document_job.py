@@ -65,7 +65,7 @@ from service.jobs.storage.record import (
 )
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
-from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
+from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime
 
 UNPACKED_FACTOR = 10  # a DOCX may unpack to this many times MAX_DOCUMENT_BYTES, no more
@@ -99,8 +99,7 @@ class DocumentRun:
 
     async def run(self) -> DocumentResult | Retry:
         assert self.runtime.llm is not None, "document jobs are taken only by workers of the LLM queues"
-        if self.runtime.gate.closed_here():
-            raise Requeue("provider gate closed")
+        await pass_gate(self.runtime.gate)
         self.deadline = start_attempt(self.job, max_attempts=self.settings.max_attempts)
         for step in self.record.steps:
             if step["status"] == STEP_RUNNING:  # the run that left it so was cut short

@@ -26,7 +26,7 @@ from service.jobs.running.progress import (
 from service.jobs.storage.record import JobError, JobRecord, Usage
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
-from service.tasks.outcomes import JobFailed, Requeue, logged_attempt
+from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime
 
 
@@ -38,10 +38,7 @@ async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mapping[str, Any] | Retry:
     settings = runtime.settings
     assert runtime.llm is not None, "LLM jobs are taken only by workers of the LLM queues"
-    if runtime.gate.closed_here():
-        # Admitted while the gate was open, but one of this process's calls has met the
-        # provider's limit since: back to the front of the queue, nothing counted.
-        raise Requeue("provider gate closed")
+    await pass_gate(runtime.gate)
     deadline = start_attempt(job, max_attempts=settings.max_attempts)
     recorder = ProgressRecorder(job)
     usage = CallUsage()

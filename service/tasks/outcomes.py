@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -10,6 +11,7 @@ from rq import Retry
 from rq.job import Job
 
 from service.jobs.running.progress import Superseded
+from service.jobs.running.provider_gate import MIN_WAIT_S, ProviderGate
 from service.jobs.storage.record import JobError, JobRecord
 from service.logs import log_context
 
@@ -28,6 +30,18 @@ class JobFailed(Exception):
 
 class Requeue(Exception):
     """Put the job back at the front of its queue, as it was: it never really ran."""
+
+
+async def pass_gate(gate: ProviderGate) -> None:
+    """Before a job's first call. This process may have closed the gate since it admitted
+    the job (it runs many; another call met the limit): then the job goes back to its queue
+    (Requeue) rather than hold a slot, unless the hold is shorter than a dequeue pause (a
+    low budget refilling), which it waits out here."""
+    hold = gate.closed_here_for()
+    if hold >= MIN_WAIT_S:
+        raise Requeue("provider gate closed")
+    if hold:
+        await asyncio.sleep(hold)
 
 
 async def logged_attempt(job: Job, attempt: Awaitable[T]) -> T:

@@ -142,8 +142,8 @@ class ProviderGate:
 
     def admit(self, wanted: int) -> Admission:
         now = time.time()
-        if self.closed_here():
-            return Admission(0, self._closed_here_until - now)
+        if closed := self.closed_here_for():
+            return Admission(0, closed)
         if not self._answered:
             if self._first_call_at is None:
                 wanted = 1
@@ -231,9 +231,10 @@ class ProviderGate:
             else:
                 self._close_for(wait, probe=False)
 
-    def closed_here(self) -> bool:
-        """Whether this process has closed the gate and it has not reopened yet (no round trip)."""
-        return time.time() < self._closed_here_until
+    def closed_here_for(self) -> float:
+        """Seconds until the gate this process closed reopens; 0 when it is not closed here
+        (no round trip)."""
+        return max(0.0, self._closed_here_until - time.time())
 
     def _close_for(self, seconds: float, *, probe: bool = True) -> float:
         self._probing_here = False
