@@ -37,3 +37,13 @@ def submit():
         pipe.lpush("queue", job_id)
         pipe.execute()
     return jsonify(id=job_id, status="queued"), 202
+
+
+@app.get("/v1/jobs/<job_id>")
+def status(job_id: str):
+    if request.headers.get("Authorization") != BENCH_KEY:
+        abort(401)
+    state = store.hget(f"job:{job_id}", "status")
+    if state is None:
+        abort(404)
+    return jsonify(id=job_id, status=state.decode())
