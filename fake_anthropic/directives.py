@@ -26,6 +26,7 @@ _INT_KEYS = {
     "hang": 0,
     "fail_times": 0,
     "broken_json": 0,
+    "cache_read": 0,
 }
 _STR_KEYS = {"mid_stream_error", "key"}
 KNOWN_KEYS = frozenset(_INT_KEYS) | _STR_KEYS
@@ -51,6 +52,17 @@ class Directives:
     fail_times: int | None = None
     key: str | None = None
     broken_json: bool = False  # a reply in JSON (as a prompt asked) is cut in half: not JSON
+    cache_read: int | None = None  # given: the reply reports the prompt cache's counts, this many read
+
+    def input_usage(self, input_tokens: int) -> dict[str, int]:
+        """A reply's input token counts; the prompt cache's too when asked for, as the real API gives them."""
+        if self.cache_read is None:
+            return {"input_tokens": input_tokens}
+        return {
+            "input_tokens": input_tokens,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": self.cache_read,
+        }
 
     def has_failure(self) -> bool:
         return self.error is not None or self.mid_stream_error is not None or self.hang or self.broken_json
@@ -61,6 +73,7 @@ class Directives:
             tokens=self.tokens,
             chunk_delay_ms=self.chunk_delay_ms,
             latency_ms=self.latency_ms,
+            cache_read=self.cache_read,
         )
 
 

@@ -308,7 +308,7 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
                 **skeleton,
                 "content": [{"type": "text", "text": text}],
                 "stop_reason": stop_reason,
-                "usage": {"input_tokens": input_tokens, "output_tokens": len(tokens)},
+                "usage": {**d.input_usage(input_tokens), "output_tokens": len(tokens)},
             }
         )
 

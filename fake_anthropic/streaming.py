@@ -64,7 +64,7 @@ def stream_events(
         wait_idle(sock)
         return
 
-    start = {**skeleton, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}
+    start = {**skeleton, "usage": {**d.input_usage(input_tokens), "output_tokens": 1}}
     yield sse("message_start", {"type": "message_start", "message": start})
     yield sse(
         "content_block_start",

@@ -41,6 +41,11 @@ def test_streams_text_in_chunks_and_reports_usage(llm: LLMClient):
     assert reply.stop_reason == "end_turn"
 
 
+def test_prompt_cache_counts_are_kept(llm: LLMClient):
+    reply, _ = run(llm, ask("cached [[fake: tokens=3 cache_read=40]]"))
+    assert reply.extra_usage == {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 40}
+
+
 def test_max_tokens_caps_the_reply(llm: LLMClient):
     reply, _ = run(llm, ask("long [[fake: tokens=50]]", max_tokens=5))
     assert (reply.output_tokens, reply.stop_reason) == (5, "max_tokens")

@@ -14,14 +14,7 @@ from typing import Any, cast
 
 import anthropic
 import httpx2
-from anthropic.types import (
-    MessageParam,
-    RawContentBlockDeltaEvent,
-    RawMessageDeltaEvent,
-    RawMessageStartEvent,
-    TextBlockParam,
-    TextDelta,
-)
+from anthropic.types import MessageParam, TextBlockParam
 
 from service.llm.errors import classify
 
@@ -105,10 +98,12 @@ class LLMClient:
         stop_reason: str | None = None
         model, extra_usage = request.model, {}
         try:
-            # The raw event stream: the SDK's MessageStream helper would also rebuild a
-            # snapshot of the whole message at every event, CPU a worker running hundreds
-            # of calls cannot spare; the reply is assembled here from the same events.
-            stream = await self._sdk.messages.create(
+            # The SDK's raw events (`AsyncStream.raw_events`), read as JSON: its typed
+            # stream validates every event against the union of event models (~15 % of a
+            # worker's CPU, measured in bench/RESULTS.md), and its MessageStream helper also
+            # rebuilds the whole message at each event. The reply is assembled here from
+            # the three events that carry it; an `error` event is raised as the SDK would.
+            call = self._sdk.messages.with_streaming_response.create(
                 model=request.model,
                 max_tokens=request.max_tokens,
                 messages=cast("list[MessageParam]", request.messages),
@@ -122,21 +117,27 @@ class LLMClient:
                 # deadline is enforced by the caller, which cancels the task.
                 timeout=httpx2.Timeout(self._read_timeout_s, connect=CONNECT_TIMEOUT_S),
             )
-            async with stream:
+            async with call as response:
                 if self._on_response is not None:
-                    self._on_response(stream.response.headers)
-                async for event in stream:
-                    if isinstance(event, RawContentBlockDeltaEvent):
-                        if isinstance(event.delta, TextDelta):
+                    self._on_response(response.headers)
+                async for sse in anthropic.AsyncStream.raw_events(response.http_response):
+                    kind = sse.event  # ping, content_block_start/stop, message_stop: nothing to keep
+                    if kind == "content_block_delta":
+                        delta = sse.json()["delta"]
+                        if delta.get("type") == "text_delta":
                             usage.chunks += 1
-                            texts.append(event.delta.text)
-                            on_text(event.delta.text)
-                    elif isinstance(event, RawMessageStartEvent):
-                        usage.input_tokens = event.message.usage.input_tokens
-                        model, extra_usage = event.message.model, _extra_usage(event.message.usage)
-                    elif isinstance(event, RawMessageDeltaEvent):
-                        usage.reported_output_tokens = event.usage.output_tokens
-                        stop_reason = event.delta.stop_reason
+                            texts.append(delta["text"])
+                            on_text(delta["text"])
+                    elif kind == "message_start":
+                        message = sse.json()["message"]
+                        usage.input_tokens = message["usage"]["input_tokens"]
+                        model, extra_usage = message["model"], _extra_usage(message["usage"])
+                    elif kind == "message_delta":
+                        data = sse.json()
+                        usage.reported_output_tokens = data["usage"]["output_tokens"]
+                        stop_reason = data["delta"]["stop_reason"]
+                    elif kind == "error":
+                        raise _stream_error(sse, response.http_response)
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise classify(exc) from exc
         return LLMReply(
@@ -152,10 +153,20 @@ class LLMClient:
         await self._sdk.close()
 
 
-def _extra_usage(usage: object) -> dict[str, int]:
+def _extra_usage(usage: dict[str, Any]) -> dict[str, int]:
     """Prompt-cache token counts, when the provider reports them."""
     return {
         name: value
         for name in ("cache_creation_input_tokens", "cache_read_input_tokens")
-        if isinstance(value := getattr(usage, name, None), int)
+        if isinstance(value := usage.get(name), int)
     }
+
+
+def _stream_error(sse: Any, response: httpx2.Response) -> anthropic.APIStatusError:
+    """An `error` event in the middle of a stream (HTTP status 200), as the SDK's own stream raises it."""
+    try:
+        body = sse.json()
+        message = f"{body}"
+    except ValueError:
+        body, message = sse.data, sse.data or f"Error code: {response.status_code}"
+    return anthropic.APIStatusError(message, response=response, body=body)
