@@ -299,7 +299,7 @@ class AsyncWorker:
                 value = await asyncio.get_running_loop().run_in_executor(self.threads, call)
         except JobFailed as exc:
             # Expected: the error the client sees, not a traceback.
-            executions.finish_failed(
+            claimed = executions.finish_failed(
                 entry, name, str(exc), stopped=exc.error["type"] == STOPPED, publishes_end=publishes
             )
         except Requeue:
@@ -320,15 +320,15 @@ class AsyncWorker:
         except Exception:
             log.exception("job %s failed with an unexpected error", job.id)
             # A bug: the traceback is kept.
-            executions.finish_failed(entry, name, traceback.format_exc(), publishes_end=publishes)
+            claimed = executions.finish_failed(entry, name, traceback.format_exc(), publishes_end=publishes)
         else:
             if isinstance(value, Retry):
                 executions.finish_retry(entry, name, value)
                 return
-            executions.finish_succeeded(entry, name, value, publishes_end=publishes)
+            claimed = executions.finish_succeeded(entry, name, value, publishes_end=publishes)
         if publishes:
             # After RQ's status is saved: a client told "succeeded" must read "succeeded".
-            announce_end(job)
+            announce_end(job, claimed=claimed)
 
     # --- the tick ------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 from rq.worker import Worker, WorkerStatus
 
-from service.jobs.push.events import mark_end_unpublished
+from service.jobs.push.events import claim_end
 from service.jobs.storage.keys import LEASE_TTL_S, lease_key
 from service.jobs.storage.record import JobRecord
 
@@ -85,9 +85,10 @@ def _result_times(entry: Running) -> dict:
     }
 
 
-def finish_succeeded(entry: Running, worker_name: str, return_value: object, *, publishes_end: bool) -> None:
-    """RQ's success handling; `publishes_end`: the job's end is to be published (an LLM
-    job), noted in the same transaction so it is published at least once."""
+def finish_succeeded(entry: Running, worker_name: str, return_value: object, *, publishes_end: bool) -> bool:
+    """RQ's success handling; `publishes_end`: the job's end is to be published (a job a
+    client submitted), claimed in the same transaction so it is published at least once.
+    Returns the claim, for `announce_end`."""
     job = entry.job
     job._result = return_value
     result_ttl = job.get_result_ttl(DEFAULT_RESULT_TTL)
@@ -96,23 +97,26 @@ def finish_succeeded(entry: Running, worker_name: str, return_value: object, *, 
         job._handle_success(result_ttl, pipeline=pipe, worker_name=worker_name, **_result_times(entry))
         job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
         if publishes_end:
-            mark_end_unpublished(pipe, job.id)
-        pipe.execute()
+            claim_end(pipe, job)
+        replies = pipe.execute()
+    return publishes_end and bool(replies[-1])
 
 
 def finish_failed(
     entry: Running, worker_name: str, exc_string: str, *, stopped: bool = False, publishes_end: bool = False
-) -> None:
+) -> bool:
     """The job failed for good: `exc_string` is what the failed registry and rq-dashboard
-    show (the error a client sees, or a traceback for a bug in the service)."""
+    show (the error a client sees, or a traceback for a bug in the service). Returns the
+    claim of its end, as `finish_succeeded` does."""
     job = entry.job
     with job.connection.pipeline() as pipe:
         _ended(entry, pipe)
         job.set_status(JobStatus.STOPPED if stopped else JobStatus.FAILED, pipeline=pipe)
         job._handle_failure(exc_string, pipeline=pipe, worker_name=worker_name, **_result_times(entry))
         if publishes_end:
-            mark_end_unpublished(pipe, job.id)
-        pipe.execute()
+            claim_end(pipe, job)
+        replies = pipe.execute()
+    return publishes_end and bool(replies[-1])
 
 
 def finish_retry(entry: Running, worker_name: str, retry: Retry) -> None:
