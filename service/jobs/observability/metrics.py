@@ -22,6 +22,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis import Redis
@@ -40,6 +41,7 @@ WORKER_REPORT_FRESH_S = 30
 OTHER_MODEL = "other"
 
 
+@lru_cache(maxsize=4096)  # a few series per job, from a small set: JSON-encoded once each
 def _series(name: str, labels: tuple[str, ...], *part: int | str) -> str:
     return json.dumps([name, list(labels), *part], separators=(",", ":"))
 
