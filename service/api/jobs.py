@@ -13,7 +13,7 @@ from webargs.flaskparser import abort  # what flask_smorest.abort is, with its N
 from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.json_body import Blueprint
-from service.api.json_response import json_response
+from service.api.json_response import json_response, json_response_unless_unchanged
 from service.api.limits import allowance_headers, limit_changes, submit_gate
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings
@@ -93,9 +93,7 @@ class JobItem(MethodView):
         """One of your jobs. Poll it with `If-None-Match`: an unchanged job is a bodiless `304`."""
         # The resource is built in one place and is the schema's shape already: encoded once
         # here, it gives the ETag too (a poll of an unchanged job costs no body at all).
-        response = json_response(job_resource(own_job(job_id)))
-        response.add_etag()
-        return response.make_conditional(request)
+        return json_response_unless_unchanged(job_resource(own_job(job_id)))
 
 
 @blp.route("/<job_id>/cancel")
