@@ -77,6 +77,15 @@ def _ended(entry: Running, pipe: Pipeline) -> None:
     pipe.delete(lease_key(entry.job.id))
 
 
+def _record_end(pipe: Pipeline, job: Job, publishes_end: bool) -> bool:
+    """Send the end's transaction, with the claim of its announcement last when it is to
+    be published; returns the claim (False when there is none)."""
+    if publishes_end:
+        claim_end(pipe, job)
+    replies = pipe.execute()
+    return publishes_end and bool(replies[-1])
+
+
 def _result_times(entry: Running) -> dict:
     return {
         "execution_id": entry.execution.id,
@@ -96,10 +105,7 @@ def finish_succeeded(entry: Running, worker_name: str, return_value: object, *, 
         _ended(entry, pipe)
         job._handle_success(result_ttl, pipeline=pipe, worker_name=worker_name, **_result_times(entry))
         job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-        if publishes_end:
-            claim_end(pipe, job)
-        replies = pipe.execute()
-    return publishes_end and bool(replies[-1])
+        return _record_end(pipe, job, publishes_end)
 
 
 def finish_failed(
@@ -113,10 +119,7 @@ def finish_failed(
         _ended(entry, pipe)
         job.set_status(JobStatus.STOPPED if stopped else JobStatus.FAILED, pipeline=pipe)
         job._handle_failure(exc_string, pipeline=pipe, worker_name=worker_name, **_result_times(entry))
-        if publishes_end:
-            claim_end(pipe, job)
-        replies = pipe.execute()
-    return publishes_end and bool(replies[-1])
+        return _record_end(pipe, job, publishes_end)
 
 
 def finish_retry(entry: Running, worker_name: str, retry: Retry) -> None:
