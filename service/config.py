@@ -17,6 +17,10 @@ from marshmallow import ValidationError, validate
 
 from service.webhooks.addresses import CallbackPolicy, CallbackRefused
 
+# An operator password is tried over the network: short ones fall to guessing, even at
+# OPERATOR_LOGIN_RATE_LIMIT.
+MIN_OPERATOR_PASSWORD = 12
+
 
 class SettingsError(Exception):
     """A setting is missing or invalid; the message names the variable."""
@@ -78,6 +82,11 @@ class Settings:
     rate_limit: str = "600/minute"  # submits per client, flask-limiter syntax
     rate_limit_overrides: dict[str, str] = field(default_factory=dict)  # client -> limit
     change_rate_limit: str = "120/minute"  # cancel and webhook redelivery requests per client
+    list_rate_limit: str = "120/minute"  # GET /v1/jobs per client: a page reads up to 100 jobs
+    # MiB of document uploads per client (each counts its size, rounded up): what one client
+    # can make Redis hold, whatever its submit limit.
+    upload_rate_limit: str = "2048/hour"
+    operator_login_rate_limit: str = "10/minute"  # wrong operator passwords per address
     webhook_max_pending_per_client: int = 100  # a redelivery past it is refused
     queue_max_depth: int = 10000  # submits to a deeper queue answer 503; 0 = no bound
     # Operator login for rq-dashboard at /dashboard/; both or neither (neither: no dashboard).
@@ -94,6 +103,9 @@ class Settings:
     max_document_pages: int = 500
     document_chunk_tokens: int = 50_000
     document_extract_timeout_s: float = 60.0
+    # The extracted text: past either bound the job fails with a document_error, nothing cut.
+    max_document_characters: int = 2_000_000
+    max_document_chunks: int = 40  # chunks of DOCUMENT_CHUNK_TOKENS; each analysis makes one call per chunk
 
     def webhook_secrets_for(self, client: str) -> tuple[str, ...]:
         """The secrets a client's webhooks are signed with; none: webhooks are off for it."""
@@ -277,12 +289,19 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         rate_limit=env.rate_limit("RATE_LIMIT", defaults.rate_limit),
         rate_limit_overrides=env.rate_limit_overrides("RATE_LIMIT_OVERRIDES", ""),
         change_rate_limit=env.rate_limit("CHANGE_RATE_LIMIT", defaults.change_rate_limit),
+        list_rate_limit=env.rate_limit("LIST_RATE_LIMIT", defaults.list_rate_limit),
+        upload_rate_limit=env.rate_limit("UPLOAD_RATE_LIMIT", defaults.upload_rate_limit),
+        operator_login_rate_limit=env.rate_limit("OPERATOR_LOGIN_RATE_LIMIT", defaults.operator_login_rate_limit),
         webhook_max_pending_per_client=env.int(
             "WEBHOOK_MAX_PENDING_PER_CLIENT", defaults.webhook_max_pending_per_client, validate=positive
         ),
         queue_max_depth=env.int("QUEUE_MAX_DEPTH", defaults.queue_max_depth, validate=validate.Range(min=0)),
         dashboard_username=env.str("DASHBOARD_USERNAME", None, validate=validate.Length(min=1)),
-        dashboard_password=env.str("DASHBOARD_PASSWORD", None, validate=validate.Length(min=1)),
+        dashboard_password=env.str(
+            "DASHBOARD_PASSWORD",
+            None,
+            validate=validate.Length(min=MIN_OPERATOR_PASSWORD, error="at least {min} characters"),
+        ),
         metrics_operator_auth=env.bool("METRICS_OPERATOR_AUTH", defaults.metrics_operator_auth),
         max_batch_jobs=env.int("MAX_BATCH_JOBS", defaults.max_batch_jobs, validate=positive),
         max_document_bytes=env.int("MAX_DOCUMENT_BYTES", defaults.max_document_bytes, validate=positive),
@@ -295,6 +314,8 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
             defaults.document_extract_timeout_s,
             validate=validate.Range(min=0, min_inclusive=False),
         ),
+        max_document_characters=env.int("MAX_DOCUMENT_CHARACTERS", defaults.max_document_characters, validate=positive),
+        max_document_chunks=env.int("MAX_DOCUMENT_CHUNKS", defaults.max_document_chunks, validate=positive),
         webhook_retry_schedule_s=env.schedule(
             "WEBHOOK_RETRY_SCHEDULE", ",".join(map(str, defaults.webhook_retry_schedule_s))
         ),

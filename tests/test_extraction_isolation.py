@@ -14,7 +14,7 @@ from service.documents.extract import DocumentError, extract
 from service.documents.isolation import IsolatedTimeout, run_isolated
 from tests import documents
 
-LIMITS = {"max_pages": 100, "max_unpacked_bytes": 5_000_000}
+LIMITS = {"max_pages": 100, "max_unpacked_bytes": 5_000_000, "max_characters": 1_000_000}
 
 
 def sleep_then_answer(seconds: float) -> int:

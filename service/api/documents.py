@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from typing import Any
 
 from flask import request
@@ -28,10 +29,11 @@ from service.api.document_schemas import DocumentJsonSchema, DocumentOptionsSche
 from service.api.jobs import idempotency_claim
 from service.api.json_body import Blueprint, InvalidJsonBody, parse_json_body
 from service.api.json_response import json_response
-from service.api.limits import allowance_headers, submit_gate
+from service.api.limits import allowance_headers, limit_uploads, submit_gate
 from service.api.schemas import IdempotencyHeaderSchema, JobSchema
 from service.documents import formats
 from service.documents.steps import new_steps
+from service.jobs.storage.admission import check_admissible
 from service.jobs.storage.keys import upload_key
 from service.jobs.storage.queues import DOCUMENT_TASK
 from service.jobs.storage.resource import job_resource
@@ -42,6 +44,8 @@ blp.before_request(require_client)
 LOCATION = {"Location": {"description": "The job's URL", "schema": {"type": "string"}}}
 ENVELOPE_BYTES = 256 * 1024  # multipart headers, options, JSON around the base64
 INTEGER_FIELDS = ("max_tokens", "timeout_s")
+ASCII_INTEGER = re.compile(r"-?[0-9]{1,18}")  # str.isdigit() takes "²", which int() refuses
+MAX_FILENAME_CHARS = 255  # as the JSON body's document.filename
 # Built once: a schema's construction deep-copies its fields (see json_body.Blueprint.arguments).
 OPTIONS_SCHEMA, JSON_SCHEMA = DocumentOptionsSchema(), DocumentJsonSchema()
 MULTIPART_BODY = {
@@ -73,6 +77,12 @@ def allow_document_sized_body() -> None:
     request.max_content_length = app_context().settings.max_document_bytes * 4 // 3 + ENVELOPE_BYTES
 
 
+@blp.before_request
+def refuse_before_reading() -> None:
+    """A client over its submit limit gets its 429 before its upload is read and parsed."""
+    check_admissible(app_context().redis, submit_gate(()))
+
+
 @blp.route("")
 class Documents(MethodView):
     @blp.doc(requestBody=MULTIPART_BODY)
@@ -86,6 +96,7 @@ class Documents(MethodView):
     @blp.alt_response(422, description="Bad options.")
     @blp.alt_response(429, description="Over your submit limit; see Retry-After.")
     @blp.alt_response(503, description="The queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
+    @limit_uploads
     def post(self, idempotency_key: str | None = None):
         """Upload a document; its text is extracted and each analysis runs over it, step by step."""
         ctx = app_context()
@@ -145,7 +156,12 @@ def _read_upload() -> tuple[str, str | None, bytes, dict[str, Any]]:
         if upload is None:
             abort(422, message="send the document as a `file` part", errors={"form": {"file": ["required"]}})
         options = _load(OPTIONS_SCHEMA, _form_options(), "form")
-        return upload.filename or "upload", upload.mimetype or None, upload.read(), options
+        filename = upload.filename or "upload"
+        if len(filename) > MAX_FILENAME_CHARS:
+            message = f"at most {MAX_FILENAME_CHARS} characters"
+            abort(422, message=f"file: the file name is longer than {MAX_FILENAME_CHARS} characters",
+                  errors={"form": {"file": [f"filename: {message}"]}})  # fmt: skip
+        return filename, upload.mimetype or None, upload.read(), options
     if request.mimetype == "application/json":
         try:
             body = parse_json_body(request.get_data(cache=False))
@@ -182,7 +198,7 @@ def _form_options() -> dict[str, Any]:
                 options[name] = parse_json_body(value.encode())
             except InvalidJsonBody as exc:
                 abort(422, message=f"{name}: {exc}", errors={"form": {name: [str(exc)]}})
-        elif name in INTEGER_FIELDS and value.strip().lstrip("-").isdigit():
+        elif name in INTEGER_FIELDS and ASCII_INTEGER.fullmatch(value.strip()):
             options[name] = int(value)
         else:
             options[name] = value

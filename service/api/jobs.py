@@ -14,7 +14,7 @@ from service.api.auth import current_client, require_client
 from service.api.context import app_context
 from service.api.json_body import Blueprint
 from service.api.json_response import json_response, json_response_unless_unchanged
-from service.api.limits import allowance_headers, limit_changes, submit_gate
+from service.api.limits import allowance_headers, limit_changes, limit_listing, submit_gate
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings
 from service.jobs.running.transitions import InvalidTransition, cancel_job, redeliver_webhook, rerun_job
@@ -66,6 +66,8 @@ class JobCollection(MethodView):
 
     @blp.arguments(JobListArgsSchema, location="query")
     @blp.response(200, JobPageSchema)
+    @blp.alt_response(429, description="Over your listing limit (LIST_RATE_LIMIT); see Retry-After.")
+    @limit_listing
     def get(self, args: dict[str, Any]):
         """Your jobs, newest first; page with `limit` and `cursor`."""
         try:

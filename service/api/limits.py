@@ -2,17 +2,21 @@
 on deep queues.
 
 Submits (jobs, batches, retries) are admitted by `service.jobs.storage.admission`: the client's limit,
-the queue's depth and the write in one Redis call. Cancels and webhook redeliveries are
-limited by flask-limiter (CHANGE_RATE_LIMIT)."""
+the queue's depth and the write in one Redis call. flask-limiter limits the rest that costs:
+cancels and webhook redeliveries (CHANGE_RATE_LIMIT), listing (LIST_RATE_LIMIT), the bytes
+of document uploads (UPLOAD_RATE_LIMIT) and wrong operator passwords (OPERATOR_LOGIN_RATE_LIMIT)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 
+import limits
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.api.auth import current_client
 from service.api.context import app_context
@@ -32,15 +36,20 @@ def rate_limit_key() -> str:
 limiter = Limiter(key_func=rate_limit_key)
 
 
-# The routes flask-limiter limits: POST .../cancel and POST .../webhook/redeliver.
+# The routes flask-limiter limits: POST .../cancel and POST .../webhook/redeliver, the
+# document upload, and the listing.
 CHANGE_ROUTE_ENDINGS = ("/cancel", "/redeliver")
+UPLOAD_PATH, LIST_PATH = "/v1/documents", "/v1/jobs"
+MIB = 1024 * 1024
 
 
 @limiter.request_filter
-def _only_changes_are_limited_here() -> bool:
+def _not_limited_here() -> bool:
     """Every other request (a poll, a submit: see admission) skips flask-limiter's
     per-request evaluation altogether (~10 % of a GET's CPU)."""
-    return request.method != "POST" or not request.path.endswith(CHANGE_ROUTE_ENDINGS)
+    if request.method == "POST":
+        return not (request.path.endswith(CHANGE_ROUTE_ENDINGS) or request.path == UPLOAD_PATH)
+    return request.path != LIST_PATH
 
 
 def init_limits(app: Flask, settings: Settings) -> None:
@@ -103,3 +112,41 @@ limit_changes = limiter.shared_limit(
     change_limit, scope="changes",
     error_message="over your limit on cancels and redeliveries (CHANGE_RATE_LIMIT)",
 )  # fmt: skip
+
+# A page of GET /v1/jobs reads up to a hundred jobs (and skips up to a thousand with a filter).
+limit_listing = limiter.shared_limit(
+    lambda: app_context().settings.list_rate_limit, scope="listing",
+    error_message="over your limit on listing jobs (LIST_RATE_LIMIT)",
+)  # fmt: skip
+
+
+def upload_cost_mib() -> int:
+    """What an upload spends of UPLOAD_RATE_LIMIT: its body's declared size in MiB, rounded
+    up (a body without a length counts as the largest one allowed)."""
+    size = request.content_length if request.content_length is not None else request.max_content_length
+    return max(1, math.ceil((size or 0) / MIB))
+
+
+# Counted before the body is read: a 20 MiB upload spends 20 of the allowance.
+limit_uploads = limiter.shared_limit(
+    lambda: app_context().settings.upload_rate_limit, scope="uploads", cost=upload_cost_mib,
+    error_message="over your limit on document uploads (UPLOAD_RATE_LIMIT, MiB of request bodies)",
+)  # fmt: skip
+
+
+def check_operator_login_allowance(limit: str) -> None:
+    """A 429 once this address has sent `limit` (OPERATOR_LOGIN_RATE_LIMIT) wrong operator passwords."""
+    item, address = limits.parse(limit), get_remote_address()
+    if not limiter.limiter.test(item, FLASK_LIMITER_PREFIX, "operator-login", address):
+        reset_at, _ = limiter.limiter.get_window_stats(item, FLASK_LIMITER_PREFIX, "operator-login", address)
+        wait_s = max(1, math.ceil(reset_at - time.time()))
+        abort(
+            429,
+            message=f"too many wrong operator logins from this address (OPERATOR_LOGIN_RATE_LIMIT); "
+            f"retry after {wait_s} seconds",
+            headers={"Retry-After": str(wait_s)},
+        )
+
+
+def count_wrong_operator_login(limit: str) -> None:
+    limiter.limiter.hit(limits.parse(limit), FLASK_LIMITER_PREFIX, "operator-login", get_remote_address())

@@ -8,6 +8,7 @@ import hmac
 from flask import request
 from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
+from service.api.limits import check_operator_login_allowance, count_wrong_operator_login
 from service.config import Settings
 
 REALM = 'Basic realm="llm-jobs operator"'
@@ -15,7 +16,9 @@ REALM = 'Basic realm="llm-jobs operator"'
 
 def require_operator(settings: Settings) -> None:
     """Abort with a JSON 401 (and `WWW-Authenticate: Basic`) unless the request carries the
-    operator's basic-auth credentials. Settings guarantee both are set when this is used."""
+    operator's basic-auth credentials. Settings guarantee both are set when this is used.
+    Wrong passwords are counted per address: past OPERATOR_LOGIN_RATE_LIMIT, a 429."""
+    check_operator_login_allowance(settings.operator_login_rate_limit)
     username = (settings.dashboard_username or "").encode()
     password = (settings.dashboard_password or "").encode()
     auth = request.authorization
@@ -25,4 +28,6 @@ def require_operator(settings: Settings) -> None:
     user_ok = hmac.compare_digest(given_user, username)
     password_ok = hmac.compare_digest(given_password, password)
     if not (user_ok and password_ok and username and password):
+        if auth is not None:  # a browser's first request, without credentials, is no guess
+            count_wrong_operator_login(settings.operator_login_rate_limit)
         abort(401, message="operator credentials required", headers={"WWW-Authenticate": REALM})

@@ -13,6 +13,7 @@ import io
 import zipfile
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import IO
 
 from defusedxml import ElementTree
 from defusedxml.common import DefusedXmlException
@@ -20,6 +21,10 @@ from defusedxml.common import DefusedXmlException
 from service.documents.formats import DOCX, HTML, MARKDOWN, PDF, TEXT, UnsupportedDocument, decode_text
 
 WORD_NS = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+PARAGRAPH, TEXT_RUN, TAB, BREAKS = f"{WORD_NS}p", f"{WORD_NS}t", f"{WORD_NS}tab", (f"{WORD_NS}br", f"{WORD_NS}cr")
+# How deep a DOCX's document.xml may nest: Word's own files stay under ~30 levels (tables in
+# tables); a file of 20,000 nested paragraphs is an attack, refused as soon as it is seen.
+MAX_XML_DEPTH = 256
 NO_TEXT_LAYER = "the PDF has no extractable text (a scan or images only); try `extraction: native`"
 
 
@@ -31,14 +36,39 @@ class DocumentError(Exception):
 class Extracted:
     text: str  # empty when only inspected (native extraction)
     pages: int | None
+    chunks: tuple[str, ...] = ()  # the text cut for analysis (chunks.extract_chunks)
 
 
-def extract(data: bytes, media_type: str, *, max_pages: int, max_unpacked_bytes: int) -> Extracted:
-    """The document's text and page count; raises DocumentError for a bad document."""
+class BoundedText:
+    """Text built from parts that stops with a DocumentError past `max_characters`: the
+    bound holds while the text is made, not after (a 5 KB DOCX once made 300 MB)."""
+
+    def __init__(self, max_characters: int) -> None:
+        self.parts: list[str] = []
+        self.length = 0
+        self.max_characters = max_characters
+
+    def add(self, part: str) -> None:
+        self.length += len(part)
+        if self.length > self.max_characters:
+            raise too_long(self.max_characters)
+        self.parts.append(part)
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def too_long(max_characters: int) -> DocumentError:
+    return DocumentError(f"the document's text is longer than {max_characters} characters (MAX_DOCUMENT_CHARACTERS)")
+
+
+def extract(data: bytes, media_type: str, *, max_pages: int, max_unpacked_bytes: int, max_characters: int) -> Extracted:
+    """The document's text (at most `max_characters`) and page count; raises DocumentError
+    for a bad document."""
     if media_type == PDF:
-        return _pdf(data, max_pages, with_text=True)
+        return _pdf(data, max_pages, max_characters=max_characters)
     if media_type == DOCX:
-        return _docx(data, max_pages, max_unpacked_bytes)
+        return _docx(data, max_pages, max_unpacked_bytes, max_characters)
     try:
         text = decode_text(data)
     except UnsupportedDocument as exc:
@@ -49,16 +79,19 @@ def extract(data: bytes, media_type: str, *, max_pages: int, max_unpacked_bytes:
         raise DocumentError(f"cannot extract text from {media_type}")
     if not text.strip():
         raise DocumentError("the document holds no text")
+    if len(text) > max_characters:
+        raise too_long(max_characters)
     return Extracted(text, None)
 
 
 def inspect_pdf(data: bytes, *, max_pages: int) -> Extracted:
     """Check a PDF the model will read itself (native extraction): readable, not
     encrypted, within the page limit."""
-    return _pdf(data, max_pages, with_text=False)
+    return _pdf(data, max_pages, max_characters=None)
 
 
-def _pdf(data: bytes, max_pages: int, *, with_text: bool) -> Extracted:
+def _pdf(data: bytes, max_pages: int, *, max_characters: int | None) -> Extracted:
+    """With `max_characters` None, the PDF is only checked (its text is not read)."""
     from pypdf import PdfReader  # imported here: the child process is the one that needs it
     from pypdf.errors import PyPdfError
 
@@ -69,16 +102,19 @@ def _pdf(data: bytes, max_pages: int, *, with_text: bool) -> Extracted:
         pages = len(reader.pages)
         if pages > max_pages:
             raise DocumentError(f"the PDF has {pages} pages; at most {max_pages} (MAX_DOCUMENT_PAGES)")
-        if not with_text:
+        if max_characters is None:
             return Extracted("", pages)
-        text = "\n\n".join((page.extract_text() or "").strip() for page in reader.pages)
+        text = BoundedText(max_characters)
+        for page in reader.pages:
+            text.add("\n\n" + (page.extract_text() or "").strip())
     except DocumentError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
         raise DocumentError(f"the PDF is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
-    if not text.strip():
+    found = text.text().strip()
+    if not found:
         raise DocumentError(NO_TEXT_LAYER)
-    return Extracted(text.strip(), pages)
+    return Extracted(found, pages)
 
 
 def _opens_without_password(reader: object) -> bool:
@@ -90,40 +126,65 @@ def _opens_without_password(reader: object) -> bool:
         return False
 
 
-def _docx(data: bytes, max_pages: int, max_unpacked_bytes: int) -> Extracted:
+def _docx(data: bytes, max_pages: int, max_unpacked_bytes: int, max_characters: int) -> Extracted:
     bomb = f"the DOCX unpacks to more than {max_unpacked_bytes} bytes (a zip bomb?); refused"
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             if sum(info.file_size for info in archive.infolist()) > max_unpacked_bytes:
                 raise DocumentError(bomb)
-            # Sizes in the directory can lie: the read itself stops at the limit.
-            with archive.open("word/document.xml") as member:
-                xml = member.read(max_unpacked_bytes + 1)
-            if len(xml) > max_unpacked_bytes:
-                raise DocumentError(bomb)
             pages = _docx_pages(archive)
-        root = ElementTree.fromstring(xml)
+            if pages is not None and pages > max_pages:
+                raise DocumentError(f"the DOCX has {pages} pages; at most {max_pages} (MAX_DOCUMENT_PAGES)")
+            with archive.open("word/document.xml") as member:
+                # Sizes in the directory can lie: the read itself stops at the limit.
+                text = _docx_text(_BoundedReader(member, max_unpacked_bytes, bomb), max_characters)
     except DocumentError:
         raise
-    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, DefusedXmlException, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, DefusedXmlException, OSError, EOFError,
+            UnicodeDecodeError, ValueError) as exc:  # fmt: skip
         raise DocumentError(f"the DOCX is corrupt or unreadable ({type(exc).__name__}: {exc})") from None
-    if pages is not None and pages > max_pages:
-        raise DocumentError(f"the DOCX has {pages} pages; at most {max_pages} (MAX_DOCUMENT_PAGES)")
-    paragraphs = []
-    for paragraph in root.iter(f"{WORD_NS}p"):
-        parts = []
-        for node in paragraph.iter():
-            if node.tag == f"{WORD_NS}t" and node.text:
-                parts.append(node.text)
-            elif node.tag == f"{WORD_NS}tab":
-                parts.append("\t")
-            elif node.tag in (f"{WORD_NS}br", f"{WORD_NS}cr"):
-                parts.append("\n")
-        paragraphs.append("".join(parts))
-    text = "\n".join(paragraphs).strip()
     if not text:
         raise DocumentError("the DOCX holds no text")
     return Extracted(text, pages)
+
+
+class _BoundedReader:
+    """A file's reads, ended with a DocumentError past `limit` bytes."""
+
+    def __init__(self, inner: IO[bytes], limit: int, message: str) -> None:
+        self.inner, self.left, self.message = inner, limit, message
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.inner.read(self.left + 1 if size < 0 else min(size, self.left + 1))
+        self.left -= len(chunk)
+        if self.left < 0:
+            raise DocumentError(self.message)
+        return chunk
+
+
+def _docx_text(xml: _BoundedReader, max_characters: int) -> str:
+    """The text of document.xml in one streaming pass: each text run once (a paragraph nested
+    in another is not repeated in it), a line per paragraph, tabs and breaks kept; parsing
+    stops past MAX_XML_DEPTH or `max_characters`."""
+    text = BoundedText(max_characters)
+    depth = 0
+    for event, node in ElementTree.iterparse(xml, events=("start", "end")):
+        if event == "start":
+            depth += 1
+            if depth > MAX_XML_DEPTH:
+                raise DocumentError(f"the DOCX nests its content deeper than {MAX_XML_DEPTH} levels; refused")
+            if node.tag == PARAGRAPH:
+                text.add("\n")  # a paragraph starts on a line of its own
+            continue
+        depth -= 1
+        if node.tag == TEXT_RUN and node.text:
+            text.add(node.text)
+        elif node.tag == TAB:
+            text.add("\t")
+        elif node.tag in BREAKS:
+            text.add("\n")
+        node.clear()  # taken: the tree stays small however long the document
+    return text.text().strip()
 
 
 def _docx_pages(archive: zipfile.ZipFile) -> int | None:

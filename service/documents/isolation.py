@@ -19,7 +19,7 @@ from typing import Any
 from service.documents.extract import DocumentError
 
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["service.documents.extract", "pypdf"])
+_CONTEXT.set_forkserver_preload(["service.documents.chunks", "pypdf"])
 MEMORY_LIMIT_BYTES = 2 * 1024**3  # address space of one extraction child
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 from rq import Retry
 from rq.job import Job
@@ -32,8 +33,8 @@ from service.documents.analyses import (
     parse_output,
     repair_prompt,
 )
-from service.documents.chunks import split_text
-from service.documents.extract import DocumentError, extract, inspect_pdf
+from service.documents.chunks import extract_chunks, split_text
+from service.documents.extract import DocumentError, Extracted, inspect_pdf
 from service.documents.isolation import IsolatedTimeout, run_isolated
 from service.documents.steps import (
     STEP_CANCELED,
@@ -68,6 +69,7 @@ from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, r
 from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime
 
+T = TypeVar("T")
 UNPACKED_FACTOR = 10  # a DOCX may unpack to this many times MAX_DOCUMENT_BYTES, no more
 
 
@@ -94,6 +96,7 @@ class DocumentRun:
         self.text = ""
         self.chunks: list[str] = []  # the text cut to DOCUMENT_CHUNK_TOKENS, once it is known
         self.pdf = b""
+        self.pdf_base64 = ""  # encoded once, sent by every analysis
         self.last_call_billed = False
         self.deadline = 0.0
 
@@ -139,29 +142,31 @@ class DocumentRun:
         connection = self.job.connection
         if step["status"] == STEP_SUCCEEDED:
             if self.native:
-                self.pdf = read_value(connection, upload_key(self.job.id)) or b""
-            else:
-                self._set_text((read_value(connection, text_key(self.job.id)) or b"").decode())
+                self._set_pdf(read_value(connection, upload_key(self.job.id)) or b"")
+            elif text := (read_value(connection, text_key(self.job.id)) or b"").decode():
+                self.text, self.chunks = (
+                    text,
+                    await self._isolated(
+                        split_text, text, self.settings.document_chunk_tokens, self.settings.max_document_chunks
+                    ),
+                )
             if self.pdf or self.text:
                 return
             error = "the document's extracted text has expired; upload the document again"
             self._end_step(step, STEP_FAILED, _document_error(error))
             self._fail(_document_error(error))
         self._begin(step)
-        data = read_value(connection, upload_key(self.job.id))
         try:
-            if data is None:
-                raise DocumentError("the upload has expired; upload the document again")
-            extracted = await self._run_extraction(data)
+            extracted = await self._run_extraction()
         except DocumentError as exc:
+            # A file that cannot be read will not be read on a retry either: it is not kept.
+            connection.delete(upload_key(self.job.id))
             self._end_step(step, STEP_FAILED, _document_error(str(exc)))
             self._fail(_document_error(str(exc)))
         document = self.record.document
         document["pages"] = extracted.pages
-        if self.native:
-            self.pdf = data  # the model reads the file itself: it stays for the job's lifetime
-        else:
-            self._set_text(extracted.text)
+        if not self.native:
+            self.text, self.chunks = extracted.text, list(extracted.chunks)
             document["characters"] = len(extracted.text)
             with connection.pipeline(transaction=False) as pipe:
                 pipe.set(text_key(self.job.id), extracted.text, ex=self.job.result_ttl)
@@ -169,30 +174,42 @@ class DocumentRun:
                 pipe.execute()
         self._end_step(step, STEP_SUCCEEDED)
 
-    async def _run_extraction(self, data: bytes) -> Any:
-        limit_s = self.settings.document_extract_timeout_s
-        media_type = self.record.document["media_type"]
+    async def _run_extraction(self) -> Extracted:
+        """The upload's text cut into chunks (or, for a PDF the model reads, its check), in
+        a child process. The upload is read from Redis once a slot is free: waiting jobs hold
+        no file in memory."""
+        settings = self.settings
         async with self.runtime.extractions:  # a few at once per process: they compute
-            try:
-                if self.native:
-                    return await run_isolated(
-                        inspect_pdf, data, max_pages=self.settings.max_document_pages, timeout_s=limit_s
-                    )
-                return await run_isolated(
-                    extract, data, media_type, max_pages=self.settings.max_document_pages,
-                    max_unpacked_bytes=self.settings.max_document_bytes * UNPACKED_FACTOR, timeout_s=limit_s,
-                )  # fmt: skip
-            except IsolatedTimeout:
-                raise DocumentError(
-                    f"extracting the text took longer than {limit_s:g} s (DOCUMENT_EXTRACT_TIMEOUT_S); refused"
-                ) from None
+            data = read_value(self.job.connection, upload_key(self.job.id))
+            if data is None:
+                raise DocumentError("the upload has expired; upload the document again")
+            if self.native:
+                extracted = await self._isolated(inspect_pdf, data, max_pages=settings.max_document_pages)
+                self._set_pdf(data)
+                return extracted
+            return await self._isolated(
+                extract_chunks, data, self.record.document["media_type"], max_pages=settings.max_document_pages,
+                max_unpacked_bytes=settings.max_document_bytes * UNPACKED_FACTOR,
+                max_characters=settings.max_document_characters, chunk_tokens=settings.document_chunk_tokens,
+                max_chunks=settings.max_document_chunks,
+            )  # fmt: skip
+
+    async def _isolated(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`func` in a child process, within DOCUMENT_EXTRACT_TIMEOUT_S."""
+        limit_s = self.settings.document_extract_timeout_s
+        try:
+            return await run_isolated(func, *args, timeout_s=limit_s, **kwargs)
+        except IsolatedTimeout:
+            raise DocumentError(
+                f"extracting the text took longer than {limit_s:g} s (DOCUMENT_EXTRACT_TIMEOUT_S); refused"
+            ) from None
 
     # --- analyses ------------------------------------------------------------------------
 
     async def _analyse(self, step: Step, analysis: Analysis) -> None:
         self._begin(step)
         if self.native:
-            document = {"type": "base64", "media_type": formats.PDF, "data": base64.b64encode(self.pdf).decode()}
+            document = {"type": "base64", "media_type": formats.PDF, "data": self.pdf_base64}
             content = [{"type": "document", "source": document}, {"type": "text", "text": native_prompt(analysis)}]
             reply = await self._call(step, [{"role": "user", "content": content}])
             return await self._finish(step, analysis, content, reply)
@@ -349,9 +366,8 @@ class DocumentRun:
         taken, self.unsaved = self.unsaved, []
         return taken
 
-    def _set_text(self, text: str) -> None:
-        self.text = text
-        self.chunks = split_text(text, self.settings.document_chunk_tokens) if text else []
+    def _set_pdf(self, data: bytes) -> None:
+        self.pdf, self.pdf_base64 = data, base64.b64encode(data).decode()
 
     def _chunks(self) -> int:
         """Calls one analysis of this document takes: one per chunk, and one to combine."""

@@ -30,6 +30,10 @@ class TaskRuntime:
     # Why the worker cancelled a job's task, by job id; a task cancelled for no reason
     # given here is being put back in its queue (the worker is shutting down).
     stop_reasons: dict[str, str] = field(default_factory=dict)
-    # Document text extractions running at once (each in a child process of its own):
-    # they compute, so no more than the cores.
-    extractions: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(os.cpu_count() or 1))
+    # Document text extractions running at once (each in a child process of its own, of up
+    # to isolation.MEMORY_LIMIT_BYTES): they compute, so the cores shared among the host's
+    # WORKER_PROCESSES, at least one each.
+    extractions: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.extractions = asyncio.Semaphore(max(1, (os.cpu_count() or 1) // self.settings.worker_processes))

@@ -10,7 +10,7 @@ from service.documents import formats
 from service.documents.extract import NO_TEXT_LAYER, DocumentError, extract, inspect_pdf
 from tests import documents
 
-LIMITS = {"max_pages": 100, "max_unpacked_bytes": 5_000_000}
+LIMITS = {"max_pages": 100, "max_unpacked_bytes": 5_000_000, "max_characters": 1_000_000}
 
 
 def test_pdf_text_and_pages() -> None:
@@ -35,7 +35,7 @@ def test_pdf_text_and_pages() -> None:
 )
 def test_bad_documents_say_why(data: bytes, media_type: str, message: str) -> None:
     with pytest.raises(DocumentError, match=re.escape(message)):
-        extract(data, media_type, max_pages=4, max_unpacked_bytes=5_000_000)
+        extract(data, media_type, max_pages=4, max_unpacked_bytes=5_000_000, max_characters=1_000_000)
 
 
 def test_docx_and_html_text() -> None:

@@ -117,14 +117,34 @@ def admit(
             if found is not None:
                 return Admitted(found, False, None)
             continue  # what it named has expired meanwhile: this request creates it anew
-        if verdict == "limited":
-            limit, wait_ms, reset_ms = (int(value) for value in answer[1:])
-            raise OverLimit(limit, wait_ms / 1000, reset_ms / 1000)
-        if verdict == "full":
-            queue, cap = gate.queue_caps[int(answer[1]) - 1][0], int(answer[2])
-            raise QueueFull(queue, cap)
+        _raise_refusal(gate, answer)
         allowance = Allowance(int(answer[1]), int(answer[2]), int(answer[3]) / 1000) if len(answer) > 1 else None
         return Admitted(created, True, allowance)
+
+
+def check_admissible(connection: Redis, gate: Gate) -> None:
+    """Raise OverLimit or QueueFull when a submit through `gate` would be refused now,
+    writing nothing: a route whose body is costly to read (an upload) asks this first.
+    `admit` still decides, atomically, once the body is read."""
+    keys = [submit_window_key(gate.client, limit.amount, limit.window_s) for limit in gate.limits]
+    args: list = [len(gate.limits)]
+    for limit in gate.limits:
+        args += (limit.amount, limit.window_s * 1000)
+    args.append(len(gate.queue_caps))
+    for queue, cap in gate.queue_caps:
+        keys.append(Queue.redis_queue_namespace_prefix + queue)
+        args.append(cap)
+    _raise_refusal(gate, scripts.registered(connection, scripts.CHECK_SUBMIT)(keys=keys, args=args))
+
+
+def _raise_refusal(gate: Gate, answer: list) -> None:
+    verdict = answer[0].decode()
+    if verdict == "limited":
+        limit, wait_ms, reset_ms = (int(value) for value in answer[1:])
+        raise OverLimit(limit, wait_ms / 1000, reset_ms / 1000)
+    if verdict == "full":
+        queue, cap = gate.queue_caps[int(answer[1]) - 1][0], int(answer[2])
+        raise QueueFull(queue, cap)
 
 
 def _call(

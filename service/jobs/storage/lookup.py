@@ -15,16 +15,20 @@ from typing import cast
 from redis import Redis
 from rq.job import Job
 
-from service.jobs.storage import index
+from service.jobs.storage import index, scripts
 from service.jobs.storage.ids import is_job_id
 from service.jobs.storage.keys import live_text_key
 from service.jobs.storage.queues import CLIENT_TASKS, SERIALIZER
 from service.jobs.storage.record import JobRecord, has_unreadable_record
-from service.jobs.storage.status import public_status
+from service.jobs.storage.status import may_show_as, public_status
 
 # A status filter may skip many jobs; one request reads at most this many index entries
-# and then hands back a cursor, so a rare status never turns into a full scan.
+# (their status, SCAN_BATCH at a time) and then hands back a cursor, so a rare status never
+# turns into a full scan.
 MAX_SCANNED_PER_PAGE = 1000
+SCAN_BATCH = 200
+# Stands for the call in a job restored without it (a listing): never run, never shown.
+REQUEST_NOT_READ = SERIALIZER.dumps(("(not read)", None, [], {}))
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +60,59 @@ def fetch_client_job(connection: Redis, client: str, job_id: str) -> Job | None:
 def list_client_jobs(
     connection: Redis, client: str, *, limit: int, cursor: str | None = None, status: str | None = None
 ) -> JobPage:
+    """A page of the client's jobs, newest first. What it holds in memory is bounded by
+    `limit` jobs, not by what it skips: a status filter reads only RQ's status of each job it
+    passes over, and a job's request (its prompt, up to MAX_BODY_BYTES) is never read."""
     after = index.decode_cursor(cursor) if cursor else None
     found: list[Job] = []
     scanned = 0
     while len(found) < limit and scanned < MAX_SCANNED_PER_PAGE:
-        members = index.newest_first(connection, client, after, count=limit - len(found))
+        count = limit - len(found) if status is None else min(SCAN_BATCH, MAX_SCANNED_PER_PAGE - scanned)
+        members = index.newest_first(connection, client, after, count=count)
         if not members:
             after = None  # the end: no next page
             break
-        jobs = fetch_jobs(connection, [index.job_id_of(m) for m in members])
-        # Jobs past their result TTL are gone from Redis (or cannot be read): drop them from the index too.
-        index.remove(connection, client, [m for m, job in zip(members, jobs, strict=True) if job is None])
-        found += [j for j in jobs if j is not None and (status is None or public_status(j) == status)]
-        scanned += len(members)
+        candidates = members if status is None else _may_have_status(connection, members, status)
         after = members[-1]
+        for start in range(0, len(candidates), limit):
+            batch = candidates[start : start + limit]
+            jobs = _fetch_without_request(connection, [index.job_id_of(m) for m in batch])
+            # Jobs past their result TTL are gone from Redis (or cannot be read): drop them from the index too.
+            index.remove(connection, client, [m for m, job in zip(batch, jobs, strict=True) if job is None])
+            for member, job in zip(batch, jobs, strict=True):
+                if job is not None and (status is None or public_status(job) == status):
+                    found.append(job)
+                    if len(found) == limit:
+                        after = member  # the page ends here: the next one starts after it
+                        break
+            if len(found) == limit:
+                break
+        scanned += len(members)
     with_live_text(connection, found)
     return JobPage(found, index.encode_cursor(after) if after else None)
+
+
+def _may_have_status(connection: Redis, members: list[str], status: str) -> list[str]:
+    """The members whose RQ status could show as `status` (one HGET each, one round trip):
+    the others are passed over without reading their records."""
+    with connection.pipeline(transaction=False) as pipe:
+        for member in members:
+            pipe.hget(Job.key_for(index.job_id_of(member)), "status")
+        stored = pipe.execute()
+    return [m for m, rq_status in zip(members, stored, strict=True) if may_show_as(rq_status, status)]
+
+
+def _fetch_without_request(connection: Redis, job_ids: list[str]) -> list[Job | None]:
+    """Like `fetch_jobs`, but without each job's `data` (the call and its request, which the
+    resource never shows): a listing of jobs with megabyte prompts reads kilobytes."""
+    answer = scripts.registered(connection, scripts.READ_JOBS_EXCEPT)(
+        keys=[Job.key_for(job_id) for job_id in job_ids], args=["data"]
+    )
+    records = [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in answer]
+    return [
+        restore_job(connection, job_id, {**record, b"data": REQUEST_NOT_READ} if b"data" in record else record)
+        for job_id, record in zip(job_ids, records, strict=True)
+    ]
 
 
 def with_live_text(connection: Redis, jobs: list[Job]) -> None:

@@ -87,6 +87,65 @@ return {'ok', best[1], best[2], best[3]}
 """
 
 
+# A submit's check before its body is read (storage/admission.py `check_admissible`): what
+# ADMIT_SUBMIT would answer for the limits and queue depths, without writing anything.
+# KEYS: one per limit, one per capped queue. ARGV: count + (amount, window ms) per limit,
+# then count + max depth per queue.
+CHECK_SUBMIT = """#!lua flags=no-writes
+local t = redis.call('time')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local k, a = 1, 1
+local n = tonumber(ARGV[a]); a = a + 1
+for _ = 1, n do
+  local key, amount, window = KEYS[k], tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  k = k + 1; a = a + 2
+  local used = redis.call('zcount', key, '(' .. (now - window), '+inf')
+  if used >= amount then
+    local oldest = redis.call('zrangebyscore', key, '(' .. (now - window), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    local reset = (oldest[2] and tonumber(oldest[2]) or now) + window
+    return {'limited', amount, reset - now, reset}
+  end
+end
+n = tonumber(ARGV[a]); a = a + 1
+for i = 1, n do
+  local cap = tonumber(ARGV[a]); a = a + 1
+  if cap > 0 and redis.call('llen', KEYS[k]) >= cap then return {'full', i, cap} end
+  k = k + 1
+end
+return {'ok'}
+"""
+
+
+# A listing's read of job hashes without one field's value (storage/lookup.py): RQ's `data`
+# holds the request, up to MAX_BODY_BYTES, which a listing never shows.
+# KEYS: the job hashes. ARGV: the field whose value is left out. Returns, per key, its fields
+# and values flat (empty for a missing hash), that field with an empty value.
+READ_JOBS_EXCEPT = """#!lua flags=no-writes
+local out = {}
+for i, key in ipairs(KEYS) do
+  local names = redis.call('hkeys', key)
+  local kept = {}
+  for _, name in ipairs(names) do
+    if name ~= ARGV[1] then kept[#kept + 1] = name end
+  end
+  local flat = {}
+  if #kept > 0 then
+    local values = redis.call('hmget', key, unpack(kept))
+    for j, name in ipairs(kept) do
+      flat[#flat + 1] = name
+      flat[#flat + 1] = values[j]
+    end
+  end
+  if #kept < #names then
+    flat[#flat + 1] = ARGV[1]
+    flat[#flat + 1] = ''
+  end
+  out[i] = flat
+end
+return out
+"""
+
+
 # A running job's save (running/progress.py): nothing is written once another run has
 # completed the job.
 # KEYS: job hash, completion marker, event stream, live text, announced marker, then

@@ -39,3 +39,14 @@ def public_status(job: Job) -> PublicStatus:
     if status == FAILED and JobRecord(job).canceled_at is not None:
         return CANCELED
     return status
+
+
+def may_show_as(rq_status: bytes | None, wanted: str) -> bool:
+    """Whether a job whose RQ status field holds `rq_status` may show as `wanted`: a failed
+    one may be canceled, and one whose status is missing or unknown may be anything (its
+    whole record decides)."""
+    try:
+        shown = _FROM_RQ[JobStatus(rq_status.decode())] if rq_status else None
+    except ValueError:
+        shown = None
+    return shown is None or shown == wanted or (shown == FAILED and wanted == CANCELED)
