@@ -116,3 +116,47 @@ HTML_PAGE = """<!DOCTYPE html>
 <body><h1>Quarterly report</h1><p>Revenue grew &amp; costs fell.</p>
 <ul><li>First point</li><li>Second point</li></ul></body></html>
 """
+
+
+WORD_NAMESPACE = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def docx_with_body(body: str) -> bytes:
+    """A DOCX whose document.xml body is `body` (WordprocessingML with the `w:` prefix)."""
+    xml = f'<?xml version="1.0"?><w:document xmlns:w="{WORD_NAMESPACE}"><w:body>{body}</w:body></w:document>'
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", xml)
+    return out.getvalue()
+
+
+def nested_paragraphs_docx(depth: int, text: str = "x") -> bytes:
+    """Paragraphs nested `depth` deep, each with its own run of `text` (a 20,000-deep one is
+    ~700 bytes packed)."""
+    run = f"<w:r><w:t>{text}</w:t></w:r>"
+    return docx_with_body(f"<w:p>{run}" * depth + "</w:p>" * depth)
+
+
+def docx_with_bad_utf8_name() -> bytes:
+    """A DOCX with a member whose name is flagged UTF-8 (general purpose bit 11) but is not."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:document/>")
+        archive.writestr("bad\u00e9.xml", "x")  # zipfile flags a non-ASCII name UTF-8
+    return out.getvalue().replace("bad\u00e9".encode(), b"bad\xff\xfe")
+
+
+def zip_with_entries(count: int) -> bytes:
+    """A ZIP of `count` empty members (no DOCX): a large central directory."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for number in range(count):
+            archive.writestr(f"f{number}", b"")
+    return out.getvalue()
+
+
+def html_behind_comments(count: int) -> bytes:
+    """`<!---->` `count` times, then text: what made a backtracking HTML sniffer take 2^n."""
+    return b"<!---->" * count + b"x"

@@ -16,7 +16,8 @@ from tests.conftest import ROOT, free_port
 SETTINGS_VARS = (
     "REDIS_URL", "API_KEYS", "LLM_DEFAULT_MODEL", "RESULT_TTL_S", "WORKER_CONCURRENCY", "PROGRESS_INTERVAL_S",
     "LLM_PRICES", "MAX_BODY_BYTES", "MAX_MESSAGES", "MAX_OUTPUT_TOKENS", "MAX_METADATA_KEYS", "JOB_TIMEOUT_S",
-    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DASHBOARD_USERNAME", "DASHBOARD_PASSWORD", "UPLOAD_RATE_LIMIT",
+    "MAX_DOCUMENT_CHARACTERS",
 )  # fmt: skip
 KEY_A = "a-key-0123456789abcdef"
 KEY_B = "b-key-0123456789abcdef"
@@ -56,6 +57,11 @@ BAD_SETTINGS = [
     pytest.param({"LLM_PRICES": '{"my-model": [1, -2]}'}, "LLM_PRICES", id="LLM_PRICES-negative"),
     pytest.param({"LLM_PRICES": "[1, 2]"}, "LLM_PRICES", id="LLM_PRICES-not-an-object"),
     pytest.param({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY", id="WORKER_CONCURRENCY-zero"),
+    pytest.param(
+        {"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "x"}, "DASHBOARD_PASSWORD", id="DASHBOARD_PASSWORD-short"
+    ),
+    pytest.param({"UPLOAD_RATE_LIMIT": "lots"}, "UPLOAD_RATE_LIMIT", id="UPLOAD_RATE_LIMIT-not-a-limit"),
+    pytest.param({"MAX_DOCUMENT_CHARACTERS": "0"}, "MAX_DOCUMENT_CHARACTERS", id="MAX_DOCUMENT_CHARACTERS-zero"),
 ]
 
 

@@ -109,10 +109,12 @@ def _is_docx(data: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             return "word/document.xml" in archive.namelist()
-    # What zipfile raises on a malformed archive: a bad directory, a name flagged UTF-8 that
-    # is not, a truncated record.
-    except (zipfile.BadZipFile, UnicodeDecodeError, ValueError, EOFError, struct.error, OSError):
+    except zipfile.BadZipFile:
         return False
+    # What else zipfile raises on a malformed directory: a name flagged UTF-8 that is not,
+    # a truncated record.
+    except (UnicodeDecodeError, ValueError, EOFError, struct.error, OSError) as exc:
+        raise UnsupportedDocument(f"a ZIP archive that cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def zip_directory_bytes(data: bytes) -> int:
