@@ -44,3 +44,19 @@ def test_docx_and_html_text() -> None:
     )
     html = extract(documents.HTML_PAGE.encode(), formats.HTML, **LIMITS).text
     assert html == "Quarterly report\nRevenue grew & costs fell.\nFirst point\nSecond point"
+
+
+def test_docx_text_is_read_once_however_paragraphs_nest() -> None:
+    nested = documents.nested_paragraphs_docx(5, "ab")
+    assert extract(nested, formats.DOCX, **LIMITS).text == "ab\nab\nab\nab\nab"
+
+
+def test_docx_past_the_depth_or_the_text_bound_is_refused() -> None:
+    with pytest.raises(DocumentError, match="deeper than 256 levels"):
+        extract(documents.nested_paragraphs_docx(300), formats.DOCX, **LIMITS)
+    with pytest.raises(DocumentError, match=r"longer than 10 characters \(MAX_DOCUMENT_CHARACTERS\)"):
+        extract(documents.docx(["eleven char"]), formats.DOCX, **{**LIMITS, "max_characters": 10})
+    with pytest.raises(DocumentError, match="MAX_DOCUMENT_CHARACTERS"):
+        extract(b"eleven char", formats.TEXT, **{**LIMITS, "max_characters": 10})
+    with pytest.raises(DocumentError, match="corrupt or unreadable"):
+        extract(documents.docx_with_bad_utf8_name(), formats.DOCX, **LIMITS)

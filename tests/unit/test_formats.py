@@ -25,3 +25,17 @@ def test_formats_are_told_by_content_not_by_name() -> None:
 def test_a_file_lying_about_its_type_is_refused(data: bytes) -> None:
     with pytest.raises(formats.UnsupportedDocument):
         formats.sniff(data, "report.pdf", "application/pdf")
+
+
+def test_html_is_told_after_comments_without_backtracking() -> None:
+    assert formats.sniff(b"<!-- a --> \n<!---->\n<!DOCTYPE html><p>x") == formats.HTML
+    assert formats.sniff(b"<!-- <html> -->plain") == formats.TEXT
+    # Exponential for the old regex (2^n): 40 comments would have taken days.
+    assert formats.sniff(documents.html_behind_comments(40)) == formats.TEXT
+
+
+def test_a_zip_too_large_to_be_a_docx_or_unreadable_is_refused_without_a_crash() -> None:
+    with pytest.raises(formats.UnsupportedDocument, match="not a Word document"):
+        formats.sniff(documents.zip_with_entries(20_000))  # a 1 MB directory: not parsed
+    with pytest.raises(formats.UnsupportedDocument, match="cannot be read"):
+        formats.sniff(documents.docx_with_bad_utf8_name())
