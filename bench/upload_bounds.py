@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 
 from bench.polling import epoch_s, wait_for_ends
-from bench.worker_memory import rss_mib
+from bench.worker_memory import process_tree, rss_mib
 from tests.documents import docx_with_body
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -34,20 +34,11 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def cpu_s(pid: int) -> float:
     """utime + stime of `pid` and its descendants, living and reaped, in seconds."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    total = 0
+    for member in process_tree(pid):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        todo.extend(children.get(current, []))
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
             continue
         total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
     return total / TICKS

@@ -18,8 +18,8 @@ import requests
 from bench.polling import wait_for_ends
 
 
-def rss_mib(pid: int) -> float:
-    """VmRSS of `pid` and its descendants, in MiB."""
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, from /proc."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -27,13 +27,23 @@ def rss_mib(pid: int) -> float:
         except OSError:
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0, [pid]
+    tree, todo = [], [pid]
     while todo:
         current = todo.pop()
+        tree.append(current)
         todo.extend(children.get(current, []))
-        for line in Path(f"/proc/{current}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
+    return tree
+
+
+def rss_mib(pid: int) -> float:
+    """VmRSS of `pid` and its descendants, in MiB."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:  # ended meanwhile
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
     return total / 1024
 
 
