@@ -20,7 +20,7 @@ from service.jobs.storage.ids import is_job_id
 from service.jobs.storage.keys import live_text_key
 from service.jobs.storage.queues import CLIENT_TASKS, SERIALIZER
 from service.jobs.storage.record import JobRecord, has_unreadable_record
-from service.jobs.storage.status import may_show_as, public_status
+from service.jobs.storage.status import FAILED, may_show_as, public_status
 
 # A status filter may skip many jobs; one request reads at most this many index entries
 # (their status, SCAN_BATCH at a time) and then hands back a cursor, so a rare status never
@@ -93,13 +93,16 @@ def list_client_jobs(
 
 
 def _may_have_status(connection: Redis, members: list[str], status: str) -> list[str]:
-    """The members whose RQ status could show as `status` (one HGET each, one round trip):
-    the others are passed over without reading their records."""
-    with connection.pipeline(transaction=False) as pipe:
-        for member in members:
-            pipe.hget(Job.key_for(index.job_id_of(member)), "status")
-        stored = pipe.execute()
-    return [m for m, rq_status in zip(members, stored, strict=True) if may_show_as(rq_status, status)]
+    """The members whose RQ status could show as `status` (one script for all): the others
+    are passed over without reading their records. A record whose meta is not ours (JSON)
+    reads as failed, whatever RQ says."""
+    keys = [Job.key_for(index.job_id_of(member)) for member in members]
+    stored = scripts.registered(connection, scripts.READ_JOB_STATUSES)(keys=keys)
+    return [
+        member
+        for member, (rq_status, meta_start) in zip(members, stored, strict=True)
+        if may_show_as(rq_status or None, status) or (meta_start not in (b"{", b"") and status == FAILED)
+    ]
 
 
 def _fetch_without_request(connection: Redis, job_ids: list[str]) -> list[Job | None]:

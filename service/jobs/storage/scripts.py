@@ -116,6 +116,21 @@ return {'ok'}
 """
 
 
+# What a listing's status filter reads of each job it passes over (storage/lookup.py): RQ's
+# status, and the first byte of the meta (a `{` unless another tool re-serialized the job,
+# whose record then reads as failed whatever its status), not the meta itself.
+# KEYS: the job hashes. Returns, per key, {status or false, first byte of meta or ''}.
+READ_JOB_STATUSES = """#!lua flags=no-writes
+local out = {}
+for i, key in ipairs(KEYS) do
+  local status = redis.call('hget', key, 'status')
+  local meta = redis.call('hget', key, 'meta')
+  out[i] = {status, meta and string.sub(meta, 1, 1) or ''}
+end
+return out
+"""
+
+
 # A listing's read of job hashes without one field's value (storage/lookup.py): RQ's `data`
 # holds the request, up to MAX_BODY_BYTES, which a listing never shows.
 # KEYS: the job hashes. ARGV: the field whose value is left out. Returns, per key, its fields
