@@ -2,6 +2,8 @@
 
 from service.llm.client import CallUsage, LLMClient, LLMReply, LLMRequest
 from service.llm.errors import LLMError
-from service.llm.pricing import cost_usd, is_priced
+from service.llm.pricing import ModelPrice, cost_usd, is_priced, price_for
 
-__all__ = ["CallUsage", "LLMClient", "LLMError", "LLMReply", "LLMRequest", "cost_usd", "is_priced"]
+__all__ = [
+    "CallUsage", "LLMClient", "LLMError", "LLMReply", "LLMRequest", "ModelPrice", "cost_usd", "is_priced", "price_for",
+]  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from rq import Retry
 from rq.job import Job
@@ -44,7 +44,7 @@ from service.documents.steps import (
     percent_done,
 )
 from service.jobs.observability.counters import HashIncrements
-from service.jobs.observability.usage import job_usage
+from service.jobs.observability.usage import job_usage, token_counts
 from service.jobs.running.progress import (
     call_counters,
     record_error,
@@ -242,9 +242,10 @@ class DocumentRun:
         the client's usage and the metrics), also when it fails or is cut short."""
         usage = CallUsage()
         step["attempts"] += 1
-        request = LLMRequest(self.model, self.max_tokens, messages, system=SYSTEM)
+        params = {"model": self.model, "max_tokens": self.max_tokens, "messages": messages, "system": SYSTEM}
+        request = LLMRequest(params)
         try:
-            reply = await self.runtime.llm.stream(request, on_text=_ignore, usage=usage)  # type: ignore[union-attr]
+            reply = await self.runtime.llm.stream(request, on_delta=_ignore, usage=usage)  # type: ignore[union-attr]
         finally:
             self.last_call_billed = usage.billed
             self._count(step, usage)
@@ -253,14 +254,12 @@ class DocumentRun:
     def _count(self, step: Step, usage: CallUsage) -> None:
         if not usage.billed:
             return
-        cost = cost_usd(self.model, usage.input_tokens, usage.output_tokens, self.settings.price_overrides)
-        step["usage"]["input_tokens"] += usage.input_tokens
-        step["usage"]["output_tokens"] += usage.output_tokens
+        tokens = cast("Usage", usage.as_usage())
+        cost = cost_usd(self.model, tokens, self.settings.price_overrides)
+        step["usage"] = _added(step["usage"], tokens)
         if cost is not None:
             step["cost_usd"] = round((step["cost_usd"] or 0) + cost, 8)
-        self.unsaved += call_counters(
-            self.job, usage.input_tokens, usage.output_tokens, cost, retention_days=self.settings.usage_retention_days
-        )
+        self.unsaved += call_counters(self.job, tokens, cost, retention_days=self.settings.usage_retention_days)
 
     def _after_error(self, step: Step, error: LLMError) -> Retry | None:
         """A failed call: wait for the provider's limit in the queue, retry the job later
@@ -287,10 +286,9 @@ class DocumentRun:
             errors = "; ".join(f"{s['name']}: {s['error']['message']}" for s in analysis_steps if s["error"])
             self._fail(job_error("analysis_failed", f"every analysis failed ({errors})"))
         steps = record.steps
-        totals: Usage = {
-            "input_tokens": sum(step["usage"]["input_tokens"] for step in steps),
-            "output_tokens": sum(step["usage"]["output_tokens"] for step in steps),
-        }
+        totals: Usage = {"input_tokens": 0, "output_tokens": 0}
+        for step in steps:
+            totals = _added(totals, step["usage"])
         priced = is_priced(self.model, self.settings.price_overrides)
         cost = round(sum(step["cost_usd"] or 0 for step in steps), 8) if priced else None
         analyses = {s["name"]: record.analyses[s["name"]] for s in analysis_steps if s["status"] == STEP_SUCCEEDED}
@@ -366,5 +364,13 @@ def _document_error(message: str) -> JobError:
     return job_error("document_error", message)
 
 
-def _ignore(_text: str) -> None:
+def _added(total: Usage, usage: Usage) -> Usage:
+    """Token counts summed (the prompt cache's only where there are some)."""
+    counts = {
+        name: a + b for (name, a), b in zip(token_counts(total).items(), token_counts(usage).values(), strict=True)
+    }
+    return cast("Usage", {name: n for name, n in counts.items() if n or name in ("input_tokens", "output_tokens")})
+
+
+def _ignore(_index: int, _delta: dict[str, Any]) -> None:
     """A step's answer is recorded once it is complete; its text is not streamed."""
