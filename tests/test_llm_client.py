@@ -9,7 +9,8 @@ import anthropic
 import pytest
 import requests
 
-from service.llm import CallUsage, LLMClient, LLMError, LLMRequest
+from service.llm.client import CallUsage, LLMClient, LLMRequest
+from service.llm.errors import LLMError
 
 
 @pytest.fixture

@@ -21,7 +21,11 @@ TOOLS = [
         "description": "The weather in a city.",
         "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
-    {"name": "lookup", "description": "Look a word up.", "input_schema": {"type": "object", "additionalProperties": True}},
+    {
+        "name": "lookup",
+        "description": "Look a word up.",
+        "input_schema": {"type": "object", "additionalProperties": True},
+    },
 ]
 PARAMS: dict[str, Any] = {
     "model": "claude-sonnet-5-5",
@@ -37,7 +41,10 @@ PARAMS: dict[str, Any] = {
                 {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
             ],
         },
-        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "x"}}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "x"}}],
+        },
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a cat"}]},
         {"role": "assistant", "content": "A cat."},
         {"role": "user", "content": "And the weather in Paris?"},
@@ -114,7 +121,9 @@ REFUSED = [
         "params.messages.0.content.1.source.media_type",
         id="image-media-type",
     ),
-    pytest.param(with_change("messages.0.content.1.type", "picture"), "params.messages.0.content.1.type", id="block-type"),
+    pytest.param(
+        with_change("messages.0.content.1.type", "picture"), "params.messages.0.content.1.type", id="block-type"
+    ),
     pytest.param(
         with_change("messages.0.content.0.colour", "blue"), "params.messages.0.content.0.colour", id="unknown-block-key"
     ),
@@ -125,7 +134,9 @@ REFUSED = [
     pytest.param(with_change("top_k", 5), "params.top_k", id="top_k"),
     pytest.param(with_change("stream", True), "params.stream", id="stream-true"),
     pytest.param(with_change("stream", False), "params.stream", id="stream-even-false"),
-    pytest.param(with_change("tool_choice", {"type": "tool"}), "params.tool_choice.name", id="tool-choice-without-name"),
+    pytest.param(
+        with_change("tool_choice", {"type": "tool"}), "params.tool_choice.name", id="tool-choice-without-name"
+    ),
     pytest.param(
         with_change("thinking", {"type": "enabled", "budget_tokens": "lots"}),
         "params.thinking.budget_tokens",
@@ -148,10 +159,14 @@ def test_a_bad_request_is_a_422_naming_the_deepest_path_and_nothing_is_stored(cl
 
 
 def test_the_422_names_the_allowed_values(client, redis_conn):
-    body = assert_error(submit(client, {"params": with_change("messages.0.content.1.source.media_type", "image/bmp")}), 422)
+    body = assert_error(
+        submit(client, {"params": with_change("messages.0.content.1.source.media_type", "image/bmp")}), 422
+    )
 
     assert body["errors"]["json"] == {
-        "params.messages.0.content.1.source.media_type": ["must be one of: image/jpeg, image/png, image/gif, image/webp"]
+        "params.messages.0.content.1.source.media_type": [
+            "must be one of: image/jpeg, image/png, image/gif, image/webp"
+        ]
     }
 
 
@@ -206,5 +221,8 @@ def test_the_openapi_document_shows_the_params_schema(client):
     assert "stream" not in params["properties"]
     assert params["additionalProperties"] is False
     image = document["components"]["schemas"]["MessagesImageBlockParam"]
-    assert image["additionalProperties"] is False and image["properties"]["type"] == {"enum": ["image"], "type": "string"}
+    assert image["additionalProperties"] is False and image["properties"]["type"] == {
+        "enum": ["image"],
+        "type": "string",
+    }
     assert "temperature" not in document["components"]["schemas"]["JobRequest"]["properties"]

@@ -1,8 +1,11 @@
 """The `params` form: a Messages API request, checked against the pinned SDK's own types.
 
 The schema is made from the SDK's TypedDicts (`MessageCreateParamsNonStreaming`, or the
-beta one for a request naming `betas`) by pydantic, once per process, so upgrading the SDK
-brings its new parameters and blocks without code. pydantic's own validator is not used:
+beta one for a request naming `betas`) by pydantic, and kept in `request_schemas/` (made by
+`python -m service.llm.params`; tests/unit/test_request_schemas.py fails when the installed
+SDK would make another): the API loads it in milliseconds, without importing the SDK
+(seconds). Upgrading the SDK brings its new parameters and blocks without code: run the
+command, commit the files. pydantic's own validator is not used:
 it validates `Iterable` fields lazily (a bad block passes until iterated) and drops unknown
 keys of a TypedDict silently. Its JSON schema, with `additionalProperties: false` added to
 every object that lists its properties (never to free-form ones such as a tool's
@@ -15,14 +18,17 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import pydantic
 
-Path = tuple[str | int, ...]
+Where = tuple[str | int, ...]
 # Keys whose value tells the branches of a union apart (a block's type, a message's role).
 DISCRIMINATORS = ("type", "role")
 MESSAGE_LIMIT = 300  # a problem's message quotes at most this much of what was sent
@@ -32,7 +38,7 @@ MESSAGE_LIMIT = 300  # a problem's message quotes at most this much of what was 
 class Problem:
     """One reason a request is refused: where (a path inside it) and what is wrong."""
 
-    path: Path
+    path: Where
     message: str
 
     def where(self, root: str = "params") -> str:
@@ -42,11 +48,9 @@ class Problem:
 class RequestSchema:
     """One SDK request type as a compiled JSON schema."""
 
-    def __init__(self, typed_params: Any):
-        schema = pydantic.TypeAdapter(typed_params).json_schema()
-        _close_objects(schema)
-        self.document: dict[str, Any] = schema
-        self._validator = jsonschema_rs.Draft202012Validator(schema)
+    def __init__(self, document: dict[str, Any]):
+        self.document = document
+        self._validator = jsonschema_rs.Draft202012Validator(document)
 
     def problems(self, params: Any) -> list[Problem]:
         """Why `params` is not a request of this type (empty: it is one)."""
@@ -56,18 +60,36 @@ class RequestSchema:
         return sorted(found.values(), key=lambda problem: [str(part) for part in problem.path])
 
 
+SCHEMA_DIR = Path(__file__).with_name("request_schemas")
+# File name -> the SDK module whose MessageCreateParamsNonStreaming it is made from.
+SOURCES = {
+    "messages.json": "anthropic.types.message_create_params",
+    "beta_messages.json": "anthropic.types.beta.message_create_params",
+}
+
+
 @functools.cache
 def messages_schema() -> RequestSchema:
-    from anthropic.types.message_create_params import MessageCreateParamsNonStreaming
-
-    return RequestSchema(MessageCreateParamsNonStreaming)
+    return RequestSchema(json.loads((SCHEMA_DIR / "messages.json").read_text()))
 
 
 @functools.cache
 def beta_messages_schema() -> RequestSchema:
-    from anthropic.types.beta.message_create_params import MessageCreateParamsNonStreaming
+    return RequestSchema(json.loads((SCHEMA_DIR / "beta_messages.json").read_text()))
 
-    return RequestSchema(MessageCreateParamsNonStreaming)
+
+def generated_schema(module_name: str) -> dict[str, Any]:
+    """The request schema the installed SDK's types make (imports the SDK: seconds)."""
+    import anthropic
+
+    typed_params = importlib.import_module(module_name).MessageCreateParamsNonStreaming
+    schema = pydantic.TypeAdapter(typed_params).json_schema()
+    _close_objects(schema)
+    return {"$comment": f"made by `python -m service.llm.params` from anthropic=={anthropic.__version__}", **schema}
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=1, sort_keys=True) + "\n"
 
 
 def schema_for(params: Mapping[str, Any]) -> RequestSchema:
@@ -105,12 +127,12 @@ def _deepest(error: Any) -> list[Problem]:
     return [problem for problem in candidates if len(problem.path) == depth]
 
 
-def _misses_discriminator(error: Any, parent: Path) -> bool:
+def _misses_discriminator(error: Any, parent: Where) -> bool:
     where = tuple(error.instance_path)
     return len(where) == len(parent) + 1 and where[:-1] == parent and where[-1] in DISCRIMINATORS
 
 
-def _no_branch_matches(path: Path, branches: list[list[Any]]) -> Problem | None:
+def _no_branch_matches(path: Where, branches: list[list[Any]]) -> Problem | None:
     """Every branch refused the discriminator: say which values it may take."""
     expected: dict[str, None] = {}
     key: str | int | None = None
@@ -168,3 +190,9 @@ def _openapi_node(node: Any, prefix: str) -> Any:
         converted["anyOf"] = [branch for branch in converted["anyOf"] if branch != {"type": "null"}]
         converted["nullable"] = True
     return converted
+
+
+if __name__ == "__main__":
+    for name, module in SOURCES.items():
+        (SCHEMA_DIR / name).write_text(schema_text(generated_schema(module)))
+        print(f"wrote {SCHEMA_DIR / name} from {module}")

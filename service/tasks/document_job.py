@@ -63,7 +63,9 @@ from service.jobs.storage.record import (
     Usage,
     job_error,
 )
-from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
+from service.llm.client import CallUsage, LLMRequest
+from service.llm.errors import LLMError
+from service.llm.pricing import cost_usd, is_priced
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime

@@ -24,8 +24,10 @@ from service.jobs.running.progress import (
     start_attempt,
 )
 from service.jobs.storage.record import JobError, JobRecord, Usage, job_error
-from service.llm import CallUsage, LLMError, LLMRequest, cost_usd
+from service.llm.client import CallUsage, LLMRequest
+from service.llm.errors import LLMError
 from service.llm.output import InvalidOutput, parse_output, requested_schema
+from service.llm.pricing import cost_usd
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime

@@ -46,7 +46,8 @@ def job_usage(
     an attempt that ended without a result: its tokens and cost, but no job."""
     amounts = {
         f"{model}:jobs": int(completed),
-        **{f"{model}:{name}": count for name, count in token_counts(usage).items()},
+        # The cache's counters only where there are some: most jobs send no cache_control.
+        **{f"{model}:{name}": n for name, n in token_counts(usage).items() if n or name in TOKENS[:2]},
         f"{model}:cost_micro_usd": 0 if cost_usd is None else round(cost_usd * 1_000_000),
     }
     if cost_usd is None and completed:
