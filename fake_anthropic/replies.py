@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .directives import Directives
-from .shapes import as_tokens, json_reply
+from .shapes import LIST_ITEMS, as_tokens, json_reply
 from .wire import InvalidRequest, generate_tokens, new_id
 
 THINKING_WORDS = ("Let", "me", "think", "this", "through", "step", "by", "step.")
@@ -162,7 +162,7 @@ def example_of(schema: dict[str, Any], words: int, root: dict[str, Any] | None =
     if kind == "object" or "properties" in schema:
         return {name: example_of(sub, words, root) for name, sub in (schema.get("properties") or {}).items()}
     if kind == "array":
-        count = max(schema.get("minItems", 0), 2)
+        count = max(schema.get("minItems", 0), LIST_ITEMS)
         return [example_of(schema.get("items") or {}, words, root) for _ in range(count)]
     if kind == "integer":
         return max(int(schema.get("minimum", 1)), 1) if "maximum" not in schema else int(schema["maximum"])

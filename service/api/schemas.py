@@ -253,10 +253,16 @@ class JobListArgsSchema(Schema):
 
 
 class UsageSchema(Schema):
-    input_tokens = fields.Integer()
-    output_tokens = fields.Integer()
+    """The provider's usage, under its names (every field it reported is kept)."""
+
+    input_tokens = fields.Integer(metadata={"description": "Not read from or written to the prompt cache."})
+    output_tokens = fields.Integer(metadata={"description": "Thinking included (output_tokens_details)."})
     cache_creation_input_tokens = fields.Integer()
     cache_read_input_tokens = fields.Integer()
+    cache_creation = fields.Dict(metadata={"description": "The cache writes by lifetime (5 min, 1 h)."})
+    output_tokens_details = fields.Dict()
+    server_tool_use = fields.Dict()
+    service_tier = fields.String(allow_none=True)
 
 
 class ProgressSchema(Schema):
@@ -266,7 +272,17 @@ class ProgressSchema(Schema):
 
 
 class ResultSchema(Schema):
-    text = fields.String()
+    message = fields.Dict(
+        metadata={"description": "The Message as the provider finished it: `id`, `model`, `content` with every "
+                  "block (text with citations, thinking with its signature, tool_use with its input, server tool "
+                  "use and results), `stop_reason`, `stop_sequence`, `usage`."}
+    )  # fmt: skip
+    output = fields.Raw(
+        allow_none=True,
+        metadata={"description": "The parsed JSON, checked against `params.output_config.format.schema` when the "
+                  "request asked for structured outputs (a reply that is not fails the job: `invalid_output`)."},
+    )  # fmt: skip
+    text = fields.String(metadata={"description": "The text blocks, joined."})
     analyses = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={"description": "Document jobs."})
     stop_reason = fields.String(allow_none=True)
     usage = fields.Nested(UsageSchema)
@@ -370,8 +386,10 @@ class UsageArgsSchema(Schema):
 
 class UsageFiguresSchema(Schema):
     jobs = fields.Integer(metadata={"description": "Jobs completed (succeeded), each counted once."})
-    input_tokens = fields.Integer()
-    output_tokens = fields.Integer()
+    input_tokens = fields.Integer(metadata={"description": "Not read from or written to the prompt cache."})
+    output_tokens = fields.Integer(metadata={"description": "Thinking included."})
+    cache_creation_input_tokens = fields.Integer(metadata={"description": "Written to the prompt cache."})
+    cache_read_input_tokens = fields.Integer(metadata={"description": "Read from the prompt cache."})
     cost_usd = fields.Float(metadata={"description": "Jobs of a model with no known price add nothing here."})
     unpriced_jobs = fields.Integer(metadata={"description": "Jobs of a model with no known price."})
 

@@ -21,6 +21,7 @@ from rq.job import Job
 
 from service.documents import formats
 from service.documents.analyses import (
+    CACHED,
     JSON,
     SYSTEM,
     Analysis,
@@ -98,6 +99,7 @@ class DocumentRun:
         self.pdf = b""
         self.last_call_billed = False
         self.deadline = 0.0
+        self.structured_refused = False  # the model answered output_config with a 400: asked in words
 
     async def run(self) -> DocumentResult | Retry:
         assert self.runtime.llm is not None, "document jobs are taken only by workers of the LLM queues"
@@ -195,22 +197,32 @@ class DocumentRun:
         self._begin(step)
         if self.native:
             document = {"type": "base64", "media_type": formats.PDF, "data": base64.b64encode(self.pdf).decode()}
-            content = [{"type": "document", "source": document}, {"type": "text", "text": native_prompt(analysis)}]
-            reply = await self._call(step, [{"role": "user", "content": content}])
+            content = [
+                {
+                    "type": "document",
+                    "source": document,
+                    "cache_control": CACHED,
+                },  # read from the cache after the first
+                {"type": "text", "text": native_prompt(analysis)},
+            ]
+            reply = await self._call(step, [{"role": "user", "content": content}], self._structured(analysis))
             return await self._finish(step, analysis, content, reply)
         chunks = self.chunks
         if len(chunks) == 1:
             prompt = document_prompt(analysis, chunks[0])
-            return await self._finish(step, analysis, prompt, await self._call(step, _user(prompt)))
+            reply = await self._call(step, _user(prompt), self._structured(analysis))
+            return await self._finish(step, analysis, prompt, reply)
         by_step = self.record.partials
         self.record.partials = by_step  # stored, with the answers appended below
         partials = by_step.setdefault(step["name"], [])
         for number in range(len(partials) + 1, len(chunks) + 1):  # a retried run resumes after the last answer
-            prompt = document_prompt(analysis, chunks[number - 1], number, len(chunks))
-            partials.append(await self._call(step, _user(prompt)))
+            part = document_prompt(analysis, chunks[number - 1], number, len(chunks))
+            partials.append(await self._call(step, _user(part), self._structured(analysis)))
             self._save({"step": step["name"], "status": STEP_RUNNING, "chunk": number, "chunks": len(chunks)})
-        prompt = combine_prompt(analysis, partials)
-        await self._finish(step, analysis, prompt, await self._call(step, _user(prompt)))
+        combined = combine_prompt(analysis, partials)
+        await self._finish(
+            step, analysis, combined, await self._call(step, _user(combined), self._structured(analysis))
+        )
 
     async def _finish(self, step: Step, analysis: Analysis, content: Any, reply: str) -> None:
         """Record the step's answer; a JSON one is checked first and, when it is not the
@@ -218,16 +230,16 @@ class DocumentRun:
         output: Any = reply
         if analysis.output == JSON:
             try:
-                output = parse_output(analysis, reply)
+                output = parse_output(analysis, reply, self._structured(analysis) is not None)
             except InvalidOutput as first:
                 messages = [
                     {"role": "user", "content": content},
                     {"role": "assistant", "content": reply or "(empty)"},
                     {"role": "user", "content": repair_prompt(analysis, str(first))},
                 ]
-                reply = await self._call(step, messages)
+                reply = await self._call(step, messages, self._structured(analysis))
                 try:
-                    output = parse_output(analysis, reply)
+                    output = parse_output(analysis, reply, self._structured(analysis) is not None)
                 except InvalidOutput as second:
                     message = f"the reply was not the JSON asked for, twice: {second}"
                     raise _StepFailed(job_error("invalid_output", message)) from None
@@ -239,13 +251,33 @@ class DocumentRun:
         self.record.partials.pop(step["name"], None)
         self._end_step(step, STEP_SUCCEEDED)
 
-    async def _call(self, step: Step, messages: list[dict[str, Any]]) -> str:
+    def _structured(self, analysis: Analysis) -> dict[str, Any] | None:
+        """The schema a JSON analysis asks structured outputs for (None: asked in words only,
+        a client's own analysis, or a model that refused the parameter)."""
+        return None if self.structured_refused else analysis.schema
+
+    async def _call(self, step: Step, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None) -> str:
         """One Messages call; its usage is added to the step (and, with the next save, to
-        the client's usage and the metrics), also when it fails or is cut short."""
+        the client's usage and the metrics), also when it fails or is cut short. A model that
+        refuses structured outputs is asked again without (the reply is then checked as
+        JSON asked for in words, and re-asked once if it is not)."""
+        params: dict[str, Any] = {
+            "model": self.model, "max_tokens": self.max_tokens, "messages": messages, "system": SYSTEM,
+        }  # fmt: skip
+        if schema is not None:
+            params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        try:
+            return await self._sent(step, LLMRequest(params))
+        except LLMError as error:
+            if schema is None or not _refuses_structured_outputs(error):
+                raise
+            self.structured_refused = True
+            del params["output_config"]
+            return await self._sent(step, LLMRequest(params))
+
+    async def _sent(self, step: Step, request: LLMRequest) -> str:
         usage = CallUsage()
         step["attempts"] += 1
-        params = {"model": self.model, "max_tokens": self.max_tokens, "messages": messages, "system": SYSTEM}
-        request = LLMRequest(params)
         try:
             reply = await self.runtime.llm.stream(request, on_delta=_ignore, usage=usage)  # type: ignore[union-attr]
         finally:
@@ -358,7 +390,11 @@ class DocumentRun:
         return len(self.chunks) + 1 if len(self.chunks) > 1 else 1
 
 
-def _user(prompt: str) -> list[dict[str, Any]]:
+def _refuses_structured_outputs(error: LLMError) -> bool:
+    return error.status_code == 400 and ("output_config" in error.message or "output_format" in error.message)
+
+
+def _user(prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"role": "user", "content": prompt}]
 
 
