@@ -27,6 +27,7 @@ _INT_KEYS = {
     "fail_times": 0,
     "broken_json": 0,
     "cache_read": 0,
+    "tool_use": 0,
 }
 _STR_KEYS = {"mid_stream_error", "key"}
 KNOWN_KEYS = frozenset(_INT_KEYS) | _STR_KEYS
@@ -53,6 +54,7 @@ class Directives:
     key: str | None = None
     broken_json: bool = False  # a reply in JSON (as a prompt asked) is cut in half: not JSON
     cache_read: int | None = None  # given: the reply reports the prompt cache's counts, this many read
+    tool_use: bool = False  # with tool_choice auto (or none given): the reply calls the first tool
 
     def input_usage(self, input_tokens: int) -> dict[str, int]:
         """A reply's input token counts; the prompt cache's too when asked for, as the real API gives them."""
@@ -74,6 +76,7 @@ class Directives:
             chunk_delay_ms=self.chunk_delay_ms,
             latency_ms=self.latency_ms,
             cache_read=self.cache_read,
+            tool_use=self.tool_use,
         )
 
 
@@ -108,7 +111,7 @@ def parse_directives(text: str) -> Directives:
             raise DirectiveError(f"fake directive: {name} must be an integer, got {value!r}") from None
         if number < _INT_KEYS[name]:
             raise DirectiveError(f"fake directive: {name} must be >= {_INT_KEYS[name]}, got {number}")
-        values[name] = bool(number) if name in ("hang", "spend_limit", "broken_json") else number
+        values[name] = bool(number) if name in ("hang", "spend_limit", "broken_json", "tool_use") else number
 
     directives = Directives(**values)  # type: ignore[arg-type]
     _check_combinations(directives)

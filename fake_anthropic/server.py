@@ -20,6 +20,8 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
+from .cache import PromptCache
+from .content import read_prompt
 from .directives import DirectiveError, Directives, parse_directives
 from .models import is_known_model
 from .ratelimits import (
@@ -31,17 +33,15 @@ from .ratelimits import (
     limit_headers,
     retry_after_s,
 )
-from .shapes import as_tokens, json_reply
-from .streaming import stream_events, wait_idle
+from .replies import plan_reply
+from .streaming import output_usage, stream_events, wait_idle
 from .wire import (
     ERROR_TYPE_BY_STATUS,
     SPEND_LIMIT_ERROR_CODE,
     SPEND_LIMIT_MESSAGE,
     STATUS_BY_ERROR_TYPE,
     InvalidRequest,
-    document_bytes,
     error_body,
-    generate_tokens,
     message_skeleton,
     new_id,
     validate_request,
@@ -59,6 +59,7 @@ class _State:
         self.fail_counts: dict[str, int] = {}
         self.budget = budget
         self.storm = storm
+        self.cache = PromptCache()
 
     def record(self, body: Any, header_names: list[str], at: float) -> None:
         with self.lock:
@@ -254,8 +255,9 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
         if storm := state.storm_hit(now):
             return _storm_error(storm, state.budget.limits(), now)
         try:
-            texts, last_user_text = validate_request(body)
-            d = parse_directives(last_user_text)
+            validate_request(body)
+            prompt = read_prompt(body)
+            d = parse_directives(prompt.last_user_text)
         except (InvalidRequest, DirectiveError) as exc:
             return error_response(400, str(exc))
         if not is_known_model(body["model"]):
@@ -263,15 +265,13 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
 
         if d.fail_times is not None and d.key and state.bump(d.key) > d.fail_times:
             d = d.without_failures()
-        input_tokens = max(1, (sum(len(t) for t in texts) + document_bytes(body)) // 4)
-        max_tokens = body["max_tokens"]
-        shaped = json_reply(last_user_text, d.tokens // 4)
-        if shaped is not None and d.broken_json:
-            shaped = shaped[: len(shaped) // 2]
-        wanted = as_tokens(shaped) if shaped is not None else generate_tokens(d.tokens)
-        tokens = wanted[:max_tokens]
+        try:
+            reply = plan_reply(body, d, prompt.last_user_text)
+        except InvalidRequest as exc:
+            return error_response(400, str(exc))
+        usage = d.input_usage(max(1, prompt.chars // 4)) if d.cache_read is not None else state.cache.account(prompt)
         with state.lock:
-            if not state.budget.admit(now, input_tokens, len(tokens)):
+            if not state.budget.admit(now, usage["input_tokens"], reply.output_tokens):
                 return _budget_spent(state.budget, now)
         # Only werkzeug's own server exposes this; it lets waits notice disconnects.
         sock = request.environ.get("werkzeug.socket")
@@ -286,12 +286,11 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
             # No stream to break: fail the whole request with the matching status.
             return error_response(STATUS_BY_ERROR_TYPE[d.mid_stream_error], error_type=d.mid_stream_error)
 
-        stop_reason = "max_tokens" if len(wanted) > max_tokens else "end_turn"
         delay_s = chunk_delay_s if d.chunk_delay_ms is None else d.chunk_delay_ms / 1000
         skeleton = message_skeleton(new_id("msg"), body["model"])
 
         if streaming:
-            events = stream_events(d, skeleton, input_tokens, tokens, stop_reason, delay_s, sock)
+            events = stream_events(d, skeleton, usage, reply, delay_s, sock)
             return Response(
                 events,
                 mimetype="text/event-stream",
@@ -301,14 +300,14 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
         if d.hang:
             wait_idle(sock)
         # Take as long as the equivalent stream would, so latency looks alike.
-        time.sleep(delay_s * max(0, len(tokens) - 1))
-        text = "".join(tokens)
+        time.sleep(delay_s * max(0, reply.output_tokens - 1))
         return jsonify(
             {
                 **skeleton,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": stop_reason,
-                "usage": {**d.input_usage(input_tokens), "output_tokens": len(tokens)},
+                "content": [block.final() for block in reply.blocks],
+                "stop_reason": reply.stop_reason,
+                "stop_sequence": reply.stop_sequence,
+                "usage": {**usage, **output_usage(reply)},
             }
         )
 

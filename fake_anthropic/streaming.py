@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .directives import Directives
+from .replies import Reply
 from .wire import error_body, sse
 
 HANG_LIMIT_S = 600.0
@@ -49,12 +50,18 @@ def wait_idle(sock: socket.socket | None, seconds: float = HANG_LIMIT_S) -> bool
     return False
 
 
+def output_usage(reply: Reply) -> dict[str, Any]:
+    usage: dict[str, Any] = {"output_tokens": reply.output_tokens}
+    if reply.thinking_tokens:
+        usage["output_tokens_details"] = {"thinking_tokens": reply.thinking_tokens}
+    return usage
+
+
 def stream_events(
     d: Directives,
     skeleton: dict[str, Any],
-    input_tokens: int,
-    tokens: list[str],
-    stop_reason: str,
+    usage: dict[str, Any],
+    reply: Reply,
     delay_s: float,
     sock: socket.socket | None,
 ) -> Iterator[bytes]:
@@ -64,46 +71,47 @@ def stream_events(
         wait_idle(sock)
         return
 
-    start = {**skeleton, "usage": {**d.input_usage(input_tokens), "output_tokens": 1}}
+    start = {**skeleton, "usage": {**usage, "output_tokens": 1}}
     yield sse("message_start", {"type": "message_start", "message": start})
-    yield sse(
-        "content_block_start",
-        {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        },
-    )
-    yield sse("ping", {"type": "ping"})
-
-    # Index of the delta before which the injected failure happens, if any.
+    # Index of the delta (over all blocks) before which the injected failure happens, if any.
     fail_at = None
     if d.hang or d.mid_stream_error:
-        fail_at = min(d.after if d.after is not None else 2, len(tokens))
-    for i in range(len(tokens) + 1):
-        if i == fail_at:
-            if d.mid_stream_error:
-                yield sse("error", error_body(d.mid_stream_error))
-            else:
-                wait_idle(sock)
-            return
-        if i == len(tokens):
-            break
-        if i and delay_s:
-            time.sleep(delay_s)
-        delta = {"type": "text_delta", "text": tokens[i]}
-        yield sse(
-            "content_block_delta",
-            {"type": "content_block_delta", "index": 0, "delta": delta},
-        )
-
-    yield sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        fail_at = min(d.after if d.after is not None else 2, reply.output_tokens)
+    sent = 0
+    for index, block in enumerate(reply.blocks):
+        yield sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block.start})
+        if index == 0:
+            yield sse("ping", {"type": "ping"})
+        for delta in block.deltas:
+            if sent == fail_at:
+                yield from _fail(d, sock)
+                return
+            if sent and delay_s:
+                time.sleep(delay_s)
+            yield sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+            sent += 1
+        if block.signature is not None:
+            signature = {"type": "signature_delta", "signature": block.signature}
+            yield sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": signature})
+        yield sse("content_block_stop", {"type": "content_block_stop", "index": index})
+    if sent == fail_at:
+        yield from _fail(d, sock)
+        return
+    # Cumulative counts, as the real API sends them; the cache-write split is message_start's alone.
+    final = {name: value for name, value in usage.items() if name != "cache_creation"}
     yield sse(
         "message_delta",
         {
             "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-            "usage": {"output_tokens": len(tokens)},
+            "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
+            "usage": {**final, **output_usage(reply)},
         },
     )
     yield sse("message_stop", {"type": "message_stop"})
+
+
+def _fail(d: Directives, sock: socket.socket | None) -> Iterator[bytes]:
+    if d.mid_stream_error:
+        yield sse("error", error_body(d.mid_stream_error))
+    else:
+        wait_idle(sock)

@@ -6,7 +6,6 @@ the official SDK parses it unchanged (and maps errors to its exception classes).
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 from typing import Any
@@ -90,60 +89,10 @@ class InvalidRequest(ValueError):
     """Request body failed validation; becomes a 400 invalid_request_error."""
 
 
-DOCUMENT_MEDIA_TYPES = ("application/pdf",)
+def validate_request(body: Any) -> None:
+    """Validate a Messages request body's top-level fields (content.py reads its blocks).
 
-
-def _block_texts(value: Any, where: str) -> list[str]:
-    """Texts from a string or a list of text blocks (and, in messages, base64 PDF
-    `document` blocks, which hold no text the fake reads)."""
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list):
-        raise InvalidRequest(f"{where}: Input should be a valid string or a list of content blocks")
-    texts = []
-    for i, block in enumerate(value):
-        if isinstance(block, dict) and block.get("type") == "document" and where.startswith("messages"):
-            _check_document(block, f"{where}.{i}")
-            continue
-        if not isinstance(block, dict) or block.get("type") != "text":
-            raise InvalidRequest(f"{where}.{i}: only content blocks of type 'text' or 'document' are supported")
-        if not isinstance(block.get("text"), str):
-            raise InvalidRequest(f"{where}.{i}.text: Field required (must be a string)")
-        texts.append(block["text"])
-    return texts
-
-
-def _check_document(block: dict[str, Any], where: str) -> None:
-    source = block.get("source")
-    if not isinstance(source, dict) or source.get("type") != "base64":
-        raise InvalidRequest(f"{where}.source: the fake reads only base64 sources")
-    if source.get("media_type") not in DOCUMENT_MEDIA_TYPES:
-        raise InvalidRequest(f"{where}.source.media_type: Input should be one of {DOCUMENT_MEDIA_TYPES}")
-    try:
-        decoded = base64.b64decode(source.get("data") or "", validate=True)
-    except (ValueError, TypeError):
-        raise InvalidRequest(f"{where}.source.data: not valid base64") from None
-    if not decoded.startswith(b"%PDF-"):
-        raise InvalidRequest(f"{where}.source.data: the PDF specified was not valid")
-
-
-def document_bytes(body: dict[str, Any]) -> int:
-    """The size of the documents a valid request carries (they count as input tokens)."""
-    return sum(
-        len(block["source"]["data"]) * 3 // 4
-        for message in body["messages"]
-        if isinstance(message["content"], list)
-        for block in message["content"]
-        if block.get("type") == "document"
-    )
-
-
-def validate_request(body: Any) -> tuple[list[str], str]:
-    """Validate a Messages request body.
-
-    Returns (every prompt text, for token counting; the last user message's
-    text, where directives live). Raises InvalidRequest with a message in the
-    style of the real API ("field: problem").
+    Raises InvalidRequest with a message in the style of the real API ("field: problem").
     """
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
@@ -157,27 +106,19 @@ def validate_request(body: Any) -> tuple[list[str], str]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages: Field required (non-empty list)")
-
-    texts: list[str] = []
-    if "system" in body:
-        texts += _block_texts(body["system"], "system")
-    last_user_text = ""
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise InvalidRequest(f"messages.{i}: Input should be an object")
-        if message.get("role") not in ("user", "assistant"):
-            raise InvalidRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
-        if "content" not in message:
-            raise InvalidRequest(f"messages.{i}.content: Field required")
-        message_texts = _block_texts(message["content"], f"messages.{i}.content")
-        texts += message_texts
-        if message["role"] == "user":
-            last_user_text = "\n".join(message_texts)
-
     if "temperature" in body:
         temperature = body["temperature"]
         if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1:
             raise InvalidRequest("temperature: Input should be a number between 0 and 1")
     if "stream" in body and not isinstance(body["stream"], bool):
         raise InvalidRequest("stream: Input should be a valid boolean")
-    return texts, last_user_text
+    sequences = body.get("stop_sequences", [])
+    if not isinstance(sequences, list) or not all(isinstance(seq, str) for seq in sequences):
+        raise InvalidRequest("stop_sequences: Input should be a list of strings")
+    thinking = body.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not isinstance(budget, int) or budget < 1024:
+            raise InvalidRequest("thinking.budget_tokens: Input should be greater than or equal to 1024")
+        if budget >= max_tokens:
+            raise InvalidRequest("`max_tokens` must be greater than `thinking.budget_tokens`")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from typing import cast
 
 import limits
 from environs import Env, EnvValidationError
 from marshmallow import ValidationError, validate
 
+from service.llm.pricing import ModelPrice
 from service.webhooks.addresses import CallbackPolicy, CallbackRefused
 
 # An operator password is tried over the network: short ones fall to guessing, even at
@@ -96,7 +97,7 @@ class Settings:
     metrics_operator_auth: bool = False
     max_batch_jobs: int = 100  # jobs in one POST /v1/batches
     # model -> (USD per million input tokens, USD per million output tokens)
-    price_overrides: dict[str, tuple[float, float]] = field(default_factory=dict)
+    price_overrides: dict[str, ModelPrice] = field(default_factory=dict)
     # Document jobs (POST /v1/documents): upload bounds, the text one call reads before a
     # document is analysed in chunks, and the hard limit on extracting its text.
     max_document_bytes: int = 20 * 1024 * 1024
@@ -136,15 +137,20 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     return keys
 
 
-def parse_prices(raw: str) -> dict[str, tuple[float, float]]:
-    """JSON `{"model": [input_usd_per_mtok, output_usd_per_mtok], ...}`."""
+def parse_prices(raw: str) -> dict[str, ModelPrice]:
+    """JSON `{"model": [input, output]}` or `{"model": [input, output, cache_write_5m,
+    cache_write_1h, cache_read]}`, USD per million tokens (a model given two figures has
+    no known cache prices: a call that wrote or read the cache is not priced)."""
     try:
         data = json.loads(raw)
-        prices = {str(m): (float(p[0]), float(p[1])) for m, p in data.items() if len(p) == 2}
+        prices = {str(m): ModelPrice(*(float(v) for v in p)) for m, p in data.items() if len(p) in (2, 5)}
     except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise ValidationError(f'expected JSON like {{"model": [3.0, 15.0]}}: {exc}') from exc
-    if len(prices) != len(data) or any(v < 0 for pair in prices.values() for v in pair):
-        raise ValidationError("each model needs two non-negative prices: [input, output]")
+    if len(prices) != len(data) or any(v is not None and v < 0 for p in prices.values() for v in astuple(p)):
+        raise ValidationError(
+            "each model needs two or five non-negative prices: [input, output] or "
+            "[input, output, cache_write_5m, cache_write_1h, cache_read]"
+        )
     return prices
 
 

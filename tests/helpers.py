@@ -194,8 +194,14 @@ def started_runs(redis_conn, model: str, runs: int = 1) -> list[Job]:
 
 def complete(job: Job, input_tokens: int, output_tokens: int, cost: float | None) -> dict:
     usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    message = {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "x"}],
+        "stop_reason": "end_turn",
+        "usage": usage,
+    }
     return record_result(
-        job, text="x", stop_reason="end_turn", usage=usage, cost_usd=cost, keep_for_s=600, usage_retention_days=3
+        job, message=message, text="x", output=None, usage=usage, cost_usd=cost, keep_for_s=600, usage_retention_days=3
     )
 
 

@@ -160,7 +160,6 @@ def test_submit_stores_every_given_field(client, redis_conn):
         "system": "be brief",
         "model": "claude-haiku-4-5",
         "max_tokens": 50,
-        "temperature": 0.2,
         "priority": "high",
         "metadata": {"ticket": "T-1", "team": "search"},
         "timeout_s": 120,
@@ -179,7 +178,6 @@ def test_submit_stores_every_given_field(client, redis_conn):
         "max_tokens": 50,
         "messages": messages,
         "system": "be brief",
-        "temperature": 0.2,
     }
     assert rq_job.meta["timeout_s"] == 120
     assert rq_job.meta["metadata"] == body["metadata"]
@@ -259,6 +257,7 @@ VALIDATION_CASES = [
     pytest.param({"prompt": "hi", "temperature": -0.1}, "temperature", id="temperature-below-0"),
     pytest.param({"prompt": "hi", "temperature": 1.1}, "temperature", id="temperature-above-1"),
     pytest.param({"prompt": "hi", "temperature": "hot"}, "temperature", id="temperature-not-a-number"),
+    pytest.param({"prompt": "hi", "temperature": 0.5}, "temperature", id="temperature-any-value"),
     pytest.param({"prompt": "hi", "priority": "urgent"}, "priority", id="unknown-priority"),
     pytest.param({"prompt": "hi", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata", id="17-metadata-keys"),
     pytest.param({"prompt": "hi", "metadata": {"k" * 65: "v"}}, "metadata", id="metadata-key-of-65-chars"),

@@ -27,9 +27,11 @@ def two_runs_of_one_job(redis_conn) -> tuple[Job, Job]:
 
 def finish(job: Job, text: str) -> dict:
     usage = {"input_tokens": 1, "output_tokens": len(text.split())}
+    message = {"content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "usage": usage}
     return record_result(
-        job, text=text, stop_reason="end_turn", usage=usage, cost_usd=0.1, keep_for_s=600, usage_retention_days=30
-    )
+        job, message=message, text=text, output=None, usage=usage, cost_usd=0.1, keep_for_s=600,
+        usage_retention_days=30,
+    )  # fmt: skip
 
 
 def test_the_first_run_to_finish_wins_and_the_other_cannot_overwrite_it(redis_conn):

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from service.config import JobLimits, Settings, SettingsError, load_settings
+from service.llm.pricing import ModelPrice
 from tests.conftest import ROOT, free_port
 
 SETTINGS_VARS = (
@@ -56,6 +57,7 @@ BAD_SETTINGS = [
     pytest.param({"LLM_PRICES": '{"my-model": [1]}'}, "LLM_PRICES", id="LLM_PRICES-one-price"),
     pytest.param({"LLM_PRICES": '{"my-model": [1, -2]}'}, "LLM_PRICES", id="LLM_PRICES-negative"),
     pytest.param({"LLM_PRICES": "[1, 2]"}, "LLM_PRICES", id="LLM_PRICES-not-an-object"),
+    pytest.param({"LLM_PRICES": '{"my-model": [1, 2, 3]}'}, "LLM_PRICES", id="LLM_PRICES-three-prices"),
     pytest.param({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY", id="WORKER_CONCURRENCY-zero"),
     pytest.param(
         {"DASHBOARD_USERNAME": "ops", "DASHBOARD_PASSWORD": "x"}, "DASHBOARD_PASSWORD", id="DASHBOARD_PASSWORD-short"
@@ -131,13 +133,13 @@ def test_api_keys_map_key_to_client(monkeypatch):
     assert load_settings(require_api_keys=True).api_keys == {KEY_A: "a", KEY_B: "b"}
 
 
-def test_prices_parse_to_float_pairs(monkeypatch):
-    monkeypatch.setenv("LLM_PRICES", '{"my-model": [1, 2]}')
+def test_prices_parse_to_model_prices(monkeypatch):
+    monkeypatch.setenv("LLM_PRICES", '{"my-model": [1, 2], "cached": [1, 2, 1.25, 2, 0.1]}')
 
     prices = load_settings().price_overrides
 
-    assert prices == {"my-model": (1.0, 2.0)}
-    assert all(isinstance(v, float) for v in prices["my-model"])
+    assert prices == {"my-model": ModelPrice(1.0, 2.0), "cached": ModelPrice(1.0, 2.0, 1.25, 2.0, 0.1)}
+    assert all(isinstance(v, float) for v in (prices["my-model"].input, prices["my-model"].output))
 
 
 def test_limits_and_other_values_are_read(monkeypatch):

@@ -75,13 +75,18 @@ def test_a_long_pdf_is_analysed_in_chunks_with_progress_usage_and_events(
     analyses = done["result"]["analyses"]
     assert isinstance(analyses["summary"]["output"], str) and analyses["summary"]["output"]
     assert all(isinstance(point, str) for point in analyses["key_points"]["output"])
-    assert analyses["sentiment"]["output"]["label"] == "neutral"
-    assert len(analyses["topics"]["output"]) == 3
-    assert json.loads(analyses["topics"]["text"]) == analyses["topics"]["output"]
+    assert analyses["sentiment"]["output"]["label"] in ("positive", "negative", "neutral", "mixed")
+    assert analyses["topics"]["output"] and all(isinstance(topic, str) for topic in analyses["topics"]["output"])
+    # asked for as structured outputs: a list comes as {"items": [...]}
+    assert json.loads(analyses["topics"]["text"]) == {"items": analyses["topics"]["output"]}
     # Totals are the steps' sums, and /v1/usage counts the same tokens, and the job once.
     total_in = sum(step["usage"]["input_tokens"] for step in steps.values())
     total_out = sum(step["usage"]["output_tokens"] for step in steps.values())
-    assert done["result"]["usage"] == {"input_tokens": total_in, "output_tokens": total_out}
+    assert {name: done["result"]["usage"][name] for name in ("input_tokens", "output_tokens")} == {
+        "input_tokens": total_in, "output_tokens": total_out,
+    }  # fmt: skip
+    # each part of the document was written to the prompt cache by its first analysis, read by the others
+    assert done["result"]["usage"]["cache_read_input_tokens"] > done["result"]["usage"]["cache_creation_input_tokens"]
     assert done["result"]["cost_usd"] > 0
     assert analyses["summary"]["usage"] == steps["summary"]["usage"]
     usage = requests.get(f"{api}/v1/usage", headers=ALICE, params={"group_by": "model"}, timeout=10).json()

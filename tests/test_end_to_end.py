@@ -15,7 +15,7 @@ def test_submit_stream_and_succeed_with_usage_and_cost(start_api, start_worker, 
     api = start_api()
     start_worker()
     prompt = "Tell me about queues [[fake: tokens=40 chunk_delay_ms=50]]"
-    job = submit(api, {"prompt": prompt, "priority": "high", "temperature": 0.2, "metadata": {"ticket": "T-1"}})
+    job = submit(api, {"prompt": prompt, "priority": "high", "metadata": {"ticket": "T-1"}})
     assert job["status"] == "queued"
 
     # While it streams (40 deltas, 50 ms apart), progress shows part of the text.
@@ -31,7 +31,7 @@ def test_submit_stream_and_succeed_with_usage_and_cost(start_api, start_worker, 
     result = done["result"]
     assert result["stop_reason"] == "end_turn"
     assert result["usage"] == {"input_tokens": len(prompt) // 4, "output_tokens": 40}
-    assert result["cost_usd"] == pytest.approx(cost_usd(done["model"], len(prompt) // 4, 40))
+    assert result["cost_usd"] == pytest.approx(cost_usd(done["model"], result["usage"]))
     assert result["cost_usd"] > 0
     assert len(result["text"].split()) == 40
     assert done["progress"] == {"output_tokens": 40, "text": result["text"]}
@@ -40,9 +40,12 @@ def test_submit_stream_and_succeed_with_usage_and_cost(start_api, start_worker, 
     assert done["metadata"] == {"ticket": "T-1"}
     assert done["error"] is None
     assert parse(done["created_at"]) <= parse(done["started_at"]) <= parse(done["finished_at"])
-    # temperature went to the provider in the body, through the real SDK
+    # the simple form gets the whole Message too
+    message = result["message"]
+    assert message["content"] == [{"type": "text", "text": result["text"]}] and message["usage"] == result["usage"]
+    assert (message["role"], message["stop_reason"], result["output"]) == ("assistant", "end_turn", None)
     sent = requests.get(f"{fake_anthropic}/_fake/requests", timeout=5).json()
-    assert any(r["body"]["messages"][0]["content"] == prompt and r["body"]["temperature"] == 0.2 for r in sent)
+    assert any(r["body"]["messages"][0]["content"] == prompt for r in sent)
 
 
 def test_high_priority_runs_before_earlier_low_jobs(start_api, start_worker):

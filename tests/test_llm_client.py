@@ -9,7 +9,8 @@ import anthropic
 import pytest
 import requests
 
-from service.llm import CallUsage, LLMClient, LLMError, LLMRequest
+from service.llm.client import CallUsage, LLMClient, LLMRequest
+from service.llm.errors import LLMError
 
 
 @pytest.fixture
@@ -18,16 +19,20 @@ def llm(fake_anthropic: str) -> LLMClient:
 
 
 def ask(text: str, **fields) -> LLMRequest:
-    return LLMRequest(model="claude-sonnet-5-5", max_tokens=fields.pop("max_tokens", 100),
-                      messages=[{"role": "user", "content": text}], **fields)  # fmt: skip
+    params = {"model": "claude-sonnet-5-5", "max_tokens": 100, "messages": [{"role": "user", "content": text}]}
+    return LLMRequest({**params, **fields})
 
 
 def run(llm: LLMClient, request: LLMRequest, deadline_s: float = 30.0, usage: CallUsage | None = None):
     chunks: list[str] = []
 
+    def on_delta(_index: int, delta: dict) -> None:
+        if delta["type"] == "text_delta":
+            chunks.append(delta["text"])
+
     async def call():
         async with asyncio.timeout(deadline_s):
-            return await llm.stream(request, on_text=chunks.append, usage=usage or CallUsage())
+            return await llm.stream(request, on_delta=on_delta, usage=usage or CallUsage())
 
     return asyncio.run(call()), chunks
 
@@ -36,28 +41,31 @@ def test_streams_text_in_chunks_and_reports_usage(llm: LLMClient):
     reply, chunks = run(llm, ask("four words please [[fake: tokens=12]]"))
     assert len(chunks) == 12
     assert "".join(chunks) == reply.text
-    assert reply.output_tokens == 12
-    assert reply.input_tokens == len("four words please [[fake: tokens=12]]") // 4
+    usage = reply.message["usage"]
+    assert usage["output_tokens"] == 12
+    assert usage["input_tokens"] == len("four words please [[fake: tokens=12]]") // 4
     assert reply.stop_reason == "end_turn"
+    assert reply.message["content"] == [{"type": "text", "text": reply.text}]
+    assert reply.message["role"] == "assistant" and reply.message["id"].startswith("msg_")
 
 
 def test_prompt_cache_counts_are_kept(llm: LLMClient):
     reply, _ = run(llm, ask("cached [[fake: tokens=3 cache_read=40]]"))
-    assert reply.extra_usage == {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 40}
+    usage = reply.message["usage"]
+    assert (usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"]) == (0, 40)
 
 
 def test_max_tokens_caps_the_reply(llm: LLMClient):
     reply, _ = run(llm, ask("long [[fake: tokens=50]]", max_tokens=5))
-    assert (reply.output_tokens, reply.stop_reason) == (5, "max_tokens")
+    assert (reply.message["usage"]["output_tokens"], reply.stop_reason) == (5, "max_tokens")
 
 
-def test_system_and_temperature_reach_the_provider(llm: LLMClient, fake_anthropic: str):
+def test_the_request_reaches_the_provider_whole(llm: LLMClient, fake_anthropic: str):
     requests.delete(f"{fake_anthropic}/_fake/requests", timeout=5)
-    run(llm, ask("hello", system="be brief", temperature=0.3))
+    extra = {"system": [{"type": "text", "text": "be brief"}], "stop_sequences": ["STOP"], "metadata": {"user_id": "u"}}
+    run(llm, ask("hello", **extra))
     (sent,) = requests.get(f"{fake_anthropic}/_fake/requests", timeout=5).json()
-    assert sent["body"]["temperature"] == 0.3
-    assert sent["body"]["system"] == "be brief"
-    assert sent["body"]["stream"] is True
+    assert sent["body"] == {**ask("hello", **extra).params, "stream": True}
 
 
 @pytest.mark.parametrize(
@@ -114,7 +122,7 @@ def test_cancelling_the_task_stops_a_silent_stream_and_keeps_what_it_cost(llm: L
     usage = CallUsage()
 
     async def call_then_cancel():
-        task = asyncio.create_task(llm.stream(ask("x [[fake: hang=1 after=3]]"), on_text=lambda _: None, usage=usage))
+        task = asyncio.create_task(llm.stream(ask("x [[fake: hang=1 after=3]]"), on_delta=lambda *_: None, usage=usage))
         await asyncio.sleep(0.5)
         task.cancel()
         await task
@@ -129,7 +137,7 @@ def test_cancelling_the_task_stops_a_silent_stream_and_keeps_what_it_cost(llm: L
 def test_a_finished_stream_reports_the_providers_output_count(llm: LLMClient):
     usage = CallUsage()
     reply, _ = run(llm, ask("x [[fake: tokens=9]]"), usage=usage)
-    assert (usage.reported_output_tokens, usage.output_tokens, reply.output_tokens) == (9, 9, 9)
+    assert (usage.reported["output_tokens"], usage.output_tokens, reply.message["usage"]["output_tokens"]) == (9, 9, 9)
 
 
 def test_a_stalled_stream_is_a_retryable_timeout_well_before_the_deadline(fake_anthropic: str):

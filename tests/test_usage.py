@@ -22,6 +22,9 @@ def counters(redis_conn, client: str = "alice") -> dict[str, int]:
     return {field.decode(): int(value) for field, value in stored.items()}
 
 
+NO_CACHE = {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}  # counted apart from input_tokens
+
+
 def test_a_job_that_ran_twice_is_counted_once(redis_conn):
     first, second = started_runs(redis_conn, DEFAULT_MODEL, runs=2)
     complete(first, 12, 40, 0.000424)
@@ -58,9 +61,9 @@ def test_a_model_without_a_price_counts_tokens_and_an_unpriced_job_but_no_cost(r
     today = datetime.now(UTC).date()
     assert usage_report(redis_conn, "alice", today, today, "model") == [
         {"model": DEFAULT_MODEL, "jobs": 1, "input_tokens": 5, "output_tokens": 6, "cost_usd": 0.00007,
-         "unpriced_jobs": 0},
+         "unpriced_jobs": 0, **NO_CACHE},
         {"model": "mystery-model-1", "jobs": 1, "input_tokens": 7, "output_tokens": 8, "cost_usd": 0.0,
-         "unpriced_jobs": 1},
+         "unpriced_jobs": 1, **NO_CACHE},
     ]  # fmt: skip
 
 
@@ -71,7 +74,7 @@ def test_the_report_groups_only_the_asked_days_of_the_asked_client(redis_conn):
     redis_conn.hset(usage_key(day3, "alice"), mapping={"b:jobs": 100})  # outside the range asked
     redis_conn.hset(usage_key(day2, "bob"), mapping={"b:jobs": 100})  # another client
 
-    zero = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "unpriced_jobs": 0}
+    zero = {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0, "unpriced_jobs": 0, **NO_CACHE}
     assert usage_report(redis_conn, "alice", day1 - timedelta(days=1), day2, "day") == [
         {**zero, "day": "2026-03-01", "jobs": 1, "input_tokens": 10, "cost_usd": 0.000005},
         {**zero, "day": "2026-03-02", "jobs": 3, "output_tokens": 3},
@@ -81,8 +84,9 @@ def test_the_report_groups_only_the_asked_days_of_the_asked_client(redis_conn):
         {**zero, "model": "m:a", "jobs": 2, "input_tokens": 10, "cost_usd": 0.000005},  # a model name with ':'
     ]
     assert usage_report(redis_conn, "alice", day1, day2, "client") == [
-        {"client": "alice", "jobs": 4, "input_tokens": 10, "output_tokens": 3, "cost_usd": 0.000005, "unpriced_jobs": 0}
-    ]
+        {"client": "alice", "jobs": 4, "input_tokens": 10, "output_tokens": 3, "cost_usd": 0.000005, "unpriced_jobs": 0,
+         **NO_CACHE}
+    ]  # fmt: skip
     assert usage_report(redis_conn, "alice", day3 + timedelta(days=1), day3 + timedelta(days=9), "day") == []
 
 
@@ -113,6 +117,7 @@ def figures(jobs: list[dict]) -> dict:
         "output_tokens": sum(job["result"]["usage"]["output_tokens"] for job in jobs),
         "cost_usd": pytest.approx(sum(job["result"]["cost_usd"] for job in jobs), abs=1e-9),
         "unpriced_jobs": 0,
+        **NO_CACHE,
     }
 
 

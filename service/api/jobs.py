@@ -153,15 +153,14 @@ def idempotency_claim(key: str | None, body: dict[str, Any]) -> IdempotencyClaim
 
 
 def new_job_of(body: dict[str, Any], settings: Settings) -> NewJob:
-    """A validated job request (also each job of a batch), with this service's defaults."""
+    """A validated job request (also each job of a batch): its Messages request as sent,
+    the betas apart (the Message Batches API takes them on the batch, not in the params)."""
+    request = dict(body["params"])
+    betas = tuple(request.pop("betas", ()))
     return NewJob(
         priority=body["priority"],
-        request={
-            "model": body.get("model", settings.default_model),
-            "max_tokens": body["max_tokens"],
-            "messages": body["messages"],
-            **{name: body[name] for name in ("system", "temperature") if name in body},
-        },
+        request=request,
+        betas=betas,
         metadata=body["metadata"],
         timeout_s=body.get("timeout_s", settings.limits.max_timeout_s),
         callback_url=body.get("callback_url"),

@@ -8,11 +8,29 @@ from typing import Any
 
 from apispec import APISpec
 
+from service.api.schemas import INSIDE_PARAMS, MODEL_NAME
 from service.config import Settings
+from service.llm.params import messages_schema, openapi_schema
 
 # Component names flask-smorest gives the request schemas (the class name without "Schema").
 JOB_REQUEST, BATCH_JOB_REQUEST, BATCH_REQUEST = "JobRequest", "BatchJobRequest", "BatchRequest"
 DOCUMENT_JSON = "DocumentJson"  # POST /v1/documents with a JSON body
+
+
+def params_document(spec: APISpec, settings: Settings) -> dict[str, Any]:
+    """`params` as the SDK types it (its definitions become `Messages*` components), with
+    this deployment's bounds, `model` and `max_tokens` optional (defaulted), no `stream`."""
+    params, definitions = openapi_schema(messages_schema(), prefix="Messages")
+    for name, definition in definitions.items():
+        spec.components.schema(name, definition)
+    properties = params["properties"]
+    del properties["stream"]
+    properties["model"] = {"type": "string", "pattern": MODEL_NAME.regex.pattern}
+    properties["max_tokens"].update(minimum=1, maximum=settings.limits.max_output_tokens)
+    properties["messages"]["maxItems"] = settings.limits.max_messages
+    properties["betas"] = {"type": "array", "items": {"type": "string"}, "description": "The beta endpoint's."}
+    params["required"] = ["messages"]
+    return params
 
 
 def document_request_rules(spec: APISpec, settings: Settings) -> None:
@@ -20,8 +38,13 @@ def document_request_rules(spec: APISpec, settings: Settings) -> None:
     limits = settings.limits
     schemas: dict[str, dict[str, Any]] = spec.components.schemas
     jobs = [schemas[JOB_REQUEST], schemas[BATCH_JOB_REQUEST]]  # alone, and inside a batch
+    params = params_document(spec, settings)
     for job in jobs:
-        job["oneOf"] = [{"required": ["prompt"]}, {"required": ["messages"]}]  # exactly one of them
+        # Exactly one form; with `params`, what it carries inside it is not given beside it.
+        beside = {"anyOf": [{"required": [name]} for name in INSIDE_PARAMS]}
+        job["oneOf"] = [{"required": ["prompt"]}, {"required": ["messages"]}, {"required": ["params"], "not": beside}]
+        job["properties"]["params"] = {**params, "description": job["properties"]["params"]["description"]}
+        del job["properties"]["temperature"]  # refused whatever its value: offered to no one
         job["properties"]["max_tokens"].update(minimum=1, maximum=limits.max_output_tokens)
         job["properties"]["timeout_s"].update(minimum=1, maximum=limits.max_timeout_s)
         job["properties"]["messages"]["maxItems"] = limits.max_messages

@@ -17,6 +17,7 @@ from service.api.context import EXTENSION_KEY
 from service.jobs.observability.usage import GROUP_BYS, MAX_REPORT_DAYS
 from service.jobs.storage.queues import PRIORITIES
 from service.jobs.storage.status import PUBLIC_STATUSES
+from service.llm.params import schema_for
 from service.webhooks.addresses import CallbackRefused, CallbackTarget, parse_callback_url
 
 METADATA_KEY_MAX = 64
@@ -95,24 +96,58 @@ def refused_addresses(settings: Any, urls: dict[Any, str]) -> dict[Any, list[str
     return {key: [str(admitted[t])] for key, t in targets.items() if isinstance(admitted[t], CallbackRefused)}
 
 
+# Why the simple form's `temperature` is refused rather than sent (README, "The params form").
+TEMPERATURE_REFUSED = (
+    "not accepted: the Messages API version this service speaks (anthropic 2.11, anthropic-version "
+    "2026-10-21) has no temperature, top_p or top_k, and current models answer a non-default one with a 400; "
+    "leave it out"
+)
+# Fields of the simple forms that a `params` request carries inside it instead.
+INSIDE_PARAMS = ("system", "model", "max_tokens", "temperature")
+DEFAULT_MAX_TOKENS = 1024
+
+
+class MessagesRequest(fields.Dict):
+    """`params`: a Messages API request as a JSON object, checked against the SDK's own
+    types by `JobRequestSchema.check_params` once the defaults are in."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise ValidationError("must be an object: a Messages API request")
+        params = dict(value)
+        params.setdefault("model", current_app.extensions[EXTENSION_KEY].settings.default_model)
+        if "max_tokens" not in params:
+            thinking = params.get("thinking")
+            budget = thinking.get("budget_tokens") if isinstance(thinking, dict) else None
+            params["max_tokens"] = DEFAULT_MAX_TOKENS + (budget if isinstance(budget, int) and budget > 0 else 0)
+        return params
+
+
 class JobRequestSchema(Schema):
     # A batch resolves its jobs' callback hosts itself, together, once its size is checked.
     resolves_callback = True
 
     prompt = fields.String(
-        validate=validate.Length(min=1), metadata={"description": "A single user message. Give this or `messages`."}
-    )
+        validate=validate.Length(min=1), metadata={"description": "A single user message. Give this, `messages` "
+                                                   "or `params`."}
+    )  # fmt: skip
     messages = fields.List(
         fields.Nested(MessageSchema),
         validate=validate.Length(min=1),
         metadata={"description": "The conversation, first message from the user; at most MAX_MESSAGES (200)."},
     )
+    params = MessagesRequest(
+        metadata={
+            "description": "Any Messages API request, as the pinned anthropic SDK types it (tools, tool_choice, "
+            "images, documents, thinking, output_config, stop_sequences, cache_control, ...; with `betas`, the "
+            "beta endpoint's). `model` defaults to LLM_DEFAULT_MODEL, `max_tokens` to 1024 (plus "
+            "`thinking.budget_tokens`); `stream` is refused. `system`, `model` and `max_tokens` go inside it."
+        }
+    )
     system = fields.String(validate=validate.Length(min=1))
     model = fields.String(validate=MODEL_NAME, metadata={"description": "Defaults to LLM_DEFAULT_MODEL."})
-    max_tokens = fields.Integer(
-        strict=True, load_default=1024, metadata={"description": "1..MAX_OUTPUT_TOKENS (64000)."}
-    )
-    temperature = fields.Float(validate=validate.Range(min=0, max=1), allow_nan=False)
+    max_tokens = fields.Integer(strict=True, metadata={"description": "1..MAX_OUTPUT_TOKENS (64000); default 1024."})
+    temperature = fields.Raw(metadata={"description": "Refused: " + TEMPERATURE_REFUSED})
     priority = fields.String(load_default="default", validate=validate.OneOf(PRIORITIES))
     metadata = metadata_field("Echoed back; at most MAX_METADATA_KEYS (16) keys of <= 64 chars, values <= 512.")
     timeout_s = fields.Integer(
@@ -125,10 +160,35 @@ class JobRequestSchema(Schema):
 
     @validates_schema
     def check_shape(self, data: dict[str, Any], **_: Any) -> None:
-        if ("prompt" in data) == ("messages" in data):
-            raise ValidationError("give exactly one of `prompt` or `messages`", "_schema")
+        if sum(form in data for form in ("prompt", "messages", "params")) != 1:
+            raise ValidationError("give exactly one of `prompt`, `messages` or `params`", "_schema")
+        if "temperature" in data:
+            raise ValidationError(TEMPERATURE_REFUSED, "temperature")
+        if "params" in data and (beside := [name for name in INSIDE_PARAMS if name in data]):
+            raise ValidationError({name: [f"give it inside `params` (params.{name})"] for name in beside})
         if "messages" in data and data["messages"][0]["role"] != "user":
             raise ValidationError("the first message must come from the user", "messages")
+
+    @validates_schema
+    def check_params(self, data: dict[str, Any], **_: Any) -> None:
+        """Against the SDK's own types; each problem named by its path (`params.messages.0.content.1.type`)."""
+        if "params" not in data:
+            return
+        params = data["params"]
+        if "stream" in params:
+            raise ValidationError("not accepted: the service always streams the reply; leave it out", "params.stream")
+        if problems := schema_for(params).problems(params):
+            raise ValidationError({problem.where(): [problem.message] for problem in problems})
+        limits = current_app.extensions[EXTENSION_KEY].settings.limits
+        errors: dict[str, list[str]] = {}
+        if MODEL_NAME.regex.match(params["model"]) is None:
+            errors["params.model"] = ["not a model name"]
+        if not 1 <= params["max_tokens"] <= limits.max_output_tokens:
+            errors["params.max_tokens"] = [f"must be between 1 and {limits.max_output_tokens}"]
+        if len(params["messages"]) > limits.max_messages:
+            errors["params.messages"] = [f"at most {limits.max_messages} messages"]
+        if errors:
+            raise ValidationError(errors)
 
     @validates_schema
     def check_limits(self, data: dict[str, Any], **_: Any) -> None:
@@ -137,7 +197,7 @@ class JobRequestSchema(Schema):
         errors: dict[str, list[str]] = {}
         if len(data.get("messages", [])) > limits.max_messages:
             errors["messages"] = [f"at most {limits.max_messages} messages"]
-        if not 1 <= data["max_tokens"] <= limits.max_output_tokens:
+        if not 1 <= data.get("max_tokens", 1) <= limits.max_output_tokens:
             errors["max_tokens"] = [f"must be between 1 and {limits.max_output_tokens}"]
         if len(data.get("metadata", {})) > limits.max_metadata_keys:
             errors["metadata"] = [f"at most {limits.max_metadata_keys} keys"]
@@ -155,9 +215,20 @@ class JobRequestSchema(Schema):
             raise ValidationError(refused_hosts)
 
     @post_load
-    def to_messages(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        if "prompt" in data:
-            data["messages"] = [{"role": "user", "content": data.pop("prompt")}]
+    def to_params(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """Every form as the Messages request it is: `params`, with this service's defaults."""
+        if "params" in data:
+            return data
+        settings = current_app.extensions[EXTENSION_KEY].settings
+        messages = data.pop("messages") if "messages" in data else [{"role": "user", "content": data.pop("prompt")}]
+        params = {
+            "model": data.pop("model", settings.default_model),
+            "max_tokens": data.pop("max_tokens", DEFAULT_MAX_TOKENS),
+            "messages": messages,
+        }
+        if "system" in data:
+            params["system"] = data.pop("system")
+        data["params"] = params
         return data
 
 
@@ -182,10 +253,16 @@ class JobListArgsSchema(Schema):
 
 
 class UsageSchema(Schema):
-    input_tokens = fields.Integer()
-    output_tokens = fields.Integer()
+    """The provider's usage, under its names (every field it reported is kept)."""
+
+    input_tokens = fields.Integer(metadata={"description": "Not read from or written to the prompt cache."})
+    output_tokens = fields.Integer(metadata={"description": "Thinking included (output_tokens_details)."})
     cache_creation_input_tokens = fields.Integer()
     cache_read_input_tokens = fields.Integer()
+    cache_creation = fields.Dict(metadata={"description": "The cache writes by lifetime (5 min, 1 h)."})
+    output_tokens_details = fields.Dict()
+    server_tool_use = fields.Dict()
+    service_tier = fields.String(allow_none=True)
 
 
 class ProgressSchema(Schema):
@@ -195,7 +272,17 @@ class ProgressSchema(Schema):
 
 
 class ResultSchema(Schema):
-    text = fields.String()
+    message = fields.Dict(
+        metadata={"description": "The Message as the provider finished it: `id`, `model`, `content` with every "
+                  "block (text with citations, thinking with its signature, tool_use with its input, server tool "
+                  "use and results), `stop_reason`, `stop_sequence`, `usage`."}
+    )  # fmt: skip
+    output = fields.Raw(
+        allow_none=True,
+        metadata={"description": "The parsed JSON, checked against `params.output_config.format.schema` when the "
+                  "request asked for structured outputs (a reply that is not fails the job: `invalid_output`)."},
+    )  # fmt: skip
+    text = fields.String(metadata={"description": "The text blocks, joined."})
     analyses = fields.Dict(keys=fields.String(), values=fields.Dict(), metadata={"description": "Document jobs."})
     stop_reason = fields.String(allow_none=True)
     usage = fields.Nested(UsageSchema)
@@ -299,8 +386,10 @@ class UsageArgsSchema(Schema):
 
 class UsageFiguresSchema(Schema):
     jobs = fields.Integer(metadata={"description": "Jobs completed (succeeded), each counted once."})
-    input_tokens = fields.Integer()
-    output_tokens = fields.Integer()
+    input_tokens = fields.Integer(metadata={"description": "Not read from or written to the prompt cache."})
+    output_tokens = fields.Integer(metadata={"description": "Thinking included."})
+    cache_creation_input_tokens = fields.Integer(metadata={"description": "Written to the prompt cache."})
+    cache_read_input_tokens = fields.Integer(metadata={"description": "Read from the prompt cache."})
     cost_usd = fields.Float(metadata={"description": "Jobs of a model with no known price add nothing here."})
     unpriced_jobs = fields.Integer(metadata={"description": "Jobs of a model with no known price."})
 

@@ -1,7 +1,5 @@
-"""The Anthropic SDK behind a small interface; knows nothing of RQ or Flask."""
+"""The Anthropic SDK behind a small interface; knows nothing of RQ or Flask.
 
-from service.llm.client import CallUsage, LLMClient, LLMReply, LLMRequest
-from service.llm.errors import LLMError
-from service.llm.pricing import cost_usd, is_priced
-
-__all__ = ["CallUsage", "LLMClient", "LLMError", "LLMReply", "LLMRequest", "cost_usd", "is_priced"]
+Import from the modules themselves: the API reads the price table and the request schemas
+without importing the SDK (`client`), which costs a second or more at start-up.
+"""

@@ -1,4 +1,4 @@
-"""One streaming Messages call through the official async SDK.
+"""One streaming Messages call through the official async SDK: the request sent whole.
 
 One `LLMClient` (one `AsyncAnthropic`, one connection pool) serves every call a worker
 process makes. A call is stopped from outside by cancelling the task awaiting it (a
@@ -14,30 +14,38 @@ from typing import Any, cast
 
 import anthropic
 import httpx2
-from anthropic.types import MessageParam, TextBlockParam
 
-from service.llm.errors import classify
+from service.llm.errors import LLMError, classify
+from service.llm.message import MalformedToolInput, MessageAssembler, message_text
 
 CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
 class LLMRequest:
-    model: str
-    max_tokens: int
-    messages: list[dict[str, Any]]
-    system: str | list[dict[str, Any]] | None = None
-    temperature: float | None = None
+    """One Messages request as the SDK's `messages.create` takes it (`stream` aside), and the
+    betas that send it to the beta endpoint instead (they are not part of a request's
+    params: the Message Batches API takes them on the batch)."""
+
+    params: dict[str, Any]
+    betas: tuple[str, ...] = ()
+
+    @property
+    def model(self) -> str:
+        return self.params["model"]
 
 
 @dataclass(frozen=True)
 class LLMReply:
-    text: str
-    stop_reason: str | None
-    input_tokens: int
-    output_tokens: int
-    model: str
-    extra_usage: dict[str, int] = field(default_factory=dict)
+    message: dict[str, Any]  # the Message as the provider finished it: every block, stop and usage field
+
+    @property
+    def text(self) -> str:
+        return message_text(self.message)
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.message.get("stop_reason")
 
 
 @dataclass
@@ -46,21 +54,32 @@ class CallUsage:
     date while the reply streams, so a call cut short (canceled, timed out, failed
     mid-stream) still says what it cost."""
 
-    input_tokens: int = 0
-    reported_output_tokens: int | None = None  # the last message_delta's cumulative count
-    chunks: int = 0  # text deltas seen; about one token each
+    reported: dict[str, Any] = field(default_factory=dict)  # the message's usage, every field the provider sent
+    chunks: int = 0  # deltas seen; about one token each
+    counted: bool = False  # a message_delta gave the exact output count
+
+    @property
+    def input_tokens(self) -> int:
+        return self.reported.get("input_tokens") or 0
 
     @property
     def output_tokens(self) -> int:
-        return self.reported_output_tokens if self.reported_output_tokens is not None else self.chunks
+        # message_start's output_tokens is a placeholder; until message_delta, the deltas count better.
+        return self.reported.get("output_tokens") or 0 if self.counted else self.chunks
 
     @property
     def billed(self) -> bool:
         return self.input_tokens > 0 or self.output_tokens > 0
 
+    def as_usage(self) -> dict[str, Any]:
+        """The usage as the provider reports it (output: counted from the deltas until it reports it)."""
+        return {**self.reported, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+
 
 # Called with the headers of every call the provider accepted (its rate-limit figures).
 ResponseHook = Callable[[httpx2.Headers], None]
+# Called with each delta of the reply: its block's index and the delta as the provider sent it.
+DeltaHook = Callable[[int, dict[str, Any]], None]
 
 
 class LLMClient:
@@ -91,75 +110,60 @@ class LLMClient:
     def api_key(self) -> str | None:
         return self._sdk.api_key
 
-    async def stream(self, request: LLMRequest, on_text: Callable[[str], None], usage: CallUsage) -> LLMReply:
-        """Stream the reply, passing each text delta to `on_text` and keeping `usage` up to
-        date. Raises `LLMError` for every failure of the call."""
-        texts: list[str] = []
-        stop_reason: str | None = None
-        model, extra_usage = request.model, {}
+    async def stream(self, request: LLMRequest, on_delta: DeltaHook, usage: CallUsage) -> LLMReply:
+        """Send the request whole and stream the reply, passing each delta to `on_delta`
+        and keeping `usage` up to date. Raises `LLMError` for every failure of the call."""
+        assembler = MessageAssembler()
         try:
             # The SDK's raw events (`AsyncStream.raw_events`), read as JSON: its typed
             # stream validates every event against the union of event models (~15 % of a
             # worker's CPU, measured in bench/RESULTS.md), and its MessageStream helper also
-            # rebuilds the whole message at each event. The reply is assembled here from
-            # the three events that carry it; an `error` event is raised as the SDK would.
-            call = self._sdk.messages.with_streaming_response.create(
-                model=request.model,
-                max_tokens=request.max_tokens,
-                messages=cast("list[MessageParam]", request.messages),
-                stream=True,
-                system=cast("str | list[TextBlockParam]", request.system)
-                if request.system is not None
-                else anthropic.omit,
-                # The SDK has no `temperature` keyword on create(); it goes in the body.
-                extra_body={"temperature": request.temperature} if request.temperature is not None else None,
-                # Per read: a stalled stream fails the attempt (retryable); the job's
-                # deadline is enforced by the caller, which cancels the task.
-                timeout=httpx2.Timeout(self._read_timeout_s, connect=CONNECT_TIMEOUT_S),
-            )
-            async with call as response:
+            # rebuilds the whole message at each event. The Message is assembled from the
+            # events here (MessageAssembler); an `error` event is raised as the SDK would.
+            async with self._call(request) as response:
                 if self._on_response is not None:
                     self._on_response(response.headers)
                 async for sse in anthropic.AsyncStream.raw_events(response.http_response):
-                    kind = sse.event  # ping, content_block_start/stop, message_stop: nothing to keep
+                    kind = sse.event  # ping, message_stop: nothing to keep
                     if kind == "content_block_delta":
-                        delta = sse.json()["delta"]
-                        if delta.get("type") == "text_delta":
-                            usage.chunks += 1
-                            texts.append(delta["text"])
-                            on_text(delta["text"])
-                    elif kind == "message_start":
-                        message = sse.json()["message"]
-                        usage.input_tokens = message["usage"]["input_tokens"]
-                        model, extra_usage = message["model"], _extra_usage(message["usage"])
-                    elif kind == "message_delta":
                         data = sse.json()
-                        usage.reported_output_tokens = data["usage"]["output_tokens"]
-                        stop_reason = data["delta"]["stop_reason"]
+                        usage.chunks += 1
+                        assembler.delta(data["index"], data["delta"])
+                        on_delta(data["index"], data["delta"])
+                    elif kind == "content_block_start":
+                        data = sse.json()
+                        assembler.block_start(data["index"], data["content_block"])
+                    elif kind == "content_block_stop":
+                        assembler.block_stop(sse.json()["index"])
+                    elif kind == "message_start":
+                        assembler.start(sse.json()["message"])
+                        usage.reported = assembler.usage  # one dict: message_delta's counts land in both
+                    elif kind == "message_delta":
+                        assembler.message_delta(sse.json())
+                        usage.counted = True
                     elif kind == "error":
                         raise _stream_error(sse, response.http_response)
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise classify(exc) from exc
-        return LLMReply(
-            text="".join(texts),
-            stop_reason=stop_reason,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            model=model,
-            extra_usage=extra_usage,
-        )
+        except MalformedToolInput as exc:
+            raise LLMError("api_error", str(exc), retryable=True) from exc
+        message = assembler.finish()
+        message["usage"] = usage.as_usage()
+        return LLMReply(message)
+
+    def _call(self, request: LLMRequest) -> Any:
+        # Per read: a stalled stream fails the attempt (retryable); the job's deadline is
+        # enforced by the caller, which cancels the task.
+        timeout = httpx2.Timeout(self._read_timeout_s, connect=CONNECT_TIMEOUT_S)
+        params = cast("Any", request.params)
+        if request.betas:
+            return self._sdk.beta.messages.with_streaming_response.create(
+                **params, betas=list(request.betas), stream=True, timeout=timeout
+            )
+        return self._sdk.messages.with_streaming_response.create(**params, stream=True, timeout=timeout)
 
     async def aclose(self) -> None:
         await self._sdk.close()
-
-
-def _extra_usage(usage: dict[str, Any]) -> dict[str, int]:
-    """Prompt-cache token counts, when the provider reports them."""
-    return {
-        name: value
-        for name in ("cache_creation_input_tokens", "cache_read_input_tokens")
-        if isinstance(value := usage.get(name), int)
-    }
 
 
 def _stream_error(sse: Any, response: httpx2.Response) -> anthropic.APIStatusError:

@@ -15,13 +15,14 @@ import asyncio
 import base64
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 from rq import Retry
 from rq.job import Job
 
 from service.documents import formats
 from service.documents.analyses import (
+    CACHED,
     JSON,
     SYSTEM,
     Analysis,
@@ -45,7 +46,7 @@ from service.documents.steps import (
     percent_done,
 )
 from service.jobs.observability.counters import HashIncrements
-from service.jobs.observability.usage import job_usage
+from service.jobs.observability.usage import job_usage, token_counts
 from service.jobs.running.progress import (
     call_counters,
     record_error,
@@ -64,7 +65,9 @@ from service.jobs.storage.record import (
     Usage,
     job_error,
 )
-from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
+from service.llm.client import CallUsage, LLMRequest
+from service.llm.errors import LLMError
+from service.llm.pricing import cost_usd, is_priced
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime
@@ -99,6 +102,7 @@ class DocumentRun:
         self.pdf_base64 = ""  # encoded once, sent by every analysis
         self.last_call_billed = False
         self.deadline = 0.0
+        self.structured_refused = False  # the model answered output_config with a 400: asked in words
 
     async def run(self) -> DocumentResult | Retry:
         assert self.runtime.llm is not None, "document jobs are taken only by workers of the LLM queues"
@@ -210,22 +214,32 @@ class DocumentRun:
         self._begin(step)
         if self.native:
             document = {"type": "base64", "media_type": formats.PDF, "data": self.pdf_base64}
-            content = [{"type": "document", "source": document}, {"type": "text", "text": native_prompt(analysis)}]
-            reply = await self._call(step, [{"role": "user", "content": content}])
+            content = [
+                {
+                    "type": "document",
+                    "source": document,
+                    "cache_control": CACHED,
+                },  # read from the cache after the first
+                {"type": "text", "text": native_prompt(analysis)},
+            ]
+            reply = await self._call(step, [{"role": "user", "content": content}], self._structured(analysis))
             return await self._finish(step, analysis, content, reply)
         chunks = self.chunks
         if len(chunks) == 1:
             prompt = document_prompt(analysis, chunks[0])
-            return await self._finish(step, analysis, prompt, await self._call(step, _user(prompt)))
+            reply = await self._call(step, _user(prompt), self._structured(analysis))
+            return await self._finish(step, analysis, prompt, reply)
         by_step = self.record.partials
         self.record.partials = by_step  # stored, with the answers appended below
         partials = by_step.setdefault(step["name"], [])
         for number in range(len(partials) + 1, len(chunks) + 1):  # a retried run resumes after the last answer
-            prompt = document_prompt(analysis, chunks[number - 1], number, len(chunks))
-            partials.append(await self._call(step, _user(prompt)))
+            part = document_prompt(analysis, chunks[number - 1], number, len(chunks))
+            partials.append(await self._call(step, _user(part), self._structured(analysis)))
             self._save({"step": step["name"], "status": STEP_RUNNING, "chunk": number, "chunks": len(chunks)})
-        prompt = combine_prompt(analysis, partials)
-        await self._finish(step, analysis, prompt, await self._call(step, _user(prompt)))
+        combined = combine_prompt(analysis, partials)
+        await self._finish(
+            step, analysis, combined, await self._call(step, _user(combined), self._structured(analysis))
+        )
 
     async def _finish(self, step: Step, analysis: Analysis, content: Any, reply: str) -> None:
         """Record the step's answer; a JSON one is checked first and, when it is not the
@@ -233,16 +247,16 @@ class DocumentRun:
         output: Any = reply
         if analysis.output == JSON:
             try:
-                output = parse_output(analysis, reply)
+                output = parse_output(analysis, reply, self._structured(analysis) is not None)
             except InvalidOutput as first:
                 messages = [
                     {"role": "user", "content": content},
                     {"role": "assistant", "content": reply or "(empty)"},
                     {"role": "user", "content": repair_prompt(analysis, str(first))},
                 ]
-                reply = await self._call(step, messages)
+                reply = await self._call(step, messages, self._structured(analysis))
                 try:
-                    output = parse_output(analysis, reply)
+                    output = parse_output(analysis, reply, self._structured(analysis) is not None)
                 except InvalidOutput as second:
                     message = f"the reply was not the JSON asked for, twice: {second}"
                     raise _StepFailed(job_error("invalid_output", message)) from None
@@ -254,14 +268,35 @@ class DocumentRun:
         self.record.partials.pop(step["name"], None)
         self._end_step(step, STEP_SUCCEEDED)
 
-    async def _call(self, step: Step, messages: list[dict[str, Any]]) -> str:
+    def _structured(self, analysis: Analysis) -> dict[str, Any] | None:
+        """The schema a JSON analysis asks structured outputs for (None: asked in words only,
+        a client's own analysis, or a model that refused the parameter)."""
+        return None if self.structured_refused else analysis.schema
+
+    async def _call(self, step: Step, messages: list[dict[str, Any]], schema: dict[str, Any] | None = None) -> str:
         """One Messages call; its usage is added to the step (and, with the next save, to
-        the client's usage and the metrics), also when it fails or is cut short."""
+        the client's usage and the metrics), also when it fails or is cut short. A model that
+        refuses structured outputs is asked again without (the reply is then checked as
+        JSON asked for in words, and re-asked once if it is not)."""
+        params: dict[str, Any] = {
+            "model": self.model, "max_tokens": self.max_tokens, "messages": messages, "system": SYSTEM,
+        }  # fmt: skip
+        if schema is not None:
+            params["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
+        try:
+            return await self._sent(step, LLMRequest(params))
+        except LLMError as error:
+            if schema is None or not _refuses_structured_outputs(error):
+                raise
+            self.structured_refused = True
+            del params["output_config"]
+            return await self._sent(step, LLMRequest(params))
+
+    async def _sent(self, step: Step, request: LLMRequest) -> str:
         usage = CallUsage()
         step["attempts"] += 1
-        request = LLMRequest(self.model, self.max_tokens, messages, system=SYSTEM)
         try:
-            reply = await self.runtime.llm.stream(request, on_text=_ignore, usage=usage)  # type: ignore[union-attr]
+            reply = await self.runtime.llm.stream(request, on_delta=_ignore, usage=usage)  # type: ignore[union-attr]
         finally:
             self.last_call_billed = usage.billed
             self._count(step, usage)
@@ -270,14 +305,12 @@ class DocumentRun:
     def _count(self, step: Step, usage: CallUsage) -> None:
         if not usage.billed:
             return
-        cost = cost_usd(self.model, usage.input_tokens, usage.output_tokens, self.settings.price_overrides)
-        step["usage"]["input_tokens"] += usage.input_tokens
-        step["usage"]["output_tokens"] += usage.output_tokens
+        tokens = cast("Usage", usage.as_usage())
+        cost = cost_usd(self.model, tokens, self.settings.price_overrides)
+        step["usage"] = _added(step["usage"], tokens)
         if cost is not None:
             step["cost_usd"] = round((step["cost_usd"] or 0) + cost, 8)
-        self.unsaved += call_counters(
-            self.job, usage.input_tokens, usage.output_tokens, cost, retention_days=self.settings.usage_retention_days
-        )
+        self.unsaved += call_counters(self.job, tokens, cost, retention_days=self.settings.usage_retention_days)
 
     def _after_error(self, step: Step, error: LLMError) -> Retry | None:
         """A failed call: wait for the provider's limit in the queue, retry the job later
@@ -304,10 +337,9 @@ class DocumentRun:
             errors = "; ".join(f"{s['name']}: {s['error']['message']}" for s in analysis_steps if s["error"])
             self._fail(job_error("analysis_failed", f"every analysis failed ({errors})"))
         steps = record.steps
-        totals: Usage = {
-            "input_tokens": sum(step["usage"]["input_tokens"] for step in steps),
-            "output_tokens": sum(step["usage"]["output_tokens"] for step in steps),
-        }
+        totals: Usage = {"input_tokens": 0, "output_tokens": 0}
+        for step in steps:
+            totals = _added(totals, step["usage"])
         priced = is_priced(self.model, self.settings.price_overrides)
         cost = round(sum(step["cost_usd"] or 0 for step in steps), 8) if priced else None
         analyses = {s["name"]: record.analyses[s["name"]] for s in analysis_steps if s["status"] == STEP_SUCCEEDED}
@@ -374,7 +406,11 @@ class DocumentRun:
         return len(self.chunks) + 1 if len(self.chunks) > 1 else 1
 
 
-def _user(prompt: str) -> list[dict[str, Any]]:
+def _refuses_structured_outputs(error: LLMError) -> bool:
+    return error.status_code == 400 and ("output_config" in error.message or "output_format" in error.message)
+
+
+def _user(prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"role": "user", "content": prompt}]
 
 
@@ -382,5 +418,13 @@ def _document_error(message: str) -> JobError:
     return job_error("document_error", message)
 
 
-def _ignore(_text: str) -> None:
+def _added(total: Usage, usage: Usage) -> Usage:
+    """Token counts summed (the prompt cache's only where there are some)."""
+    counts = {
+        name: a + b for (name, a), b in zip(token_counts(total).items(), token_counts(usage).values(), strict=True)
+    }
+    return cast("Usage", {name: n for name, n in counts.items() if n or name in ("input_tokens", "output_tokens")})
+
+
+def _ignore(_index: int, _delta: dict[str, Any]) -> None:
     """A step's answer is recorded once it is complete; its text is not streamed."""

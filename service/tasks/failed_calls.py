@@ -20,7 +20,8 @@ from service.jobs.running.progress import ProgressRecorder, record_retry, undo_a
 from service.jobs.running.provider_gate import RateLimitHeaders
 from service.jobs.running.retry_policy import retry_delay_s, rq_retry
 from service.jobs.storage.record import JobError, JobRecord, job_error
-from service.llm import LLMError, is_priced
+from service.llm.errors import LLMError
+from service.llm.pricing import is_priced
 from service.tasks.outcomes import Requeue
 from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
 

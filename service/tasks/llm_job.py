@@ -23,16 +23,22 @@ from service.jobs.running.progress import (
     record_result,
     start_attempt,
 )
-from service.jobs.storage.record import JobError, JobRecord, Usage
-from service.llm import CallUsage, LLMError, LLMRequest, cost_usd
+from service.jobs.storage.record import JobError, JobRecord, Usage, job_error
+from service.llm.client import CallUsage, LLMRequest
+from service.llm.errors import LLMError
+from service.llm.output import InvalidOutput, parse_output, requested_schema
+from service.llm.pricing import cost_usd
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime
 
 
-async def run_llm_job(job: Job, runtime: TaskRuntime, request: dict[str, Any]) -> Mapping[str, Any] | Retry:
-    """Entry point named by `service.jobs.storage.queues.LLM_TASK`; `request` is an LLMRequest as a dict."""
-    return await logged_attempt(job, _attempt(job, LLMRequest(**request), runtime))
+async def run_llm_job(
+    job: Job, runtime: TaskRuntime, request: dict[str, Any], betas: list[str] | None = None
+) -> Mapping[str, Any] | Retry:
+    """Entry point named by `service.jobs.storage.queues.LLM_TASK`; `request` is the Messages
+    request as sent (its params), `betas` those that send it to the beta endpoint."""
+    return await logged_attempt(job, _attempt(job, LLMRequest(request, tuple(betas or ())), runtime))
 
 
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mapping[str, Any] | Retry:
@@ -49,7 +55,7 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mappi
         if time.time() >= deadline:  # it waited out its whole deadline: no call at all
             raise TimeoutError
         async with asyncio.timeout(deadline - time.time()):
-            reply = await runtime.llm.stream(request, on_text=recorder.add, usage=usage)
+            reply = await runtime.llm.stream(request, on_delta=recorder.add_delta, usage=usage)
     except TimeoutError:
         _fail(job, timeout_error(job), runtime, recorder, usage)
     except asyncio.CancelledError:
@@ -60,14 +66,20 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mappi
         return _after_error(job, exc, runtime, recorder, usage, deadline)
     finally:
         runtime.progress.pop(job.id, None)
-    tokens = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens, **reply.extra_usage}
-    usage_record = cast("Usage", tokens)  # extra_usage: the prompt cache's counts, Usage's optional fields
+    output = None
+    if (schema := requested_schema(request.params)) is not None:
+        try:
+            output = parse_output(reply.text, schema, reply.stop_reason)
+        except InvalidOutput as exc:  # billed all the same
+            _fail(job, job_error("invalid_output", str(exc)), runtime, recorder, usage)
+    tokens = cast("Usage", reply.message["usage"])
     return record_result(
         job,
+        message=reply.message,
         text=reply.text,
-        stop_reason=reply.stop_reason,
-        usage=usage_record,
-        cost_usd=cost_usd(request.model, reply.input_tokens, reply.output_tokens, settings.price_overrides),
+        output=output,
+        usage=tokens,
+        cost_usd=cost_usd(request.model, tokens, settings.price_overrides),
         keep_for_s=settings.result_ttl_s,
         usage_retention_days=settings.usage_retention_days,
         recorder=recorder,  # the last text as a progress event, before the result
@@ -103,7 +115,6 @@ def _fail(
 def _spent(job: Job, usage: CallUsage, runtime: TaskRuntime) -> list:
     """The usage of a call that ended without a result, which the provider bills all the same."""
     settings = runtime.settings
-    cost = cost_usd(JobRecord(job).model, usage.input_tokens, usage.output_tokens, settings.price_overrides)
-    return call_counters(
-        job, usage.input_tokens, usage.output_tokens, cost, retention_days=settings.usage_retention_days
-    )
+    tokens = cast("Usage", usage.as_usage())
+    cost = cost_usd(JobRecord(job).model, tokens, settings.price_overrides)
+    return call_counters(job, tokens, cost, retention_days=settings.usage_retention_days)

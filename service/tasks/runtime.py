@@ -11,7 +11,7 @@ from redis import Redis
 from service.config import Settings
 from service.jobs.running.progress import ProgressRecorder
 from service.jobs.running.provider_gate import ProviderGate
-from service.llm import LLMClient
+from service.llm.client import LLMClient
 
 # Why a task was stopped from outside: its client asked, or an operator (RQ's stop-job).
 CANCELED = "canceled"

@@ -47,7 +47,7 @@ from service.jobs.storage.connection import worker_connection
 from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.lookup import restore_job
 from service.jobs.storage.queues import CLIENT_TASKS, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
-from service.llm import LLMClient
+from service.llm.client import LLMClient
 from service.logs import log_context
 from service.tasks.outcomes import JobFailed, Requeue
 from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime

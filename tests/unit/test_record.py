@@ -8,7 +8,7 @@ from rq.job import Job
 from service.documents.steps import new_steps
 from service.jobs.storage.queues import SERIALIZER
 from service.jobs.storage.record import DOCUMENT, MESSAGE, JobRecord, has_unreadable_record, new_meta
-from service.llm import LLMError
+from service.llm.errors import LLMError
 from service.tasks.failed_calls import provider_error
 
 NEW = {"client": "alice", "priority": "high", "model": "m", "metadata": {"k": "v"}, "timeout_s": 60,

@@ -131,6 +131,8 @@ def job_request(**fields: Any) -> dict[str, Any]:
         body["messages"] = [dict(message) for message in body["messages"]]
     if "metadata" in body:
         body["metadata"] = dict(body["metadata"])
+    if "params" in body:
+        body["params"] = dict(body["params"])
     return body
 
 

@@ -72,10 +72,10 @@ class AsyncJobsClient:
         prompt: str | None = None,
         *,
         messages: Sequence[Mapping[str, Any]] | None = None,
+        params: Mapping[str, Any] | None = None,
         system: str | None = None,
         model: str | None = None,
         max_tokens: int | None = None,
-        temperature: float | None = None,
         priority: str | None = None,
         metadata: Mapping[str, str] | None = None,
         timeout_s: int | None = None,
@@ -85,8 +85,8 @@ class AsyncJobsClient:
     ) -> Job:
         """See `JobsClient.submit`."""
         body = _base.job_request(
-            prompt=prompt, messages=messages, system=system, model=model, max_tokens=max_tokens,
-            temperature=temperature, priority=priority, metadata=metadata, timeout_s=timeout_s,
+            prompt=prompt, messages=messages, params=params, system=system, model=model, max_tokens=max_tokens,
+            priority=priority, metadata=metadata, timeout_s=timeout_s,
             callback_url=callback_url,
         )  # fmt: skip
         return await self._call(_base.submit_call(body, idempotency_key, timeout))

@@ -66,7 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     job_fields.add_argument("--priority", choices=["high", "default", "low"])
     job_fields.add_argument("--model")
     job_fields.add_argument("--max-tokens", type=int)
-    job_fields.add_argument("--temperature", type=float)
     job_fields.add_argument("--system", help="the system prompt")
     job_fields.add_argument("--timeout-s", type=int, help="deadline for the whole job, in seconds")
     submit_fields = argparse.ArgumentParser(add_help=False)
@@ -82,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser(
         "submit", parents=[common, job_fields, submit_fields, waiting], help="queue a job and print it"
     )
-    submit.add_argument("prompt", help="the prompt (a single user message)")
+    submit.add_argument("prompt", nargs="?", help="the prompt (a single user message)")
+    submit.add_argument(
+        "--params",
+        type=Path,
+        metavar="FILE",
+        help="a Messages API request as JSON ('-': stdin), not a PROMPT",
+    )
 
     for name, text in (
         ("get", "print a job"),
@@ -169,7 +174,15 @@ def run(argv: Sequence[str] | None) -> int:
 
 
 def cmd_submit(client: JobsClient, args: argparse.Namespace, out: Output) -> int:
-    job = client.submit(args.prompt, **job_options(args), **submit_options(args))
+    if (args.prompt is None) == (args.params is None):
+        raise UsageError("give a PROMPT or --params FILE, not both")
+    options = job_options(args)
+    if args.params is not None:
+        # --model, --max-tokens and --system go inside the request; the job options beside it.
+        inside = {name: options.pop(name) for name in ("model", "max_tokens", "system") if name in options}
+        job = client.submit(params={**read_params(args.params), **inside}, **options, **submit_options(args))
+    else:
+        job = client.submit(args.prompt, **options, **submit_options(args))
     return wait_and_show(client, job, args, out) if args.wait else out.job(job)
 
 
@@ -234,11 +247,18 @@ def cmd_batch_redeliver(client: JobsClient, args: argparse.Namespace, out: Outpu
     return out.batch(client.redeliver_batch_webhook(args.batch_id))
 
 
+# What `tail` calls the pieces of a block other than text, on the line that opens them.
+DELTA_LABELS = {"thinking_delta": "thinking", "input_json_delta": "tool input", "citations_delta": "citation"}
+DELTA_FIELDS = {"thinking_delta": "thinking", "input_json_delta": "partial_json"}
+
+
 def cmd_tail(client: JobsClient, args: argparse.Namespace, out: Output) -> int:
-    """The progress text to stdout as it arrives; "[attempt N]" on stderr when a retry
-    starts; a one-line summary on stderr at the end (with --json: each event, a line)."""
+    """The progress text to stdout as it arrives; thinking and tool input in sections of
+    their own, each opened by a "[thinking, block N]" / "[tool input, block N]" line and
+    closed by "[text]" when the text goes on; "[attempt N]" on stderr when a retry starts;
+    a one-line summary on stderr at the end (with --json: each event, a line)."""
     attempt: int | None = None
-    at_line_start = True
+    view = _TailView(out)
     for event in client.stream(args.job_id):
         if out.as_json:
             data = event.data.raw if isinstance(event.data, Job) else asdict(event.data)
@@ -247,23 +267,61 @@ def cmd_tail(client: JobsClient, args: argparse.Namespace, out: Output) -> int:
             update = event.data
             if update.attempt is not None:
                 if update.attempt != attempt and (attempt is not None or update.attempt > 1):
-                    if not at_line_start:
-                        out.write("\n")
-                        at_line_start = True
+                    view.end_line()
                     out.note(f"[attempt {update.attempt}]")
                 attempt = update.attempt
-            text = printable(update.text)  # model text: never raw to a terminal
-            if text:
-                out.write(text)
-                at_line_start = text.endswith("\n")
+            # A thinking block comes before the text it leads to, a tool call after it.
+            before = [d for d in update.deltas if d.get("type") == "thinking_delta"]
+            view.deltas(before)
+            view.text(update.text)
+            view.deltas([d for d in update.deltas if d.get("type") != "thinking_delta"])
         if event.terminal:
             if not out.as_json:
-                if not at_line_start:
-                    out.write("\n")
+                view.end_line()
                 out.note(printable(summary(event.data)))
             return EXIT_OK if event.event == "succeeded" else EXIT_JOB_NOT_SUCCEEDED
     out.note("error: the stream ended without the job's end")
     return EXIT_ERROR
+
+
+class _TailView:
+    """Writes the streamed blocks one after another, each section labelled."""
+
+    def __init__(self, out: Output) -> None:
+        self.out = out
+        self.section: tuple[int, str] | None = None  # the non-text block being written, if any
+        self.at_line_start = True
+
+    def write(self, text: str) -> None:
+        text = printable(text)  # model text: never raw to a terminal
+        if text:
+            self.out.write(text)
+            self.at_line_start = text.endswith("\n")
+
+    def end_line(self) -> None:
+        if not self.at_line_start:
+            self.write("\n")
+
+    def text(self, text: str) -> None:
+        if text and self.section is not None:
+            self.end_line()
+            self.write("[text]\n")
+            self.section = None
+        self.write(text)
+
+    def deltas(self, deltas: list[dict[str, Any]]) -> None:
+        for delta in deltas:
+            kind = delta.get("type", "")
+            if kind not in DELTA_LABELS:
+                continue  # a signature: nothing a person reads
+            if self.section != (delta.get("block"), kind):
+                self.end_line()
+                self.write(f"[{DELTA_LABELS[kind]}, block {delta.get('block')}]\n")
+                self.section = (delta.get("block"), kind)
+            if kind == "citations_delta":
+                self.write(f"{(delta.get('citation') or {}).get('cited_text', '')}\n")
+            else:
+                self.write(str(delta.get(DELTA_FIELDS[kind], "")))
 
 
 COMMANDS = {
@@ -482,7 +540,7 @@ def job_options(args: argparse.Namespace) -> dict[str, Any]:
     """The job fields given on the command line (None: not given)."""
     options = {
         "priority": args.priority, "model": args.model, "max_tokens": args.max_tokens,
-        "temperature": args.temperature, "system": args.system, "timeout_s": args.timeout_s,
+        "system": args.system, "timeout_s": args.timeout_s,
     }  # fmt: skip
     return {name: value for name, value in options.items() if value is not None}
 
@@ -503,6 +561,21 @@ def parse_metadata(pairs: Sequence[str]) -> dict[str, str] | None:
             raise UsageError(f"--metadata takes KEY=VALUE, not {pair!r}")
         metadata[key] = value
     return metadata or None
+
+
+def read_params(path: Path) -> dict[str, Any]:
+    """A Messages API request, one JSON object; '-' reads stdin."""
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        params = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path}: not JSON ({exc})") from exc
+    if not isinstance(params, dict):
+        raise UsageError(f"{path}: a Messages request is a JSON object")
+    return params
 
 
 def read_job_lines(path: Path) -> list[dict[str, Any]]:

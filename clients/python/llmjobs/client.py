@@ -84,10 +84,10 @@ class JobsClient:
         prompt: str | None = None,
         *,
         messages: Sequence[Mapping[str, Any]] | None = None,
+        params: Mapping[str, Any] | None = None,
         system: str | None = None,
         model: str | None = None,
         max_tokens: int | None = None,
-        temperature: float | None = None,
         priority: str | None = None,
         metadata: Mapping[str, str] | None = None,
         timeout_s: int | None = None,
@@ -95,12 +95,14 @@ class JobsClient:
         idempotency_key: str | None = None,
         timeout: float | None = None,
     ) -> Job:
-        """Queue a job (`POST /v1/jobs`); only the fields given are sent. It always carries
+        """Queue a job (`POST /v1/jobs`): a `prompt`, `messages`, or `params` (any Messages API
+        request: tools, images, PDFs, thinking, output_config, cache_control...; `system`,
+        `model` and `max_tokens` then go inside it). Only the fields given are sent. It always carries
         an `Idempotency-Key` (`idempotency_key`, else a new one): resent after a lost answer,
         it returns the first job; the same key with another body raises `ConflictError`."""
         body = _base.job_request(
-            prompt=prompt, messages=messages, system=system, model=model, max_tokens=max_tokens,
-            temperature=temperature, priority=priority, metadata=metadata, timeout_s=timeout_s,
+            prompt=prompt, messages=messages, params=params, system=system, model=model, max_tokens=max_tokens,
+            priority=priority, metadata=metadata, timeout_s=timeout_s,
             callback_url=callback_url,
         )  # fmt: skip
         return self._call(_base.submit_call(body, idempotency_key, timeout))

@@ -16,10 +16,15 @@ def _time(value: str | None) -> datetime | None:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens under the provider's names: `input_tokens` excludes the prompt cache's (written
+    and read, counted apart); `output_tokens` includes `thinking_tokens`."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    thinking_tokens: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # every field, cache_creation too
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Usage:
@@ -28,6 +33,93 @@ class Usage:
             output_tokens=data.get("output_tokens", 0),
             cache_creation_input_tokens=data.get("cache_creation_input_tokens"),
             cache_read_input_tokens=data.get("cache_read_input_tokens"),
+            thinking_tokens=(data.get("output_tokens_details") or {}).get("thinking_tokens"),
+            raw=data,
+        )
+
+
+@dataclass(frozen=True)
+class TextBlock:
+    text: str
+    citations: list[dict[str, Any]] | None = None
+    type: str = "text"
+
+
+@dataclass(frozen=True)
+class ThinkingBlock:
+    thinking: str
+    signature: str
+    type: str = "thinking"
+
+
+@dataclass(frozen=True)
+class RedactedThinkingBlock:
+    data: str
+    type: str = "redacted_thinking"
+
+
+@dataclass(frozen=True)
+class ToolUseBlock:
+    """A call of a tool: `type` is `tool_use` (yours to run), or `server_tool_use` (the provider ran it)."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+    type: str = "tool_use"
+
+
+@dataclass(frozen=True)
+class OtherBlock:
+    """A block this version has no class for (a server tool's result, say): as sent."""
+
+    type: str
+    raw: dict[str, Any]
+
+
+ContentBlock = TextBlock | ThinkingBlock | RedactedThinkingBlock | ToolUseBlock | OtherBlock
+
+
+def content_block(data: dict[str, Any]) -> ContentBlock:
+    kind = data.get("type", "")
+    if kind == "text":
+        return TextBlock(text=data.get("text", ""), citations=data.get("citations"))
+    if kind == "thinking":
+        return ThinkingBlock(thinking=data.get("thinking", ""), signature=data.get("signature", ""))
+    if kind == "redacted_thinking":
+        return RedactedThinkingBlock(data=data.get("data", ""))
+    if kind in ("tool_use", "server_tool_use"):
+        return ToolUseBlock(id=data.get("id", ""), name=data.get("name", ""), input=data.get("input") or {}, type=kind)
+    return OtherBlock(type=kind, raw=data)
+
+
+@dataclass(frozen=True)
+class Message:
+    """The Message as the provider finished it: every block, the stop and the usage."""
+
+    id: str | None
+    model: str | None
+    role: str
+    content: list[ContentBlock]
+    stop_reason: str | None
+    stop_sequence: str | None
+    usage: Usage
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def tool_uses(self) -> list[ToolUseBlock]:
+        return [block for block in self.content if isinstance(block, ToolUseBlock) and block.type == "tool_use"]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Message:
+        return cls(
+            id=data.get("id"),
+            model=data.get("model"),
+            role=data.get("role", "assistant"),
+            content=[content_block(block) for block in data.get("content") or []],
+            stop_reason=data.get("stop_reason"),
+            stop_sequence=data.get("stop_sequence"),
+            usage=Usage.from_dict(data.get("usage") or {}),
+            raw=data,
         )
 
 
@@ -39,10 +131,12 @@ class Progress:
 
 @dataclass(frozen=True)
 class Result:
-    text: str
+    text: str  # the text blocks, joined
     stop_reason: str | None
     usage: Usage
-    cost_usd: float | None  # None for a model with no known price
+    cost_usd: float | None  # None for a usage the price table cannot price
+    message: Message | None = None  # every block (a document job has none)
+    output: Any = None  # the parsed JSON when the request asked for structured outputs
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
@@ -51,6 +145,8 @@ class Result:
             stop_reason=data.get("stop_reason"),
             usage=Usage.from_dict(data.get("usage") or {}),
             cost_usd=data.get("cost_usd"),
+            message=Message.from_dict(data["message"]) if data.get("message") else None,
+            output=data.get("output"),
         )
 
 
@@ -200,6 +296,8 @@ class UsageFigures:
     jobs: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
     cost_usd: float = 0.0
     unpriced_jobs: int = 0
 
@@ -241,11 +339,14 @@ class UsageReport:
 @dataclass(frozen=True)
 class ProgressUpdate:
     """A `progress` event: the text new since the previous one. When `attempt` grows, a
-    retry began and the text starts again."""
+    retry began and the text starts again. `deltas`: the other blocks' pieces (thinking,
+    tool input, citations), each a dict with its `block` index and `type`
+    (`{"block": 1, "type": "input_json_delta", "partial_json": "..."}`)."""
 
     text: str
     output_tokens: int
     attempt: int | None
+    deltas: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -265,8 +366,9 @@ class Event:
     def from_sse(cls, id: str | None, event: str, data: Any) -> Event:
         if event == "progress" and isinstance(data, dict):
             data = ProgressUpdate(
-                text=data.get("text", ""), output_tokens=data.get("output_tokens", 0), attempt=data.get("attempt")
-            )
+                text=data.get("text", ""), output_tokens=data.get("output_tokens", 0), attempt=data.get("attempt"),
+                deltas=list(data.get("deltas") or []),
+            )  # fmt: skip
         elif event in TERMINAL_STATUSES and isinstance(data, dict):
             data = Job.from_dict(data)
         return cls(id=id or None, event=event, data=data)

@@ -20,9 +20,10 @@ import json
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis import Redis
@@ -93,7 +94,8 @@ LLM_ERRORS = RedisCounter(
 )
 LLM_TOKENS = RedisCounter(
     "llmjobs_llm_tokens",
-    "Tokens of completed LLM jobs, by model (`other`: one with no known price) and type (input, output).",
+    "Tokens of completed LLM jobs, by model (`other`: one with no known price) and type (input, output, "
+    "cache_write, cache_read: the prompt cache's, apart from input).",
     ("model", "type"),
 )
 LLM_COST = RedisCounter(
@@ -137,13 +139,23 @@ def model_label(model: str, priced: bool) -> str:
     return model if priced else OTHER_MODEL
 
 
-def llm_usage(model: str, input_tokens: int, output_tokens: int, cost_usd: float | None) -> HashIncrements:
+# The `type` label of each token count of a usage.
+TOKEN_TYPES = {
+    "input_tokens": "input",
+    "output_tokens": "output",
+    "cache_creation_input_tokens": "cache_write",
+    "cache_read_input_tokens": "cache_read",
+}
+
+
+def llm_usage(model: str, usage: Mapping[str, Any], cost_usd: float | None) -> HashIncrements:
     """What a completed job adds to the metrics; added by the completion step itself, so a
     job that ran twice counts once (as in `service.jobs.observability.usage`)."""
     model = model_label(model, priced=cost_usd is not None)
     amounts = {
-        LLM_TOKENS.field(model=model, type="input"): input_tokens,
-        LLM_TOKENS.field(model=model, type="output"): output_tokens,
+        LLM_TOKENS.field(model=model, type=label): usage.get(name) or 0
+        for name, label in TOKEN_TYPES.items()
+        if name in ("input_tokens", "output_tokens") or usage.get(name)
     }
     if cost_usd is not None:
         amounts[LLM_COST.field(model=model)] = round(cost_usd / LLM_COST.scale)

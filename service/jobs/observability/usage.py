@@ -10,6 +10,7 @@ a model with no known price adds no cost and counts in `unpriced_jobs`.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -21,8 +22,15 @@ from service.jobs.storage.record import Usage
 
 MAX_REPORT_DAYS = 400  # one hash read per day: bounds what one report costs
 GROUP_BYS = ("day", "model", "client")
-COUNTERS = ("jobs", "input_tokens", "output_tokens", "cost_micro_usd", "unpriced_jobs")  # stored
-FIGURES = ("jobs", "input_tokens", "output_tokens", "cost_usd", "unpriced_jobs")  # shown
+# The prompt cache's tokens are counted apart from `input_tokens`, as the provider reports them.
+TOKENS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+COUNTERS = ("jobs", *TOKENS, "cost_micro_usd", "unpriced_jobs")  # stored
+FIGURES = ("jobs", *TOKENS, "cost_usd", "unpriced_jobs")  # shown
+
+
+def token_counts(usage: Mapping[str, Any]) -> dict[str, int]:
+    """A usage's token counts (0 for those the provider did not report)."""
+    return {name: usage.get(name) or 0 for name in TOKENS}
 
 
 def job_usage(
@@ -38,8 +46,8 @@ def job_usage(
     an attempt that ended without a result: its tokens and cost, but no job."""
     amounts = {
         f"{model}:jobs": int(completed),
-        f"{model}:input_tokens": usage["input_tokens"],
-        f"{model}:output_tokens": usage["output_tokens"],
+        # The cache's counters only where there are some: most jobs send no cache_control.
+        **{f"{model}:{name}": n for name, n in token_counts(usage).items() if n or name in TOKENS[:2]},
         f"{model}:cost_micro_usd": 0 if cost_usd is None else round(cost_usd * 1_000_000),
     }
     if cost_usd is None and completed:

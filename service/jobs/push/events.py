@@ -10,7 +10,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -50,8 +50,13 @@ def is_event_id(value: str) -> bool:
     return match is not None and all(int(part) <= _MAX_ID_PART for part in match.groups())
 
 
-def progress_event(text: str, output_tokens: int, attempt: int) -> str:
-    return json.dumps({"text": text, "output_tokens": output_tokens, "attempt": attempt})
+def progress_event(text: str, output_tokens: int, attempt: int, deltas: list[dict[str, Any]] | None = None) -> str:
+    """A `progress` event: the new text; `deltas`, when the reply streamed other blocks
+    (thinking, tool input, citations), each with its block index and type."""
+    event: dict[str, Any] = {"text": text, "output_tokens": output_tokens, "attempt": attempt}
+    if deltas:
+        event["deltas"] = deltas
+    return json.dumps(event)
 
 
 def read_events(connection: Redis, job_id: str, after: str, block_ms: int) -> list[Event]:

@@ -21,7 +21,7 @@ from rq.utils import now
 from service.config import Settings
 from service.jobs.observability import metrics
 from service.jobs.observability.counters import HashIncrements
-from service.jobs.observability.usage import job_usage
+from service.jobs.observability.usage import job_usage, token_counts
 from service.jobs.push.events import MAX_EVENTS, progress_event
 from service.jobs.storage import scripts
 from service.jobs.storage.keys import announced_key, cancel_key, completed_key, events_key, live_text_key
@@ -43,8 +43,9 @@ def _save_call(
     event: str = "",
 ) -> tuple[list[str], list[Any]]:
     new_text = ""
-    if recorder is not None and (new_text := recorder.unwritten()):
-        event = progress_event(new_text, recorder.chunks, JobRecord(job).attempts)
+    if recorder is not None and recorder.has_unwritten:
+        new_text, deltas = recorder.unwritten()
+        event = progress_event(new_text, recorder.chunks, JobRecord(job).attempts, deltas)
     keys = [job.key, completed_key(job.id), events_key(job.id), live_text_key(job.id), announced_key(job.id)]
     args: list[Any] = [job.serializer.dumps(job.meta), completes_for_s or "", new_text, event, MAX_EVENTS]
     args += [job.result_ttl, "start" if starting else ""]
@@ -131,18 +132,34 @@ def undo_attempt(job: Job, error: JobError, next_attempt_at: float) -> None:
 
 
 class ProgressRecorder:
-    """Collects a running attempt's streamed text. The worker writes what is new, for all
-    its running jobs at once, in one pipeline per tick (`flush_progress`)."""
+    """Collects a running attempt's streamed deltas: the text, and every other block's
+    pieces (thinking, tool input, citations) with their block index. The worker writes what
+    is new, for all its running jobs at once, in one pipeline per tick (`flush_progress`)."""
 
     def __init__(self, job: Job):
         self.job = job
         self._parts: list[str] = []
         self._published = 0  # parts already written
+        self._deltas: list[dict[str, Any]] = []  # other deltas not yet written, runs of one block merged
         self.chunks = 0  # a delta is usually one token; the exact count replaces this at the end
 
     def add(self, text: str) -> None:
         self._parts.append(text)
         self.chunks += 1
+
+    def add_delta(self, index: int, delta: dict[str, Any]) -> None:
+        """One delta of the reply, as the provider sent it."""
+        kind = delta.get("type")
+        if kind == "text_delta":
+            self.add(delta["text"])
+            return
+        self.chunks += 1
+        joined = MERGED_DELTA_FIELDS.get(kind or "")
+        last = self._deltas[-1] if self._deltas else None
+        if joined and last is not None and last["block"] == index and last["type"] == kind:
+            last[joined] += delta[joined]
+        else:
+            self._deltas.append({"block": index, **delta})
 
     @property
     def text(self) -> str:
@@ -150,13 +167,18 @@ class ProgressRecorder:
 
     @property
     def has_unwritten(self) -> bool:
-        return self._published < len(self._parts)
+        return self._published < len(self._parts) or bool(self._deltas)
 
-    def unwritten(self) -> str:
-        """The text not yet written; counted as written from here on."""
+    def unwritten(self) -> tuple[str, list[dict[str, Any]]]:
+        """The text and the other deltas not yet written; counted as written from here on."""
         new_text = "".join(self._parts[self._published :])
         self._published = len(self._parts)
-        return new_text
+        deltas, self._deltas = self._deltas, []
+        return new_text, deltas
+
+
+# A run of these deltas of one block goes out as one, its pieces joined.
+MERGED_DELTA_FIELDS = {"thinking_delta": "thinking", "input_json_delta": "partial_json"}
 
 
 def flush_progress(connection: Redis, recorders: Sequence[ProgressRecorder]) -> list[ProgressRecorder]:
@@ -177,27 +199,25 @@ def flush_progress(connection: Redis, recorders: Sequence[ProgressRecorder]) -> 
     return [recorder for recorder, saved in zip(written, answers, strict=True) if not saved]
 
 
-def call_counters(
-    job: Job, input_tokens: int, output_tokens: int, cost: float | None, *, retention_days: int
-) -> list[HashIncrements]:
+def call_counters(job: Job, usage: Usage, cost: float | None, *, retention_days: int) -> list[HashIncrements]:
     """What an attempt that ended without a result adds to the usage and the metrics: the
     provider bills a call cut short (failed mid-stream, canceled, timed out) all the same."""
-    if not input_tokens and not output_tokens:
+    if not any(token_counts(usage).values()):
         return []
     record = JobRecord(job)
     model = record.model
-    tokens: Usage = {"input_tokens": input_tokens, "output_tokens": output_tokens}
     return [
-        job_usage(record.client, model, tokens, cost, retention_days, completed=False),
-        metrics.llm_usage(model, input_tokens, output_tokens, cost),
+        job_usage(record.client, model, usage, cost, retention_days, completed=False),
+        metrics.llm_usage(model, usage, cost),
     ]
 
 
 def record_result(
     job: Job,
     *,
+    message: dict[str, Any],
     text: str,
-    stop_reason: str | None,
+    output: Any,
     usage: Usage,
     cost_usd: float | None,
     keep_for_s: int,
@@ -207,12 +227,15 @@ def record_result(
     """Complete the job (once), adding it to its client's usage counters and the metrics;
     returns what RQ keeps as the job's return value."""
     record = JobRecord(job)
-    result: MessageResult = {"stop_reason": stop_reason, "usage": usage, "cost_usd": cost_usd}
+    result: MessageResult = {
+        "message": message, "output": output, "stop_reason": message.get("stop_reason"), "usage": usage,
+        "cost_usd": cost_usd,
+    }  # fmt: skip
     record.text, record.output_tokens, record.result = text, usage["output_tokens"], result
     model = record.model
     counters = (
         job_usage(record.client, model, usage, cost_usd, usage_retention_days),
-        metrics.llm_usage(model, usage["input_tokens"], usage["output_tokens"], cost_usd),
+        metrics.llm_usage(model, usage, cost_usd),
     )
     _save(job, completes_for_s=keep_for_s, counters=counters, recorder=recorder)
     completed = job_result(job)

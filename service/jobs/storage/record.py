@@ -35,7 +35,7 @@ ServiceErrorType = Literal[
     "stopped",  # stopped by an operator
     "worker_lost",  # its worker died and it had no attempts left
     "document_error",  # a document could not be read
-    "invalid_output",  # a JSON analysis answered something else, twice
+    "invalid_output",  # a reply that is not the JSON asked for (structured outputs; a JSON analysis, twice)
     "analysis_failed",  # every analysis of a document failed
     "internal_error",  # failed without recording why (shown, never stored)
     "unreadable_record",  # its record was rewritten by another serializer (shown, never stored)
@@ -55,18 +55,30 @@ def job_error(error_type: ServiceErrorType, message: str, *, retryable: bool = F
 
 
 class Usage(TypedDict):
+    """Tokens as the provider reports them, under its names. `input_tokens` excludes the
+    prompt cache's (written and read tokens are counted apart); `output_tokens` includes
+    thinking (`output_tokens_details.thinking_tokens` is a part of it, never added)."""
+
     input_tokens: int
     output_tokens: int
     cache_creation_input_tokens: NotRequired[int]  # the prompt cache's, when the provider reports them
     cache_read_input_tokens: NotRequired[int]
+    cache_creation: NotRequired[dict[str, int]]  # the written tokens by lifetime (ephemeral_5m/1h_input_tokens)
+    output_tokens_details: NotRequired[dict[str, int]]
+    server_tool_use: NotRequired[dict[str, int]]  # web_search_requests, web_fetch_requests
+    service_tier: NotRequired[str | None]
+    inference_geo: NotRequired[str | None]
+    speed: NotRequired[str | None]
 
 
 class MessageResult(TypedDict):
     """A message job's completed reply (its text is the record's `text`)."""
 
+    message: dict[str, Any]  # the Message as the provider finished it: every block, stop and usage field
+    output: Any  # the parsed JSON when the request asked for structured outputs, else None
     stop_reason: str | None
     usage: Usage
-    cost_usd: float | None  # None: the model has no price
+    cost_usd: float | None  # None: the table cannot price it
 
 
 class AnalysisResult(TypedDict):

@@ -32,13 +32,14 @@ class NewJob:
     """One job as a client asked for it, validated: the LLM request and our fields around it."""
 
     priority: Priority
-    request: dict[str, Any]
+    request: dict[str, Any]  # the Messages request as sent (its params), stored once with the job
     metadata: dict[str, str]
     timeout_s: int
     callback_url: str | None = None
     task: str = LLM_TASK  # the task function's name (service.worker.tasks): a Messages call, or a document's analyses
     document: Document | None = None  # a document job's upload
     steps: list[Step] | None = None  # a document job's steps
+    betas: tuple[str, ...] = ()  # a request for the beta Messages endpoint
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def prepare_job(
     )  # fmt: skip
     return Queue.prepare_data(
         new.task,
-        kwargs={"request": new.request},
+        kwargs={"request": new.request, **({"betas": list(new.betas)} if new.betas else {})},
         job_id=new_job_id(),
         timeout=new.timeout_s + RQ_TIMEOUT_GRACE_S,
         result_ttl=result_ttl_s,
