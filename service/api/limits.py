@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from redis import Redis
 
 from service.api.auth import current_client
 from service.api.context import app_context
@@ -43,9 +44,12 @@ def _only_changes_are_limited_here() -> bool:
     return request.method != "POST" or not request.path.endswith(CHANGE_ROUTE_ENDINGS)
 
 
-def init_limits(app: Flask, settings: Settings) -> None:
+def init_limits(app: Flask, settings: Settings, redis: Redis) -> None:
     app.config.update(
-        RATELIMIT_STORAGE_URI=settings.redis_url,
+        # The API's own connection pool: the same Redis (the primary Sentinel names) and
+        # the same bounded timeouts; the URI only picks flask-limiter's Redis storage.
+        RATELIMIT_STORAGE_URI="redis://",
+        RATELIMIT_STORAGE_OPTIONS={"connection_pool": redis.connection_pool},
         RATELIMIT_KEY_PREFIX=FLASK_LIMITER_PREFIX,
         RATELIMIT_STRATEGY="moving-window",
         RATELIMIT_HEADERS_ENABLED=True,  # X-RateLimit-*, and Retry-After on a 429

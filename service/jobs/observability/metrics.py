@@ -17,6 +17,8 @@ loses them.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from bisect import bisect_left
 from collections import defaultdict
@@ -30,7 +32,7 @@ from redis.client import Pipeline
 from rq import Queue
 
 from service.jobs.observability.counters import HashIncrements
-from service.jobs.storage.connection import read_hash
+from service.jobs.storage.connection import Primary, primary_of, read_hash
 from service.jobs.storage.keys import METRICS_KEY, WORKER_REPORTS_KEY
 from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
 
@@ -39,6 +41,7 @@ from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
 # that stopped, and is dropped at the next scrape.
 WORKER_REPORT_FRESH_S = 30
 OTHER_MODEL = "other"
+API_PROCESS = f"api:{socket.gethostname()}:{os.getpid()}"  # the `process` label of the API process scraped
 
 
 @lru_cache(maxsize=4096)  # a few series per job, from a small set: JSON-encoded once each
@@ -150,9 +153,12 @@ def llm_usage(model: str, input_tokens: int, output_tokens: int, cost_usd: float
     return HashIncrements(METRICS_KEY, None, amounts)
 
 
-def report_worker(pipe: Pipeline, name: str, *, llm_in_flight: int, gate_closed_until: float) -> None:
+def report_worker(pipe: Pipeline, name: str, *, llm_in_flight: int, gate_closed_until: float, primary: Primary) -> None:
     """What a worker process reports every tick, for the gauges below."""
-    report = {"llm_in_flight": llm_in_flight, "gate_closed_until": gate_closed_until, "at": time.time()}
+    report = {
+        "llm_in_flight": llm_in_flight, "gate_closed_until": gate_closed_until, "at": time.time(),
+        "redis_primary": primary.address, "redis_failovers_seen": primary.failovers_seen,
+    }  # fmt: skip
     pipe.hset(WORKER_REPORTS_KEY, name, json.dumps(report))
 
 
@@ -207,6 +213,31 @@ class RedisMetricsCollector:
         closed_until = max((report["gate_closed_until"] for report in reports.values()), default=0.0)
         gate.add_metric((), max(0.0, closed_until - now))
         yield from (in_flight, in_all, gate)
+        yield from self._redis_gauges(reports)
+
+    def _redis_gauges(self, reports: dict[str, dict]) -> Iterator[Metric]:
+        """Which Redis each process uses and the failovers it followed: the API process that
+        answers this scrape, and every worker process by its last report."""
+        primary = GaugeMetricFamily(
+            "llmjobs_redis_primary",
+            "1 for the Redis (host:port) each process uses: with REDIS_SENTINELS, the primary Sentinel last named "
+            "to it. Processes on different primaries: a failover is under way, or one did not follow.",
+            labels=("process", "primary"),
+        )
+        failovers = GaugeMetricFamily(
+            "llmjobs_redis_failovers_seen",
+            "Times each process followed the Redis primary to another (Sentinel failovers), since it started.",
+            labels=("process",),
+        )
+        own = primary_of(self._redis)
+        processes = {API_PROCESS: (own.address, own.failovers_seen)}
+        for name, report in reports.items():
+            if "redis_primary" in report:  # a worker of an older release reports no primary
+                processes[name] = (report["redis_primary"], report["redis_failovers_seen"])
+        for name, (address, seen) in sorted(processes.items()):
+            primary.add_metric((name, address), 1)
+            failovers.add_metric((name,), seen)
+        yield from (primary, failovers)
 
     def _queue_gauges(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("llmjobs_queue_depth", "Jobs waiting in each queue.", labels=("queue",))

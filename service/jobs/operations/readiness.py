@@ -10,6 +10,7 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from rq import Queue
 
+from service.jobs.storage.connection import Primary, primary_of
 from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 class Readiness:
     checks: dict[str, str] = field(default_factory=dict)  # name -> "ok" or what is wrong
     warnings: list[str] = field(default_factory=list)
+    primary: Primary | None = None  # the Redis this process uses, after the check reached it (or not)
 
     @property
     def ready(self) -> bool:
@@ -33,8 +35,10 @@ def readiness(connection: Redis, queues: dict[str, Queue]) -> Readiness:
         # The detail (host, port, the driver's words) is for the log, not for an unauthenticated caller.
         log.warning("readiness: Redis unreachable: %s", exc)
         report.checks["redis"] = "unreachable"
+        report.primary = primary_of(connection)
         return report
     report.checks["redis"] = "ok"
+    report.primary = primary_of(connection)
     for name, queue in queues.items():
         report.checks[f"workers:{name}"] = (
             "ok" if live_workers(queue) else f"no worker with a heartbeat in the last {HEARTBEAT_FRESH_S} s"
