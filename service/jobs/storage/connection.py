@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool
+from redis.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
 from service.config import Settings
 from service.jobs.storage.keys import REPLICATION_MARK_KEY, REPLICATION_MARK_TTL_S
@@ -76,7 +76,7 @@ def async_connection(settings: Settings, budget: Budget) -> redis.asyncio.Redis:
     options = _options(budget)
     if not settings.redis_sentinels:
         return redis.asyncio.Redis.from_url(settings.redis_url, **options)
-    sentinel = redis.asyncio.sentinel.Sentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_options())
+    sentinel = FollowingAsyncSentinel(list(settings.redis_sentinels), sentinel_kwargs=_sentinel_options())
     return sentinel.master_for(settings.redis_sentinel_master, **_credentials(settings.redis_url), **options)
 
 
@@ -112,8 +112,15 @@ def _credentials(url: str) -> dict[str, Any]:
 
 
 class FollowingSentinel(Sentinel):
-    """redis-py's Sentinel, remembering the primary it last named and counting the times
-    it named another: what /readyz and /metrics report for this process."""
+    """redis-py's Sentinel, asking every sentinel and believing the newest answer, and
+    remembering the primary it last named and how many times it named another (what /readyz
+    and /metrics report for this process).
+
+    redis-py believes the first sentinel that names a live primary. A sentinel that has not
+    yet heard of a failover still names the old primary, and when that one is restarted it
+    answers as a primary until Sentinel demotes it: writes sent there are lost when it is.
+    The primary named with the highest configuration epoch is the one the last failover chose.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -121,13 +128,48 @@ class FollowingSentinel(Sentinel):
         self.failovers_seen = 0
 
     def discover_master(self, service_name: str) -> tuple[str, int]:
-        address = cast("tuple[str, int]", super().discover_master(service_name))
-        address = (address[0], int(address[1]))
+        answers: list[dict | Exception] = []
+        for sentinel in self.sentinels:
+            try:
+                answers.append(sentinel.sentinel_masters())
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                answers.append(exc)
+        address = _newest_primary(self, service_name, answers)
         if self.primary is not None and address != self.primary:
             self.failovers_seen += 1
             log.warning("Redis primary %s moved to %s: following it", _address(self.primary), _address(address))
         self.primary = address
         return address
+
+
+class FollowingAsyncSentinel(redis.asyncio.sentinel.Sentinel):
+    """The asyncio twin of FollowingSentinel's choice (its bookkeeping is the sync one's)."""
+
+    async def discover_master(self, service_name: str) -> tuple[str, int]:
+        answers: list[dict | Exception] = []
+        for sentinel in self.sentinels:
+            try:
+                answers.append(await sentinel.sentinel_masters())
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                answers.append(exc)
+        return _newest_primary(self, service_name, answers)
+
+
+def _newest_primary(
+    sentinel: Sentinel | redis.asyncio.sentinel.Sentinel, service_name: str, answers: list[dict | Exception]
+) -> tuple[str, int]:
+    """The live primary named with the highest configuration epoch among the sentinels' answers."""
+    newest: tuple[int, tuple[str, int]] | None = None
+    for answer in answers:
+        state = None if isinstance(answer, Exception) else answer.get(service_name)
+        if state and sentinel.check_master_state(state, service_name):
+            epoch = int(state.get("config-epoch", 0))
+            if newest is None or epoch > newest[0]:
+                newest = (epoch, (state["ip"], int(state["port"])))
+    if newest is None:
+        errors = "; ".join(repr(answer) for answer in answers if isinstance(answer, Exception))
+        raise MasterNotFoundError(f"no sentinel names a primary for {service_name!r} {errors}".strip())
+    return newest[1]
 
 
 @dataclass(frozen=True)
