@@ -10,6 +10,7 @@ failover could lose."""
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -245,3 +246,94 @@ def test_a_worker_started_before_its_redis_waits_for_it(tmp_path, processes, ser
         assert worker.poll() is None
     finally:
         server.stop()
+
+
+class PrimaryRelay:
+    """A TCP relay in front of the primary, the address everyone (Sentinel, the replica, the
+    service) knows it by. Cut, the replication stream stops reaching the replica while both
+    ends think the link is up; other clients carry on: a primary lost with writes it had not
+    yet sent, as the replica it leaves behind sees it. (A replica pointed at the relay while
+    Sentinel knew the primary directly would be "fixed" by Sentinel to bypass it.)"""
+
+    REPLICATION_COMMANDS = (b"\r\nPSYNC\r\n", b"\r\nSYNC\r\n")
+
+    def __init__(self, primary_port: int):
+        self.primary_port = primary_port
+        self.cut = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client_side, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            try:
+                primary_side = socket.create_connection(("127.0.0.1", self.primary_port))
+            except OSError:  # the primary is gone
+                client_side.close()
+                continue
+            link = {"replication": False}
+            threading.Thread(target=self._pump, args=(primary_side, client_side, link, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client_side, primary_side, link, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, link: dict, from_primary: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if not from_primary and any(command in data.upper() for command in self.REPLICATION_COMMANDS):
+                    link["replication"] = True
+                if not (from_primary and link["replication"] and self.cut.is_set()):
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            source.close()
+            sink.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_an_end_lost_with_the_primary_runs_again_and_is_announced_once(tmp_path, processes, service_env, start_api):
+    (tmp_path / "primary").mkdir()
+    (tmp_path / "replica").mkdir()
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    relay = PrimaryRelay(primary.port)
+    replica = RedisServer(tmp_path / "replica", "--replicaof", "127.0.0.1", str(relay.port))
+    replica.start()
+    sentinels = Sentinels(tmp_path, relay.port)
+    try:
+        wait_for(lambda: sentinels.watch_everything(replica.port), timeout=30, what="the Sentinels to see everything")
+        env = {**service_env, "REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_SENTINELS": sentinels.setting,
+               "WORKER_CONCURRENCY": "4", "WEB_CONCURRENCY": "1"}  # fmt: skip
+        api = start_api(**{name: env[name] for name in ("REDIS_URL", "REDIS_SENTINELS", "WEB_CONCURRENCY")})
+        start_worker_and_scheduler(processes, env, redis.Redis(port=primary.port))
+        job_id = submit(api, SLOW_JOB).json()["id"]
+        on_replica = redis.Redis(port=replica.port)
+        wait_for(lambda: on_replica.hget(f"rq:job:{job_id}", "status") == b"started", timeout=30,
+                 what="the replica to see the job started")  # fmt: skip
+
+        relay.cut.set()  # from here the replica hears nothing of the primary's writes
+        wait_for(lambda: job_status(api, job_id) == "succeeded", timeout=30, what="the job to end on the primary")
+        primary.crash()
+        wait_for(lambda: sentinels.primary_port() == replica.port, timeout=60, what="Sentinel to promote the replica")
+        assert on_replica.hget(f"rq:job:{job_id}", "status") != b"finished"  # its end was lost with the primary
+
+        # Its lease lapses on the new primary; the scheduler re-queues it; it runs and ends again.
+        wait_for(lambda: job_status(api, job_id) == "succeeded", timeout=90, what="the job to end again")
+        job = requests.get(f"{api}/v1/jobs/{job_id}", headers=ALICE, timeout=15).json()
+        assert job["attempts"] == 2
+        wait_for(lambda: on_replica.zscore("llmjobs:ends:unpublished", job_id) is None, timeout=30,
+                 what="its end to be published")  # fmt: skip
+        events = on_replica.xrange(f"llmjobs:events:{job_id}")
+        ends = [fields[b"type"] for _, fields in events if fields[b"type"] != b"progress"]
+        assert ends == [b"succeeded"]  # announced once on the primary that stayed
+    finally:
+        processes.stop_all()
+        sentinels.stop()
+        replica.stop()
+        primary.stop()
+        relay.close()
