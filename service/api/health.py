@@ -51,7 +51,7 @@ class Readiness(MethodView):
     def get(self):
         """Redis reachable and a worker with a fresh heartbeat on every queue."""
         ctx = app_context()
-        report = readiness_check.readiness(ctx.redis, ctx.queues)
+        report = readiness_check.readiness(ctx.redis, ctx.queues, min_replicas_ack=ctx.settings.redis_min_replicas_ack)
         details = {"checks": report.checks, "warnings": report.warnings, "redis": _primary(report)}
         if not report.ready:
             problems = "; ".join(f"{name}: {state}" for name, state in report.checks.items() if state != "ok")

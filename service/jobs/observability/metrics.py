@@ -17,8 +17,6 @@ loses them.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from bisect import bisect_left
 from collections import defaultdict
@@ -32,7 +30,7 @@ from redis.client import Pipeline
 from rq import Queue
 
 from service.jobs.observability.counters import HashIncrements
-from service.jobs.storage.connection import Primary, primary_of, read_hash
+from service.jobs.storage.connection import Primary, read_hash
 from service.jobs.storage.keys import METRICS_KEY, WORKER_REPORTS_KEY
 from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
 
@@ -41,7 +39,6 @@ from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
 # that stopped, and is dropped at the next scrape.
 WORKER_REPORT_FRESH_S = 30
 OTHER_MODEL = "other"
-API_PROCESS = f"api:{socket.gethostname()}:{os.getpid()}"  # the `process` label of the API process scraped
 
 
 @lru_cache(maxsize=4096)  # a few series per job, from a small set: JSON-encoded once each
@@ -216,27 +213,24 @@ class RedisMetricsCollector:
         yield from self._redis_gauges(reports)
 
     def _redis_gauges(self, reports: dict[str, dict]) -> Iterator[Metric]:
-        """Which Redis each process uses and the failovers it followed: the API process that
-        answers this scrape, and every worker process by its last report."""
+        """Which Redis each worker process uses and the failovers it followed, by its last report.
+        (An API process says its own in /readyz: a scrape must read the same whichever API
+        process answers it.)"""
         primary = GaugeMetricFamily(
             "llmjobs_redis_primary",
-            "1 for the Redis (host:port) each process uses: with REDIS_SENTINELS, the primary Sentinel last named "
-            "to it. Processes on different primaries: a failover is under way, or one did not follow.",
+            "1 for the Redis (host:port) each worker process uses: with REDIS_SENTINELS, the primary Sentinel last "
+            "named to it. Processes on different primaries: a failover is under way, or one did not follow.",
             labels=("process", "primary"),
         )
         failovers = GaugeMetricFamily(
             "llmjobs_redis_failovers_seen",
-            "Times each process followed the Redis primary to another (Sentinel failovers), since it started.",
+            "Times each worker process followed the Redis primary to another (Sentinel failovers), since it started.",
             labels=("process",),
         )
-        own = primary_of(self._redis)
-        processes = {API_PROCESS: (own.address, own.failovers_seen)}
-        for name, report in reports.items():
+        for name, report in sorted(reports.items()):
             if "redis_primary" in report:  # a worker of an older release reports no primary
-                processes[name] = (report["redis_primary"], report["redis_failovers_seen"])
-        for name, (address, seen) in sorted(processes.items()):
-            primary.add_metric((name, address), 1)
-            failovers.add_metric((name,), seen)
+                primary.add_metric((name, report["redis_primary"]), 1)
+                failovers.add_metric((name,), report["redis_failovers_seen"])
         yield from (primary, failovers)
 
     def _queue_gauges(self) -> Iterator[Metric]:

@@ -27,7 +27,7 @@ class Readiness:
         return all(state == "ok" for state in self.checks.values())
 
 
-def readiness(connection: Redis, queues: dict[str, Queue]) -> Readiness:
+def readiness(connection: Redis, queues: dict[str, Queue], *, min_replicas_ack: int = 0) -> Readiness:
     report = Readiness()
     try:
         connection.ping()
@@ -43,9 +43,22 @@ def readiness(connection: Redis, queues: dict[str, Queue]) -> Readiness:
         report.checks[f"workers:{name}"] = (
             "ok" if live_workers(queue) else f"no worker with a heartbeat in the last {HEARTBEAT_FRESH_S} s"
         )
+    replicas = _replicas(connection)
+    if replicas is not None and replicas < min_replicas_ack:
+        report.warnings.append(
+            f"Redis has {replicas} connected replicas, fewer than REDIS_MIN_REPLICAS_ACK ({min_replicas_ack}): "
+            "submits answer 503 until enough replicas are back"
+        )
     if not _persistent(connection):
         report.warnings.append("Redis persistence is off (no AOF, no RDB saves): a Redis restart loses queued jobs")
     return report
+
+
+def _replicas(connection: Redis) -> int | None:
+    try:
+        return int(cast("dict[str, Any]", connection.info("replication")).get("connected_slaves", 0))
+    except ResponseError:  # managed Redis may refuse INFO sections
+        return None
 
 
 def _persistent(connection: Redis) -> bool:
