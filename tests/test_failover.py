@@ -340,3 +340,16 @@ def test_an_end_lost_with_the_primary_runs_again_and_is_announced_once(tmp_path,
         replica.stop()
         primary.stop()
         relay.close()
+
+
+def test_a_redis_that_stops_answering_is_a_503_within_a_client_timeout(start_api):
+    """A primary's machine lost without a word (no RST): connections hang until a timeout.
+    The API's are bounded (connect, read, one retry): a 503 well before a client gives up."""
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
+    try:
+        api = start_api(REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        response = requests.post(f"{api}/v1/jobs", json=QUICK_JOB, headers=ALICE, timeout=15)
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"]
+    finally:
+        silent.close()

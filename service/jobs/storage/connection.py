@@ -37,18 +37,22 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Budget:
     """How long one command may hold its caller: connect, read, then `retries` more tries
-    after a short pause. Worst case about (retries + 1) * (connect_s + read_s)."""
+    after a short pause. redis-py applies the retries twice over, to a connection's
+    handshake and to the command: a Redis that accepts and never answers holds a command
+    (retries + 1)**2 * read_s, one that refuses (or a dead primary's stale connection) only
+    the pause before a retry that reconnects, through Sentinel, to the promoted replica."""
 
     connect_s: float
-    read_s: float | None  # None: blocking reads (pubsub) wait as long as they must
+    read_s: float
     retries: int = 1
 
 
-# A request fails fast (503) when Redis is away: at most ~10 s, under any sane client timeout.
-API_BUDGET = Budget(connect_s=1.0, read_s=4.0)
+# A request answers 503 when Redis is away: at most ~8 s, under any sane client timeout
+# (tests/test_failover.py). The longest read the API waits on is a 1 s XREAD BLOCK (SSE).
+API_BUDGET = Budget(connect_s=1.0, read_s=2.0)
 # The worker's and the scheduler's own commands, none of which blocks: a Redis that stops
-# answering is an error to wait out, not a hang of the worker's event loop.
-WORKER_BUDGET = Budget(connect_s=5.0, read_s=10.0)
+# answering is an error to wait out (~20 s at most), not a hang of the worker's event loop.
+WORKER_BUDGET = Budget(connect_s=2.0, read_s=5.0)
 # Sentinel answers from memory: a sentinel that does not answer at once is skipped.
 SENTINEL_QUERY_S = 0.5
 RETRY_PAUSE_S = 0.2
