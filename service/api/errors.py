@@ -18,8 +18,8 @@ from werkzeug.exceptions import Conflict, HTTPException, RequestEntityTooLarge, 
 from service.api.limits import allowance_headers, change_limit_wait_s
 from service.jobs.push.job_webhooks import DeliveryPending, TooManyPendingDeliveries
 from service.jobs.storage.admission import OverLimit, QueueFull
-from service.jobs.storage.connection import NotReplicated
 from service.jobs.storage.idempotency import IdempotencyConflict
+from service.jobs.storage.replication import NotReplicated
 
 REDIS_DOWN_RETRY_AFTER_S = 5
 QUEUE_FULL_RETRY_AFTER_S = 30

@@ -1,6 +1,6 @@
 """REDIS_MIN_REPLICAS_ACK for the routes whose success tells a client its write is kept
 (a submit, a batch, a document, a retry): the answer waits until that many replicas have
-the write (`storage.connection.confirm_replicated`), else it is a 503 and the client tries
+the write (`storage.replication.confirm_replicated`), else it is a 503 and the client tries
 again, so a write acknowledged is not lost with the primary in a failover."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from service.api.context import app_context
-from service.jobs.storage.connection import confirm_replicated
+from service.jobs.storage.replication import confirm_replicated
 
 REPLICATED_503 = (
     "A queue is full (QUEUE_MAX_DEPTH), Redis is away, or fewer replicas than REDIS_MIN_REPLICAS_ACK confirmed the "

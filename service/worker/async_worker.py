@@ -42,10 +42,11 @@ from service.jobs.observability import metrics
 from service.jobs.push.events import announce_end
 from service.jobs.running.progress import Superseded, flush_progress
 from service.jobs.running.provider_gate import ProviderGate, RateLimitHeaders
-from service.jobs.storage.connection import WORKER_BUDGET, async_connection, primary_of, worker_connection
+from service.jobs.storage.connection import WORKER_BUDGET, async_connection, worker_connection
 from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.lookup import restore_job
 from service.jobs.storage.queues import CLIENT_TASKS, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
+from service.jobs.storage.sentinel import primary_of
 from service.llm import LLMClient
 from service.logs import log_context
 from service.tasks.outcomes import JobFailed, Requeue

@@ -30,9 +30,10 @@ from redis.client import Pipeline
 from rq import Queue
 
 from service.jobs.observability.counters import HashIncrements
-from service.jobs.storage.connection import Primary, read_hash
+from service.jobs.storage.connection import read_hash
 from service.jobs.storage.keys import METRICS_KEY, WORKER_REPORTS_KEY
 from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
+from service.jobs.storage.sentinel import Primary
 
 # worker process name -> JSON of what it reported at its last tick (its LLM calls in flight,
 # the provider gate as it saw it); a report older than WORKER_REPORT_FRESH_S is a process

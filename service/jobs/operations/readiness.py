@@ -10,8 +10,8 @@ from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from rq import Queue
 
-from service.jobs.storage.connection import Primary, primary_of
 from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
+from service.jobs.storage.sentinel import Primary, primary_of
 
 log = logging.getLogger(__name__)
 

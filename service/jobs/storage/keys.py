@@ -45,7 +45,7 @@ MAINTENANCE_RECENT_KEY = "llmjobs:maintenance:recent"  # its last runs
 MAINTENANCE_LOCK_KEY = "llmjobs:maintenance:lock"  # held while one runs
 PROVIDER_PREFIX = "llmjobs:provider:"  # + `<API key fingerprint>:<part>`: the provider gate
 # Written before a WAIT (REDIS_MIN_REPLICAS_ACK): once replicas have it, they have every
-# write the caller made before it (storage/connection.confirm_replicated).
+# write the caller made before it (storage/replication.confirm_replicated).
 REPLICATION_MARK_KEY = "llmjobs:replication-mark"
 REPLICATION_MARK_TTL_S = 60
 
