@@ -9,6 +9,7 @@ failover could lose."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 import socket
 import subprocess
@@ -221,13 +222,19 @@ def _series(samples: Samples, name: str) -> list[tuple[dict[str, str], float]]:
 def test_a_submit_no_replica_confirms_is_a_503(redis_ha, start_api):
     primary, replica, _sentinels = redis_ha
     api = start_api(REDIS_URL=primary.url, REDIS_MIN_REPLICAS_ACK="1", REDIS_ACK_TIMEOUT_MS="300")
-    assert submit(api, QUICK_JOB).status_code == 202  # the replica confirms it
+    accepted = submit(api, QUICK_JOB)
+    assert accepted.status_code == 202  # the replica confirms it (no worker runs: it stays queued)
+    canceled = requests.post(f"{api}/v1/jobs/{accepted.json()['id']}/cancel", headers=ALICE, timeout=15)
+    assert canceled.status_code == 200
 
     replica.stop()
     refused = submit(api, QUICK_JOB)
     batch = requests.post(f"{api}/v1/batches", json={"jobs": [QUICK_JOB]}, headers=ALICE, timeout=15)
+    text = {"filename": "note.txt", "media_type": "text/plain", "data": base64.b64encode(b"A short note.").decode()}
+    document = requests.post(f"{api}/v1/documents", json={"document": text}, headers=ALICE, timeout=15)
+    retry = requests.post(f"{api}/v1/jobs/{accepted.json()['id']}/retry", headers=ALICE, timeout=15)
 
-    for response in (refused, batch):
+    for response in (refused, batch, document, retry):
         assert response.status_code == 503, response.text
         assert response.headers["Retry-After"]
         assert "REDIS_MIN_REPLICAS_ACK" in response.json()["message"]
