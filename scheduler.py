@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         return 2
-    connection = worker_connection(settings.redis_url)
+    connection = worker_connection(settings)
     while True:
         wait_until_reachable(connection)
         try:

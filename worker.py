@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         from service.worker.supervisor import supervise
 
         return supervise(["worker.py", *args.queues, "--processes", "1"], processes)
+    from service.jobs.storage.connection import wait_until_reachable, worker_connection
     from service.worker.async_worker import AsyncWorker
 
+    # RQ's Worker reads Redis as it is made: started before its Redis (or while Sentinel
+    # names no primary), the process waits for it rather than exit with a traceback.
+    wait_until_reachable(worker_connection(settings))
     asyncio.run(AsyncWorker(settings, queues).run(burst=args.burst))
     return 0
 

@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL=docs.SWAGGER_UI_URL,  # served by docs.blp below, not a CDN
     )
-    redis = api_connection(settings.redis_url)
+    redis = api_connection(settings)
     app.extensions[EXTENSION_KEY] = AppContext(
         settings=settings,
         redis=redis,
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
     api.spec.options["security"] = [{"bearerAuth": []}]
     register_error_handlers(app, api)
-    init_limits(app, settings)
+    init_limits(app, settings, redis)
     init_request_limits(app)  # after init_limits: its check goes first
     api.register_blueprint(jobs.blp)
     api.register_blueprint(events.blp)
@@ -55,5 +55,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(metrics.blp)
     app.register_blueprint(docs.blp)
     document_request_rules(api.spec, settings)
-    mount_dashboard(app, settings)  # operators only; off unless DASHBOARD_* are set
+    mount_dashboard(app, settings, redis)  # operators only; off unless DASHBOARD_* are set
     return app

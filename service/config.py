@@ -40,7 +40,15 @@ class JobLimits:
 
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = "redis://127.0.0.1:6379/0"  # with Sentinel: only its password and database count
+    # Sentinel (host, port) pairs: every process finds the primary through them and follows
+    # it when Sentinel promotes a replica; empty: REDIS_URL names the one Redis.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = "llmjobs"
+    # A write that answers a client (submit, batch, document, retry) is acknowledged only once
+    # this many replicas have it (Redis WAIT), within redis_ack_timeout_ms, else 503.
+    redis_min_replicas_ack: int = 0
+    redis_ack_timeout_ms: int = 500
     api_keys: dict[str, str] = field(default_factory=dict)  # bearer key -> client name
     default_model: str = "claude-sonnet-5-5"
     limits: JobLimits = field(default_factory=JobLimits)
@@ -135,6 +143,17 @@ def parse_api_keys(raw: str) -> dict[str, str]:
     if not keys:
         raise ValidationError("at least one name=key pair is required")
     return keys
+
+
+def parse_sentinels(raw: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` -> ((host, port), ...)."""
+    sentinels = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValidationError(f"expected comma-separated host:port pairs, got {item!r}")
+        sentinels.append((host.strip("[]"), int(port)))
+    return tuple(sentinels)
 
 
 def parse_prices(raw: str) -> dict[str, ModelPrice]:
@@ -234,6 +253,7 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
     env = Env(eager=False)
     env.add_parser("api_keys", parse_api_keys)
     env.add_parser("prices", parse_prices)
+    env.add_parser("sentinels", parse_sentinels)
     env.add_parser("webhook_secret", parse_webhook_secret)
     env.add_parser("webhook_secrets", parse_webhook_secrets)
     env.add_parser("callback_policy", parse_callback_policy)
@@ -244,6 +264,14 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
     defaults, default_limits = Settings(), JobLimits()
     settings = Settings(
         redis_url=env.str("REDIS_URL", defaults.redis_url, validate=_redis_url),
+        redis_sentinels=env.sentinels("REDIS_SENTINELS", ""),
+        redis_sentinel_master=env.str(
+            "REDIS_SENTINEL_MASTER", defaults.redis_sentinel_master, validate=validate.Length(min=1)
+        ),
+        redis_min_replicas_ack=env.int(
+            "REDIS_MIN_REPLICAS_ACK", defaults.redis_min_replicas_ack, validate=validate.Range(min=0)
+        ),
+        redis_ack_timeout_ms=env.int("REDIS_ACK_TIMEOUT_MS", defaults.redis_ack_timeout_ms, validate=positive),
         # Only the API serves clients; workers and the scheduler never read the keys.
         api_keys=env.api_keys("API_KEYS") if require_api_keys else {},
         default_model=env.str("LLM_DEFAULT_MODEL", defaults.default_model, validate=validate.Length(min=1)),
@@ -351,6 +379,8 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         ) from None
     if (settings.dashboard_username is None) != (settings.dashboard_password is None):
         raise SettingsError("DASHBOARD_USERNAME, DASHBOARD_PASSWORD: set both (dashboard on) or neither (off)")
+    if settings.redis_sentinels and settings.redis_url.startswith("unix://"):
+        raise SettingsError("REDIS_URL: with REDIS_SENTINELS it gives the password and database: use redis://")
     if settings.metrics_operator_auth and settings.dashboard_password is None:
         raise SettingsError("METRICS_OPERATOR_AUTH: needs the operator login (DASHBOARD_USERNAME, DASHBOARD_PASSWORD)")
     # One policy object carries the deadline to both the API's check and the delivery's.

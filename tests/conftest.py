@@ -123,9 +123,10 @@ def counting_redis_calls() -> Iterator[dict]:
 class RedisServer:
     """A redis-server with AOF on, in its own directory, that a test may stop and restart."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, *extra_args: str):
         self.directory = directory
         self.port = free_port()
+        self.extra_args = extra_args  # e.g. `--replicaof 127.0.0.1 <port>`
         self.process: subprocess.Popen | None = None
 
     @property
@@ -137,7 +138,7 @@ class RedisServer:
         assert binary, "redis-server is not installed (make test installs it)"
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         client = redis.Redis(port=self.port)

@@ -42,3 +42,26 @@ def test_the_monitoring_profile_adds_prometheus_and_grafana_and_changes_nothing_
     assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
     providers = yaml.safe_load((mounts["/etc/grafana/provisioning"] / "dashboards" / "llmjobs.yml").read_text())
     assert providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_the_ha_profile_adds_a_replica_and_three_sentinels_watching_the_primary():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    ha = {name for name, service in services.items() if service.get("profiles") == ["ha"]}
+    assert ha == {"redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"}
+
+    replica = services["redis-replica"]["command"]
+    assert replica[: len(services["redis"]["command"]) - 2] == services["redis"]["command"][:-2]  # run alike (AOF)
+    assert replica[replica.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
+    assert services["redis-replica"]["volumes"][0].split(":")[0] in compose["volumes"]
+
+    # Each Sentinel monitors `redis` under the name the processes ask for, with a quorum of 2 of 3.
+    master = "${REDIS_SENTINEL_MASTER:-llmjobs}"
+    for name in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        script = services[name]["command"][-1]
+        assert f"'sentinel monitor {master} redis 6379 2'" in script
+        assert "'port 26379'" in script and "--sentinel" in script
+    # Every process of ours is given the Sentinel settings (from .env).
+    for name in ("api", "worker", "scheduler"):
+        environment = services[name]["environment"]
+        assert {"REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_MIN_REPLICAS_ACK"} <= environment.keys()

@@ -18,7 +18,7 @@ SETTINGS_VARS = (
     "REDIS_URL", "API_KEYS", "LLM_DEFAULT_MODEL", "RESULT_TTL_S", "WORKER_CONCURRENCY", "PROGRESS_INTERVAL_S",
     "LLM_PRICES", "MAX_BODY_BYTES", "MAX_MESSAGES", "MAX_OUTPUT_TOKENS", "MAX_METADATA_KEYS", "JOB_TIMEOUT_S",
     "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DASHBOARD_USERNAME", "DASHBOARD_PASSWORD", "UPLOAD_RATE_LIMIT",
-    "MAX_DOCUMENT_CHARACTERS",
+    "MAX_DOCUMENT_CHARACTERS", "REDIS_SENTINELS", "REDIS_MIN_REPLICAS_ACK", "REDIS_ACK_TIMEOUT_MS",
 )  # fmt: skip
 KEY_A = "a-key-0123456789abcdef"
 KEY_B = "b-key-0123456789abcdef"
@@ -64,6 +64,10 @@ BAD_SETTINGS = [
     ),
     pytest.param({"UPLOAD_RATE_LIMIT": "lots"}, "UPLOAD_RATE_LIMIT", id="UPLOAD_RATE_LIMIT-not-a-limit"),
     pytest.param({"MAX_DOCUMENT_CHARACTERS": "0"}, "MAX_DOCUMENT_CHARACTERS", id="MAX_DOCUMENT_CHARACTERS-zero"),
+    pytest.param({"REDIS_SENTINELS": "sentinel-1"}, "REDIS_SENTINELS", id="REDIS_SENTINELS-no-port"),
+    pytest.param({"REDIS_SENTINELS": "a:26379,b:port"}, "REDIS_SENTINELS", id="REDIS_SENTINELS-bad-port"),
+    pytest.param({"REDIS_MIN_REPLICAS_ACK": "-1"}, "REDIS_MIN_REPLICAS_ACK", id="REDIS_MIN_REPLICAS_ACK-negative"),
+    pytest.param({"REDIS_ACK_TIMEOUT_MS": "0"}, "REDIS_ACK_TIMEOUT_MS", id="REDIS_ACK_TIMEOUT_MS-zero"),
 ]
 
 
@@ -140,6 +144,29 @@ def test_prices_parse_to_model_prices(monkeypatch):
 
     assert prices == {"my-model": ModelPrice(1.0, 2.0), "cached": ModelPrice(1.0, 2.0, 1.25, 2.0, 0.1)}
     assert all(isinstance(v, float) for v in (prices["my-model"].input, prices["my-model"].output))
+
+
+def test_sentinels_are_read_as_addresses(monkeypatch):
+    monkeypatch.setenv("REDIS_SENTINELS", "sentinel-1:26379, 10.0.0.2:26380,[::1]:26381")
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", "jobs")
+    monkeypatch.setenv("REDIS_MIN_REPLICAS_ACK", "1")
+
+    settings = load_settings()
+
+    assert settings.redis_sentinels == (("sentinel-1", 26379), ("10.0.0.2", 26380), ("::1", 26381))
+    assert (settings.redis_sentinel_master, settings.redis_min_replicas_ack, settings.redis_ack_timeout_ms) == (
+        "jobs",
+        1,
+        500,
+    )
+
+
+def test_sentinels_need_a_redis_url_not_a_socket(monkeypatch):
+    monkeypatch.setenv("REDIS_SENTINELS", "sentinel-1:26379")
+    monkeypatch.setenv("REDIS_URL", "unix:///run/redis.sock")
+
+    with pytest.raises(SettingsError, match="REDIS_URL"):
+        load_settings()
 
 
 def test_limits_and_other_values_are_read(monkeypatch):

@@ -96,6 +96,7 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
     gauges = {
         "llmjobs_queue_depth", "llmjobs_jobs_waiting_retry", "llmjobs_jobs_running", "llmjobs_queue_workers",
         "llmjobs_llm_calls_in_flight", "llmjobs_llm_calls_in_flight_all", "llmjobs_provider_gate_closed_seconds",
+        "llmjobs_redis_primary", "llmjobs_redis_failovers_seen",
     }  # fmt: skip
     assert {name for name, _ in before} == gauges, "nothing has been counted yet"
     for queue in ALL_QUEUES:

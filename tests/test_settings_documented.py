@@ -104,7 +104,7 @@ def documented(cell: str, value: object) -> bool:
     cell = cell.split(" (")[0].strip()
     if isinstance(value, CallbackPolicy):  # the default allows nothing beyond global addresses
         value = None if value == CallbackPolicy() else value
-    if value is None or value == {}:
+    if value is None or value == {} or value == ():  # unset, or empty
         return cell in {"—", "none", "{}"}
     if isinstance(value, bool):
         return cell == str(value).lower()

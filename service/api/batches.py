@@ -13,6 +13,7 @@ from service.api.jobs import idempotency_claim, new_job_of, require_json_body
 from service.api.json_body import Blueprint
 from service.api.json_response import json_response
 from service.api.limits import allowance_headers, limit_changes, submit_gate
+from service.api.replication import REPLICATED_503, replicated
 from service.api.schemas import BatchRequestSchema, BatchSchema, IdempotencyHeaderSchema
 from service.jobs.push.batches import batch_resource, fetch_client_batch, redeliver_batch_webhook, submit_batch
 
@@ -33,7 +34,8 @@ class BatchCollection(MethodView):
                       "the same Idempotency-Key and body created.")  # fmt: skip
     @blp.alt_response(409, description="The Idempotency-Key was used with another body.")
     @blp.alt_response(429, description="Over your submit limit (one batch counts once); see Retry-After.")
-    @blp.alt_response(503, description="A target queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
+    @blp.alt_response(503, description=REPLICATED_503)
+    @replicated
     def post(self, body: dict[str, Any], idempotency_key: str | None = None):
         """Queue up to MAX_BATCH_JOBS jobs: all are validated first, then all are queued in one step."""
         ctx = app_context()

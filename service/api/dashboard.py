@@ -14,6 +14,7 @@ from typing import Any
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, Response, request
+from redis import Redis
 from rq import Queue, Worker, requeue_job
 from rq.job import Job
 
@@ -69,10 +70,18 @@ def _use_json_serializer() -> None:
     web.requeue_job = partial(requeue_job, serializer=SERIALIZER)
 
 
-def mount_dashboard(app: Flask, settings: Settings) -> None:
+def _use_connection(redis: Redis) -> None:
+    """rq-dashboard opens a client of its own from its URL on every request (and knows no
+    Sentinel but through a URL scheme of another package): it gets the API's, which follows
+    the primary and has its bounded timeouts."""
+    rq_dashboard.web.from_url = lambda *_args, **_kwargs: (None, redis)
+
+
+def mount_dashboard(app: Flask, settings: Settings, redis: Redis) -> None:
     if settings.dashboard_username is None or settings.dashboard_password is None:
         return
     _use_json_serializer()
+    _use_connection(redis)
     app.config["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url
     rq_dashboard.web.setup_rq_connection(app)
     loader = app.jinja_env.loader

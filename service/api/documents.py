@@ -30,6 +30,7 @@ from service.api.jobs import idempotency_claim
 from service.api.json_body import Blueprint, InvalidJsonBody, parse_json_body
 from service.api.json_response import json_response
 from service.api.limits import allowance_headers, limit_uploads, submit_gate
+from service.api.replication import REPLICATED_503, replicated
 from service.api.schemas import IdempotencyHeaderSchema, JobSchema
 from service.documents import formats
 from service.documents.steps import new_steps
@@ -95,8 +96,9 @@ class Documents(MethodView):
     @blp.alt_response(415, description="Not a PDF, DOCX, HTML, Markdown or text file (told by its content).")
     @blp.alt_response(422, description="Bad options.")
     @blp.alt_response(429, description="Over your submit limit; see Retry-After.")
-    @blp.alt_response(503, description="The queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
+    @blp.alt_response(503, description=REPLICATED_503)
     @limit_uploads
+    @replicated
     def post(self, idempotency_key: str | None = None):
         """Upload a document; its text is extracted and each analysis runs over it, step by step."""
         ctx = app_context()

@@ -10,6 +10,7 @@ from flask import Flask, request
 from flask_limiter import RateLimitExceeded
 from flask_smorest import Api
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MasterDownError, ReadOnlyError
 from redis.exceptions import OutOfMemoryError as RedisOutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import Conflict, HTTPException, RequestEntityTooLarge, ServiceUnavailable, TooManyRequests
@@ -18,6 +19,7 @@ from service.api.limits import allowance_headers, change_limit_wait_s
 from service.jobs.push.job_webhooks import DeliveryPending, TooManyPendingDeliveries
 from service.jobs.storage.admission import OverLimit, QueueFull
 from service.jobs.storage.idempotency import IdempotencyConflict
+from service.jobs.storage.replication import NotReplicated
 
 REDIS_DOWN_RETRY_AFTER_S = 5
 QUEUE_FULL_RETRY_AFTER_S = 30
@@ -76,6 +78,10 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
         log.error("Redis refused a write: maxmemory reached (%s)", exc)
         return redis_unavailable(exc)
 
+    def not_replicated(exc: NotReplicated):
+        log.warning("a write was not acknowledged: %s", exc)
+        return answer(ServiceUnavailable(), str(exc), {"Retry-After": str(REDIS_DOWN_RETRY_AFTER_S)})
+
     def over_limit(exc: OverLimit):
         wait_s = max(1, math.ceil(exc.retry_after_s))
         message = f"over your submit limit (RATE_LIMIT, {exc.allowance.limit}); retry after {wait_s} seconds"
@@ -113,4 +119,9 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
     app.register_error_handler(RequestEntityTooLarge, too_large)
     app.register_error_handler(RedisConnectionError, redis_unavailable)
     app.register_error_handler(RedisTimeoutError, redis_unavailable)
+    # A failover under way: a primary just demoted (READONLY, when its retry also met one),
+    # a replica cut off from its primary (MASTERDOWN), a write not on enough replicas yet.
+    app.register_error_handler(ReadOnlyError, redis_unavailable)
+    app.register_error_handler(MasterDownError, redis_unavailable)
+    app.register_error_handler(NotReplicated, not_replicated)
     app.register_error_handler(RedisOutOfMemoryError, redis_full)

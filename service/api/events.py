@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 blp = Blueprint("events", __name__, url_prefix="/v1/jobs", description="Follow a job as it runs.")
 blp.before_request(require_client)
 
-READ_BLOCK_MS = 1000  # below the API's Redis socket timeout (5 s), and the keep-alive floor
+READ_BLOCK_MS = 1000  # below the API's Redis socket timeout (2 s, storage/connection.py), and the keep-alive floor
 # Set when this API process is stopping (gunicorn.conf.py, on SIGTERM): every open stream
 # ends within READ_BLOCK_MS, for its client to resume elsewhere with Last-Event-ID.
 STOPPING = threading.Event()

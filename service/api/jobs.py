@@ -15,6 +15,7 @@ from service.api.context import app_context
 from service.api.json_body import Blueprint
 from service.api.json_response import json_response, json_response_unless_unchanged
 from service.api.limits import allowance_headers, limit_changes, limit_listing, submit_gate
+from service.api.replication import REPLICATED_503, replicated
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings
 from service.jobs.running.transitions import InvalidTransition, cancel_job, redeliver_webhook, rerun_job
@@ -47,7 +48,8 @@ class JobCollection(MethodView):
                       "same Idempotency-Key and body created.")  # fmt: skip
     @blp.alt_response(409, description="The Idempotency-Key was used with another body.")
     @blp.alt_response(429, description="Over your submit limit; see Retry-After and X-RateLimit-*.")
-    @blp.alt_response(503, description="The queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
+    @blp.alt_response(503, description=REPLICATED_503)
+    @replicated
     def post(self, body: dict[str, Any], idempotency_key: str | None = None):
         """Queue an LLM job; answers at once with the job, status `queued`."""
         ctx = app_context()
@@ -120,7 +122,8 @@ class JobRetry(MethodView):
         "another request is retrying it.",
     )
     @blp.alt_response(429, description="Over your submit limit (a retry counts as a submit); see Retry-After.")
-    @blp.alt_response(503, description="The job's queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
+    @blp.alt_response(503, description=REPLICATED_503)
+    @replicated
     def post(self, job_id: str):
         """Run a failed or canceled job again, with a fresh deadline and attempt budget; a document job that
         succeeded with failed steps runs those steps again."""

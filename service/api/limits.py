@@ -16,6 +16,7 @@ import limits
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from redis import Redis
 from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.api.auth import current_client
@@ -52,9 +53,12 @@ def _not_limited_here() -> bool:
     return request.path != LIST_PATH
 
 
-def init_limits(app: Flask, settings: Settings) -> None:
+def init_limits(app: Flask, settings: Settings, redis: Redis) -> None:
     app.config.update(
-        RATELIMIT_STORAGE_URI=settings.redis_url,
+        # The API's own connection pool: the same Redis (the primary Sentinel names) and
+        # the same bounded timeouts; the URI only picks flask-limiter's Redis storage.
+        RATELIMIT_STORAGE_URI="redis://",
+        RATELIMIT_STORAGE_OPTIONS={"connection_pool": redis.connection_pool},
         RATELIMIT_KEY_PREFIX=FLASK_LIMITER_PREFIX,
         RATELIMIT_STRATEGY="moving-window",
         RATELIMIT_HEADERS_ENABLED=True,  # X-RateLimit-*, and Retry-After on a 429

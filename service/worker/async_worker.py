@@ -30,7 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, cast
 
-import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -43,10 +42,11 @@ from service.jobs.observability import metrics
 from service.jobs.push.events import announce_end
 from service.jobs.running.progress import Superseded, flush_progress
 from service.jobs.running.provider_gate import ProviderGate, RateLimitHeaders
-from service.jobs.storage.connection import worker_connection
+from service.jobs.storage.connection import WORKER_BUDGET, async_connection, worker_connection
 from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.lookup import restore_job
 from service.jobs.storage.queues import CLIENT_TASKS, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
+from service.jobs.storage.sentinel import primary_of
 from service.llm.client import LLMClient
 from service.logs import log_context
 from service.tasks.outcomes import JobFailed, Requeue
@@ -65,15 +65,17 @@ WORKER_TTL_S = 20  # the worker's key outlives a missed heartbeat or two
 PROMOTE_S = 1.0  # how often due retries are moved to their queues
 DEQUEUE_WAIT_S = 0.5  # one BLMPOP's wait: how soon a slot freed while only the reserve was free widens it
 SUPERSEDED = "superseded"  # another run of the job completed it
+COMMANDS_WAIT_S = 1.0  # one wait for a command on the pubsub channel
 YOUNG_GC_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
 
 
 class AsyncWorker:
     def __init__(self, settings: Settings, queue_names: list[str], *, name: str | None = None):
         self.settings = settings
-        self.connection = worker_connection(settings.redis_url)
-        # Blocking reads (BLMPOP, pubsub) must not block the loop: they get an asyncio client.
-        self.blocking = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        self.connection = worker_connection(settings)
+        # Blocking reads (BLMPOP, pubsub) must not block the loop: they get an asyncio client,
+        # whose reads are bounded too (a pubsub waits with a timeout of its own).
+        self.blocking = async_connection(settings, WORKER_BUDGET)
         self.queues = make_queues(self.connection, tuple(queue_names))
         self.rq_worker = Worker(
             list(self.queues.values()), connection=self.connection, serializer=SERIALIZER,
@@ -376,7 +378,11 @@ class AsyncWorker:
             pipe.get(self.gate.closed_key)
             pipe.exists(self.rq_worker.key)
             metrics.report_worker(  # the gate as the previous tick read it
-                pipe, self.rq_worker.name, llm_in_flight=self.in_use["llm"], gate_closed_until=self.gate_closed_until
+                pipe,
+                self.rq_worker.name,
+                llm_in_flight=self.in_use["llm"],
+                gate_closed_until=self.gate_closed_until,
+                primary=primary_of(self.connection),
             )
             cancels, closed_until, registered, _ = pipe.execute()
         self.gate_closed_until = float(closed_until or 0)
@@ -408,13 +414,17 @@ class AsyncWorker:
     # --- RQ's commands -------------------------------------------------------------------
 
     async def _commands(self) -> None:
-        """RQ's worker commands on the worker's pubsub channel: stop-job, shutdown."""
+        """RQ's worker commands on the worker's pubsub channel: stop-job, shutdown. The
+        subscription is made again when the worker's other connection saw the primary move:
+        a subscriber to a lost machine hears nothing, and no error says so."""
         while True:
             try:
                 async with self.blocking.pubsub() as pubsub:
                     await pubsub.subscribe(self.rq_worker.pubsub_channel_name)
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
+                    failovers = primary_of(self.connection).failovers_seen
+                    while primary_of(self.connection).failovers_seen == failovers:
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=COMMANDS_WAIT_S)
+                        if message is not None and message["type"] == "message":
                             self._command(json.loads(message["data"]))
             except RedisError as exc:
                 log.warning("worker %s: command channel lost (%s); resubscribing", self.rq_worker.name, exc)

@@ -34,6 +34,7 @@ from service.jobs.observability.counters import HashIncrements
 from service.jobs.storage.connection import read_hash
 from service.jobs.storage.keys import METRICS_KEY, WORKER_REPORTS_KEY
 from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
+from service.jobs.storage.sentinel import Primary
 
 # worker process name -> JSON of what it reported at its last tick (its LLM calls in flight,
 # the provider gate as it saw it); a report older than WORKER_REPORT_FRESH_S is a process
@@ -162,9 +163,12 @@ def llm_usage(model: str, usage: Mapping[str, Any], cost_usd: float | None) -> H
     return HashIncrements(METRICS_KEY, None, amounts)
 
 
-def report_worker(pipe: Pipeline, name: str, *, llm_in_flight: int, gate_closed_until: float) -> None:
+def report_worker(pipe: Pipeline, name: str, *, llm_in_flight: int, gate_closed_until: float, primary: Primary) -> None:
     """What a worker process reports every tick, for the gauges below."""
-    report = {"llm_in_flight": llm_in_flight, "gate_closed_until": gate_closed_until, "at": time.time()}
+    report = {
+        "llm_in_flight": llm_in_flight, "gate_closed_until": gate_closed_until, "at": time.time(),
+        "redis_primary": primary.address, "redis_failovers_seen": primary.failovers_seen,
+    }  # fmt: skip
     pipe.hset(WORKER_REPORTS_KEY, name, json.dumps(report))
 
 
@@ -219,6 +223,28 @@ class RedisMetricsCollector:
         closed_until = max((report["gate_closed_until"] for report in reports.values()), default=0.0)
         gate.add_metric((), max(0.0, closed_until - now))
         yield from (in_flight, in_all, gate)
+        yield from self._redis_gauges(reports)
+
+    def _redis_gauges(self, reports: dict[str, dict]) -> Iterator[Metric]:
+        """Which Redis each worker process uses and the failovers it followed, by its last report.
+        (An API process says its own in /readyz: a scrape must read the same whichever API
+        process answers it.)"""
+        primary = GaugeMetricFamily(
+            "llmjobs_redis_primary",
+            "1 for the Redis (host:port) each worker process uses: with REDIS_SENTINELS, the primary Sentinel last "
+            "named to it. Processes on different primaries: a failover is under way, or one did not follow.",
+            labels=("process", "primary"),
+        )
+        failovers = GaugeMetricFamily(
+            "llmjobs_redis_failovers_seen",
+            "Times each worker process followed the Redis primary to another (Sentinel failovers), since it started.",
+            labels=("process",),
+        )
+        for name, report in sorted(reports.items()):
+            if "redis_primary" in report:  # a worker of an older release reports no primary
+                primary.add_metric((name, report["redis_primary"]), 1)
+                failovers.add_metric((name,), report["redis_failovers_seen"])
+        yield from (primary, failovers)
 
     def _queue_gauges(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily("llmjobs_queue_depth", "Jobs waiting in each queue.", labels=("queue",))

@@ -44,6 +44,10 @@ MAINTENANCE_RUNS_KEY = "llmjobs:maintenance:runs"  # totals of the clean-up's ru
 MAINTENANCE_RECENT_KEY = "llmjobs:maintenance:recent"  # its last runs
 MAINTENANCE_LOCK_KEY = "llmjobs:maintenance:lock"  # held while one runs
 PROVIDER_PREFIX = "llmjobs:provider:"  # + `<API key fingerprint>:<part>`: the provider gate
+# Written before a WAIT (REDIS_MIN_REPLICAS_ACK): once replicas have it, they have every
+# write the caller made before it (storage/replication.confirm_replicated).
+REPLICATION_MARK_KEY = "llmjobs:replication-mark"
+REPLICATION_MARK_TTL_S = 60
 
 
 def events_key(job_id: str) -> str:
