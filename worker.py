@@ -12,9 +12,11 @@ import argparse
 import asyncio
 import sys
 
+from service.bug_reports import setup_bug_reports
 from service.config import SettingsError, load_settings
 from service.jobs.storage.queues import ALL_QUEUES, PRIORITIES
 from service.logs import configure_logging
+from service.tracing import setup_tracing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         return supervise(["worker.py", *args.queues, "--processes", "1"], processes)
     from service.worker.async_worker import AsyncWorker
 
+    setup_tracing("worker", settings.otlp_endpoint)
+    setup_bug_reports("worker", settings.sentry_dsn)
     asyncio.run(AsyncWorker(settings, queues).run(burst=args.burst))
     return 0
 

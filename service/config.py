@@ -94,6 +94,10 @@ class Settings:
     max_document_pages: int = 500
     document_chunk_tokens: int = 50_000
     document_extract_timeout_s: float = 60.0
+    # The callers' own tools, each off when unset: bug reports to Sentry, traces over OTLP
+    # (http/protobuf; the OpenTelemetry SDK reads this and the other OTEL_* variables itself).
+    sentry_dsn: str | None = None
+    otlp_endpoint: str | None = None
 
     def webhook_secrets_for(self, client: str) -> tuple[str, ...]:
         """The secrets a client's webhooks are signed with; none: webhooks are off for it."""
@@ -295,6 +299,8 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
             defaults.document_extract_timeout_s,
             validate=validate.Range(min=0, min_inclusive=False),
         ),
+        sentry_dsn=env.str("SENTRY_DSN", None, validate=_http_url),
+        otlp_endpoint=env.str("OTEL_EXPORTER_OTLP_ENDPOINT", None, validate=_http_url),
         webhook_retry_schedule_s=env.schedule(
             "WEBHOOK_RETRY_SCHEDULE", ",".join(map(str, defaults.webhook_retry_schedule_s))
         ),
@@ -331,6 +337,9 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         settings,
         callback_policy=replace(settings.callback_policy, resolve_timeout_s=settings.callback_resolve_timeout_s),
     )
+
+
+_http_url = validate.URL(require_tld=False, schemes={"http", "https"})
 
 
 def _redis_url(value: str) -> None:

@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from rq import Retry
 from rq.job import Job
 
+from service import tracing
 from service.documents import formats
 from service.documents.analyses import (
     JSON,
@@ -65,6 +68,7 @@ from service.jobs.storage.record import (
 )
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd, is_priced
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
+from service.tasks.llm_spans import llm_call_span
 from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime
 
@@ -120,17 +124,19 @@ class DocumentRun:
 
     async def _steps(self) -> DocumentResult | Retry:
         extract_step, *analysis_steps = self.record.steps
-        await self._extract(extract_step)
+        with _step_span(extract_step):
+            await self._extract(extract_step)
         for step in analysis_steps:
             if step["status"] != STEP_PENDING:
                 continue
-            try:
-                await self._analyse(step, self.analyses[step["name"]])
-            except LLMError as error:
-                if (retry := self._after_error(step, error)) is not None:
-                    return retry
-            except _StepFailed as failed:
-                self._end_step(step, STEP_FAILED, failed.error)
+            with _step_span(step):
+                try:
+                    await self._analyse(step, self.analyses[step["name"]])
+                except LLMError as error:
+                    if (retry := self._after_error(step, error)) is not None:
+                        return retry
+                except _StepFailed as failed:
+                    self._end_step(step, STEP_FAILED, failed.error)
         return self._complete()
 
     # --- extraction ----------------------------------------------------------------------
@@ -244,7 +250,9 @@ class DocumentRun:
         step["attempts"] += 1
         request = LLMRequest(self.model, self.max_tokens, messages, system=SYSTEM)
         try:
-            reply = await self.runtime.llm.stream(request, on_text=_ignore, usage=usage)  # type: ignore[union-attr]
+            with llm_call_span(self.model, usage) as note_reply:
+                reply = await self.runtime.llm.stream(request, on_text=_ignore, usage=usage)  # type: ignore[union-attr]
+                note_reply(reply)
         finally:
             self.last_call_billed = usage.billed
             self._count(step, usage)
@@ -356,6 +364,21 @@ class DocumentRun:
     def _chunks(self) -> int:
         """Calls one analysis of this document takes: one per chunk, and one to combine."""
         return len(self.chunks) + 1 if len(self.chunks) > 1 else 1
+
+
+@contextmanager
+def _step_span(step: Step) -> Iterator[None]:
+    """A span per step run, in the job's trace: its name and how it ended (no text)."""
+    with tracing.span(f"document step {step['name']}", attributes={"llmjobs.step": step["name"]}) as current:
+        try:
+            yield
+        finally:
+            if current is not None:
+                current.set_attributes(
+                    {"llmjobs.step.status": step["status"], "llmjobs.step.attempts": step["attempts"]}
+                )
+                if step["status"] == STEP_FAILED and step["error"] is not None:
+                    tracing.mark_failed(current, step["error"]["type"])
 
 
 def _user(prompt: str) -> list[dict[str, Any]]:

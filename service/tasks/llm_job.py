@@ -26,6 +26,7 @@ from service.jobs.running.progress import (
 from service.jobs.storage.record import JobError, JobRecord, Usage
 from service.llm import CallUsage, LLMError, LLMRequest, cost_usd
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
+from service.tasks.llm_spans import llm_call_span
 from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime
 
@@ -49,7 +50,9 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mappi
         if time.time() >= deadline:  # it waited out its whole deadline: no call at all
             raise TimeoutError
         async with asyncio.timeout(deadline - time.time()):
-            reply = await runtime.llm.stream(request, on_text=recorder.add, usage=usage)
+            with llm_call_span(request.model, usage) as note_reply:
+                reply = await runtime.llm.stream(request, on_text=recorder.add, usage=usage)
+                note_reply(reply)
     except TimeoutError:
         _fail(job, timeout_error(job), runtime, recorder, usage)
     except asyncio.CancelledError:
