@@ -42,3 +42,13 @@ def test_the_monitoring_profile_adds_prometheus_and_grafana_and_changes_nothing_
     assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
     providers = yaml.safe_load((mounts["/etc/grafana/provisioning"] / "dashboards" / "llmjobs.yml").read_text())
     assert providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def test_the_tracing_profile_adds_a_collector_the_processes_can_export_to():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["jaeger"]["profiles"] == ["tracing"]
+    for name in ("api", "worker", "scheduler"):
+        assert {"SENTRY_DSN", "OTEL_EXPORTER_OTLP_ENDPOINT"} <= set(services[name]["environment"]), name
+    # The endpoint the README gives names that service on the OTLP/HTTP port, which it does not publish
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in (ROOT / "README.md").read_text()
+    assert all(not port.endswith(":4318") for port in services["jaeger"]["ports"])
