@@ -4,6 +4,7 @@ opentelemetry-proto messages. A job belongs to the trace of the request that sub
 
 from __future__ import annotations
 
+import io
 import json
 import secrets
 
@@ -12,8 +13,9 @@ import requests
 
 from service.jobs.storage.lookup import fetch_job
 from service.jobs.storage.record import JobRecord
+from tests import documents
 from tests.conftest import ALICE, wait_for
-from tests.helpers import WEBHOOKS_ON, get, submit, webhook_of
+from tests.helpers import WEBHOOKS_ON, get, submit, wait_until_finished, webhook_of
 from tests.otlp_receiver import Collector, ReceivedSpan
 
 SECRET_PROMPT = "the-secret-launch-code-4711"
@@ -122,6 +124,41 @@ def test_a_failed_call_is_an_error_span_with_the_providers_error_type(start_api,
     error = 2
     assert (call.status_code, call.attributes["error.type"]) == (error, "invalid_request_error")
     assert (run.status_code, run.attributes["llmjobs.outcome"]) == (error, "failed")
+
+
+def test_a_document_job_has_a_span_per_step_and_none_holds_its_text(start_api, start_worker, collector):
+    env = tracing_to(collector)
+    api = start_api(**env)
+    start_worker("high", "default", "low", **env)
+    trace_id, _, headers = caller_context()
+    analyses = ["summary", {"name": "refused", "prompt": "Say no. [[fake: error=400]]"}]
+    upload = requests.post(
+        f"{api}/v1/documents",
+        files={
+            "file": ("minutes.docx", io.BytesIO(documents.docx([SECRET_PROMPT, "It approved the plan."]))),
+            "options": (None, json.dumps({"analyses": analyses})),
+        },
+        headers=headers,
+        timeout=30,
+    )
+    assert upload.status_code == 202, upload.text
+    assert wait_until_finished(api, upload.json()["id"], timeout=60)["status"] == "succeeded"
+    steps = {"document step extract", "document step summary", "document step refused"}
+    wait_for(lambda: steps | {"document job"} <= {s.name for s in collector.in_trace(trace_id)}, what="the steps")
+
+    spans = collector.in_trace(trace_id)
+    run = one(spans, "document job")
+    by_name = {span.name: span for span in spans if span.name in steps}
+    assert {span.parent_id for span in by_name.values()} == {run.span_id}
+    assert {name: span.attributes["llmjobs.step.status"] for name, span in by_name.items()} == {
+        "document step extract": "succeeded", "document step summary": "succeeded",
+        "document step refused": "failed",
+    }  # fmt: skip
+    assert by_name["document step refused"].attributes["error.type"] == "invalid_request_error"
+    calls = [span for span in spans if span.name == "chat claude-sonnet-5-5"]
+    assert {call.parent_id for call in calls} == {by_name["document step summary"].span_id,
+                                                 by_name["document step refused"].span_id}  # fmt: skip
+    assert SECRET_PROMPT.encode() not in b"".join(collector.bodies)
 
 
 def test_tracing_off_stores_no_trace_context(client, redis_conn):
