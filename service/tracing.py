@@ -34,7 +34,8 @@ def setup_tracing(process: str, otlp_endpoint: str | None) -> None:
     global ON
     if otlp_endpoint is None:
         return
-    # The SDK is imported only when it is used: a process without tracing never loads it.
+    # Imported only here: a process without tracing never loads the exporter (nor sets up
+    # the SDK, whose metrics part redis-py imports when it is installed, to use it only if asked).
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider

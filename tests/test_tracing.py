@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import secrets
+import subprocess
 
 import pytest
 import requests
@@ -14,7 +15,7 @@ import requests
 from service.jobs.storage.lookup import fetch_job
 from service.jobs.storage.record import JobRecord
 from tests import documents
-from tests.conftest import ALICE, wait_for
+from tests.conftest import ALICE, PYTHON, ROOT, wait_for
 from tests.helpers import WEBHOOKS_ON, get, submit, wait_until_finished, webhook_of
 from tests.otlp_receiver import Collector, ReceivedSpan
 
@@ -168,3 +169,27 @@ def test_tracing_off_stores_no_trace_context(client, redis_conn):
     assert response.status_code == 202
     job = fetch_job(redis_conn, response.get_json()["id"])
     assert job is not None and JobRecord(job).trace_context is None and "trace_context" not in job.meta
+
+
+def test_off_no_sdk_is_set_up(service_env):
+    # The worker's and the API's modules, set up as their entry points do, with neither
+    # OTEL_EXPORTER_OTLP_ENDPOINT nor SENTRY_DSN: no tracer provider (the API's no-op proxy
+    # stays), no exporter and no sentry-sdk loaded. (redis-py imports parts of the
+    # OpenTelemetry SDK when it is installed, for metrics it records only when asked to.)
+    script = """
+import sys
+import service.app, service.worker.async_worker
+from opentelemetry import trace
+from service.bug_reports import setup_bug_reports
+from service.config import load_settings
+from service.tracing import setup_tracing
+settings = load_settings()
+setup_tracing("worker", settings.otlp_endpoint)
+setup_bug_reports("worker", settings.sentry_dsn)
+print(type(trace.get_tracer_provider()).__name__)
+print(sorted(name for name in sys.modules if name.startswith(("opentelemetry.exporter", "sentry_sdk"))))
+"""
+    env = {k: v for k, v in service_env.items() if not k.startswith(("OTEL_", "SENTRY_"))}
+    done = subprocess.run([PYTHON, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["ProxyTracerProvider", "[]"]

@@ -40,6 +40,7 @@ from rq import Queue, Retry, Worker
 from rq.job import Job, JobStatus
 from rq.worker import WorkerStatus
 
+from service import tracing
 from service.bug_reports import report_bug
 from service.config import Settings
 from service.jobs.observability import metrics
@@ -339,6 +340,7 @@ class AsyncWorker:
         except Exception as exc:
             log.exception("job %s failed with an unexpected error", job.id)
             report_bug(exc, **_bug_tags(job))
+            tracing.annotate({"llmjobs.outcome": "failed"}, error_type=type(exc).__name__)
             # A bug: the traceback is kept.
             claimed = executions.finish_failed(entry, name, traceback.format_exc(), publishes_end=publishes)
         else:
