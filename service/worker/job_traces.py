@@ -32,7 +32,9 @@ def traced_run(job: Job, what: str) -> Iterator[None]:
         yield
         return
     record = JobRecord(job)
-    parent = tracing.context_of(record.trace_context)
+    carrier = record.trace_context
+    # Anything but a dict (a record another tool rewrote) is no trace: the job still runs.
+    parent = tracing.context_of(carrier) if isinstance(carrier, dict) else None
     if parent is None:
         yield
         return
