@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 
+from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY
 from service.jobs.storage.queues import LLM_TASK, SERIALIZER
 from service.jobs.storage.record import new_meta
 from tests.conftest import ALICE, ALICE_KEY, BOB_KEY, wait_for
@@ -147,3 +149,18 @@ def test_bugs_are_reported_once_tagged_and_expected_failures_never(start_api, st
         frames = [frame for value in event["exception"]["values"] for frame in value["stacktrace"]["frames"]]
         assert frames and not any("vars" in frame for frame in frames)
         assert "request" not in event and not event.get("breadcrumbs", {}).get("values")
+
+
+def test_a_scheduler_that_crashes_on_a_bug_reports_it_once(start_scheduler, redis_conn, sentry):
+    # A job whose end was left unpublished (its publisher died), and whose record lost its
+    # fields since (another tool rewrote it): the scheduler's republishing cannot read it.
+    job = Job.create(LLM_TASK, connection=redis_conn, serializer=SERIALIZER, meta={"client": "alice"})
+    job.set_status(JobStatus.FAILED)
+    job.save()
+    redis_conn.zadd(UNPUBLISHED_ENDS_KEY, {job.id: time.time() - 3600})
+    scheduler = start_scheduler(SENTRY_DSN=sentry.dsn)
+    assert scheduler.wait(timeout=60) != 0  # the bug ends the process (its supervisor restarts it)
+
+    (event,) = sentry.events()  # reported once, not again by the uncaught-exception hook
+    assert event["tags"]["process"] == "scheduler"
+    assert event["exception"]["values"][-1]["type"] == "KeyError"
