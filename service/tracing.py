@@ -60,6 +60,12 @@ def current_carrier() -> Carrier | None:
     return carrier or None
 
 
+def propagated_headers() -> set[str]:
+    """The headers that carry a trace context (`traceparent`, `tracestate`, `baggage` with
+    the default propagators)."""
+    return propagate.get_global_textmap().fields
+
+
 def context_of(carrier: Any) -> context.Context | None:
     """The trace context `carrier` (a dict, or a request's headers) holds; None when
     tracing is off or it holds none."""

@@ -118,9 +118,13 @@ def test_a_failed_call_is_an_error_span_with_the_providers_error_type(start_api,
     trace_id, _, headers = caller_context()
 
     job = submit(api, {"prompt": "[[fake: error=400]]"}, headers)
-    wait_for(lambda: get(api, job["id"])["status"] == "failed", what="the job to fail")
-    wait_for(lambda: {"message job", "chat claude-sonnet-5-5"} <= {s.name for s in collector.in_trace(trace_id)})
+    wait_for(lambda: get(api, job["id"])["status"] == "failed", what="the job to fail")  # polls untraced
+    assert get(api, job["id"], headers)["status"] == "failed"  # a read its caller traces
+    names = {"message job", "chat claude-sonnet-5-5", "GET /v1/jobs/<job_id>"}
+    wait_for(lambda: names <= {s.name for s in collector.in_trace(trace_id)}, what="the spans")
     spans = collector.in_trace(trace_id)
+    # Reads are traced only when their caller sends a trace context: the polls were not.
+    assert [span.trace_id for span in collector.spans if span.name.startswith("GET")] == [trace_id]
     call, run = one(spans, "chat claude-sonnet-5-5"), one(spans, "message job")
     error = 2
     assert (call.status_code, call.attributes["error.type"]) == (error, "invalid_request_error")

@@ -3,7 +3,10 @@ service/bug_reports.py); neither adds a hook when it is off.
 
 Traces: a server span per request, continuing the caller's `traceparent` and current while
 the request is served, so a submit stores its context in the job it creates. It names the
-method, the route (not the path's values) and the status; no header or body.
+method, the route (not the path's values) and the status; no header or body. A read
+(`GET`, `HEAD`: the polls, the event streams) is traced only when its caller sends a trace
+context: untraced, each poll would be a trace of one span, and its export would cost about
+as much CPU as the poll itself (bench/RESULTS.md).
 
 Bugs: an exception no error handler answers (the client gets the one-shape `500`) is
 reported, tagged with the client, the job id of the route if it has one, and the route.
@@ -34,7 +37,12 @@ def _route() -> str:
     return request.url_rule.rule if request.url_rule is not None else "(no route)"
 
 
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 def _start_span() -> None:
+    if request.method in READS and not any(name in request.headers for name in tracing.propagated_headers()):
+        return
     route = _route()
     span = tracing.TRACER.start_span(
         f"{request.method} {route}",
