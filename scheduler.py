@@ -16,6 +16,7 @@ import sys
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.bug_reports import report_bug, setup_bug_reports
 from service.config import SettingsError, load_settings
 from service.jobs.operations.scheduler import MaintainingScheduler, register_periodic_jobs
 from service.jobs.storage.connection import wait_until_reachable, worker_connection
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         return 2
+    setup_bug_reports("scheduler", settings.sentry_dsn)
     connection = worker_connection(settings)
     while True:
         wait_until_reachable(connection)
@@ -45,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         except (RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("lost Redis (%s); waiting for it", exc)
+        except Exception as exc:
+            # A bug: reported, then the process ends (its supervisor starts another).
+            report_bug(exc)
+            raise
 
 
 if __name__ == "__main__":

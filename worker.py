@@ -12,9 +12,11 @@ import argparse
 import asyncio
 import sys
 
+from service.bug_reports import setup_bug_reports
 from service.config import SettingsError, load_settings
 from service.jobs.storage.queues import ALL_QUEUES, PRIORITIES
 from service.logs import configure_logging
+from service.tracing import setup_tracing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     # RQ's Worker reads Redis as it is made: started before its Redis (or while Sentinel
     # names no primary), the process waits for it rather than exit with a traceback.
     wait_until_reachable(worker_connection(settings))
+    setup_tracing("worker", settings.otlp_endpoint)
+    setup_bug_reports("worker", settings.sentry_dsn)
     asyncio.run(AsyncWorker(settings, queues).run(burst=args.burst))
     return 0
 

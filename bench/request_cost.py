@@ -7,6 +7,9 @@ not stacks (run it on two checkouts, one after the other). Then the same for a `
 submit: two tools, a five-message conversation and an image of `--image-kb` KB (base64).
 
     REDIS_URL=redis://127.0.0.1:6998/0 .venv/bin/python -m bench.request_cost --n 3000
+
+Set up as wsgi.py does: with OTEL_EXPORTER_OTLP_ENDPOINT set, every request is traced and
+its spans exported (the exporter's thread is in this process, so its CPU is counted).
 """
 
 from __future__ import annotations
@@ -50,8 +53,12 @@ def main() -> None:
     os.environ.setdefault("RATE_LIMIT", "1000000/minute")
     from service.api.context import EXTENSION_KEY
     from service.app import create_app  # after the environment is set
+    from service.config import load_settings
+    from service.tracing import setup_tracing
 
-    app = create_app()
+    settings = load_settings(require_api_keys=True)
+    setup_tracing("api", settings.otlp_endpoint)
+    app = create_app(settings)
     app.extensions[EXTENSION_KEY].redis.flushdb()
     client = app.test_client()
     headers = {"Authorization": f"Bearer {API_KEY}"}

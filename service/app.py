@@ -13,6 +13,7 @@ from service.api.errors import JsonErrorApi, register_error_handlers
 from service.api.limits import init_limits
 from service.api.openapi import document_request_rules
 from service.api.request_limits import init_request_limits
+from service.api.telemetry import init_telemetry
 from service.config import Settings, load_settings
 from service.jobs.storage.connection import api_connection
 from service.jobs.storage.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
@@ -21,6 +22,7 @@ from service.jobs.storage.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings(require_api_keys=True)
     app = Flask(__name__)
+    init_telemetry(app)  # its request hooks go first (none when tracing and bug reports are off)
     app.config.update(
         MAX_CONTENT_LENGTH=settings.limits.max_body_bytes,
         API_TITLE="LLM job service",

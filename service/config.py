@@ -115,6 +115,10 @@ class Settings:
     # The extracted text: past either bound the job fails with a document_error, nothing cut.
     max_document_characters: int = 2_000_000
     max_document_chunks: int = 40  # chunks of DOCUMENT_CHUNK_TOKENS; each analysis makes one call per chunk
+    # The callers' own tools, each off when unset: bug reports to Sentry, traces over OTLP
+    # (http/protobuf; the OpenTelemetry SDK reads this and the other OTEL_* variables itself).
+    sentry_dsn: str | None = None
+    otlp_endpoint: str | None = None
 
     def webhook_secrets_for(self, client: str) -> tuple[str, ...]:
         """The secrets a client's webhooks are signed with; none: webhooks are off for it."""
@@ -350,6 +354,8 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         ),
         max_document_characters=env.int("MAX_DOCUMENT_CHARACTERS", defaults.max_document_characters, validate=positive),
         max_document_chunks=env.int("MAX_DOCUMENT_CHUNKS", defaults.max_document_chunks, validate=positive),
+        sentry_dsn=env.str("SENTRY_DSN", None, validate=_http_url),
+        otlp_endpoint=env.str("OTEL_EXPORTER_OTLP_ENDPOINT", None, validate=_http_url),
         webhook_retry_schedule_s=env.schedule(
             "WEBHOOK_RETRY_SCHEDULE", ",".join(map(str, defaults.webhook_retry_schedule_s))
         ),
@@ -388,6 +394,9 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         settings,
         callback_policy=replace(settings.callback_policy, resolve_timeout_s=settings.callback_resolve_timeout_s),
     )
+
+
+_http_url = validate.URL(require_tld=False, schemes={"http", "https"})
 
 
 def _redis_url(value: str) -> None:

@@ -2,7 +2,9 @@
 
 One line per record: `time`, `level`, `logger`, `message`, `process` (api, worker,
 scheduler) and whatever `log_context` has bound (`job_id`, `client`, `queue`, `attempt`,
-...) plus a record's own `extra` (e.g. `outcome`). No API key, secret or prompt text is
+...) plus a record's own `extra` (e.g. `outcome`). With tracing on, a line written in a
+trace (a request, a job's run) also has its `trace_id` and `span_id` (service/tracing.py),
+so a log search and the trace find each other. No API key, secret or prompt text is
 logged by default: auth never logs the header, jobs are described by model and client.
 """
 
@@ -15,6 +17,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
+
+from service import tracing
 
 _context: ContextVar[tuple[tuple[str, Any], ...]] = ContextVar("log_context", default=())
 
@@ -41,6 +45,8 @@ class _ContextFilter(logging.Filter):
         for name in _NEVER_LOGGED:
             if hasattr(record, name):
                 setattr(record, name, "[not logged]")
+        if (ids := tracing.ids_of_current_span()) is not None:
+            record.trace_id, record.span_id = ids
         return True
 
 

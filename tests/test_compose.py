@@ -65,3 +65,13 @@ def test_the_ha_profile_adds_a_replica_and_three_sentinels_watching_the_primary(
     for name in ("api", "worker", "scheduler"):
         environment = services[name]["environment"]
         assert {"REDIS_SENTINELS", "REDIS_SENTINEL_MASTER", "REDIS_MIN_REPLICAS_ACK"} <= environment.keys()
+
+
+def test_the_tracing_profile_adds_a_collector_the_processes_can_export_to():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["jaeger"]["profiles"] == ["tracing"]
+    for name in ("api", "worker", "scheduler"):
+        assert {"SENTRY_DSN", "OTEL_EXPORTER_OTLP_ENDPOINT"} <= set(services[name]["environment"]), name
+    # The endpoint the README gives names that service on the OTLP/HTTP port, which it does not publish
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in (ROOT / "README.md").read_text()
+    assert all(not port.endswith(":4318") for port in services["jaeger"]["ports"])

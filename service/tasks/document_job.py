@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar, cast
 
 from rq import Retry
 from rq.job import Job
 
+from service import tracing
 from service.documents import formats
 from service.documents.analyses import (
     CACHED,
@@ -69,6 +71,7 @@ from service.llm.client import CallUsage, LLMRequest
 from service.llm.errors import LLMError
 from service.llm.pricing import cost_usd, is_priced
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
+from service.tasks.llm_spans import llm_call_span
 from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime
 
@@ -127,17 +130,19 @@ class DocumentRun:
 
     async def _steps(self) -> DocumentResult | Retry:
         extract_step, *analysis_steps = self.record.steps
-        await self._extract(extract_step)
+        with _step_span(extract_step):
+            await self._extract(extract_step)
         for step in analysis_steps:
             if step["status"] != STEP_PENDING:
                 continue
-            try:
-                await self._analyse(step, self.analyses[step["name"]])
-            except LLMError as error:
-                if (retry := self._after_error(step, error)) is not None:
-                    return retry
-            except _StepFailed as failed:
-                self._end_step(step, STEP_FAILED, failed.error)
+            with _step_span(step):
+                try:
+                    await self._analyse(step, self.analyses[step["name"]])
+                except LLMError as error:
+                    if (retry := self._after_error(step, error)) is not None:
+                        return retry
+                except _StepFailed as failed:
+                    self._end_step(step, STEP_FAILED, failed.error)
         return self._complete()
 
     # --- extraction ----------------------------------------------------------------------
@@ -296,7 +301,9 @@ class DocumentRun:
         usage = CallUsage()
         step["attempts"] += 1
         try:
-            reply = await self.runtime.llm.stream(request, on_delta=_ignore, usage=usage)  # type: ignore[union-attr]
+            with llm_call_span(self.model, usage) as note_reply:
+                reply = await self.runtime.llm.stream(request, on_delta=_ignore, usage=usage)  # type: ignore[union-attr]
+                note_reply(reply)
         finally:
             self.last_call_billed = usage.billed
             self._count(step, usage)
@@ -408,6 +415,21 @@ class DocumentRun:
 
 def _refuses_structured_outputs(error: LLMError) -> bool:
     return error.status_code == 400 and ("output_config" in error.message or "output_format" in error.message)
+
+
+@contextmanager
+def _step_span(step: Step) -> Iterator[None]:
+    """A span per step run, in the job's trace: its name and how it ended (no text)."""
+    with tracing.span(f"document step {step['name']}", attributes={"llmjobs.step": step["name"]}) as current:
+        try:
+            yield
+        finally:
+            if current is not None:
+                current.set_attributes(
+                    {"llmjobs.step.status": step["status"], "llmjobs.step.attempts": step["attempts"]}
+                )
+                if step["status"] == STEP_FAILED and step["error"] is not None:
+                    tracing.mark_failed(current, step["error"]["type"])
 
 
 def _user(prompt: str | list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from service.llm.errors import LLMError
 from service.llm.output import InvalidOutput, parse_output, requested_schema
 from service.llm.pricing import cost_usd
 from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
+from service.tasks.llm_spans import llm_call_span
 from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
 from service.tasks.runtime import CANCELED, TaskRuntime
 
@@ -55,7 +56,9 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mappi
         if time.time() >= deadline:  # it waited out its whole deadline: no call at all
             raise TimeoutError
         async with asyncio.timeout(deadline - time.time()):
-            reply = await runtime.llm.stream(request, on_delta=recorder.add_delta, usage=usage)
+            with llm_call_span(request.model, usage) as note_reply:
+                reply = await runtime.llm.stream(request, on_delta=recorder.add_delta, usage=usage)
+                note_reply(reply)
     except TimeoutError:
         _fail(job, timeout_error(job), runtime, recorder, usage)
     except asyncio.CancelledError:

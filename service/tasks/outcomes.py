@@ -10,6 +10,7 @@ from typing import TypeVar
 from rq import Retry
 from rq.job import Job
 
+from service import tracing
 from service.jobs.running.progress import Superseded
 from service.jobs.running.provider_gate import MIN_WAIT_S, ProviderGate
 from service.jobs.storage.record import JobError, JobRecord
@@ -45,22 +46,30 @@ async def pass_gate(gate: ProviderGate) -> None:
 
 
 async def logged_attempt(job: Job, attempt: Awaitable[T]) -> T:
-    """Await a task's attempt in the job's log context, logging how it ended."""
+    """Await a task's attempt in the job's log context, logging how it ended (and saying so
+    on its run's span)."""
     record = JobRecord(job)
+    number = record.attempts + 1
     context = {"job_id": job.id, "client": record.client, "queue": job.origin}
-    with log_context(**context, attempt=record.attempts + 1):
+    with log_context(**context, attempt=number):
         try:
             outcome = await attempt
         except Superseded:
             # Another run of this job (re-queued while this one looked lost) finished first
             # and recorded the end: the worker closes only this run's execution.
-            log.info("attempt ended", extra={"outcome": "superseded"})
+            _ended(number, "superseded")
             raise
         except JobFailed as exc:
-            log.info("attempt ended", extra={"outcome": "failed", "error_type": exc.error["type"]})
+            _ended(number, "failed", exc.error["type"])
             raise
         except Requeue:
-            log.info("attempt ended", extra={"outcome": "held_back"})
+            _ended(number, "held_back")
             raise
-        log.info("attempt ended", extra={"outcome": "retrying" if isinstance(outcome, Retry) else "succeeded"})
+        _ended(number, "retrying" if isinstance(outcome, Retry) else "succeeded")
         return outcome
+
+
+def _ended(attempt: int, outcome: str, error_type: str | None = None) -> None:
+    extra = {"outcome": outcome} if error_type is None else {"outcome": outcome, "error_type": error_type}
+    log.info("attempt ended", extra=extra)
+    tracing.annotate({"llmjobs.attempt": attempt, "llmjobs.outcome": outcome}, error_type=error_type)

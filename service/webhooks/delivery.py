@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx2
+from opentelemetry.trace import SpanKind
 from standardwebhooks import Webhook
 
+from service import tracing
 from service.retry_after import parse_retry_after
 from service.webhooks.addresses import CallbackPolicy, CallbackRefused, CallbackTarget, IPAddress, parse_callback_url
 
@@ -52,14 +54,29 @@ def send(
         "webhook-signature": " ".join(Webhook(secret).sign(webhook_id, timestamp, payload) for secret in secrets),
     }
     body = payload.encode()
-    with httpx2.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client:
+    # The receiver's request joins the job's trace: its span's context goes on as `traceparent`.
+    # Its attributes name the receiver's host, never the URL's path or query (a token may be there).
+    attributes = {"http.request.method": "POST", "server.address": target.host, "server.port": target.port}
+    with (
+        tracing.span("POST", kind=SpanKind.CLIENT, attributes=attributes) as request_span,
+        httpx2.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client,
+    ):
+        headers.update(tracing.current_carrier() or {})
         for address in addresses:  # the next one only when this one refuses the connection
             try:
-                return _outcome(_post(client, target, address, body, headers))
+                outcome = _outcome(_post(client, target, address, body, headers))
             except httpx2.ConnectError as exc:
                 failure = exc
+                continue
             except httpx2.HTTPError as exc:
+                tracing.mark_failed(request_span, type(exc).__name__)
                 return Outcome(delivered=False, final=False, error=f"{type(exc).__name__}: {exc}")
+            if request_span is not None:
+                request_span.set_attribute("http.response.status_code", outcome.status_code or 0)
+                if not outcome.delivered:
+                    tracing.mark_failed(request_span, str(outcome.status_code))
+            return outcome
+        tracing.mark_failed(request_span, type(failure).__name__)
     return Outcome(delivered=False, final=False, error=f"{type(failure).__name__}: {failure}")
 
 

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import json
 import logging
@@ -27,6 +28,7 @@ import time
 import traceback
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from functools import partial
 from typing import Any, cast
 
@@ -37,6 +39,8 @@ from rq import Queue, Retry, Worker
 from rq.job import Job, JobStatus
 from rq.worker import WorkerStatus
 
+from service import tracing
+from service.bug_reports import report_bug
 from service.config import Settings
 from service.jobs.observability import metrics
 from service.jobs.push.events import announce_end
@@ -46,6 +50,7 @@ from service.jobs.storage.connection import WORKER_BUDGET, async_connection, wor
 from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.lookup import restore_job
 from service.jobs.storage.queues import CLIENT_TASKS, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
+from service.jobs.storage.record import JobRecord
 from service.jobs.storage.sentinel import primary_of
 from service.llm.client import LLMClient
 from service.logs import log_context
@@ -53,8 +58,9 @@ from service.tasks.outcomes import JobFailed, Requeue
 from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
 from service.worker import executions
 from service.worker.executions import Running
+from service.worker.job_traces import traced_run
 from service.worker.scheduled import promote_due_jobs
-from service.worker.tasks import TASKS, unknown_task_error
+from service.worker.tasks import TASKS, UNKNOWN_TASK, unknown_task_error
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +230,9 @@ class AsyncWorker:
             except RedisError as exc:
                 log.warning("worker %s: Redis error while taking jobs (%s); retrying", self.rq_worker.name, exc)
                 await _first(asyncio.sleep(1), self.stopping.wait())
-            except Exception:  # a bug must not stop the worker from taking jobs
+            except Exception as exc:  # a bug must not stop the worker from taking jobs
                 log.exception("worker %s: taking jobs failed; carrying on", self.rq_worker.name)
+                report_bug(exc, loop="admit", pool=pool)
                 await _first(asyncio.sleep(1), self.stopping.wait())
 
     def _granted(self, pool: str, wanted: int) -> int:
@@ -277,14 +284,16 @@ class AsyncWorker:
 
     async def _run(self, entry: Running, pool: str) -> None:
         job = entry.job
+        task = TASKS.get(job.func_name or "")
         try:
-            with log_context(job_id=job.id, queue=job.origin):
+            with log_context(job_id=job.id, queue=job.origin), traced_run(job, task.name if task else UNKNOWN_TASK):
                 await self._perform(entry)
         except RedisError as exc:
             # Its writes failed: leave it started; its lease lapses and recovery re-runs it.
             log.warning("job %s: Redis error (%s); left for recovery", job.id, exc)
-        except Exception:
+        except Exception as exc:
             log.exception("job %s: could not record its end; left for recovery", job.id)
+            report_bug(exc, **_bug_tags(job))
         finally:
             self.running.pop(job.id, None)
             self.runtime.stop_reasons.pop(job.id, None)
@@ -307,7 +316,9 @@ class AsyncWorker:
                 value = await task.func(job, self.runtime, *job.args, **job.kwargs)
             else:
                 call = partial(task.func, job, *job.args, **job.kwargs)
-                value = await asyncio.get_running_loop().run_in_executor(self.threads, call)
+                # In the job's context (its log fields, its trace), which threads do not inherit.
+                in_context = partial(contextvars.copy_context().run, call)
+                value = await asyncio.get_running_loop().run_in_executor(self.threads, in_context)
         except JobFailed as exc:
             # Expected: the error the client sees, not a traceback.
             claimed = executions.finish_failed(
@@ -328,8 +339,10 @@ class AsyncWorker:
             return
         except RedisError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("job %s failed with an unexpected error", job.id)
+            report_bug(exc, **_bug_tags(job))
+            tracing.annotate({"llmjobs.outcome": "failed"}, error_type=type(exc).__name__)
             # A bug: the traceback is kept.
             claimed = executions.finish_failed(entry, name, traceback.format_exc(), publishes_end=publishes)
         else:
@@ -360,8 +373,9 @@ class AsyncWorker:
             except RedisError as exc:
                 log.warning("worker %s: Redis error in the tick (%s)", self.rq_worker.name, exc)
                 await asyncio.sleep(1)
-            except Exception:  # a bug must not end the tick: heartbeats, cancels and retries hang on it
+            except Exception as exc:  # a bug must not end the tick: heartbeats, cancels and retries hang on it
                 log.exception("worker %s: the tick failed; carrying on", self.rq_worker.name)
+                report_bug(exc, loop="tick")
                 await asyncio.sleep(1)
 
     def _write_progress(self) -> None:
@@ -437,6 +451,19 @@ class AsyncWorker:
             self._stop(job_id, STOPPED)
         elif command == "shutdown":
             self.stopping.set()
+
+
+def _bug_tags(job: Job) -> dict[str, str | None]:
+    """What a bug report says about the job; a client's job also names its client and kind
+    (as far as its record, maybe the broken part, says)."""
+    task = TASKS.get(job.func_name or "")
+    tags: dict[str, str | None] = {"job_id": job.id, "queue": job.origin, "task": task.name if task else UNKNOWN_TASK}
+    if job.func_name in CLIENT_TASKS:
+        record = JobRecord(job)
+        tags["kind"] = record.kind
+        with suppress(KeyError):
+            tags["client"] = record.client
+    return tags
 
 
 async def _first(*waits: Awaitable[Any]) -> None:

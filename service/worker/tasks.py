@@ -25,13 +25,17 @@ class Task:
     # An asyncio task on the loop (`func(job, runtime, *args, **kwargs)`), or blocking code
     # in the worker's thread pool (`func(job, *args, **kwargs)`).
     on_loop: bool
+    name: str  # what a run of it is called in a trace and a bug report
+
+
+UNKNOWN_TASK = "unknown task"
 
 
 TASKS: dict[str, Task] = {
-    LLM_TASK: Task(run_llm_job, on_loop=True),
-    DOCUMENT_TASK: Task(run_document_job, on_loop=True),
-    DELIVERY_TASK: Task(deliver_webhook, on_loop=False),
-    CLEANUP_TASK: Task(run_cleanup, on_loop=False),
+    LLM_TASK: Task(run_llm_job, on_loop=True, name="message job"),
+    DOCUMENT_TASK: Task(run_document_job, on_loop=True, name="document job"),
+    DELIVERY_TASK: Task(deliver_webhook, on_loop=False, name="webhook delivery"),
+    CLEANUP_TASK: Task(run_cleanup, on_loop=False, name="clean-up"),
 }
 
 

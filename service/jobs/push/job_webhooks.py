@@ -25,7 +25,13 @@ from service.jobs.storage import scripts
 from service.jobs.storage.keys import pending_webhooks_key
 from service.jobs.storage.lookup import fetch_job
 from service.jobs.storage.queues import DELIVERY_TASK, SERIALIZER, WEBHOOK_QUEUE
-from service.jobs.storage.record import JobRecord, WebhookDeliveryState, WebhookState, has_unreadable_record
+from service.jobs.storage.record import (
+    JobRecord,
+    WebhookDeliveryState,
+    WebhookState,
+    delivery_meta,
+    has_unreadable_record,
+)
 from service.jobs.storage.resource import iso_timestamp
 
 # Deliveries live long enough for the whole retry schedule to play out (~24 h).
@@ -112,15 +118,21 @@ def queue_delivery(job: Job, resource: dict[str, Any], *, first: bool = False) -
     record = JobRecord(job)
     webhook = record.webhook
     assert webhook is not None, "the job's end gave it its webhook"
-    enqueue_delivery(job.connection, webhook, payload, subject_id=job.id, client=record.client, first=first)
+    enqueue_delivery(
+        job.connection, webhook, payload, subject_id=job.id, client=record.client, first=first,
+        trace_context=record.trace_context,
+    )  # fmt: skip
 
 
-def enqueue_delivery(connection: Redis, webhook: WebhookState, payload: str, *, subject_id: str, client: str,
-                     kind: str = "job", first: bool = False) -> None:  # fmt: skip
+def enqueue_delivery(
+    connection: Redis, webhook: WebhookState, payload: str, *, subject_id: str, client: str, kind: str = "job",
+    first: bool = False, trace_context: dict[str, str] | None = None,
+) -> None:  # fmt: skip
     """Queue the delivery task for `webhook`, pending for `client`; `kind` says where its
     state is kept: on the job `subject_id` ("job"), or on the batch `subject_id` ("batch").
     The first delivery of a webhook has an id of its own, so queuing it again (an end
-    published twice) is a no-op; a redelivery is a new delivery job."""
+    published twice) is a no-op; a redelivery is a new delivery job. `trace_context`: the
+    job's, so that its delivery belongs to the caller's trace."""
     kwargs = {"job_id": subject_id, "webhook_id": webhook["id"], "url": webhook["url"], "payload": payload}
     try:
         Queue(WEBHOOK_QUEUE, connection=connection, serializer=SERIALIZER).enqueue(
@@ -132,6 +144,7 @@ def enqueue_delivery(connection: Redis, webhook: WebhookState, payload: str, *, 
             result_ttl=DELIVERY_RECORD_TTL_S,
             failure_ttl=DELIVERY_RECORD_TTL_S,
             description=f"webhook {webhook['id']} for {kind} {subject_id}",
+            meta=delivery_meta(trace_context=trace_context),
         )
     except DuplicateJobError:
         return  # queued already (and maybe settled since): not pending again

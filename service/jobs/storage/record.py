@@ -185,6 +185,10 @@ class JobRecord:
     callback_url = Field[str | None](None)  # where its webhook goes (None: no webhook)
     batch_id = Field[str | None](None)  # the batch it was submitted in
     kind = Field[Kind](MESSAGE)  # stored for document jobs only
+    # The submit's trace context (W3C `traceparent`, `tracestate`), when tracing is on: the
+    # worker's spans and the webhook continue the caller's trace (service/tracing.py). A
+    # webhook delivery job carries its job's.
+    trace_context = Field[dict[str, str] | None](None)
 
     # A run's progress.
     attempts = Field[int](0)  # LLM calls made for the job, over all its runs
@@ -239,6 +243,7 @@ def new_meta(
     batch_id: str | None = None,
     document: Document | None = None,
     steps: list[Step] | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A new job's meta, for `Queue.prepare_data`; a document job has its `document` and `steps`."""
     record = JobRecord(_Unsaved())
@@ -259,4 +264,15 @@ def new_meta(
         record.percent = 0
     if batch_id is not None:
         record.batch_id = batch_id
+    if trace_context is not None:
+        record.trace_context = trace_context
+    return record.job.meta
+
+
+def delivery_meta(*, trace_context: dict[str, str] | None) -> dict[str, Any] | None:
+    """A webhook delivery job's meta: its job's trace context, when it has one."""
+    if trace_context is None:
+        return None
+    record = JobRecord(_Unsaved())
+    record.trace_context = trace_context
     return record.job.meta

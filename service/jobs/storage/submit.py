@@ -13,6 +13,7 @@ from rq import Queue
 from rq.job import Job
 from rq.queue import EnqueueData
 
+from service import tracing
 from service.jobs.observability import metrics
 from service.jobs.storage import index
 from service.jobs.storage.admission import Allowance, Gate, admit
@@ -93,7 +94,7 @@ def prepare_job(
     meta = new_meta(
         client=client, priority=new.priority, model=new.request["model"], metadata=new.metadata,
         timeout_s=new.timeout_s, attempt_limit=max_attempts, callback_url=new.callback_url, batch_id=batch_id,
-        document=new.document, steps=new.steps,
+        document=new.document, steps=new.steps, trace_context=tracing.current_carrier(),
     )  # fmt: skip
     return Queue.prepare_data(
         new.task,
