@@ -9,20 +9,24 @@ from flask import request
 from flask.views import MethodView
 from rq.job import Job
 from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
+from werkzeug.exceptions import HTTPException
 
 from service.api.auth import current_client, require_client
+from service.api.budgets import with_reservation, worst_case_micro_usd
 from service.api.context import app_context
 from service.api.json_body import Blueprint
 from service.api.json_response import json_response, json_response_unless_unchanged
 from service.api.limits import allowance_headers, limit_changes, submit_gate
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings
+from service.jobs.observability.budgets import release_jobs
 from service.jobs.running.transitions import InvalidTransition, cancel_job, redeliver_webhook, rerun_job
 from service.jobs.storage.admission import admit
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import new_job_id
 from service.jobs.storage.index import InvalidCursor
 from service.jobs.storage.lookup import fetch_client_job, list_client_jobs
+from service.jobs.storage.record import DOCUMENT, JobRecord
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import RUNNING, public_status
 from service.jobs.storage.submit import NewJob, submit_job
@@ -124,8 +128,21 @@ class JobRetry(MethodView):
         succeeded with failed steps runs those steps again."""
         ctx = app_context()
         job = own_job(job_id)
-        admitted = admit(ctx.redis, submit_gate([job.origin]), hit_id=new_job_id(), write=lambda _pipe: None)
-        job = change_job(job, lambda job: rerun_job(job, max_attempts=ctx.settings.max_attempts))
+        gate = submit_gate([job.origin])
+        reservations = []
+        if gate.budget is not None:  # the re-run reserves its worst case again (the last run's is released)
+            record = JobRecord(job)
+            document = record.document if record.kind == DOCUMENT else None
+            amount = worst_case_micro_usd(job.func_name or "", job.kwargs["request"], document)
+            record.reservation_micro_usd = amount  # saved with the re-run
+            reservations = [(job.id, amount)]
+        admitted = admit(ctx.redis, gate, hit_id=new_job_id(), write=lambda _pipe: None, reservations=reservations)
+        try:
+            job = change_job(job, lambda job: rerun_job(job, max_attempts=ctx.settings.max_attempts))
+        except HTTPException:
+            if reservations:  # not re-run after all: nothing to hold
+                release_jobs(ctx.redis, gate.client, [job.id])
+            raise
         return json_response(job_resource(job), 202, allowance_headers(admitted.allowance))
 
 
@@ -151,18 +168,21 @@ def idempotency_claim(key: str | None, body: dict[str, Any]) -> IdempotencyClaim
 
 
 def new_job_of(body: dict[str, Any], settings: Settings) -> NewJob:
-    """A validated job request (also each job of a batch), with this service's defaults."""
-    return NewJob(
-        priority=body["priority"],
-        request={
-            "model": body.get("model", settings.default_model),
-            "max_tokens": body["max_tokens"],
-            "messages": body["messages"],
-            **{name: body[name] for name in ("system", "temperature") if name in body},
-        },
-        metadata=body["metadata"],
-        timeout_s=body.get("timeout_s", settings.limits.max_timeout_s),
-        callback_url=body.get("callback_url"),
+    """A validated job request (also each job of a batch), with this service's defaults and,
+    for a budgeted client, its worst case to reserve."""
+    return with_reservation(
+        NewJob(
+            priority=body["priority"],
+            request={
+                "model": body.get("model", settings.default_model),
+                "max_tokens": body["max_tokens"],
+                "messages": body["messages"],
+                **{name: body[name] for name in ("system", "temperature") if name in body},
+            },
+            metadata=body["metadata"],
+            timeout_s=body.get("timeout_s", settings.limits.max_timeout_s),
+            callback_url=body.get("callback_url"),
+        )
     )
 
 

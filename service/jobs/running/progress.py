@@ -20,6 +20,7 @@ from rq.utils import now
 
 from service.config import Settings
 from service.jobs.observability import metrics
+from service.jobs.observability.budgets import spend_increments
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.observability.usage import job_usage
 from service.jobs.push.events import MAX_EVENTS, progress_event
@@ -190,6 +191,7 @@ def call_counters(
     return [
         job_usage(record.client, model, tokens, cost, retention_days, completed=False),
         metrics.llm_usage(model, input_tokens, output_tokens, cost),
+        *spend_increments(record.client, cost),
     ]
 
 
@@ -213,6 +215,7 @@ def record_result(
     counters = (
         job_usage(record.client, model, usage, cost_usd, usage_retention_days),
         metrics.llm_usage(model, usage["input_tokens"], usage["output_tokens"], cost_usd),
+        *spend_increments(record.client, cost_usd),
     )
     _save(job, completes_for_s=keep_for_s, counters=counters, recorder=recorder)
     completed = job_result(job)

@@ -34,6 +34,7 @@ ServiceErrorType = Literal[
     "canceled",  # canceled on request
     "stopped",  # stopped by an operator
     "worker_lost",  # its worker died and it had no attempts left
+    "budget_exceeded",  # its client's spend budget had no room for another run (a retry, a recovery)
     "document_error",  # a document could not be read
     "invalid_output",  # a JSON analysis answered something else, twice
     "analysis_failed",  # every analysis of a document failed
@@ -173,6 +174,9 @@ class JobRecord:
     callback_url = Field[str | None](None)  # where its webhook goes (None: no webhook)
     batch_id = Field[str | None](None)  # the batch it was submitted in
     kind = Field[Kind](MESSAGE)  # stored for document jobs only
+    # A budgeted client's job: the worst case of one run, in micro-USD, which its client's
+    # budget holds reserved while it runs (0: no budget, nothing reserved).
+    reservation_micro_usd = Field[int](0)
 
     # A run's progress.
     attempts = Field[int](0)  # LLM calls made for the job, over all its runs
@@ -227,6 +231,7 @@ def new_meta(
     batch_id: str | None = None,
     document: Document | None = None,
     steps: list[Step] | None = None,
+    reservation_micro_usd: int = 0,
 ) -> dict[str, Any]:
     """A new job's meta, for `Queue.prepare_data`; a document job has its `document` and `steps`."""
     record = JobRecord(_Unsaved())
@@ -247,4 +252,6 @@ def new_meta(
         record.percent = 0
     if batch_id is not None:
         record.batch_id = batch_id
+    if reservation_micro_usd:
+        record.reservation_micro_usd = reservation_micro_usd
     return record.job.meta

@@ -39,6 +39,7 @@ class NewJob:
     task: str = LLM_TASK  # the task function's name (service.worker.tasks): a Messages call, or a document's analyses
     document: Document | None = None  # a document job's upload
     steps: list[Step] | None = None  # a document job's steps
+    reservation_micro_usd: int = 0  # its worst case, for a client with a spend budget
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,14 @@ def submit_job(
         write=write,
         idempotency=idempotency,
         earlier=lambda job_id: fetch_job(connection, job_id),
+        reservations=reservations_of([(data.job_id, new)]),
     )
     return SubmittedJob(admitted.created, admitted.new, admitted.allowance)
+
+
+def reservations_of(jobs: list[tuple[str, NewJob]]) -> list[tuple[str, int]]:
+    """(job id, micro-USD) of the (id, job) pairs that reserve against a budget."""
+    return [(job_id, new.reservation_micro_usd) for job_id, new in jobs if new.reservation_micro_usd]
 
 
 def prepare_job(
@@ -92,7 +99,7 @@ def prepare_job(
     meta = new_meta(
         client=client, priority=new.priority, model=new.request["model"], metadata=new.metadata,
         timeout_s=new.timeout_s, attempt_limit=max_attempts, callback_url=new.callback_url, batch_id=batch_id,
-        document=new.document, steps=new.steps,
+        document=new.document, steps=new.steps, reservation_micro_usd=new.reservation_micro_usd,
     )  # fmt: skip
     return Queue.prepare_data(
         new.task,
