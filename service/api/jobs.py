@@ -140,8 +140,8 @@ class JobRetry(MethodView):
         try:
             job = change_job(job, lambda job: rerun_job(job, max_attempts=ctx.settings.max_attempts))
         except HTTPException:
-            if reservations:  # not re-run after all: nothing to hold
-                release_jobs(ctx.redis, gate.client, [job.id])
+            if reservations:  # not re-run after all: what this request reserved goes back (not another's)
+                release_jobs(ctx.redis, gate.client, dict(reservations))
             raise
         return json_response(job_resource(job), 202, allowance_headers(admitted.allowance))
 

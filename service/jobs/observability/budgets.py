@@ -99,13 +99,15 @@ def release(pipe: Pipeline, job: Job) -> None:
     without one (no budget, or released already) changes nothing."""
     record = JobRecord(job)
     if record.reservation_micro_usd:
-        scripts.add_to_pipeline(pipe, scripts.RELEASE_RESERVATIONS, [budget_reserved_key(record.client)], [job.id])
+        scripts.add_to_pipeline(pipe, scripts.RELEASE_RESERVATIONS, [budget_reserved_key(record.client)], [job.id, ""])
 
 
-def release_jobs(connection: Redis, client: str, job_ids: list[str]) -> int:
-    """Release the reservations of these jobs of `client`; returns the micro-USD released."""
+def release_jobs(connection: Redis, client: str, amounts: dict[str, int | None]) -> int:
+    """Release what these jobs of `client` hold (job id -> micro-USD; None: all it holds);
+    returns the micro-USD released."""
     release_script = scripts.registered(connection, scripts.RELEASE_RESERVATIONS)
-    return int(release_script(keys=[budget_reserved_key(client)], args=job_ids))
+    args = [part for job_id, amount in amounts.items() for part in (job_id, "" if amount is None else amount)]
+    return int(release_script(keys=[budget_reserved_key(client)], args=args))
 
 
 def refusal_message(limit: int, window: str, spent: int, reserved: int, wanted: int) -> str:

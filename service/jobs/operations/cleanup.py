@@ -116,7 +116,7 @@ def release_lost_reservations(connection: Redis) -> int:
             gone = sorted(_missing_jobs(connection, batch))
             if gone:
                 # Ids are never reused: a job gone now cannot end, nor be re-run, later.
-                budgets.release_jobs(connection, client, gone)
+                budgets.release_jobs(connection, client, dict.fromkeys(gone))
                 released += len(gone)
     log.info("released the budget reservations of %d jobs that are gone", released)
     return released

@@ -273,16 +273,22 @@ return 1
 """
 
 
-# A job's reservation released (observability/budgets.py): its run ended, and what its
-# calls cost is already counted as spent. KEYS: the client's reservations hash. ARGV: job
-# ids. Returns the micro-USD released.
+# Jobs' reservations released (observability/budgets.py): a run ended, and what its calls
+# cost is already counted as spent. KEYS: the client's reservations hash. ARGV: pairs of job
+# id and the micro-USD to release ('' = all it holds). Returns the micro-USD released.
 RELEASE_RESERVATIONS = """
 local released = 0
-for i = 1, #ARGV do
-  local amount = redis.call('hget', KEYS[1], ARGV[i])
-  if amount then
-    redis.call('hdel', KEYS[1], ARGV[i])
-    released = released + tonumber(amount)
+for i = 1, #ARGV, 2 do
+  local held = tonumber(redis.call('hget', KEYS[1], ARGV[i]) or '0')
+  local amount = held
+  if ARGV[i + 1] ~= '' and tonumber(ARGV[i + 1]) < held then amount = tonumber(ARGV[i + 1]) end
+  if amount > 0 then
+    if amount == held then
+      redis.call('hdel', KEYS[1], ARGV[i])
+    else
+      redis.call('hincrby', KEYS[1], ARGV[i], -amount)
+    end
+    released = released + amount
   end
 end
 if released > 0 then redis.call('hincrby', KEYS[1], 'total', -released) end

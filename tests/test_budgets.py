@@ -1,0 +1,183 @@
+"""Spend budgets per client (CLIENT_BUDGETS, DESIGN.md section 10): a submit reserves its worst
+case in the admission script, a job's end releases it, and what calls cost never passes the
+budget. In-process API on a real Redis here; real gunicorn, worker and fake provider in
+test_budgets_end_to_end.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import UTC, datetime
+
+import pytest
+from rq.job import Job
+
+from service.config import SettingsError, load_settings
+from service.jobs.observability.worst_case import message_job_usd
+from service.jobs.operations.cleanup import release_lost_reservations
+from service.jobs.storage.queues import SERIALIZER
+from tests.conftest import ALICE, BOB, samples_of, value
+from tests.helpers import DEFAULT_MODEL, assert_error_shape
+
+BUDGET_USD = 0.05
+MAX_TOKENS = 1000
+PROMPT = "hello there"
+
+
+def worst_case_usd(prompt: str = PROMPT, max_tokens: int = MAX_TOKENS) -> float:
+    """What the API reserves for `{"prompt": prompt, "max_tokens": max_tokens}` (the request it stores)."""
+    request = {"model": DEFAULT_MODEL, "max_tokens": max_tokens, "messages": [{"role": "user", "content": prompt}]}
+    return math.ceil(message_job_usd(request, prices={}) * 1_000_000) / 1_000_000
+
+
+@pytest.fixture
+def budgeted(service_env, monkeypatch):
+    """The API in-process with alice on a small daily budget and bob on none."""
+    from service.app import create_app
+
+    for name in ("REDIS_URL", "API_KEYS", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"):
+        monkeypatch.setenv(name, service_env[name])
+    monkeypatch.setenv("CLIENT_BUDGETS", f"alice={BUDGET_USD}/day")
+    monkeypatch.setenv("RATE_LIMIT", "5/minute")
+    return create_app().test_client()
+
+
+def budget_of(client, headers=ALICE) -> dict:
+    response = client.get("/v1/usage", headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json["budget"]
+
+
+def job_body(prompt: str = PROMPT, **more) -> dict:
+    return {"prompt": prompt, "max_tokens": MAX_TOKENS, **more}
+
+
+# --- the setting -----------------------------------------------------------------------------
+
+
+def test_budgets_parse_in_micro_dollars_per_window(monkeypatch):
+    monkeypatch.setenv("CLIENT_BUDGETS", "alpha=50/day, beta=1000.25/month")
+    budgets = load_settings().client_budgets
+    assert {name: (b.limit_micro_usd, b.window) for name, b in budgets.items()} == {
+        "alpha": (50_000_000, "day"),
+        "beta": (1_000_250_000, "month"),
+    }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["alpha", "alpha=50", "alpha=50/week", "alpha=fifty/day", "alpha=0/day", "alpha=-5/day", "alpha=0.001/day",
+     "alpha=nan/day", "=5/day", "alpha=5/day,alpha=6/day"],
+)  # fmt: skip
+def test_a_bad_budget_stops_the_start_naming_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("CLIENT_BUDGETS", raw)
+    with pytest.raises(SettingsError, match="CLIENT_BUDGETS"):
+        load_settings()
+
+
+# --- admission ---------------------------------------------------------------------------------
+
+
+def test_a_submit_reserves_its_worst_case_and_the_usage_shows_it(budgeted):
+    assert budget_of(budgeted)["reserved"] == 0
+    assert budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).status_code == 202
+
+    budget = budget_of(budgeted)
+    assert budget["reserved"] == pytest.approx(worst_case_usd())
+    assert budget["spent"] == 0
+    assert budget["limit"] == BUDGET_USD and budget["window"] == "day"
+    assert budget["remaining"] == pytest.approx(BUDGET_USD - worst_case_usd())
+    tomorrow = datetime.now(UTC).date().toordinal() + 1
+    assert datetime.fromisoformat(budget["resets_at"].replace("Z", "+00:00")).date().toordinal() == tomorrow
+    assert budget_of(budgeted, BOB) is None  # bob has no budget
+
+
+def test_a_submit_past_the_budget_is_a_429_that_writes_and_counts_nothing(budgeted, redis_conn):
+    fits = int(BUDGET_USD // worst_case_usd())
+    assert 1 <= fits < 5  # the rate limit (5/minute) is not what refuses here
+    for _ in range(fits):
+        assert budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).status_code == 202
+    before = {key: redis_conn.dump(key) for key in redis_conn.keys("*")}
+
+    refused = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE)
+
+    body = assert_error_shape(refused, 429)
+    assert body["errors"]["type"] == "budget_exceeded"
+    assert "CLIENT_BUDGETS" in body["message"] and "0.05 USD per day" in body["message"]
+    assert "spent" in body["message"] and "reserved" in body["message"]
+    assert body["errors"]["reserved"] == pytest.approx(fits * worst_case_usd())
+    until_midnight = 86400 - (time.time() % 86400)
+    assert abs(int(refused.headers["Retry-After"]) - until_midnight) <= 2
+    # Nothing written, nothing counted: no job, no index entry, no metric, no rate-limit hit.
+    assert {key: redis_conn.dump(key) for key in redis_conn.keys("*")} == before
+    # The rate limit did not count it: with 5/minute, the refused submit left room for the others.
+    assert budgeted.post("/v1/jobs", json=job_body(), headers=BOB).status_code == 202
+
+
+def test_another_client_is_not_affected(budgeted):
+    while budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).status_code == 202:
+        pass
+    for _ in range(4):
+        assert budgeted.post("/v1/jobs", json=job_body(), headers=BOB).status_code == 202
+
+
+def test_a_model_without_a_price_is_refused_for_a_budgeted_client_only(budgeted):
+    body = job_body(model="claude-sonnet-4-0-unknown")
+    refused = assert_error_shape(budgeted.post("/v1/jobs", json=body, headers=ALICE), 422)
+    assert "no price" in refused["message"] and "budget" in refused["message"]
+    assert budgeted.post("/v1/jobs", json=body, headers=BOB).status_code == 202
+
+
+def test_a_batch_reserves_for_every_job_or_is_refused_whole(budgeted, redis_conn):
+    two = {"jobs": [job_body(), job_body("another")]}
+    assert budgeted.post("/v1/batches", json=two, headers=ALICE).status_code == 202
+    assert budget_of(budgeted)["reserved"] == pytest.approx(worst_case_usd() + worst_case_usd("another"))
+
+    jobs_before = redis_conn.keys("rq:job:*")
+    too_many = {"jobs": [job_body() for _ in range(int(BUDGET_USD // worst_case_usd()))]}
+    refused = assert_error_shape(budgeted.post("/v1/batches", json=too_many, headers=ALICE), 429)
+    assert refused["errors"]["type"] == "budget_exceeded"
+    assert redis_conn.keys("rq:job:*") == jobs_before
+
+
+def test_a_canceled_queued_job_releases_its_reservation_and_a_retry_reserves_again(budgeted):
+    job = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).json
+    assert budgeted.post(f"/v1/jobs/{job['id']}/cancel", headers=ALICE).status_code == 200
+    assert budget_of(budgeted)["reserved"] == 0
+
+    assert budgeted.post(f"/v1/jobs/{job['id']}/retry", headers=ALICE).status_code == 202
+    assert budget_of(budgeted)["reserved"] == pytest.approx(worst_case_usd())
+    # A retry refused (it is queued, not ended) holds nothing.
+    assert budgeted.post(f"/v1/jobs/{job['id']}/retry", headers=ALICE).status_code == 409
+    assert budget_of(budgeted)["reserved"] == pytest.approx(worst_case_usd())
+
+
+def test_the_clean_up_releases_the_reservations_of_jobs_gone_unseen(budgeted, redis_conn):
+    kept = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).json
+    gone = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).json
+    Job.fetch(gone["id"], connection=redis_conn, serializer=SERIALIZER).delete()  # an operator deleted it
+
+    assert release_lost_reservations(redis_conn) == 1
+    assert budget_of(budgeted)["reserved"] == pytest.approx(worst_case_usd())
+    assert redis_conn.hexists("llmjobs:budget:alice:reserved", kept["id"])
+
+
+def test_metrics_show_each_budgeted_clients_share(budgeted):
+    budgeted.post("/v1/jobs", json=job_body(), headers=ALICE)
+    samples = samples_of(budgeted.get("/metrics").text)
+    committed = value(samples, "llmjobs_budget_committed_ratio", client="alice", window="day")
+    assert committed == pytest.approx(worst_case_usd() / BUDGET_USD)
+    assert value(samples, "llmjobs_budget_spent_ratio", client="alice", window="day") == 0
+    assert ("llmjobs_budget_spent_ratio", (("client", "bob"), ("window", "day"))) not in samples
+
+
+def test_the_worst_case_bounds_the_stored_request(budgeted, redis_conn):
+    """The reservation is computed from the request as stored, whatever form it came in."""
+    job = budgeted.post("/v1/jobs", json={"messages": [{"role": "user", "content": "é" * 500}], "max_tokens": 10},
+                        headers=ALICE).json  # fmt: skip
+    stored = Job.fetch(job["id"], connection=redis_conn, serializer=SERIALIZER).kwargs["request"]
+    content_bytes = len(json.dumps(stored["messages"], ensure_ascii=False).encode())
+    assert content_bytes >= 1000  # "é" is two bytes of UTF-8: the bound counts bytes, not characters
+    reserved = int(redis_conn.hget("llmjobs:budget:alice:reserved", job["id"]))
+    assert reserved >= round((content_bytes * 2 + 10 * 10) / 1_000_000 * 1_000_000)  # sonnet-5-5: 2 in, 10 out
