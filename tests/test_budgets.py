@@ -5,6 +5,7 @@ test_budgets_end_to_end.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -14,7 +15,7 @@ import pytest
 from rq.job import Job
 
 from service.config import SettingsError, load_settings
-from service.jobs.observability.worst_case import message_job_usd
+from service.jobs.observability.worst_case import document_job_usd, message_job_usd
 from service.jobs.operations.cleanup import release_lost_reservations
 from service.jobs.storage.queues import SERIALIZER
 from tests.conftest import ALICE, BOB, samples_of, value
@@ -181,3 +182,19 @@ def test_the_worst_case_bounds_the_stored_request(budgeted, redis_conn):
     assert content_bytes >= 1000  # "é" is two bytes of UTF-8: the bound counts bytes, not characters
     reserved = int(redis_conn.hget("llmjobs:budget:alice:reserved", job["id"]))
     assert reserved >= round((content_bytes * 2 + 10 * 10) / 1_000_000 * 1_000_000)  # sonnet-5-5: 2 in, 10 out
+
+
+def test_a_document_job_reserves_for_every_call_of_its_analyses(budgeted, redis_conn):
+    text = ("A paragraph of the report. " * 4 + "\n\n") * 3
+    body = {"document": {"filename": "report.txt", "data": base64.b64encode(text.encode()).decode()},
+            "analyses": ["summary", "topics"], "max_tokens": 200}  # fmt: skip
+    response = budgeted.post("/v1/documents", json=body, headers=ALICE)
+    assert response.status_code == 202, response.text
+
+    stored = Job.fetch(response.json["id"], connection=redis_conn, serializer=SERIALIZER).kwargs["request"]
+    expected = document_job_usd(
+        stored, media_type="text/plain", file_bytes=len(text.encode()), chunk_tokens=50_000, prices={}
+    )
+    assert budget_of(budgeted)["reserved"] == pytest.approx(math.ceil(expected * 1e6) / 1e6)
+    # Summary and topics over the whole text, topics' repair, 200 tokens out for each of the three calls.
+    assert expected >= (3 * 3 * len(text.encode()) * 2 + 3 * 200 * 10) / 1_000_000
