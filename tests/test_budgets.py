@@ -15,9 +15,12 @@ import pytest
 from rq.job import Job
 
 from service.config import SettingsError, load_settings
+from service.jobs.observability.budgets import release_jobs
 from service.jobs.observability.worst_case import document_job_usd, message_job_usd
 from service.jobs.operations.cleanup import release_lost_reservations
+from service.jobs.running.progress import RunRefused, start_attempt
 from service.jobs.storage.queues import SERIALIZER
+from service.jobs.storage.record import JobRecord
 from tests.conftest import ALICE, BOB, samples_of, value
 from tests.helpers import DEFAULT_MODEL, assert_error_shape
 
@@ -198,3 +201,24 @@ def test_a_document_job_reserves_for_every_call_of_its_analyses(budgeted, redis_
     assert budget_of(budgeted)["reserved"] == pytest.approx(math.ceil(expected * 1e6) / 1e6)
     # Summary and topics over the whole text, topics' repair, 200 tokens out for each of the three calls.
     assert expected >= (3 * 3 * len(text.encode()) * 2 + 3 * 200 * 10) / 1_000_000
+
+
+@pytest.mark.parametrize("room", [True, False])
+def test_a_run_requeued_behind_the_apis_back_reserves_again_or_fails(budgeted, redis_conn, room):
+    """rq-dashboard's requeue of a failed job starts a new run in the worker (start_attempt)."""
+    job_id = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).json["id"]
+    release_jobs(redis_conn, "alice", {job_id: None})  # as its end did
+    redis_conn.set(f"llmjobs:announced:{job_id}", "failed")  # it ended failed; an operator requeued it
+    if not room:
+        today = datetime.now(UTC).date()
+        redis_conn.hset(f"llmjobs:budget:alice:spent:{today:%Y-%m}", today.isoformat(), 49_000_000)
+    job = Job.fetch(job_id, connection=redis_conn, serializer=SERIALIZER)
+
+    if room:
+        start_attempt(job)
+        assert budget_of(budgeted)["reserved"] == pytest.approx(worst_case_usd())
+    else:
+        with pytest.raises(RunRefused, match="spend budget"):
+            start_attempt(job)
+        assert budget_of(budgeted)["reserved"] == 0
+        assert JobRecord(job).error["type"] == "budget_exceeded"

@@ -10,7 +10,7 @@ from typing import TypeVar
 from rq import Retry
 from rq.job import Job
 
-from service.jobs.running.progress import Superseded
+from service.jobs.running.progress import RunRefused, Superseded
 from service.jobs.running.provider_gate import MIN_WAIT_S, ProviderGate
 from service.jobs.storage.record import JobError, JobRecord
 from service.logs import log_context
@@ -59,6 +59,9 @@ async def logged_attempt(job: Job, attempt: Awaitable[T]) -> T:
         except JobFailed as exc:
             log.info("attempt ended", extra={"outcome": "failed", "error_type": exc.error["type"]})
             raise
+        except RunRefused as exc:
+            log.info("attempt ended", extra={"outcome": "failed", "error_type": exc.error["type"]})
+            raise JobFailed(exc.error) from None
         except Requeue:
             log.info("attempt ended", extra={"outcome": "held_back"})
             raise
