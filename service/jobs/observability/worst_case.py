@@ -35,6 +35,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from service.llm import cost_usd
+
 REQUEST_OVERHEAD_TOKENS = 1_000
 IMAGE_MAX_TOKENS = 5_000
 CONTEXT_MAX_TOKENS = 1_000_000
@@ -140,10 +142,6 @@ def _media_blocks(node: Any) -> tuple[int, int]:
 
 
 def _call_usd(model: str, input_tokens: int, output_tokens: int, prices: dict[str, tuple[float, float]]) -> float:
-    # Imported here: `service.llm` loads the anthropic SDK (seconds of CPU on a busy machine),
-    # which an API process needs only once a budgeted client submits.
-    from service.llm import cost_usd
-
     cost = cost_usd(model, input_tokens, output_tokens, prices)
     if cost is None:
         raise Unpriceable(model)
