@@ -54,6 +54,7 @@ TEXT_PER_UPLOAD_BYTE = {
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": 10,
 }
 PLAIN_TEXT_PER_UPLOAD_BYTE = 3
+_IMAGE_BLOCK, _DOCUMENT_BLOCK = b'"type":"image"', b'"type":"document"'
 
 
 class Unpriceable(Exception):
@@ -76,9 +77,11 @@ def message_job_usd(request: dict[str, Any], *, prices: dict[str, tuple[float, f
 def input_tokens_bound(content: Any) -> int:
     """The most input tokens a request's content (messages, system, tools, ...) can bill."""
     encoded = json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode()
-    images, documents = _media_blocks(content)
-    if documents:
+    # Blocks found in the JSON itself (a quote inside a text is escaped, so a text cannot fake
+    # one; another object typed "image" only makes the bound larger): no walk of the request.
+    if _DOCUMENT_BLOCK in encoded:
         return CONTEXT_MAX_TOKENS
+    images = encoded.count(_IMAGE_BLOCK)
     return min(len(encoded) + images * IMAGE_MAX_TOKENS + REQUEST_OVERHEAD_TOKENS, CONTEXT_MAX_TOKENS)
 
 
@@ -127,18 +130,6 @@ def extracted_text_bound(media_type: str, file_bytes: int) -> int:
 def _built_in_output(analysis: dict[str, Any]) -> str:
     # A built-in analysis is stored by its name alone; every built-in but the summary answers JSON.
     return "text" if analysis["name"] == "summary" else "json"
-
-
-def _media_blocks(node: Any) -> tuple[int, int]:
-    """(image blocks, document blocks) anywhere in a request's content."""
-    if isinstance(node, list):
-        counts = [_media_blocks(item) for item in node]
-        return sum(c[0] for c in counts), sum(c[1] for c in counts)
-    if not isinstance(node, dict):
-        return 0, 0
-    images, documents = (node.get("type") == "image"), (node.get("type") == "document")
-    inner = _media_blocks(list(node.values()))
-    return images + inner[0], documents + inner[1]
 
 
 def _call_usd(model: str, input_tokens: int, output_tokens: int, prices: dict[str, tuple[float, float]]) -> float:
