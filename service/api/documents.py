@@ -85,7 +85,8 @@ class Documents(MethodView):
     @blp.alt_response(413, description="The file is larger than MAX_DOCUMENT_BYTES.")
     @blp.alt_response(415, description="Not a PDF, DOCX, HTML, Markdown or text file (told by its content).")
     @blp.alt_response(422, description="Bad options.")
-    @blp.alt_response(429, description="Over your submit limit; see Retry-After.")
+    @blp.alt_response(429, description="Over your submit limit; see Retry-After. Or over your spend budget: "
+                      "`errors.type` is `budget_exceeded`.")  # fmt: skip
     @blp.alt_response(503, description="The queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
     def post(self, idempotency_key: str | None = None):
         """Upload a document; its text is extracted and each analysis runs over it, step by step."""

@@ -50,7 +50,9 @@ class JobCollection(MethodView):
     @blp.alt_response(200, schema=JobSchema, headers=LOCATION, description="The job an earlier request with the "
                       "same Idempotency-Key and body created.")  # fmt: skip
     @blp.alt_response(409, description="The Idempotency-Key was used with another body.")
-    @blp.alt_response(429, description="Over your submit limit; see Retry-After and X-RateLimit-*.")
+    @blp.alt_response(429, description="Over your submit limit; see Retry-After and X-RateLimit-*. Or over your "
+                      "spend budget (CLIENT_BUDGETS): `errors.type` is `budget_exceeded`, Retry-After is when its "
+                      "window ends.")  # fmt: skip
     @blp.alt_response(503, description="The queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
     def post(self, body: dict[str, Any], idempotency_key: str | None = None):
         """Queue an LLM job; answers at once with the job, status `queued`."""
@@ -121,7 +123,8 @@ class JobRetry(MethodView):
         description="The job has not ended, or it succeeded (and is not a document job with failed steps), or "
         "another request is retrying it.",
     )
-    @blp.alt_response(429, description="Over your submit limit (a retry counts as a submit); see Retry-After.")
+    @blp.alt_response(429, description="Over your submit limit (a retry counts as a submit), or your spend budget "
+                      "(it reserves its worst case again); see Retry-After.")  # fmt: skip
     @blp.alt_response(503, description="The job's queue is full (QUEUE_MAX_DEPTH) or Redis is away; see Retry-After.")
     def post(self, job_id: str):
         """Run a failed or canceled job again, with a fresh deadline and attempt budget; a document job that
