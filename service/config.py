@@ -44,10 +44,6 @@ class ClientBudget:
     limit_micro_usd: int  # micro-dollars, as the spend counters keep them (exact integers)
     window: BudgetWindow
 
-    @property
-    def limit_usd(self) -> float:
-        return self.limit_micro_usd / 1_000_000
-
 
 @dataclass(frozen=True)
 class Settings:

@@ -17,7 +17,7 @@ from flask_limiter.util import get_remote_address
 from service.api.auth import current_client
 from service.api.context import app_context
 from service.config import Settings
-from service.jobs.storage.admission import Allowance, Budget, Gate, parse_submit_limits
+from service.jobs.storage.admission import Allowance, Gate, parse_submit_limits
 from service.jobs.storage.keys import FLASK_LIMITER_PREFIX
 
 
@@ -80,9 +80,7 @@ def submit_gate(queue_names: Iterable[str]) -> Gate:
     client = current_client()
     limit = settings.rate_limit_overrides.get(client, settings.rate_limit)
     caps = tuple((name, settings.queue_max_depth) for name in dict.fromkeys(queue_names))
-    budget = settings.client_budgets.get(client)
-    checked = None if budget is None else Budget(budget.limit_micro_usd, budget.window)
-    return Gate(client, parse_submit_limits(limit), caps, checked)
+    return Gate(client, parse_submit_limits(limit), caps, settings.client_budgets.get(client))
 
 
 def allowance_headers(allowance: Allowance | None) -> dict[str, str]:

@@ -37,10 +37,6 @@ MICRO = 1_000_000
 SPENT_TTL_S = 62 * 24 * 3600  # a month's spend outlives its month: a report reads the current one only
 
 
-def micro_usd(usd: float) -> int:
-    return round(usd * MICRO)
-
-
 @dataclass(frozen=True)
 class Window:
     """The window a moment falls in: today's spent field, the month's key, its end."""
@@ -68,7 +64,7 @@ def spend_increments(client: str, cost_usd: float | None) -> list[HashIncrements
     if not cost_usd:
         return []
     today = now_window("day")
-    amount = micro_usd(cost_usd)
+    amount = round(cost_usd * MICRO)
     return [HashIncrements(budget_spent_key(client, today.month), SPENT_TTL_S, {"month": amount, today.day: amount})]
 
 

@@ -28,6 +28,7 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
+from service.config import ClientBudget
 from service.jobs.observability.budgets import now_window, refusal_message
 from service.jobs.storage import scripts
 from service.jobs.storage.idempotency import IdempotencyClaim
@@ -58,14 +59,6 @@ class Allowance:
 
 
 @dataclass(frozen=True)
-class Budget:
-    """A client's spend budget, as admission checks it."""
-
-    limit_micro_usd: int
-    window: str  # "day" or "month" (UTC)
-
-
-@dataclass(frozen=True)
 class Gate:
     """What a submit must pass: its client's limits, the depth of each queue it fills, and
     its spend budget."""
@@ -73,7 +66,7 @@ class Gate:
     client: str
     limits: tuple[SubmitLimit, ...]
     queue_caps: tuple[tuple[str, int], ...]  # (queue name, most jobs waiting; 0: no cap)
-    budget: Budget | None = None
+    budget: ClientBudget | None = None  # CLIENT_BUDGETS' entry
 
     @classmethod
     def unlimited(cls, client: str) -> Gate:
@@ -91,7 +84,7 @@ class OverLimit(Exception):
 class OverBudget(Exception):
     """The jobs' worst case does not fit in what the client's budget has left this window."""
 
-    def __init__(self, budget: Budget, spent: int, reserved: int, wanted: int, resets_at: datetime) -> None:
+    def __init__(self, budget: ClientBudget, spent: int, reserved: int, wanted: int, resets_at: datetime) -> None:
         super().__init__(refusal_message(budget.limit_micro_usd, budget.window, spent, reserved, wanted))
         self.budget, self.resets_at = budget, resets_at
         self.spent, self.reserved, self.wanted = spent, reserved, wanted
