@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
@@ -14,15 +13,15 @@ from service.jobs.observability.budgets import MICRO
 from service.jobs.observability.worst_case import Unpriceable, document_job_usd, message_job_usd
 from service.jobs.storage.queues import DOCUMENT_TASK
 from service.jobs.storage.record import Document
-from service.jobs.storage.submit import NewJob
 
 
-def with_reservation(new: NewJob) -> NewJob:
-    """`new` with its worst case to reserve when the caller has a budget; a 422 for a model
-    the price table cannot price (its cost has no bound)."""
+def reservation_for(task: str, request: dict[str, Any], document: Document | None = None) -> int:
+    """What a job of the caller reserves against its spend budget, in micro-USD: its worst
+    case, or 0 without a budget; a 422 for a model the price table cannot price (its cost has
+    no bound)."""
     if current_client() not in app_context().settings.client_budgets:
-        return new
-    return replace(new, reservation_micro_usd=worst_case_micro_usd(new.task, new.request, new.document))
+        return 0
+    return worst_case_micro_usd(task, request, document)
 
 
 def worst_case_micro_usd(task: str, request: dict[str, Any], document: Document | None) -> int:

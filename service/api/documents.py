@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 from flask import request
@@ -23,7 +24,7 @@ from redis.client import Pipeline
 from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.api.auth import require_client
-from service.api.budgets import with_reservation
+from service.api.budgets import reservation_for
 from service.api.context import app_context
 from service.api.document_schemas import DocumentJsonSchema, DocumentOptionsSchema
 from service.api.jobs import idempotency_claim
@@ -103,7 +104,7 @@ class Documents(MethodView):
         except formats.UnsupportedDocument as exc:
             abort(415, message=f"unsupported document: {exc}")
         analyses = options["analyses"]
-        new = with_reservation(NewJob(
+        new = NewJob(
             priority=options["priority"],
             request={
                 "model": options.get("model", settings.default_model),
@@ -118,7 +119,8 @@ class Documents(MethodView):
             document={"filename": filename, "media_type": media_type, "bytes": len(data), "pages": None,
                       "characters": None},
             steps=new_steps([analysis["name"] for analysis in analyses]),
-        ))  # fmt: skip
+        )  # fmt: skip
+        new = replace(new, reservation_micro_usd=reservation_for(DOCUMENT_TASK, new.request, new.document))
 
         def store_upload(pipe: Pipeline, job_id: str) -> None:
             # Deleted once the text is extracted; the TTL covers a job that never runs.

@@ -12,7 +12,7 @@ from webargs.flaskparser import abort  # what flask_smorest.abort is, with its N
 from werkzeug.exceptions import HTTPException
 
 from service.api.auth import current_client, require_client
-from service.api.budgets import with_reservation, worst_case_micro_usd
+from service.api.budgets import reservation_for
 from service.api.context import app_context
 from service.api.json_body import Blueprint
 from service.api.json_response import json_response, json_response_unless_unchanged
@@ -26,6 +26,7 @@ from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import new_job_id
 from service.jobs.storage.index import InvalidCursor
 from service.jobs.storage.lookup import fetch_client_job, list_client_jobs
+from service.jobs.storage.queues import LLM_TASK
 from service.jobs.storage.record import DOCUMENT, JobRecord
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import RUNNING, public_status
@@ -136,7 +137,7 @@ class JobRetry(MethodView):
         if gate.budget is not None:  # the re-run reserves its worst case again (the last run's is released)
             record = JobRecord(job)
             document = record.document if record.kind == DOCUMENT else None
-            amount = worst_case_micro_usd(job.func_name or "", job.kwargs["request"], document)
+            amount = reservation_for(job.func_name or "", job.kwargs["request"], document)
             record.reservation_micro_usd = amount  # saved with the re-run
             reservations = [(job.id, amount)]
         admitted = admit(ctx.redis, gate, hit_id=new_job_id(), write=lambda _pipe: None, reservations=reservations)
@@ -173,19 +174,19 @@ def idempotency_claim(key: str | None, body: dict[str, Any]) -> IdempotencyClaim
 def new_job_of(body: dict[str, Any], settings: Settings) -> NewJob:
     """A validated job request (also each job of a batch), with this service's defaults and,
     for a budgeted client, its worst case to reserve."""
-    return with_reservation(
-        NewJob(
-            priority=body["priority"],
-            request={
-                "model": body.get("model", settings.default_model),
-                "max_tokens": body["max_tokens"],
-                "messages": body["messages"],
-                **{name: body[name] for name in ("system", "temperature") if name in body},
-            },
-            metadata=body["metadata"],
-            timeout_s=body.get("timeout_s", settings.limits.max_timeout_s),
-            callback_url=body.get("callback_url"),
-        )
+    request: dict[str, Any] = {
+        "model": body.get("model", settings.default_model),
+        "max_tokens": body["max_tokens"],
+        "messages": body["messages"],
+        **{name: body[name] for name in ("system", "temperature") if name in body},
+    }
+    return NewJob(
+        priority=body["priority"],
+        request=request,
+        metadata=body["metadata"],
+        timeout_s=body.get("timeout_s", settings.limits.max_timeout_s),
+        callback_url=body.get("callback_url"),
+        reservation_micro_usd=reservation_for(LLM_TASK, request),
     )
 
 

@@ -29,7 +29,7 @@ from redis.client import Pipeline
 from rq import Queue
 
 from service.config import ClientBudget
-from service.jobs.observability.budgets import now_window, refusal_message
+from service.jobs.observability.budgets import now_window, refusal_message, today
 from service.jobs.storage import scripts
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.keys import budget_reserved_key, budget_spent_key, submit_window_key
@@ -170,9 +170,9 @@ def _call(
     if gate.budget is None:
         args.append(0)
     else:
-        window = now_window(gate.budget.window)
-        keys += [budget_spent_key(gate.client, window.month), budget_reserved_key(gate.client)]
-        args += [1, gate.budget.limit_micro_usd, gate.budget.window, window.day, len(reservations)]
+        day, month = today()
+        keys += [budget_spent_key(gate.client, month), budget_reserved_key(gate.client)]
+        args += [1, gate.budget.limit_micro_usd, gate.budget.window, day, len(reservations)]
         for job_id, amount in reservations:
             args += (job_id, amount)
     args.append(len(commands))
