@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import astuple, dataclass, field, replace
-from typing import cast
+from decimal import Decimal, InvalidOperation
+from typing import Literal, cast
 
 import limits
 from environs import Env, EnvValidationError
@@ -36,6 +37,17 @@ class JobLimits:
     max_output_tokens: int = 64000
     max_metadata_keys: int = 16
     max_timeout_s: int = 600
+
+
+BudgetWindow = Literal["day", "month"]
+
+
+@dataclass(frozen=True)
+class ClientBudget:
+    """A client's spend budget: at most `limit_micro_usd` per UTC calendar day or month."""
+
+    limit_micro_usd: int  # micro-dollars, as the spend counters keep them (exact integers)
+    window: BudgetWindow
 
 
 @dataclass(frozen=True)
@@ -106,6 +118,7 @@ class Settings:
     max_batch_jobs: int = 100  # jobs in one POST /v1/batches
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, ModelPrice] = field(default_factory=dict)
+    client_budgets: dict[str, ClientBudget] = field(default_factory=dict)  # client -> its spend budget
     # Document jobs (POST /v1/documents): upload bounds, the text one call reads before a
     # document is analysed in chunks, and the hard limit on extracting its text.
     max_document_bytes: int = 20 * 1024 * 1024
@@ -252,6 +265,28 @@ def parse_rate_limit_overrides(raw: str) -> dict[str, str]:
     return overrides
 
 
+def parse_client_budgets(raw: str) -> dict[str, ClientBudget]:
+    """`alpha=50/day,beta=1000.50/month`: USD (cents allowed) per UTC calendar day or month."""
+    budgets: dict[str, ClientBudget] = {}
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        client, sep, budget = (part.strip() for part in pair.partition("="))
+        amount, slash, window = (part.strip() for part in budget.partition("/"))
+        if not sep or not client or not slash:
+            raise ValidationError(f"expected comma-separated client=USD/day or client=USD/month pairs, not {pair!r}")
+        if window not in ("day", "month"):
+            raise ValidationError(f"client {client!r}: the window is day or month, not {window!r}")
+        try:
+            usd = Decimal(amount)
+        except InvalidOperation:
+            raise ValidationError(f"client {client!r}: {amount!r} is not an amount in USD") from None
+        if not usd.is_finite() or usd <= 0 or usd != usd.quantize(Decimal("0.01")):
+            raise ValidationError(f"client {client!r}: the budget is a positive amount in USD, cents at most")
+        if client in budgets:
+            raise ValidationError(f"client {client!r} has two budgets")
+        budgets[client] = ClientBudget(int(usd * 1_000_000), cast(BudgetWindow, window))
+    return budgets
+
+
 def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = False) -> Settings:
     """Read and validate every setting; raise SettingsError naming each bad variable."""
     env = Env(eager=False)
@@ -264,6 +299,7 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
     env.add_parser("schedule", parse_schedule)
     env.add_parser("rate_limit", parse_rate_limit)
     env.add_parser("rate_limit_overrides", parse_rate_limit_overrides)
+    env.add_parser("client_budgets", parse_client_budgets)
     positive = validate.Range(min=1)
     defaults, default_limits = Settings(), JobLimits()
     settings = Settings(
@@ -301,6 +337,7 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
             "PROGRESS_INTERVAL_S", defaults.progress_interval_s, validate=validate.Range(min=0)
         ),
         price_overrides=env.prices("LLM_PRICES", "{}"),
+        client_budgets=env.client_budgets("CLIENT_BUDGETS", ""),
         max_attempts=env.int("LLM_MAX_ATTEMPTS", defaults.max_attempts, validate=positive),
         llm_read_timeout_s=env.float(
             "LLM_READ_TIMEOUT_S", defaults.llm_read_timeout_s, validate=validate.Range(min=0, min_inclusive=False)

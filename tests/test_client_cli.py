@@ -24,6 +24,7 @@ from llmjobs import (
     APIError,
     AsyncJobsClient,
     AuthenticationError,
+    BudgetExceededError,
     ConflictError,
     Job,
     JobsClient,
@@ -337,6 +338,28 @@ def test_batches_and_usage(start_api, start_worker):
     today = datetime.now(UTC).date()
     by_day = client.usage(date_from=today, date_to=today.isoformat())
     assert (by_day.date_from, by_day.date_to, [r.key for r in by_day.data]) == (today, today, [today.isoformat()])
+
+
+def test_the_client_and_the_cli_show_the_spend_budget_and_its_refusal(start_api):
+    api = start_api(CLIENT_BUDGETS="alice=0.05/day")
+    client = JobsClient(api, ALICE_KEY)
+    client.submit("small", max_tokens=100)
+
+    budget = client.usage().budget
+    assert budget is not None and (budget.limit, budget.window, budget.spent) == (0.05, "day", 0)
+    assert budget.reserved > 0 and budget.remaining == pytest.approx(0.05 - budget.reserved)
+    assert budget.resets_at is not None and budget.resets_at.date() == datetime.now(UTC).date() + timedelta(days=1)
+    assert JobsClient(api, BOB_KEY).usage().budget is None
+    with pytest.raises(BudgetExceededError) as refused:
+        client.submit("large", max_tokens=10_000)  # 0.10 USD of output alone
+    assert refused.value.status_code == 429 and refused.value.retry_after is not None
+    assert refused.value.errors["needed"] > refused.value.errors["limit"] - refused.value.errors["reserved"]
+
+    shown = run_cli("usage", url=api)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[-1].startswith(f"budget: 0.000000 spent + {budget.reserved:.6f} reserved of 0.05")
+    refused_cli = run_cli("submit", "large", "--max-tokens", "10000", url=api)
+    assert refused_cli.returncode == 2 and "spend budget" in refused_cli.stderr
 
 
 def test_the_async_client(start_api, start_worker):

@@ -121,7 +121,7 @@ def names_in_prometheus(prometheus: str) -> set[str]:
 
 
 def test_every_metric_the_dashboard_and_rules_name_is_scraped(start_api, start_worker, processes, receiver, tmp_path):
-    env = {**FAST_RETRIES, **WEBHOOKS_ON}
+    env = {**FAST_RETRIES, **WEBHOOKS_ON, "CLIENT_BUDGETS": "alice=100/day"}  # a budget's gauges too
     api = start_api(**env)
     start_worker(**env)
 

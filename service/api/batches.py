@@ -33,7 +33,11 @@ class BatchCollection(MethodView):
     @blp.alt_response(200, schema=BatchSchema, headers=LOCATION, description="The batch an earlier request with "
                       "the same Idempotency-Key and body created.")  # fmt: skip
     @blp.alt_response(409, description="The Idempotency-Key was used with another body.")
-    @blp.alt_response(429, description="Over your submit limit (one batch counts once); see Retry-After.")
+    @blp.alt_response(
+        429,
+        description="Over your submit limit (one batch counts once); see Retry-After."
+        " Or over your spend budget (every job's worst case): `errors.type` is `budget_exceeded`.",
+    )
     @blp.alt_response(503, description=REPLICATED_503)
     @replicated
     def post(self, body: dict[str, Any], idempotency_key: str | None = None):

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import re
+from dataclasses import replace
 from typing import Any
 
 from flask import request
@@ -24,6 +25,7 @@ from redis.client import Pipeline
 from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
 from service.api.auth import require_client
+from service.api.budgets import reservation_for
 from service.api.context import app_context
 from service.api.document_schemas import DocumentJsonSchema, DocumentOptionsSchema
 from service.api.jobs import idempotency_claim
@@ -95,7 +97,8 @@ class Documents(MethodView):
     @blp.alt_response(413, description="The file is larger than MAX_DOCUMENT_BYTES.")
     @blp.alt_response(415, description="Not a PDF, DOCX, HTML, Markdown or text file (told by its content).")
     @blp.alt_response(422, description="Bad options.")
-    @blp.alt_response(429, description="Over your submit limit; see Retry-After.")
+    @blp.alt_response(429, description="Over your submit limit, UPLOAD_RATE_LIMIT, or your spend budget "
+                      "(`errors.type` is `budget_exceeded`); see Retry-After.")  # fmt: skip
     @blp.alt_response(503, description=REPLICATED_503)
     @limit_uploads
     @replicated
@@ -130,6 +133,7 @@ class Documents(MethodView):
                       "characters": None},
             steps=new_steps([analysis["name"] for analysis in analyses]),
         )  # fmt: skip
+        new = replace(new, reservation_micro_usd=reservation_for(DOCUMENT_TASK, new.request, new.document))
 
         def store_upload(pipe: Pipeline, job_id: str) -> None:
             # Deleted once the text is extracted; the TTL covers a job that never runs.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 from flask import Flask, request
 from flask_limiter import RateLimitExceeded
@@ -17,7 +18,7 @@ from werkzeug.exceptions import Conflict, HTTPException, RequestEntityTooLarge, 
 
 from service.api.limits import allowance_headers, change_limit_wait_s
 from service.jobs.push.job_webhooks import DeliveryPending, TooManyPendingDeliveries
-from service.jobs.storage.admission import OverLimit, QueueFull
+from service.jobs.storage.admission import OverBudget, OverLimit, QueueFull
 from service.jobs.storage.idempotency import IdempotencyConflict
 from service.jobs.storage.replication import NotReplicated
 
@@ -91,6 +92,23 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
         # flask-limiter's 429 (cancels, redeliveries); it adds Retry-After and X-RateLimit-* itself.
         return answer(TooManyRequests(), f"{exc.description}; retry after {change_limit_wait_s()} seconds")
 
+    def over_budget(exc: OverBudget):
+        # Until the window ends: running jobs may release reservations sooner, but only the
+        # window's end surely makes room.
+        wait_s = max(1, math.ceil(exc.resets_at.timestamp() - time.time()))
+        exc_data = {
+            "type": "budget_exceeded",
+            "limit": exc.budget.limit_micro_usd / 1_000_000,
+            "window": exc.budget.window,
+            "spent": exc.spent / 1_000_000,
+            "reserved": exc.reserved / 1_000_000,
+            "needed": exc.wanted / 1_000_000,
+            "resets_at": exc.resets_at.isoformat().replace("+00:00", "Z"),
+        }
+        error = TooManyRequests()
+        error.data = {"message": str(exc), "errors": exc_data, "headers": {"Retry-After": str(wait_s)}}  # type: ignore[attr-defined]
+        return api.handle_http_exception(error)
+
     def queue_full(exc: QueueFull):
         # Better than a backlog that grows without bound while the workers cannot keep up.
         return answer(ServiceUnavailable(), str(exc), {"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)})
@@ -109,9 +127,10 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
     def too_many_deliveries(exc: TooManyPendingDeliveries):
         return answer(TooManyRequests(), str(exc), {"Retry-After": str(PENDING_DELIVERIES_RETRY_AFTER_S)})
 
-    # A submit (job, batch or retry), the write of an Idempotency-Key, a webhook redelivery:
+    # A submit (job, batch, document or retry), the write of an Idempotency-Key, a webhook redelivery:
     app.register_error_handler(OverLimit, over_limit)
     app.register_error_handler(QueueFull, queue_full)
+    app.register_error_handler(OverBudget, over_budget)
     app.register_error_handler(RateLimitExceeded, change_limit_exceeded)
     app.register_error_handler(IdempotencyConflict, lambda exc: answer(Conflict(), str(exc)))
     app.register_error_handler(DeliveryPending, lambda exc: answer(Conflict(), str(exc)))

@@ -9,8 +9,10 @@ from flask import request
 from flask.views import MethodView
 from rq.job import Job
 from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
+from werkzeug.exceptions import HTTPException
 
 from service.api.auth import current_client, require_client
+from service.api.budgets import reservation_for
 from service.api.context import app_context
 from service.api.json_body import Blueprint
 from service.api.json_response import json_response, json_response_unless_unchanged
@@ -18,12 +20,15 @@ from service.api.limits import allowance_headers, limit_changes, limit_listing, 
 from service.api.replication import REPLICATED_503, replicated
 from service.api.schemas import IdempotencyHeaderSchema, JobListArgsSchema, JobPageSchema, JobRequestSchema, JobSchema
 from service.config import Settings
+from service.jobs.observability.budgets import release_jobs
 from service.jobs.running.transitions import InvalidTransition, cancel_job, redeliver_webhook, rerun_job
 from service.jobs.storage.admission import admit
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import new_job_id
 from service.jobs.storage.index import InvalidCursor
 from service.jobs.storage.lookup import fetch_client_job, list_client_jobs
+from service.jobs.storage.queues import LLM_TASK
+from service.jobs.storage.record import DOCUMENT, JobRecord
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import RUNNING, public_status
 from service.jobs.storage.submit import NewJob, submit_job
@@ -47,7 +52,9 @@ class JobCollection(MethodView):
     @blp.alt_response(200, schema=JobSchema, headers=LOCATION, description="The job an earlier request with the "
                       "same Idempotency-Key and body created.")  # fmt: skip
     @blp.alt_response(409, description="The Idempotency-Key was used with another body.")
-    @blp.alt_response(429, description="Over your submit limit; see Retry-After and X-RateLimit-*.")
+    @blp.alt_response(429, description="Over your submit limit; see Retry-After and X-RateLimit-*. Or over your "
+                      "spend budget (CLIENT_BUDGETS): `errors.type` is `budget_exceeded`, Retry-After is when its "
+                      "window ends.")  # fmt: skip
     @blp.alt_response(503, description=REPLICATED_503)
     @replicated
     def post(self, body: dict[str, Any], idempotency_key: str | None = None):
@@ -121,7 +128,8 @@ class JobRetry(MethodView):
         description="The job has not ended, or it succeeded (and is not a document job with failed steps), or "
         "another request is retrying it.",
     )
-    @blp.alt_response(429, description="Over your submit limit (a retry counts as a submit); see Retry-After.")
+    @blp.alt_response(429, description="Over your submit limit (a retry counts as a submit), or your spend budget "
+                      "(it reserves its worst case again); see Retry-After.")  # fmt: skip
     @blp.alt_response(503, description=REPLICATED_503)
     @replicated
     def post(self, job_id: str):
@@ -129,8 +137,21 @@ class JobRetry(MethodView):
         succeeded with failed steps runs those steps again."""
         ctx = app_context()
         job = own_job(job_id)
-        admitted = admit(ctx.redis, submit_gate([job.origin]), hit_id=new_job_id(), write=lambda _pipe: None)
-        job = change_job(job, lambda job: rerun_job(job, max_attempts=ctx.settings.max_attempts))
+        gate = submit_gate([job.origin])
+        reservations = []
+        if gate.budget is not None:  # the re-run reserves its worst case again (the last run's is released)
+            record = JobRecord(job)
+            document = record.document if record.kind == DOCUMENT else None
+            amount = reservation_for(job.func_name or "", job.kwargs["request"], document)
+            record.reservation_micro_usd = amount  # saved with the re-run
+            reservations = [(job.id, amount)]
+        admitted = admit(ctx.redis, gate, hit_id=new_job_id(), write=lambda _pipe: None, reservations=reservations)
+        try:
+            job = change_job(job, lambda job: rerun_job(job, max_attempts=ctx.settings.max_attempts))
+        except HTTPException:
+            if reservations:  # not re-run after all: what this request reserved goes back (not another's)
+                release_jobs(ctx.redis, gate.client, dict(reservations))
+            raise
         return json_response(job_resource(job), 202, allowance_headers(admitted.allowance))
 
 
@@ -157,7 +178,8 @@ def idempotency_claim(key: str | None, body: dict[str, Any]) -> IdempotencyClaim
 
 def new_job_of(body: dict[str, Any], settings: Settings) -> NewJob:
     """A validated job request (also each job of a batch): its Messages request as sent,
-    the betas apart (the Message Batches API takes them on the batch, not in the params)."""
+    the betas apart (the Message Batches API takes them on the batch, not in the params),
+    and, for a budgeted client, its worst case to reserve."""
     request = dict(body["params"])
     betas = tuple(request.pop("betas", ()))
     return NewJob(
@@ -167,6 +189,7 @@ def new_job_of(body: dict[str, Any], settings: Settings) -> NewJob:
         metadata=body["metadata"],
         timeout_s=body.get("timeout_s", settings.limits.max_timeout_s),
         callback_url=body.get("callback_url"),
+        reservation_micro_usd=reservation_for(LLM_TASK, request),
     )
 
 

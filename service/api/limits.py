@@ -87,13 +87,13 @@ def change_limit_wait_s() -> int:
 
 def submit_gate(queue_names: Iterable[str]) -> Gate:
     """What a submit by the caller must pass: its limit (its RATE_LIMIT_OVERRIDES entry, else
-    RATE_LIMIT) and QUEUE_MAX_DEPTH on each queue it fills. Jobs, batches and retries share
+    RATE_LIMIT), QUEUE_MAX_DEPTH on each queue it fills, and its CLIENT_BUDGETS entry. Jobs, batches and retries share
     one count per client, so a retry loop spends the same allowance as submits."""
     settings = app_context().settings
     client = current_client()
     limit = settings.rate_limit_overrides.get(client, settings.rate_limit)
     caps = tuple((name, settings.queue_max_depth) for name in dict.fromkeys(queue_names))
-    return Gate(client, parse_submit_limits(limit), caps)
+    return Gate(client, parse_submit_limits(limit), caps, settings.client_budgets.get(client))
 
 
 def allowance_headers(allowance: Allowance | None) -> dict[str, str]:

@@ -28,12 +28,15 @@ class Metrics(MethodView):
     @blp.alt_response(401, description="Only with METRICS_OPERATOR_AUTH on: no operator basic-auth login.")
     def get(self):
         """Jobs submitted and finished, queue depths, running jobs, durations, queue waits,
-        LLM tokens, cost and errors, retries and webhook deliveries."""
+        LLM tokens, cost and errors, retries and webhook deliveries, each budgeted client's share of its budget."""
         ctx = app_context()
         if ctx.settings.metrics_operator_auth:
             require_operator(ctx.settings)
         # Built per scrape (it holds no state): the figures live in Redis, not in this process.
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(RedisMetricsCollector(ctx.redis, make_queues(ctx.redis, ALL_QUEUES)))
+        budgets = [
+            (client, budget.limit_micro_usd, budget.window) for client, budget in ctx.settings.client_budgets.items()
+        ]
+        registry.register(RedisMetricsCollector(ctx.redis, make_queues(ctx.redis, ALL_QUEUES), budgets))
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         return Response(encode(registry), content_type=content_type)

@@ -402,12 +402,24 @@ class UsageRowSchema(UsageFiguresSchema):
     client = fields.String()
 
 
+class BudgetSchema(Schema):
+    limit = fields.Float(metadata={"description": "USD per window (CLIENT_BUDGETS)."})
+    window = fields.String(metadata={"enum": ["day", "month"], "description": "A UTC calendar day or month."})
+    resets_at = fields.String(metadata={"description": "When the window ends (UTC, ISO 8601)."})
+    spent = fields.Float(metadata={"description": "USD the window's calls cost."})
+    reserved = fields.Float(metadata={"description": "USD held for the worst case of jobs not ended yet."})
+    remaining = fields.Float(metadata={"description": "limit - spent - reserved: what a new job may reserve."})
+
+
 class UsageReportSchema(Schema):
     date_from = fields.Date(data_key="from")
     date_to = fields.Date(data_key="to")
     group_by = fields.String(metadata={"enum": list(GROUP_BYS)})
     data = fields.List(fields.Nested(UsageRowSchema), metadata={"description": "Groups with usage, by their key."})
     total = fields.Nested(UsageFiguresSchema)
+    budget = fields.Nested(
+        BudgetSchema, allow_none=True, metadata={"description": "Your spend budget now; null: you have none."}
+    )
 
 
 class BatchJobRequestSchema(JobRequestSchema):

@@ -49,6 +49,7 @@ from service.documents.steps import (
 )
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.observability.usage import job_usage, token_counts
+from service.jobs.observability.worst_case import extracted_text_bound
 from service.jobs.running.progress import (
     call_counters,
     record_error,
@@ -174,6 +175,8 @@ class DocumentRun:
             self._fail(_document_error(str(exc)))
         document = self.record.document
         document["pages"] = extracted.pages
+        if self.record.reservation_micro_usd and not self.native:
+            self._check_reserved_for(step, extracted.text)
         if not self.native:
             self.text, self.chunks = extracted.text, list(extracted.chunks)
             document["characters"] = len(extracted.text)
@@ -182,6 +185,19 @@ class DocumentRun:
                 pipe.delete(upload_key(self.job.id))
                 pipe.execute()
         self._end_step(step, STEP_SUCCEEDED)
+
+    def _check_reserved_for(self, step: Step, text: str) -> None:
+        """A budgeted job's reservation assumed at most `extracted_text_bound` bytes of text:
+        more (a PDF or DOCX that unpacks to far more text than its size) fails before any call."""
+        document = self.record.document
+        bound = extracted_text_bound(document["media_type"], document["bytes"])
+        if len(text.encode()) > bound:
+            error = _document_error(
+                f"the document's text is {len(text.encode())} bytes, more than the {bound} its spend budget "
+                "reserved for (see README, Spend budgets)"
+            )
+            self._end_step(step, STEP_FAILED, error)
+            self._fail(error)
 
     async def _run_extraction(self) -> Extracted:
         """The upload's text cut into chunks (or, for a PDF the model reads, its check), in

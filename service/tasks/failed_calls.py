@@ -14,15 +14,15 @@ from typing import Literal
 from rq import Retry
 from rq.job import Job
 
-from service.jobs.observability import metrics
+from service.jobs.observability import budgets, metrics
 from service.jobs.observability.counters import HashIncrements
-from service.jobs.running.progress import ProgressRecorder, record_retry, undo_attempt
+from service.jobs.running.progress import ProgressRecorder, record_error, record_retry, undo_attempt
 from service.jobs.running.provider_gate import RateLimitHeaders
 from service.jobs.running.retry_policy import retry_delay_s, rq_retry
 from service.jobs.storage.record import JobError, JobRecord, job_error
 from service.llm.errors import LLMError
 from service.llm.pricing import is_priced
-from service.tasks.outcomes import Requeue
+from service.tasks.outcomes import JobFailed, Requeue
 from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
 
 STOP_ERRORS = {
@@ -79,7 +79,13 @@ def schedule_retry(
     counters: list[HashIncrements],
     recorder: ProgressRecorder | None = None,
 ) -> Retry:
-    """Record the failed attempt and hand RQ the Retry that waits `delay_s` in the scheduled registry."""
+    """Record the failed attempt and hand RQ the Retry that waits `delay_s` in the scheduled
+    registry; a budgeted job reserves its worst case again first, and fails when its
+    client's budget has no room left (JobFailed)."""
+    if not budgets.reserve_again(job):
+        final = budgets.no_room_error(job, f"a retry, after: {error}")
+        record_error(job, final, counters=counters, recorder=recorder)
+        raise JobFailed(final)
     retry, due_at = rq_retry(delay_s, max_retries=JobRecord(job).attempt_limit)
     record_retry(job, provider_error(error), due_at, counters=counters, recorder=recorder)
     metrics.JOB_RETRIES.inc(job.connection, queue=job.origin, reason="error")

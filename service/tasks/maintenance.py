@@ -22,7 +22,8 @@ RECENT_KEPT = 100
 
 
 def run_cleanup(job: Job) -> dict[str, Any]:
-    """Prune indexes and orphan keys, fill in lost TTLs, clean RQ's registries (`job` is
+    """Prune indexes and orphan keys, fill in lost TTLs, clean RQ's registries, release the
+    budget reservations of jobs that are gone (`job` is
     this run's own RQ job, which rq-scheduler enqueued)."""
     connection = job.connection
     settings = load_settings()
@@ -42,6 +43,7 @@ def run_cleanup(job: Job) -> dict[str, Any]:
             )
         )
         counts["registry_entries"] = cleanup.clean_rq_registries(connection)
+        counts["budget_reservations"] = cleanup.release_lost_reservations(connection)
     finally:
         if connection.get(MAINTENANCE_LOCK_KEY) == token.encode():  # not another run's, had ours lapsed
             connection.delete(MAINTENANCE_LOCK_KEY)

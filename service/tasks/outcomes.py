@@ -11,7 +11,7 @@ from rq import Retry
 from rq.job import Job
 
 from service import tracing
-from service.jobs.running.progress import Superseded
+from service.jobs.running.progress import RunRefused, Superseded
 from service.jobs.running.provider_gate import MIN_WAIT_S, ProviderGate
 from service.jobs.storage.record import JobError, JobRecord
 from service.logs import log_context
@@ -62,6 +62,9 @@ async def logged_attempt(job: Job, attempt: Awaitable[T]) -> T:
         except JobFailed as exc:
             _ended(number, "failed", exc.error["type"])
             raise
+        except RunRefused as exc:
+            _ended(number, "failed", exc.error["type"])
+            raise JobFailed(exc.error) from None
         except Requeue:
             _ended(number, "held_back")
             raise

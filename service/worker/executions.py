@@ -25,6 +25,7 @@ from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 from rq.worker import Worker, WorkerStatus
 
+from service.jobs.observability import budgets
 from service.jobs.push.events import claim_end
 from service.jobs.storage.keys import LEASE_TTL_S, lease_key
 from service.jobs.storage.record import JobRecord
@@ -78,8 +79,10 @@ def _ended(entry: Running, pipe: Pipeline) -> None:
 
 
 def _record_end(pipe: Pipeline, job: Job, publishes_end: bool) -> bool:
-    """Send the end's transaction, with the claim of its announcement last when it is to
+    """Send the end's transaction, with the release of the run's budget reservation (what
+    its calls cost is counted already) and the claim of its announcement last when it is to
     be published; returns the claim (False when there is none)."""
+    budgets.release(pipe, job)
     if publishes_end:
         claim_end(pipe, job)
     replies = pipe.execute()

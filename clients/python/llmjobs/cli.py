@@ -481,6 +481,12 @@ class Output:
                 f"{key:<24} {figures.jobs:>8} {figures.input_tokens:>12} {figures.output_tokens:>12} "
                 f"{figures.cost_usd:>12.6f}"
             )
+        if (budget := report.budget) is not None:
+            resets = budget.resets_at.strftime("%Y-%m-%d %H:%M UTC") if budget.resets_at else "?"
+            self.line(
+                f"budget: {budget.spent:.6f} spent + {budget.reserved:.6f} reserved of {budget.limit:.2f} USD "
+                f"per {budget.window}; {budget.remaining:.6f} remaining, resets {resets}"
+            )
         return EXIT_OK
 
     def json(self, document: Any) -> int:

@@ -79,6 +79,12 @@ class RateLimitError(APIError):
     """429: see `retry_after`."""
 
 
+class BudgetExceededError(RateLimitError):
+    """429 with `errors["type"] == "budget_exceeded"`: the job's worst case does not fit in
+    what the client's spend budget has left; `retry_after` is when its window ends, `errors`
+    holds `limit`, `window`, `spent`, `reserved`, `needed`, `resets_at`."""
+
+
 class ServerError(APIError):
     """5xx"""
 
@@ -142,6 +148,8 @@ def error_from_response(response: httpx.Response) -> APIError:
             message = str(body["message"])
         if isinstance(body.get("errors"), dict):
             errors = body["errors"]
+            if status == 429 and errors.get("type") == "budget_exceeded":
+                cls = BudgetExceededError
     if message is None:
         text = (response.text or "").strip()
         if text and body is None:

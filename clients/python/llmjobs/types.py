@@ -315,6 +315,28 @@ class UsageRow:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """Your spend budget now, in USD: `remaining = limit - spent - reserved` is what a new
+    job's worst case may take; `reserved` is held by your jobs that have not ended."""
+
+    limit: float
+    window: str  # day or month (UTC calendar)
+    resets_at: datetime | None
+    spent: float
+    reserved: float
+    remaining: float
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Budget | None:
+        if not data:
+            return None
+        return cls(
+            limit=data["limit"], window=data["window"], resets_at=_time(data.get("resets_at")),
+            spent=data["spent"], reserved=data["reserved"], remaining=data["remaining"],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class UsageReport:
     date_from: date
     date_to: date
@@ -322,6 +344,7 @@ class UsageReport:
     data: list[UsageRow]
     total: UsageFigures
     raw: dict[str, Any] = field(repr=False, compare=False)
+    budget: Budget | None = None  # None: you have no spend budget
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UsageReport:
@@ -333,6 +356,7 @@ class UsageReport:
             data=[UsageRow(key=row[group_by], figures=UsageFigures.from_dict(row)) for row in data.get("data", [])],
             total=UsageFigures.from_dict(data.get("total") or {}),
             raw=data,
+            budget=Budget.from_dict(data.get("budget")),
         )
 
 

@@ -20,7 +20,7 @@ import json
 import time
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -30,6 +30,7 @@ from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
 
+from service.jobs.observability.budgets import budget_report
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.storage.connection import read_hash
 from service.jobs.storage.keys import METRICS_KEY, WORKER_REPORTS_KEY
@@ -175,9 +176,10 @@ def report_worker(pipe: Pipeline, name: str, *, llm_in_flight: int, gate_closed_
 class RedisMetricsCollector:
     """Builds every metric family from Redis at scrape time."""
 
-    def __init__(self, connection: Redis, queues: dict[str, Queue]):
+    def __init__(self, connection: Redis, queues: dict[str, Queue], budgets: Sequence[tuple[str, int, str]] = ()):
         self._redis = connection
         self._queues = queues
+        self._budgets = budgets  # (client, limit micro-USD, window) of each CLIENT_BUDGETS entry
 
     def collect(self) -> Iterator[Metric]:
         stored: dict[str, dict[tuple[str, ...], dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
@@ -196,6 +198,24 @@ class RedisMetricsCollector:
             yield buckets
         yield from self._queue_gauges()
         yield from self._worker_gauges()
+        yield from self._budget_gauges()
+
+    def _budget_gauges(self) -> Iterator[Metric]:
+        spent = GaugeMetricFamily(
+            "llmjobs_budget_spent_ratio",
+            "Share of each client's spend budget (CLIENT_BUDGETS) its window's calls cost.",
+            labels=("client", "window"),
+        )
+        committed = GaugeMetricFamily(
+            "llmjobs_budget_committed_ratio",
+            "Share of each client's spend budget spent or reserved by jobs not ended: at 1 its submits are refused.",
+            labels=("client", "window"),
+        )
+        for client, limit, window in self._budgets:
+            report = budget_report(self._redis, client, limit, window)
+            spent.add_metric((client, window), report["spent"] / report["limit"])
+            committed.add_metric((client, window), (report["spent"] + report["reserved"]) / report["limit"])
+        yield from (spent, committed)
 
     def _worker_gauges(self) -> Iterator[Metric]:
         in_flight = GaugeMetricFamily(

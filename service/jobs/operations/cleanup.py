@@ -21,8 +21,16 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
+from service.jobs.observability import budgets
 from service.jobs.storage import index
-from service.jobs.storage.keys import CLIENT_PREFIX, IDEMPOTENCY_PREFIX, PER_JOB_PREFIXES, USAGE_PREFIX
+from service.jobs.storage.keys import (
+    BUDGET_PREFIX,
+    CLIENT_PREFIX,
+    IDEMPOTENCY_PREFIX,
+    PER_JOB_PREFIXES,
+    RESERVATION_FIELDS,
+    USAGE_PREFIX,
+)
 from service.jobs.storage.queues import ALL_QUEUES, SERIALIZER, WEBHOOK_QUEUE
 
 log = logging.getLogger(__name__)
@@ -95,6 +103,23 @@ def prune_orphan_job_keys(connection: Redis, *, idempotency_ttl_s: int, usage_re
         "idempotency_ttls": idempotency_ttls,
         "usage_ttls": usage_ttls,
     }
+
+
+def release_lost_reservations(connection: Redis) -> int:
+    """Release the budget reservations of jobs that are gone (expired or deleted unseen,
+    say by an operator): no end of theirs will. Returns how many."""
+    released = 0
+    for key in connection.scan_iter(match=f"{BUDGET_PREFIX}*:reserved", count=BATCH, _type="hash"):
+        client = key.decode().removeprefix(BUDGET_PREFIX).removesuffix(":reserved")
+        fields = (f.decode() for f, _amount in connection.hscan_iter(key, count=BATCH))
+        for batch in _batches(f for f in fields if f not in RESERVATION_FIELDS):
+            gone = sorted(_missing_jobs(connection, batch))
+            if gone:
+                # Ids are never reused: a job gone now cannot end, nor be re-run, later.
+                budgets.release_jobs(connection, client, dict.fromkeys(gone))
+                released += len(gone)
+    log.info("released the budget reservations of %d jobs that are gone", released)
+    return released
 
 
 def _usage_expiry(key: str, retention_days: int) -> tuple[str, int]:

@@ -18,13 +18,13 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
-from service.jobs.observability import metrics
+from service.jobs.observability import budgets, metrics
 from service.jobs.push.events import announce_end
 from service.jobs.running.progress import record_error
 from service.jobs.storage.keys import LEASE_TTL_S, lease_key
 from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.queues import ALL_QUEUES, CLIENT_TASKS, DELIVERY_TASK, make_queues
-from service.jobs.storage.record import JobRecord, job_error
+from service.jobs.storage.record import JobError, JobRecord, job_error
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,12 @@ def _recover(job: Job, execution_id: str, queue: Queue) -> bool:
     if not job.connection.zrem(queue.started_job_registry.key, f"{job.id}:{execution_id}"):
         return False
     if job.func_name in CLIENT_TASKS and JobRecord(job).attempts >= JobRecord(job).attempt_limit:
-        _fail(job, queue)
+        _fail(job, queue, WORKER_LOST)
         log.warning("job %s lost its worker with no attempts left: failed", job.id)
+    elif job.func_name in CLIENT_TASKS and not budgets.reserve_again(job, charge_lost_call=True):
+        # The lost call counts as spent at its worst case (what it cost is unknown).
+        _fail(job, queue, budgets.no_room_error(job, "a run after its worker was lost"))
+        log.warning("job %s lost its worker and its client's budget has no room for another run: failed", job.id)
     else:
         queue.enqueue_job(job, at_front=True)  # it has waited long enough already
         _count_lost(job, queue)
@@ -93,9 +97,10 @@ def _abandoned(job: Job) -> bool:
     return job.started_at is not None and now() - job.started_at > timedelta(seconds=LEASE_TTL_S)
 
 
-def _fail(job: Job, queue: Queue) -> None:
-    record_error(job, WORKER_LOST)
+def _fail(job: Job, queue: Queue, error: JobError) -> None:
+    record_error(job, error)
     with job.connection.pipeline() as pipe:
+        budgets.release(pipe, job)
         job.ended_at = now()
         job.set_status(JobStatus.FAILED, pipeline=pipe)
         pipe.hset(job.key, "ended_at", utcformat(job.ended_at))

@@ -41,7 +41,7 @@ from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.record import JobRecord, WebhookState
 from service.jobs.storage.resource import iso_timestamp, job_path, webhook_view
 from service.jobs.storage.status import PUBLIC_STATUSES, public_status
-from service.jobs.storage.submit import NewJob, prepare_job
+from service.jobs.storage.submit import NewJob, prepare_job, reservations_of
 
 BatchStatus = Literal["running", "done"]
 BATCH_RUNNING: BatchStatus = "running"
@@ -108,7 +108,11 @@ def submit_batch(
         found = fetch_client_batch(connection, client, earlier_id)
         return None if found is None else SubmittedBatch(found, None, created=False)
 
-    admitted = admit(connection, gate, hit_id=batch_id, write=write, idempotency=idempotency, earlier=earlier)
+    reservations = reservations_of([(data.job_id, job) for job, data in zip(jobs, datas, strict=True)])
+    admitted = admit(
+        connection, gate, hit_id=batch_id, write=write, idempotency=idempotency, earlier=earlier,
+        reservations=reservations,
+    )  # fmt: skip
     return replace(admitted.created, allowance=admitted.allowance)
 
 

@@ -19,7 +19,8 @@ from rq.job import Job
 from rq.utils import now
 
 from service.config import Settings
-from service.jobs.observability import metrics
+from service.jobs.observability import budgets, metrics
+from service.jobs.observability.budgets import spend_increments
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.observability.usage import job_usage, token_counts
 from service.jobs.push.events import MAX_EVENTS, progress_event
@@ -31,6 +32,14 @@ from service.jobs.storage.resource import job_result
 
 class Superseded(Exception):
     """Another run of this job has already completed it."""
+
+
+class RunRefused(Exception):
+    """A new run may not start (its client's spend budget has no room): the job fails with `error`."""
+
+    def __init__(self, error: JobError):
+        super().__init__(error["message"])
+        self.error = error
 
 
 def _save_call(
@@ -96,7 +105,8 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts, _wait_
     RQ's own `FailedJobRegistry.requeue`): it starts a new run, as `POST /retry` would.
     Not so a `canceled` one: a worker that dequeued a job just as it was canceled in the
     queue must still see the cancel request and stop (re-running a canceled job is
-    `POST /retry`'s job). A completed job stays completed: the save is refused.
+    `POST /retry`'s job). A completed job stays completed: the save is refused. A budgeted
+    job's new run reserves its worst case again, or fails (RunRefused).
     """
     record = JobRecord(job)
     before = dict(job.meta)
@@ -117,6 +127,10 @@ def start_attempt(job: Job, *, max_attempts: int = Settings.max_attempts, _wait_
     if saved == 2:
         job.meta = before
         start_new_run(job, max_attempts=max_attempts)
+        if not budgets.reserve_again(job):  # a new run reserves its worst case, as POST /retry does
+            error = budgets.no_room_error(job, "a run requeued by an operator")
+            record_error(job, error)
+            raise RunRefused(error)
         return start_attempt(job, max_attempts=max_attempts, _wait_observed=True)
     return deadline_at
 
@@ -209,6 +223,7 @@ def call_counters(job: Job, usage: Usage, cost: float | None, *, retention_days:
     return [
         job_usage(record.client, model, usage, cost, retention_days, completed=False),
         metrics.llm_usage(model, usage, cost),
+        *spend_increments(record.client, cost),
     ]
 
 
@@ -236,6 +251,7 @@ def record_result(
     counters = (
         job_usage(record.client, model, usage, cost_usd, usage_retention_days),
         metrics.llm_usage(model, usage, cost_usd),
+        *spend_increments(record.client, cost_usd),
     )
     _save(job, completes_for_s=keep_for_s, counters=counters, recorder=recorder)
     completed = job_result(job)

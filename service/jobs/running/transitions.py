@@ -10,6 +10,7 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
 from rq.utils import now, utcformat
 
+from service.jobs.observability import budgets
 from service.jobs.push.events import announce_end
 from service.jobs.push.job_webhooks import queue_delivery, reserve_redelivery
 from service.jobs.running.progress import start_new_run
@@ -68,6 +69,7 @@ def cancel_job(job: Job) -> None:
                 continue  # RQ re-read the status outside the transaction: another request won
 
             pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
+            budgets.release(pipe, job)  # it never ran: nothing spent
             # RQ's cancel keeps the hash for good; a canceled job is kept like a finished one.
             pipe.expire(job.key, job.get_result_ttl(DEFAULT_RESULT_TTL))
             try:

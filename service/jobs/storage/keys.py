@@ -36,6 +36,11 @@ FLASK_LIMITER_PREFIX = "llmjobs:ratelimit"  # flask-limiter's own windows (cance
 STREAMS_PREFIX = "llmjobs:streams:"  # the client's open event streams
 PENDING_WEBHOOKS_PREFIX = "llmjobs:webhooks-pending:"
 USAGE_PREFIX = "llmjobs:usage:"  # + `<YYYY-MM-DD>:<client>`
+# + `<client>:spent:<YYYY-MM>`: what the client's calls cost that month (`month`) and each day
+# (`<YYYY-MM-DD>`); + `<client>:reserved`: its budget's reservations (`total`, one field per job
+# holding one, and the `limit` and `window` the API last admitted with).
+BUDGET_PREFIX = "llmjobs:budget:"
+RESERVATION_FIELDS = ("total", "limit", "window")  # the reservations hash's fields that are not a job's
 
 # Service-wide.
 METRICS_KEY = "llmjobs:metrics"  # the Prometheus series every process adds to
@@ -114,3 +119,11 @@ def usage_key(day: date, client: str) -> str:
 
 def provider_key(api_key_fingerprint: str, part: str) -> str:
     return f"{PROVIDER_PREFIX}{api_key_fingerprint}:{part}"
+
+
+def budget_spent_key(client: str, month: str) -> str:
+    return f"{BUDGET_PREFIX}{client}:spent:{month}"
+
+
+def budget_reserved_key(client: str) -> str:
+    return f"{BUDGET_PREFIX}{client}:reserved"

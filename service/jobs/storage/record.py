@@ -34,6 +34,7 @@ ServiceErrorType = Literal[
     "canceled",  # canceled on request
     "stopped",  # stopped by an operator
     "worker_lost",  # its worker died and it had no attempts left
+    "budget_exceeded",  # its client's spend budget had no room for another run (a retry, a recovery)
     "document_error",  # a document could not be read
     "invalid_output",  # a reply that is not the JSON asked for (structured outputs; a JSON analysis, twice)
     "analysis_failed",  # every analysis of a document failed
@@ -189,6 +190,9 @@ class JobRecord:
     # worker's spans and the webhook continue the caller's trace (service/tracing.py). A
     # webhook delivery job carries its job's.
     trace_context = Field[dict[str, str] | None](None)
+    # A budgeted client's job: the worst case of one run, in micro-USD, which its client's
+    # budget holds reserved while it runs (0: no budget, nothing reserved).
+    reservation_micro_usd = Field[int](0)
 
     # A run's progress.
     attempts = Field[int](0)  # LLM calls made for the job, over all its runs
@@ -244,6 +248,7 @@ def new_meta(
     document: Document | None = None,
     steps: list[Step] | None = None,
     trace_context: dict[str, str] | None = None,
+    reservation_micro_usd: int = 0,
 ) -> dict[str, Any]:
     """A new job's meta, for `Queue.prepare_data`; a document job has its `document` and `steps`."""
     record = JobRecord(_Unsaved())
@@ -266,6 +271,8 @@ def new_meta(
         record.batch_id = batch_id
     if trace_context is not None:
         record.trace_context = trace_context
+    if reservation_micro_usd:
+        record.reservation_micro_usd = reservation_micro_usd
     return record.job.meta
 
 

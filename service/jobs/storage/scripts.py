@@ -34,14 +34,18 @@ def add_to_pipeline(pipe: Pipeline, source: str, keys: Sequence[Any], args: Sequ
     pipe.eval(source, len(keys), *keys, *args)
 
 
-# Admission of a submit (storage/admission.py): the client's limits, the queues' depth, then
-# RQ's recorded enqueue commands, all or nothing.
-# KEYS: [Idempotency-Key's key], one per limit, one per capped queue.
+# Admission of a submit (storage/admission.py): the client's limits, the queues' depth, its
+# spend budget (the worst case of every job it queues reserved), then RQ's recorded enqueue
+# commands, all or nothing.
+# KEYS: [Idempotency-Key's key], one per limit, one per capped queue, [budget's spent hash,
+# budget's reservations hash].
 # ARGV: has key (0/1), the record this request already saw there ('' = none), the hit's
 # member, then count + (amount, window ms) per limit, count + max depth per queue, then
-# count + (arg count, args...) per recorded command. The shebang makes Redis refuse the whole
-# script when it is over `maxmemory` (noeviction): an unflagged script that has called TIME
-# is let write past it.
+# has budget (0/1) [+ limit, window (day/month), today (YYYY-MM-DD), count + (job id,
+# amount) per reservation; amounts in micro-USD], then count + (arg count, args...) per
+# recorded command. Refused by the budget: {'budget', limit, spent, reserved, wanted}.
+# The shebang makes Redis refuse the whole script when it is over `maxmemory` (noeviction):
+# an unflagged script that has called TIME is let write past it.
 ADMIT_SUBMIT = """#!lua
 local t = redis.call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -72,9 +76,28 @@ for i = 1, n do
   if cap > 0 and redis.call('llen', KEYS[k]) >= cap then return {'full', i, cap} end
   k = k + 1
 end
+local budget = nil
+if ARGV[a] == '1' then
+  local limit, window, day, jobs = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
+  a = a + 5
+  local wanted = 0
+  for i = 0, jobs - 1 do wanted = wanted + tonumber(ARGV[a + 2 * i + 1]) end
+  local spent = tonumber(redis.call('hget', KEYS[k], window == 'month' and 'month' or day) or '0')
+  local reserved = tonumber(redis.call('hget', KEYS[k + 1], 'total') or '0')
+  if spent + reserved + wanted > limit then return {'budget', limit, spent, reserved, wanted} end
+  budget = {KEYS[k + 1], limit, window, a, jobs, wanted}
+  a = a + 2 * jobs
+else
+  a = a + 1
+end
 for i = 1, #limit_keys do
   redis.call('zadd', limit_keys[i], now, member)
   redis.call('pexpire', limit_keys[i], windows[i])
+end
+if budget then
+  redis.call('hset', budget[1], 'limit', budget[2], 'window', budget[3])
+  redis.call('hincrby', budget[1], 'total', budget[6])
+  for i = 0, budget[5] - 1 do redis.call('hincrby', budget[1], ARGV[budget[4] + 2 * i], ARGV[budget[4] + 2 * i + 1]) end
 end
 n = tonumber(ARGV[a]); a = a + 1
 for _ = 1, n do
@@ -298,4 +321,50 @@ for _, id in ipairs(due) do
 end
 if moved > 0 then redis.call('sadd', KEYS[3], KEYS[2]) end
 return moved
+"""
+
+
+# A budgeted job reserves its worst case again (observability/budgets.py): a retry, a
+# recovered run. KEYS: the client's reservations hash, its spent hash for this month.
+# ARGV: job id, amount, charge (micro-USD counted as spent first: a lost call's worst case),
+# today (YYYY-MM-DD), spent hash TTL. Returns 1 (reserved, or no budget recorded), 0 (over
+# the budget: nothing reserved; the charge stays counted).
+RESERVE_AGAIN = """
+if tonumber(ARGV[3]) > 0 then
+  redis.call('hincrby', KEYS[2], 'month', ARGV[3])
+  redis.call('hincrby', KEYS[2], ARGV[4], ARGV[3])
+  redis.call('expire', KEYS[2], ARGV[5])
+end
+local limit = redis.call('hget', KEYS[1], 'limit')
+if not limit then return 1 end
+local window = redis.call('hget', KEYS[1], 'window')
+local spent = tonumber(redis.call('hget', KEYS[2], window == 'month' and 'month' or ARGV[4]) or '0')
+local reserved = tonumber(redis.call('hget', KEYS[1], 'total') or '0')
+if spent + reserved + tonumber(ARGV[2]) > tonumber(limit) then return 0 end
+redis.call('hincrby', KEYS[1], 'total', ARGV[2])
+redis.call('hincrby', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
+
+
+# Jobs' reservations released (observability/budgets.py): a run ended, and what its calls
+# cost is already counted as spent. KEYS: the client's reservations hash. ARGV: pairs of job
+# id and the micro-USD to release ('' = all it holds). Returns the micro-USD released.
+RELEASE_RESERVATIONS = """
+local released = 0
+for i = 1, #ARGV, 2 do
+  local held = tonumber(redis.call('hget', KEYS[1], ARGV[i]) or '0')
+  local amount = held
+  if ARGV[i + 1] ~= '' and tonumber(ARGV[i + 1]) < held then amount = tonumber(ARGV[i + 1]) end
+  if amount > 0 then
+    if amount == held then
+      redis.call('hdel', KEYS[1], ARGV[i])
+    else
+      redis.call('hincrby', KEYS[1], ARGV[i], -amount)
+    end
+    released = released + amount
+  end
+end
+if released > 0 then redis.call('hincrby', KEYS[1], 'total', -released) end
+return released
 """

@@ -41,6 +41,7 @@ class NewJob:
     document: Document | None = None  # a document job's upload
     steps: list[Step] | None = None  # a document job's steps
     betas: tuple[str, ...] = ()  # a request for the beta Messages endpoint
+    reservation_micro_usd: int = 0  # its worst case, for a client with a spend budget
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,14 @@ def submit_job(
         write=write,
         idempotency=idempotency,
         earlier=lambda job_id: fetch_job(connection, job_id),
+        reservations=reservations_of([(data.job_id, new)]),
     )
     return SubmittedJob(admitted.created, admitted.new, admitted.allowance)
+
+
+def reservations_of(jobs: list[tuple[str, NewJob]]) -> list[tuple[str, int]]:
+    """(job id, micro-USD) of the (id, job) pairs that reserve against a budget."""
+    return [(job_id, new.reservation_micro_usd) for job_id, new in jobs if new.reservation_micro_usd]
 
 
 def prepare_job(
@@ -95,6 +102,7 @@ def prepare_job(
         client=client, priority=new.priority, model=new.request["model"], metadata=new.metadata,
         timeout_s=new.timeout_s, attempt_limit=max_attempts, callback_url=new.callback_url, batch_id=batch_id,
         document=new.document, steps=new.steps, trace_context=tracing.current_carrier(),
+        reservation_micro_usd=new.reservation_micro_usd,
     )  # fmt: skip
     return Queue.prepare_data(
         new.task,
