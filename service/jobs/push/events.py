@@ -7,6 +7,7 @@ the SSE event ids, so `Last-Event-ID` resumes exactly where a client left off.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from rq.defaults import DEFAULT_RESULT_TTL
 from rq.job import Job
 from rq.utils import now
 
+from service.bug_reports import report_bug
 from service.jobs.observability import metrics
 from service.jobs.push.batches import job_ended as batch_job_ended
 from service.jobs.push.job_webhooks import new_webhook, queue_delivery
@@ -26,6 +28,8 @@ from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.record import JobRecord
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import TERMINAL_STATUSES, public_status
+
+log = logging.getLogger(__name__)
 
 UNPUBLISHED_GRACE_S = 30  # a publisher takes milliseconds; one this late has died
 MAX_EVENTS = 5000  # per job; a 10-minute stream writes ~2400 at the default progress rate
@@ -152,6 +156,14 @@ def publish_unpublished_ends(connection: Redis, older_than_s: float = UNPUBLISHE
             # Expired (or unreadable), or running again: nothing to publish.
             connection.zrem(UNPUBLISHED_ENDS_KEY, job_id)
             continue
-        announce_end(job, replay=True)
+        try:
+            announce_end(job, replay=True)
+        except Exception as exc:  # a record this code cannot make a resource of
+            # Dropped, reported once: retried, it would fail every poll, and a crash would
+            # stop the scheduler (and its clean-up) at every restart.
+            log.exception("job %s: its end cannot be published, dropped from the unpublished ends", job_id)
+            report_bug(exc, job_id=job_id)
+            connection.zrem(UNPUBLISHED_ENDS_KEY, job_id)
+            continue
         published.append(job_id)
     return published

@@ -15,6 +15,7 @@ from itertools import chain
 from typing import Any, NoReturn
 
 from redis import Redis
+from rq.defaults import DEFAULT_RESULT_TTL
 from rq.job import Job
 from rq.utils import now
 
@@ -57,7 +58,7 @@ def _save_call(
         event = progress_event(new_text, recorder.chunks, JobRecord(job).attempts, deltas)
     keys = [job.key, completed_key(job.id), events_key(job.id), live_text_key(job.id), announced_key(job.id)]
     args: list[Any] = [job.serializer.dumps(job.meta), completes_for_s or "", new_text, event, MAX_EVENTS]
-    args += [job.result_ttl, "start" if starting else ""]
+    args += [job.get_result_ttl(DEFAULT_RESULT_TTL), "start" if starting else ""]
     for counter in counters:
         keys.append(counter.key)
         args += [counter.ttl_s or 0, len(counter.amounts), *chain.from_iterable(counter.amounts.items())]
