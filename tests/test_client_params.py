@@ -12,7 +12,7 @@ from llmjobs.types import TextBlock, ThinkingBlock, ToolUseBlock
 
 from tests.conftest import ALICE_KEY
 from tests.helpers import LLMJOBS, directive, run_cli
-from tests.test_client_cli import StandIn
+from tests.test_client_cli import tail_of
 
 WEATHER = {
     "name": "get_weather",
@@ -97,15 +97,7 @@ def test_tail_prints_thinking_and_tool_input_in_sections_of_their_own():
         {"text": "It is sunny.", "attempt": 1, "output_tokens": 5,
          "deltas": [{"block": 2, "type": "input_json_delta", "partial_json": '{"city": "Paris"}'}]},
     ]  # fmt: skip
-    events = [*(("progress", data) for data in progress), ("succeeded", job)]
-    body = "".join(
-        f"id: {n}-0\nevent: {name}\ndata: {json.dumps(data)}\n\n" for n, (name, data) in enumerate(events, 1)
-    ).encode()
-    stand_in = StandIn(lambda handler: (200, {"Content-Type": "text/event-stream"}, body))
-    try:
-        tailed = run_cli("tail", "j1", url=stand_in.url)
-    finally:
-        stand_in.close()
+    tailed = tail_of([*(("progress", data) for data in progress), ("succeeded", job)])
 
     assert tailed.returncode == 0, tailed.stderr
     assert tailed.stdout == (
