@@ -117,7 +117,10 @@ def usage_window_too_wide(query: dict[str, Any]) -> bool:
 
 def breaks_a_worded_body_rule(request: dict[str, Any]) -> bool:
     """Metadata keys 1..64 characters (no `propertyNames` in 3.0); the first message from
-    the user (no per-position `items` in 3.0)."""
+    the user (no per-position `items` in 3.0); `params` a Messages request of the schema its
+    description names (`MessagesRequest`, not referenced: see service/api/openapi.py)."""
+    if "params" in request:
+        return True
     keys = request.get("metadata") if isinstance(request.get("metadata"), dict) else {}
     if any(not 1 <= len(key) <= METADATA_KEY_MAX for key in keys):
         return True

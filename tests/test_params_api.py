@@ -216,13 +216,12 @@ def test_a_batch_of_params_jobs_is_queued(client, redis_conn):
 def test_the_openapi_document_shows_the_params_schema(client):
     document = client.get("/openapi.json").get_json()
 
-    params = document["components"]["schemas"]["JobRequest"]["properties"]["params"]
+    job_request = document["components"]["schemas"]["JobRequest"]
+    assert "#/components/schemas/MessagesRequest" in job_request["properties"]["params"]["description"]
+    params = document["components"]["schemas"]["MessagesRequest"]
     assert {"messages", "tools", "tool_choice", "thinking", "output_config", "system"} <= set(params["properties"])
-    assert "stream" not in params["properties"]
-    assert params["additionalProperties"] is False
+    assert "stream" not in params["properties"] and params["additionalProperties"] is False
     image = document["components"]["schemas"]["MessagesImageBlockParam"]
-    assert image["additionalProperties"] is False and image["properties"]["type"] == {
-        "enum": ["image"],
-        "type": "string",
-    }
-    assert "temperature" not in document["components"]["schemas"]["JobRequest"]["properties"]
+    assert image["additionalProperties"] is False
+    assert image["properties"]["type"] == {"enum": ["image"], "type": "string"}
+    assert "temperature" not in job_request["properties"]
