@@ -214,7 +214,10 @@ def test_the_document_says_what_the_api_accepts(client):
     events = document["paths"]["/v1/jobs/{job_id}/events"]["get"]
     content = document["components"]["schemas"]["Message"]["properties"]["content"]["oneOf"]
 
-    assert job["oneOf"] == [{"required": ["prompt"]}, {"required": ["messages"]}]
+    beside_params = {"anyOf": [{"required": [name]} for name in ("system", "model", "max_tokens", "temperature")]}
+    assert job["oneOf"] == [
+        {"required": ["prompt"]}, {"required": ["messages"]}, {"required": ["params"], "not": beside_params}
+    ]  # fmt: skip
     assert (job["properties"]["max_tokens"]["minimum"], job["properties"]["max_tokens"]["maximum"]) == (1, 64000)
     assert job["properties"]["timeout_s"]["maximum"] == 600
     assert "callback_url" not in job["properties"]  # the tests' app has no WEBHOOK_SECRET: webhooks off
@@ -232,6 +235,7 @@ def test_the_document_follows_the_configured_bounds():
 
     assert schemas["JobRequest"]["properties"]["max_tokens"]["maximum"] == 100
     assert schemas["JobRequest"]["properties"]["timeout_s"]["maximum"] == 30
+    assert schemas["MessagesRequest"]["properties"]["max_tokens"]["maximum"] == 100
     assert schemas["BatchRequest"]["properties"]["jobs"]["maxItems"] == 7
     assert "callback_url" in schemas["JobRequest"]["properties"]  # webhooks on: offered
 
