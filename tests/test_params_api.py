@@ -165,7 +165,7 @@ def test_the_422_names_the_allowed_values(client, redis_conn):
 
     assert body["errors"]["json"] == {
         "params.messages.0.content.1.source.media_type": [
-            "must be one of: image/jpeg, image/png, image/gif, image/webp"
+            "must be one of: image/gif, image/jpeg, image/png, image/webp"
         ]
     }
 
@@ -200,7 +200,7 @@ def test_a_batch_names_the_job_and_the_path(client, redis_conn):
 
     body = assert_error(response, 422)
     assert body["errors"]["json"]["jobs"] == {"1": {"params.messages.0.content.1.source.media_type": [
-        "must be one of: image/jpeg, image/png, image/gif, image/webp"]}}  # fmt: skip
+        "must be one of: image/gif, image/jpeg, image/png, image/webp"]}}  # fmt: skip
     assert_no_job_created(redis_conn)
 
 

@@ -113,6 +113,9 @@ def _close_objects(schema: Any) -> None:
         return
     if "properties" in schema:  # also the SDK's response models, which allow extras
         schema["additionalProperties"] = False
+    if isinstance(schema.get("enum"), list) and all(isinstance(value, str) for value in schema["enum"]):
+        # pydantic's order of a Literal's values depends on what the process built before: sorted, the file is stable
+        schema["enum"] = sorted(schema["enum"])
     for keyword, value in schema.items():
         if keyword in SCHEMA_MAPS and isinstance(value, dict):
             for sub in value.values():
