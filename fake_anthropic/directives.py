@@ -28,6 +28,7 @@ _INT_KEYS = {
     "broken_json": 0,
     "cache_read": 0,
     "tool_use": 0,
+    "no_structured": 0,
 }
 _STR_KEYS = {"mid_stream_error", "key"}
 KNOWN_KEYS = frozenset(_INT_KEYS) | _STR_KEYS
@@ -55,6 +56,7 @@ class Directives:
     broken_json: bool = False  # a reply in JSON (as a prompt asked) is cut in half: not JSON
     cache_read: int | None = None  # given: the reply reports the prompt cache's counts, this many read
     tool_use: bool = False  # with tool_choice auto (or none given): the reply calls the first tool
+    no_structured: bool = False  # the model refuses output_config.format with a 400, as older models do
 
     def input_usage(self, input_tokens: int) -> dict[str, int]:
         """A reply's input token counts; the prompt cache's too when asked for, as the real API gives them."""
@@ -77,6 +79,7 @@ class Directives:
             latency_ms=self.latency_ms,
             cache_read=self.cache_read,
             tool_use=self.tool_use,
+            no_structured=self.no_structured,
         )
 
 
@@ -111,7 +114,9 @@ def parse_directives(text: str) -> Directives:
             raise DirectiveError(f"fake directive: {name} must be an integer, got {value!r}") from None
         if number < _INT_KEYS[name]:
             raise DirectiveError(f"fake directive: {name} must be >= {_INT_KEYS[name]}, got {number}")
-        values[name] = bool(number) if name in ("hang", "spend_limit", "broken_json", "tool_use") else number
+        values[name] = (
+            bool(number) if name in ("hang", "spend_limit", "broken_json", "tool_use", "no_structured") else number
+        )
 
     directives = Directives(**values)  # type: ignore[arg-type]
     _check_combinations(directives)

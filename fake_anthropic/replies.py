@@ -5,7 +5,8 @@
 - `tool_choice` `tool` (the named tool) or `any` (the first tool), or `auto` with the
   directive `tool_use=1`: a `tool_use` block whose input fits the tool's `input_schema`,
   streamed as `input_json_delta` pieces, `stop_reason: tool_use`;
-- `output_config.format` `json_schema`: text that is JSON of that schema;
+- `output_config.format` `json_schema`: text that is JSON of that schema (a 400 with the
+  directive `no_structured=1`, as from a model without structured outputs);
 - otherwise text, shaped as the prompt asks (shapes.py) or fake words;
 - `stop_sequences` cut the text before the first one found (`stop_reason: stop_sequence`);
   `max_tokens` cuts every block's deltas together (`stop_reason: max_tokens`).
@@ -107,6 +108,8 @@ def _tool_to_use(body: dict[str, Any], choice: dict[str, Any], d: Directives) ->
 
 def _text_tokens(body: dict[str, Any], d: Directives, last_user_text: str) -> list[str]:
     output_format = (body.get("output_config") or {}).get("format") or {}
+    if output_format and d.no_structured:
+        raise InvalidRequest(f"output_config.format: structured outputs are not supported on {body['model']}")
     if output_format.get("type") == "json_schema":
         shaped: str | None = json.dumps(example_of(output_format.get("schema") or {}, d.tokens // 4))
     else:

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
@@ -581,19 +582,23 @@ def test_stream_shows_a_retry_and_tail_prints_the_text(start_api, start_worker):
 HOSTILE_CHUNKS = ["Hello \x1b[31mred\x1b[0m", " \x1b]0;owned\x07ti\x1b[2Jtle", "\x1b]52;c;ZXZpbA==\x07 e\x9b1Knd\r\n"]
 
 
+def tail_of(events: list[tuple[str, Any]]) -> subprocess.CompletedProcess:
+    """`llmjobs tail j1` against a stand-in API whose event stream is `events` (name, data)."""
+    body = "".join(
+        f"id: {n}-0\nevent: {name}\ndata: {json.dumps(data)}\n\n" for n, (name, data) in enumerate(events, 1)
+    ).encode()
+    stand_in = StandIn(lambda handler: (200, {"Content-Type": "text/event-stream"}, body))
+    try:
+        return run_cli("tail", "j1", url=stand_in.url)
+    finally:
+        stand_in.close()
+
+
 def test_tail_strips_terminal_control_sequences_from_model_text():
     job = {"id": "j1", "status": "failed", "attempts": 1, "progress": {"output_tokens": 9}, "result": None,
            "error": {"type": "api_error\x1b[2J", "message": "echoed \x1b]0;title\x07text"}}  # fmt: skip
     progress = [("progress", {"text": chunk, "attempt": 1, "output_tokens": 3}) for chunk in HOSTILE_CHUNKS]
-    body = "".join(
-        f"id: {n}-0\nevent: {name}\ndata: {json.dumps(data)}\n\n"
-        for n, (name, data) in enumerate([*progress, ("failed", job)], 1)
-    ).encode()
-    stand_in = StandIn(lambda handler: (200, {"Content-Type": "text/event-stream"}, body))
-    try:
-        tailed = run_cli("tail", "j1", url=stand_in.url)
-    finally:
-        stand_in.close()
+    tailed = tail_of([*progress, ("failed", job)])
 
     assert tailed.returncode == 1, tailed.stderr
     assert tailed.stdout == "Hello red title end\n", repr(tailed.stdout)

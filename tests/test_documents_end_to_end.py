@@ -254,3 +254,34 @@ def test_retry_of_a_succeeded_job_reruns_only_its_failed_steps_and_counts_it_onc
     # Nothing failed is left: a retry now is a 409.
     refused = requests.post(f"{api}/v1/jobs/{job['id']}/retry", headers=ALICE, timeout=10)
     assert refused.status_code == 409 and "document job with failed steps" in refused.json()["message"]
+
+
+def test_json_analyses_ask_for_structured_outputs_and_again_in_words_when_the_model_refuses(
+    start_api, start_worker, fake_anthropic
+):
+    api = start_api()
+    start_worker()
+    marker = uuid.uuid4().hex
+    text = f"{marker}\n" + "The quarterly report shows steady growth. " * 20
+    requests.delete(f"{fake_anthropic}/_fake/requests", timeout=5)
+    structured = wait_until_finished(api, upload(api, text.encode(), "plain.txt")["id"], timeout=60)
+    refusing = wait_until_finished(
+        api, upload(api, (text + "[[fake: no_structured=1]]").encode(), "refusing.txt")["id"], timeout=60
+    )
+
+    for job in (structured, refusing):
+        assert job["status"] == "succeeded", job
+        analyses = job["result"]["analyses"]
+        assert all(isinstance(point, str) for point in analyses["key_points"]["output"])
+        assert set(analyses["sentiment"]["output"]) == {"label", "score", "rationale"}
+    sent = [e["body"] for e in requests.get(f"{fake_anthropic}/_fake/requests", timeout=5).json()]
+    ours = [body for body in sent if marker in json.dumps(body["messages"])]
+    plain = [body for body in ours if "no_structured" not in json.dumps(body["messages"])]
+    refused = [body for body in ours if "no_structured" in json.dumps(body["messages"])]
+    schemas = [body["output_config"]["format"]["schema"] for body in plain if "output_config" in body]
+    assert len(schemas) == 3  # key_points, sentiment, topics; the summary is text
+    # the document is a cached prefix, first in the message
+    assert all(body["messages"][0]["content"][0]["cache_control"] == {"type": "ephemeral"} for body in plain)
+    # refused once, then every JSON analysis asked in words
+    assert sum("output_config" in body for body in refused) == 1
+    assert refusing["steps"][2]["attempts"] == 2  # key_points: the refused call, then the one in words

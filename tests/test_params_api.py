@@ -165,7 +165,7 @@ def test_the_422_names_the_allowed_values(client, redis_conn):
 
     assert body["errors"]["json"] == {
         "params.messages.0.content.1.source.media_type": [
-            "must be one of: image/jpeg, image/png, image/gif, image/webp"
+            "must be one of: image/gif, image/jpeg, image/png, image/webp"
         ]
     }
 
@@ -200,7 +200,7 @@ def test_a_batch_names_the_job_and_the_path(client, redis_conn):
 
     body = assert_error(response, 422)
     assert body["errors"]["json"]["jobs"] == {"1": {"params.messages.0.content.1.source.media_type": [
-        "must be one of: image/jpeg, image/png, image/gif, image/webp"]}}  # fmt: skip
+        "must be one of: image/gif, image/jpeg, image/png, image/webp"]}}  # fmt: skip
     assert_no_job_created(redis_conn)
 
 
@@ -216,13 +216,12 @@ def test_a_batch_of_params_jobs_is_queued(client, redis_conn):
 def test_the_openapi_document_shows_the_params_schema(client):
     document = client.get("/openapi.json").get_json()
 
-    params = document["components"]["schemas"]["JobRequest"]["properties"]["params"]
+    job_request = document["components"]["schemas"]["JobRequest"]
+    assert "#/components/schemas/MessagesRequest" in job_request["properties"]["params"]["description"]
+    params = document["components"]["schemas"]["MessagesRequest"]
     assert {"messages", "tools", "tool_choice", "thinking", "output_config", "system"} <= set(params["properties"])
-    assert "stream" not in params["properties"]
-    assert params["additionalProperties"] is False
+    assert "stream" not in params["properties"] and params["additionalProperties"] is False
     image = document["components"]["schemas"]["MessagesImageBlockParam"]
-    assert image["additionalProperties"] is False and image["properties"]["type"] == {
-        "enum": ["image"],
-        "type": "string",
-    }
-    assert "temperature" not in document["components"]["schemas"]["JobRequest"]["properties"]
+    assert image["additionalProperties"] is False
+    assert image["properties"]["type"] == {"enum": ["image"], "type": "string"}
+    assert "temperature" not in job_request["properties"]

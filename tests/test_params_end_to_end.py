@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from service.llm.pricing import PRICES_USD_PER_MTOK, cost_usd
-from tests.conftest import ALICE
+from tests.conftest import ALICE, scrape, value
 from tests.helpers import get, read_stream, submit, wait_until_finished
 
 MODEL = "claude-sonnet-5-5"
@@ -144,6 +144,9 @@ def test_a_cached_system_prompt_is_written_once_then_read_and_priced_apart(start
     usage = requests.get(f"{api}/v1/usage", params={"group_by": "model"}, headers=ALICE, timeout=10).json()
     (row,) = [row for row in usage["data"] if row["model"] == MODEL]
     assert row["cache_creation_input_tokens"] >= written and row["cache_read_input_tokens"] >= written
+    samples = scrape(api)
+    assert value(samples, "llmjobs_llm_tokens_total", model=MODEL, type="cache_write") >= written
+    assert value(samples, "llmjobs_llm_tokens_total", model=MODEL, type="cache_read") >= written
 
 
 def test_an_image_is_sent_and_counted_as_input(start_api, start_worker):

@@ -97,17 +97,30 @@ def schema_for(params: Mapping[str, Any]) -> RequestSchema:
     return beta_messages_schema() if "betas" in params else messages_schema()
 
 
-def _close_objects(node: Any) -> None:
+# Keywords whose value maps names to schemas (not a schema itself).
+SCHEMA_MAPS = ("properties", "$defs")
+
+
+def _close_objects(schema: Any) -> None:
     """`additionalProperties: false` on every object schema that lists its properties:
     TypedDicts cannot forbid extras, and an unknown key must be refused, not dropped.
     Free-form objects (a tool's `input_schema`, a JSON schema) list none and stay open."""
-    if isinstance(node, dict):
-        if "properties" in node:  # also the SDK's response models, which allow extras
-            node["additionalProperties"] = False
-        for value in node.values():
-            _close_objects(value)
-    elif isinstance(node, list):
-        for value in node:
+    if isinstance(schema, list):
+        for item in schema:
+            _close_objects(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if "properties" in schema:  # also the SDK's response models, which allow extras
+        schema["additionalProperties"] = False
+    if isinstance(schema.get("enum"), list) and all(isinstance(value, str) for value in schema["enum"]):
+        # pydantic's order of a Literal's values depends on what the process built before: sorted, the file is stable
+        schema["enum"] = sorted(schema["enum"])
+    for keyword, value in schema.items():
+        if keyword in SCHEMA_MAPS and isinstance(value, dict):
+            for sub in value.values():
+                _close_objects(sub)
+        elif isinstance(value, dict | list):
             _close_objects(value)
 
 

@@ -569,14 +569,18 @@ def parse_metadata(pairs: Sequence[str]) -> dict[str, str] | None:
     return metadata or None
 
 
+def read_input(path: Path) -> str:
+    """A file's text; '-' reads stdin."""
+    try:
+        return sys.stdin.read() if str(path) == "-" else path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+
+
 def read_params(path: Path) -> dict[str, Any]:
     """A Messages API request, one JSON object; '-' reads stdin."""
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        params = json.loads(text)
+        params = json.loads(read_input(path))
     except ValueError as exc:
         raise UsageError(f"{path}: not JSON ({exc})") from exc
     if not isinstance(params, dict):
@@ -586,12 +590,8 @@ def read_params(path: Path) -> dict[str, Any]:
 
 def read_job_lines(path: Path) -> list[dict[str, Any]]:
     """Job requests, one JSON object a line (blank lines skipped); '-' reads stdin."""
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     requests = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(read_input(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
