@@ -246,8 +246,9 @@ def test_a_submit_no_replica_confirms_is_a_503(redis_ha, start_api):
 def test_a_worker_started_before_its_redis_waits_for_it(tmp_path, processes, service_env):
     server = RedisServer(tmp_path)
     worker = processes.start("worker", [PYTHON, "worker.py"], {**service_env, "REDIS_URL": server.url})
+    # Importing the SDK alone takes seconds on a busy machine.
     wait_for(lambda: "Redis not reachable" in processes.log_of(worker) or worker.poll() is not None,
-             what="the worker to try Redis")  # fmt: skip
+             timeout=60, what="the worker to try Redis")  # fmt: skip
     assert worker.poll() is None, processes.log_of(worker)
 
     server.start()
