@@ -24,6 +24,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 @dataclass(frozen=True)
 class ReceivedSpan:
     service: str
+    scope: str  # the instrumentation scope (tracer) that made it
     name: str
     kind: int  # opentelemetry.proto's Span.SpanKind: 1 internal, 2 server, 3 client, 4 producer, 5 consumer
     trace_id: str  # hex
@@ -78,6 +79,7 @@ class Collector:
         spans = [
             ReceivedSpan(
                 service=next(a.value.string_value for a in resource.resource.attributes if a.key == "service.name"),
+                scope=scope.scope.name,
                 name=span.name,
                 kind=span.kind,
                 trace_id=span.trace_id.hex(),

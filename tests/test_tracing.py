@@ -100,6 +100,10 @@ def test_a_job_continues_its_callers_trace_through_the_queue_to_its_webhook(
     (sent,) = receiver.deliveries
     assert sent.headers["traceparent"] == f"00-{trace_id}-{request.span_id}-01"
 
+    # Only the service's own spans: none of the anthropic SDK's, which it makes by itself
+    # when a tracer provider is set up (and would fill with the prompt given one variable).
+    assert {span.scope for span in collector.spans} == {"llmjobs"}
+
     # No prompt or reply text in anything exported.
     exported = b"".join(collector.bodies)
     assert SECRET_PROMPT.encode() not in exported

@@ -100,8 +100,12 @@ class LLMClient:
         # (bench/RESULTS.md). The pool allows as many connections as the calls this process
         # runs at once.
         limits = httpx2.Limits(max_connections=max_connections)
+        # Its own OpenTelemetry spans off: the job's trace has the call's span already
+        # (service/tasks/llm_spans.py); the SDK's would repeat it, cost CPU per streamed event,
+        # send the callers' trace context to the provider, and hold the prompt and the reply
+        # if ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE=content were set.
         self._sdk = sdk or anthropic.AsyncAnthropic(
-            max_retries=0, http_client=anthropic.DefaultAioHttpClient(limits=limits)
+            max_retries=0, http_client=anthropic.DefaultAioHttpClient(limits=limits), open_telemetry=False
         )
         self._read_timeout_s = read_timeout_s
         self._on_response = on_response
