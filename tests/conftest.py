@@ -298,7 +298,11 @@ def start_api(processes: Processes, service_env: dict[str, str]) -> Callable[...
         args = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}"]
         process = processes.start("api", args, env)
         base_url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: process.poll() is not None or _answers(f"{base_url}/openapi.json"), what="gunicorn to answer")
+        wait_for(  # importing the app takes seconds on a loaded machine (two processes boot at once)
+            lambda: process.poll() is not None or _answers(f"{base_url}/openapi.json"),
+            timeout=30,
+            what="gunicorn to answer",
+        )
         assert process.poll() is None, processes.log_of(process)
         return base_url
 
