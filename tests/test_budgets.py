@@ -190,7 +190,7 @@ def test_the_worst_case_bounds_the_stored_request(budgeted, redis_conn):
 def test_a_document_job_reserves_for_every_call_of_its_analyses(budgeted, redis_conn):
     text = ("A paragraph of the report. " * 4 + "\n\n") * 3
     body = {"document": {"filename": "report.txt", "data": base64.b64encode(text.encode()).decode()},
-            "analyses": ["summary", "topics"], "max_tokens": 200}  # fmt: skip
+            "analyses": ["summary", "topics"], "max_tokens": 200, "model": "claude-haiku-4-5"}  # fmt: skip
     response = budgeted.post("/v1/documents", json=body, headers=ALICE)
     assert response.status_code == 202, response.text
 
@@ -199,8 +199,9 @@ def test_a_document_job_reserves_for_every_call_of_its_analyses(budgeted, redis_
         stored, media_type="text/plain", file_bytes=len(text.encode()), chunk_tokens=50_000, prices={}
     )
     assert budget_of(budgeted)["reserved"] == pytest.approx(math.ceil(expected * 1e6) / 1e6)
-    # Summary and topics over the whole text, topics' repair, 200 tokens out for each of the three calls.
-    assert expected >= (3 * 3 * len(text.encode()) * 2 + 3 * 200 * 10) / 1_000_000
+    # Summary and topics over the whole text, topics' repair, 200 tokens out for each of the three
+    # calls; input at Claude Haiku 4.5's 1 h cache write ($2/MTok), output at $5/MTok.
+    assert expected >= (3 * 3 * len(text.encode()) * 2 + 3 * 200 * 5) / 1_000_000
 
 
 @pytest.mark.parametrize("room", [True, False])
