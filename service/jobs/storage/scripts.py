@@ -34,6 +34,17 @@ def add_to_pipeline(pipe: Pipeline, source: str, keys: Sequence[Any], args: Sequ
     pipe.eval(source, len(keys), *keys, *args)
 
 
+# The queue-depth check both admission scripts make, at ARGV[a] / KEYS[k]: count + max depth
+# per queue; a queue holding that many waiting jobs answers {'full', its position, its cap}.
+_QUEUE_DEPTHS = """n = tonumber(ARGV[a]); a = a + 1
+for i = 1, n do
+  local cap = tonumber(ARGV[a]); a = a + 1
+  if cap > 0 and redis.call('llen', KEYS[k]) >= cap then return {'full', i, cap} end
+  k = k + 1
+end
+"""
+
+
 # Admission of a submit (storage/admission.py): the client's limits, the queues' depth, its
 # spend budget (the worst case of every job it queues reserved), then RQ's recorded enqueue
 # commands, all or nothing.
@@ -46,7 +57,8 @@ def add_to_pipeline(pipe: Pipeline, source: str, keys: Sequence[Any], args: Sequ
 # recorded command. Refused by the budget: {'budget', limit, spent, reserved, wanted}.
 # The shebang makes Redis refuse the whole script when it is over `maxmemory` (noeviction):
 # an unflagged script that has called TIME is let write past it.
-ADMIT_SUBMIT = """#!lua
+ADMIT_SUBMIT = (
+    """#!lua
 local t = redis.call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local k, a = 1, 4
@@ -70,13 +82,9 @@ for i = 1, n do
   if best == nil or amount - used - 1 < best[2] then best = {amount, amount - used - 1, reset} end
   limit_keys[i], windows[i] = key, window
 end
-n = tonumber(ARGV[a]); a = a + 1
-for i = 1, n do
-  local cap = tonumber(ARGV[a]); a = a + 1
-  if cap > 0 and redis.call('llen', KEYS[k]) >= cap then return {'full', i, cap} end
-  k = k + 1
-end
-local budget = nil
+"""
+    + _QUEUE_DEPTHS
+    + """local budget = nil
 if ARGV[a] == '1' then
   local limit, window, day, jobs = tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], tonumber(ARGV[a + 4])
   a = a + 5
@@ -108,13 +116,15 @@ end
 if best == nil then return {'ok'} end
 return {'ok', best[1], best[2], best[3]}
 """
+)
 
 
 # A submit's check before its body is read (storage/admission.py `check_admissible`): what
 # ADMIT_SUBMIT would answer for the limits and queue depths, without writing anything.
 # KEYS: one per limit, one per capped queue. ARGV: count + (amount, window ms) per limit,
 # then count + max depth per queue.
-CHECK_SUBMIT = """#!lua flags=no-writes
+CHECK_SUBMIT = (
+    """#!lua flags=no-writes
 local t = redis.call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local k, a = 1, 1
@@ -129,14 +139,11 @@ for _ = 1, n do
     return {'limited', amount, reset - now, reset}
   end
 end
-n = tonumber(ARGV[a]); a = a + 1
-for i = 1, n do
-  local cap = tonumber(ARGV[a]); a = a + 1
-  if cap > 0 and redis.call('llen', KEYS[k]) >= cap then return {'full', i, cap} end
-  k = k + 1
-end
-return {'ok'}
 """
+    + _QUEUE_DEPTHS
+    + """return {'ok'}
+"""
+)
 
 
 # What a listing's status filter reads of each job it passes over (storage/lookup.py): RQ's
