@@ -388,7 +388,8 @@ def test_scheduled_retries_resume_after_a_redis_restart(start_api, start_worker,
     done = wait_until_finished(api, after["id"], timeout=20)
     assert (done["status"], done["attempts"]) == ("succeeded", 2)
     assert worker.poll() is None
-    assert requests.get(f"{api}/readyz", timeout=10).status_code == 200  # the worker registered again
+    # The worker registered again (at its next heartbeat after the restart emptied Redis).
+    wait_for(lambda: requests.get(f"{api}/readyz", timeout=10).status_code == 200, timeout=30, what="/readyz")
 
 
 # --- 11. every end is published at least once ----------------------------------------------------
