@@ -392,6 +392,23 @@ def test_scheduled_retries_resume_after_a_redis_restart(start_api, start_worker,
     wait_for(lambda: requests.get(f"{api}/readyz", timeout=10).status_code == 200, timeout=30, what="/readyz")
 
 
+def test_a_worker_whose_registration_was_lost_registers_again_though_its_hash_came_back(
+    start_api, start_worker, redis_conn
+):
+    # After a restart that emptied Redis, a job start's or a heartbeat's HSET makes the
+    # worker's hash again before the worker sees it gone; the sets /readyz reads stay empty.
+    api = start_api()
+    worker = start_worker()
+    wait_for(lambda: requests.get(f"{api}/readyz", timeout=10).status_code == 200, what="/readyz")
+    [name] = redis_conn.smembers("rq:workers")
+    redis_conn.delete("rq:workers", *redis_conn.keys("rq:workers:*"))
+    assert redis_conn.exists(name)
+    assert requests.get(f"{api}/readyz", timeout=10).status_code == 503
+
+    wait_for(lambda: requests.get(f"{api}/readyz", timeout=10).status_code == 200, what="/readyz again")
+    assert worker.poll() is None
+
+
 # --- 11. every end is published at least once ----------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from contextlib import suppress
 from functools import partial
 from typing import Any, cast
 
+from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -390,7 +391,7 @@ class AsyncWorker:
         with self.connection.pipeline(transaction=False) as pipe:
             pipe.mget([cancel_key(i) for i in llm_jobs] or ["-"])
             pipe.get(self.gate.closed_key)
-            pipe.exists(self.rq_worker.key)
+            self._queue_registration_check(pipe)
             metrics.report_worker(  # the gate as the previous tick read it
                 pipe,
                 self.rq_worker.name,
@@ -400,8 +401,7 @@ class AsyncWorker:
             )
             cancels, closed_until, registered, _ = pipe.execute()
         self.gate_closed_until = float(closed_until or 0)
-        if not registered:  # Redis lost our key (a restart without persistence): register again
-            self._register()
+        self._register_again_unless(registered)
         for job_id, requested in zip(llm_jobs, cancels if llm_jobs else [], strict=True):
             if requested is not None:
                 self._stop(job_id, CANCELED)
@@ -415,14 +415,23 @@ class AsyncWorker:
 
     def _heartbeat(self) -> None:
         with self.connection.pipeline(transaction=False) as pipe:
-            pipe.exists(self.rq_worker.key)
+            self._queue_registration_check(pipe)
             self.rq_worker.heartbeat(pipeline=pipe)
             self.rq_worker.set_state(WorkerStatus.BUSY if self.running else WorkerStatus.IDLE, pipeline=pipe)
             self.rq_worker.set_current_job_id(next(reversed(self.running), None), pipeline=pipe)
             executions.heartbeat(pipe, self.running.values())
             self.gate.renew(pipe)
-            alive, *_ = pipe.execute()
-        if not alive:  # Redis lost our key (a restart without persistence): register again
+            registered, *_ = pipe.execute()
+        self._register_again_unless(registered)
+
+    def _queue_registration_check(self, pipe: Pipeline) -> None:
+        """Queue the check that this worker is in the set `Worker.all` and /readyz read. Not
+        its hash: a heartbeat's or a job start's HSET makes that again after Redis lost it (a
+        restart without persistence), and the worker would never be listed again."""
+        pipe.sismember(self.rq_worker.redis_workers_keys, self.rq_worker.key)
+
+    def _register_again_unless(self, registered: int) -> None:
+        if not registered:
             self._register()
 
     # --- RQ's commands -------------------------------------------------------------------
