@@ -1,5 +1,5 @@
 # One image for every role; the command picks it (docker-compose.yml runs them all):
-#   docker run IMAGE                             -> API (gunicorn wsgi:app on :8000)
+#   docker run IMAGE                             -> API (python wsgi.py: granian on :8000)
 #   docker run IMAGE python worker.py            -> a worker: every queue, webhooks included
 #                                                   (or name some: high default low webhooks)
 #   docker run IMAGE python scheduler.py         -> rq-scheduler
@@ -26,8 +26,8 @@ RUN useradd --system --uid 10001 --no-create-home app
 # gets no write access to what it runs.
 COPY service/ service/
 COPY fake_anthropic/ fake_anthropic/
-COPY worker.py scheduler.py wsgi.py gunicorn.conf.py ./
+COPY worker.py scheduler.py wsgi.py ./
 USER app
 
 EXPOSE 8000
-CMD ["gunicorn", "wsgi:app"]
+CMD ["python", "wsgi.py"]

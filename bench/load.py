@@ -13,7 +13,7 @@ Phase 2 (--wait): a few threads poll GET /v1/jobs/<id> until every accepted job 
 or --wait-timeout passes. Reports outcomes, jobs completed per second (first submit to last
 `finished_at`), queue wait (started_at - created_at) and run time (finished_at - started_at).
 
---pids-from-pgrep adds the RSS of the API's gunicorn processes and of the worker processes,
+--pids-from-pgrep adds the RSS of the API's processes (`python wsgi.py`) and of the worker processes,
 found with `pgrep -f` on this machine. Only a loopback URL (127.0.0.1 or localhost) is accepted.
 Exit status: 0 when every submit got a 202, 1 otherwise, 2 for bad arguments.
 """
@@ -33,6 +33,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +43,7 @@ from bench.polling import TERMINAL
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost"})
 POLL_PAUSE_S = 0.25
-PROCESS_PATTERNS = {"api_gunicorn": "gunicorn wsgi:app", "workers": "worker.py"}
+PROCESS_PATTERNS = {"api": "wsgi.py", "workers": "worker.py"}
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -330,30 +331,34 @@ def ancestors(pid: int, parents: dict[int, int]) -> list[int]:
     return chain
 
 
-def stack_root(api_port: int, gunicorn_pids: list[int], worker_pids: list[int]) -> int | None:
-    """The smallest process subtree holding the gunicorn that serves `api_port` and a worker.py.
+def stack_root(api_port: int, api_pids: list[int], worker_pids: list[int]) -> int | None:
+    """The smallest process subtree holding the API server that serves `api_port` and a worker.py.
 
-    Other stacks on the machine (a test suite's gunicorn and workers, say) match the same
+    Other stacks on the machine (a test suite's API and workers, say) match the same
     pgrep patterns; only processes under this root belong to the stack being measured.
     """
     parents = parent_map()
     on_port = re.compile(rf":{api_port}(\s|$)")
-    masters = [pid for pid in gunicorn_pids if on_port.search(_args(pid)) and parents.get(pid) not in gunicorn_pids]
+    masters = [pid for pid in api_pids if on_port.search(_bind_of(pid)) and parents.get(pid) not in api_pids]
     if not masters:
         return None
     worker_ancestors = {a for pid in worker_pids for a in ancestors(pid, parents)}
     return next((a for a in ancestors(masters[0], parents) if a in worker_ancestors and a != 1), None)
 
 
-def _args(pid: int) -> str:
-    found = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True, check=False)
-    return found.stdout.strip()
+def _bind_of(pid: int) -> str:
+    """The address `python wsgi.py` serves: its BIND variable."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:  # gone, or not ours to read
+        return ""
+    return next((v.decode(errors="replace")[5:] for v in environ if v.startswith(b"BIND=")), "")
 
 
 def memory_report(api_port: int) -> dict[str, Any]:
     """RSS per process and summed per group (a forked child's shared pages count again in each child)."""
     matched = {name: pids_matching(pattern) for name, pattern in PROCESS_PATTERNS.items()}
-    root = stack_root(api_port, matched["api_gunicorn"], matched["workers"])
+    root = stack_root(api_port, matched["api"], matched["workers"])
     parents = parent_map()
     report: dict[str, Any] = {"stack_root_pid": root}
     for name, pids in matched.items():

@@ -2,7 +2,7 @@
 
 Starts a Redis primary and a replica (redis-server on free ports in a temp dir, AOF
 everysec as in production), then, alternating the setting round by round (0, 1, 0, 1, ...),
-the API under gunicorn with REDIS_MIN_REPLICAS_ACK set, and `bench.load`'s submit phase
+the API (`python wsgi.py`) with REDIS_MIN_REPLICAS_ACK set, and `bench.load`'s submit phase
 against it (no workers: only the submit is measured). Prints one line per round and the
 median of each setting's rounds.
 
@@ -82,14 +82,15 @@ def one_round(redis_url: str, replicas_ack: int, args: argparse.Namespace, workd
         "QUEUE_MAX_DEPTH": "0",
         "REDIS_MIN_REPLICAS_ACK": str(replicas_ack),
         "WEB_CONCURRENCY": "2",
+        "BIND": f"127.0.0.1:{port}",
     }
     api = subprocess.Popen(
-        [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}"],
+        [sys.executable, "wsgi.py"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        until(lambda: _serves(url), "gunicorn to answer")
+        until(lambda: _serves(url), "the API to answer")
         out = workdir / f"load-{replicas_ack}-{time.monotonic_ns()}.json"
         subprocess.run(
             [sys.executable, "-m", "bench.load", "--url", url, "--key", API_KEY, "--clients", str(args.clients),

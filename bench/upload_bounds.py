@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--other-key", required=True)
-    parser.add_argument("--api-pid", type=int, required=True, help="gunicorn's master")
+    parser.add_argument("--api-pid", type=int, required=True, help="the API server's main process (python wsgi.py)")
     parser.add_argument("--worker-pid", type=int, required=True, help="worker.py")
     parser.add_argument("--max-characters", type=int, default=2_000_000, help="MAX_DOCUMENT_CHARACTERS of the stack")
     parser.add_argument("--max-bytes", type=int, default=20 * 1024 * 1024, help="MAX_DOCUMENT_BYTES of the stack")

@@ -89,7 +89,7 @@ class Settings:
     retry_max_s: float = 300.0  # cap on one wait (a provider's retry-after may ask for more)
     idempotency_ttl_s: int = 24 * 3600
     cleanup_interval_s: int = 300  # the scheduler's periodic clean-up (service.tasks.maintenance)
-    sse_max_streams: int = 24  # per API process; keep below GUNICORN_THREADS
+    sse_max_streams: int = 24  # per API process; keep below API_THREADS
     sse_keepalive_s: float = 15.0  # a comment line on a silent stream, so proxies keep it open
     sse_max_streams_per_client: int = 8  # open streams of one client, across API processes
     sse_max_duration_s: float = 900.0  # then the stream ends; the client resumes with Last-Event-ID

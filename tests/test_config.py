@@ -253,23 +253,33 @@ def test_scheduler_with_bad_timeout_stops_with_one_line():
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"), [("RATE_LIMIT", "bogus"), ("JOB_TIMEOUT_S", "-1"), ("API_KEYS", "alice")]
+    ("variable", "value"),
+    [
+        ("RATE_LIMIT", "bogus"),
+        ("JOB_TIMEOUT_S", "-1"),
+        ("API_KEYS", "alice"),
+        ("WEB_CONCURRENCY", "0"),
+        ("API_THREADS", "many"),
+        ("BIND", "8000"),
+    ],
 )
-def test_gunicorn_with_a_bad_setting_stops_before_booting_a_worker(variable, value):
-    """Issue 9 item 23: the settings are checked in gunicorn's master (gunicorn.conf.py), which
-    exits naming the variable. Before, each worker failed at import and was booted again, forever:
-    this wait then ran out."""
-    env = {**clean_environ(), "API_KEYS": f"alice={KEY_A}", "REDIS_URL": "redis://127.0.0.1:1/0", variable: value}
-    args = [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{free_port()}"]
-    gunicorn = subprocess.Popen(args, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+def test_the_api_with_a_bad_setting_stops_before_starting_a_server_process(variable, value):
+    """Issue 9 item 23: `python wsgi.py` checks the settings before the server starts its
+    processes, and exits naming the variable. (With respawn on, a process that failed at
+    import would be started again, forever: this wait would then run out.)"""
+    env = {**clean_environ(), "API_KEYS": f"alice={KEY_A}", "REDIS_URL": "redis://127.0.0.1:1/0",
+           "BIND": f"127.0.0.1:{free_port()}", variable: value}  # fmt: skip
+    api = subprocess.Popen(
+        [sys.executable, "wsgi.py"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
-        _, stderr = gunicorn.communicate(timeout=60)
+        _, stderr = api.communicate(timeout=60)
     except subprocess.TimeoutExpired:
-        os.killpg(gunicorn.pid, signal.SIGKILL)  # the master and the workers it keeps booting
-        _, stderr = gunicorn.communicate()
-        pytest.fail(f"gunicorn was still running after 60 s:\n{stderr[-2000:]}")
+        os.killpg(api.pid, signal.SIGKILL)  # the server and the processes it keeps starting
+        _, stderr = api.communicate()
+        pytest.fail(f"the API was still running after 60 s:\n{stderr[-2000:]}")
 
-    assert gunicorn.returncode == 2, stderr
+    assert api.returncode == 2, stderr
     assert f"config error: {variable}" in stderr
-    assert "Booting worker" not in stderr
+    assert "Spawning worker" not in stderr
     assert "Traceback" not in stderr

@@ -104,7 +104,7 @@ def test_clients_see_only_their_own_jobs(start_api):
     assert [j["id"] for j in requests.get(f"{api}/v1/jobs", headers=ALICE, timeout=10).json()["data"]] == [job["id"]]
 
 
-def test_errors_from_gunicorn_are_json(start_api):
+def test_errors_from_the_server_are_json(start_api):
     api = start_api()
     for response in (
         requests.get(f"{api}/nope", timeout=10),

@@ -38,4 +38,4 @@ def test_logs_are_json_with_job_context_and_no_secrets(start_api, start_worker, 
         "client": "alice", "queue": "default", "attempt": 1, "process": "worker",
     }  # fmt: skip
     assert (ended[bad["id"]]["outcome"], ended[bad["id"]]["error_type"]) == ("failed", "invalid_request_error")
-    assert any(r["logger"] == "gunicorn.access" for r in json_lines(logs["api"]))
+    assert any(r["logger"] == "granian.access" for r in json_lines(logs["api"]))

@@ -1,5 +1,5 @@
 """One source of truth for the settings: the variables service/config.py reads (and those
-gunicorn.conf.py reads) are exactly the README's settings table and the variables
+the API's server reads, service/api/serve.py) are exactly the README's settings table and the variables
 docker-compose.yml passes to the processes, and the table's defaults are the code's."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 
 import yaml
 
+from service.api.serve import SERVER_SETTINGS
 from service.config import JobLimits, Settings
 from service.webhooks.addresses import CallbackPolicy
 from tests.conftest import ROOT
@@ -54,8 +55,8 @@ def env_names(node: ast.AST, *, nested: bool) -> list[str]:
     return found
 
 
-def gunicorn_reads() -> set[str]:
-    return set(re.findall(r'os\.environ\.get\("([A-Z_]+)"', (ROOT / "gunicorn.conf.py").read_text()))
+def server_reads() -> set[str]:
+    return set(SERVER_SETTINGS)
 
 
 def readme_rows() -> list[tuple[list[str], list[str]]]:
@@ -81,20 +82,20 @@ def test_the_settings_are_read_where_the_test_looks():
     assert reads["REDIS_URL"] == ("Settings", "redis_url")
     assert reads["JOB_TIMEOUT_S"] == ("JobLimits", "max_timeout_s")
     assert reads["ANTHROPIC_API_KEY"] is None
-    assert len(reads) > 40 and gunicorn_reads() == {"BIND", "WEB_CONCURRENCY", "GUNICORN_THREADS"}
+    assert len(reads) > 40 and server_reads() == {"BIND", "WEB_CONCURRENCY", "API_THREADS"}
 
 
 def test_readme_table_lists_exactly_the_settings_read():
     listed = [name for names, _ in readme_rows() for name in names]
     assert len(listed) == len(set(listed)), "a variable is listed twice"
-    read = set(config_reads()) | gunicorn_reads()
+    read = set(config_reads()) | server_reads()
     assert sorted(read - set(listed)) == [], "read by the code, missing from the README's table"
     assert sorted(set(listed) - read) == [], "in the README's table, read by nothing"
 
 
 def test_compose_passes_exactly_the_settings_read():
     passed = compose_reads()
-    read = set(config_reads()) | gunicorn_reads()
+    read = set(config_reads()) | server_reads()
     assert sorted(read - passed) == [], "read by the code, passed by no service of docker-compose.yml"
     assert sorted(passed - read) == [], "passed by docker-compose.yml, read by nothing"
 

@@ -1,5 +1,5 @@
 """Event streams never hold a slot for good: HEAD, a gone client, the per-client cap, the
-time limit; and a Last-Event-ID Redis would refuse is a JSON 422. Real gunicorn."""
+time limit; and a Last-Event-ID Redis would refuse is a JSON 422. The real API process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import signal
 
 import requests
 
-from tests.conftest import ALICE, BOB, wait_for
+from tests.conftest import ALICE, BOB, process_tree, wait_for
 from tests.helpers import directive, get, progress_text, read_stream, submit
 
 
@@ -46,14 +46,31 @@ def test_a_stream_answers_at_once_not_at_its_first_event_or_keep_alive(start_api
 
 def test_a_stopping_api_ends_its_streams_and_exits_at_once(start_api, processes):
     api = start_api(WEB_CONCURRENCY="1")  # SSE_KEEPALIVE_S stays 15 s; no worker: nothing happens
-    gunicorn = processes.started[-1][1]
+    server = processes.started[-1][1]
     job = submit(api, {"prompt": "never runs"})
     with requests.get(f"{api}/v1/jobs/{job['id']}/events", headers=ALICE, stream=True, timeout=30) as response:
         assert response.status_code == 200
-        os.killpg(gunicorn.pid, signal.SIGTERM)  # a deploy: the stream must not hold it
+        os.killpg(server.pid, signal.SIGTERM)  # a deploy: the stream must not hold it
         body = b"".join(response.iter_content(chunk_size=None)).decode()
     assert ": server stopping; reconnect with Last-Event-ID" in body
-    assert gunicorn.wait(timeout=10) == 0  # its graceful stop would wait 30 s for an open stream
+    assert server.wait(timeout=10) == 0  # its graceful stop would wait for an open stream
+
+
+def test_a_reload_replaces_the_api_processes_and_ends_their_streams(start_api, processes):
+    api = start_api(WEB_CONCURRENCY="1")
+    server = processes.started[-1][1]
+    before = set(process_tree(server.pid)[1:])
+    job = submit(api, {"prompt": "never runs"})
+    with open_stream(api, job["id"]) as response:
+        assert response.status_code == 200
+        os.kill(server.pid, signal.SIGHUP)  # a reload: new processes, the old ones stop
+        body = b"".join(response.iter_content(chunk_size=None)).decode()
+    assert ": server stopping; reconnect with Last-Event-ID" in body
+
+    after = wait_for(lambda: set(process_tree(server.pid)[1:]) - before, timeout=30, what="new API processes")
+    assert after and server.poll() is None
+    assert get(api, job["id"])["status"] == "queued"  # served by the new process
+    wait_for(lambda: not before & set(process_tree(server.pid)), timeout=30, what="the old API processes to stop")
 
 
 def test_a_client_that_goes_away_gives_its_slot_back(start_api):

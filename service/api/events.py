@@ -1,7 +1,7 @@
 """GET /v1/jobs/{id}/events: the job's progress and end as Server-Sent Events.
 
-Each open stream holds one gunicorn thread (gthread workers). A per-process cap below the
-thread count (SSE_MAX_STREAMS < GUNICORN_THREADS) keeps threads free for other requests:
+Each open stream holds one of the API process's threads. A per-process cap below the
+thread count (SSE_MAX_STREAMS < API_THREADS) keeps threads free for other requests:
 a stream past the cap is a 503 with Retry-After, not a stalled API. One client may hold
 SSE_MAX_STREAMS_PER_CLIENT streams across all processes (more is a 429), so it cannot
 take every slot; and a stream ends after SSE_MAX_DURATION_S, for the client to resume
@@ -42,7 +42,7 @@ blp = Blueprint("events", __name__, url_prefix="/v1/jobs", description="Follow a
 blp.before_request(require_client)
 
 READ_BLOCK_MS = 1000  # below the API's Redis socket timeout (2 s, storage/connection.py), and the keep-alive floor
-# Set when this API process is stopping (gunicorn.conf.py, on SIGTERM): every open stream
+# Set when this API process is stopping (serve.end_streams_on_stop, on SIGTERM): every open stream
 # ends within READ_BLOCK_MS, for its client to resume elsewhere with Last-Event-ID.
 STOPPING = threading.Event()
 STREAM_FULL_RETRY_AFTER_S = 5
@@ -132,7 +132,7 @@ class StreamSlot:
 def _stream(
     connection: Redis, client: str, job_id: str, after: str, keepalive_s: float, max_duration_s: float
 ) -> Iterator[str]:
-    # gunicorn sends the status line and headers with the first chunk of the body: without
+    # The server sends the status line and headers with the first chunk of the body: without
     # this comment a client would learn that its stream is open only at the first event or
     # keep-alive, up to SSE_KEEPALIVE_S later. A comment is no event to any SSE parser.
     yield ": stream open\n\n"

@@ -1,8 +1,7 @@
 """Bounds on the request line and headers, answered by the app in the JSON error shape.
 
-gunicorn refuses what is past its own limits itself, with an HTML page (`util.write_error`).
-Its limits (gunicorn.conf.py) are set above these, so a request between the two gets a
-JSON 414/431 from here; only one past gunicorn's limits gets gunicorn's HTML.
+The server (granian) refuses what is past its own limits itself, with a bare status. Its
+limits are far above these, so a request between the two gets a JSON 414/431 from here.
 """
 
 from __future__ import annotations
@@ -10,9 +9,9 @@ from __future__ import annotations
 from flask import Flask, request
 from webargs.flaskparser import abort  # what flask_smorest.abort is, with its NoReturn type
 
-MAX_REQUEST_TARGET_BYTES = 4096  # path and query; gunicorn's request line limit is 8190
-MAX_HEADER_FIELD_BYTES = 8190  # name, ": " and value, as gunicorn counts; its limit is 16384
-MAX_HEADER_FIELDS = 64  # distinct names (WSGI joins repeats); gunicorn's limit is 100 lines
+MAX_REQUEST_TARGET_BYTES = 4096  # path and query
+MAX_HEADER_FIELD_BYTES = 8190  # name, ": " and value
+MAX_HEADER_FIELDS = 64  # distinct names (WSGI joins repeats); granian's limit is 100 lines
 
 
 def check_request_size() -> None:

@@ -1,6 +1,6 @@
 """Prometheus metrics, counted in Redis and read at scrape time.
 
-Every process that sees an event (the API's gunicorn workers, the worker processes,
+Every process that sees an event (the API's server processes, the worker processes,
 the scheduler, on any machine) adds it to one Redis hash, `llmjobs:metrics`; `/metrics`
 reads that hash and the queues' own state. So the figures are the same whichever API
 process is scraped, and nothing is lost when a process exits. This
