@@ -32,7 +32,9 @@ class SettingsError(Exception):
 class JobLimits:
     """Bounds on a job request, documented in README and the OpenAPI description."""
 
-    max_body_bytes: int = 1024 * 1024
+    # The provider's own bound on a Messages request (32 MB: Anthropic's "Request size limits"):
+    # a body carries images and PDFs, and any body it would refuse is refused here first.
+    max_body_bytes: int = 32_000_000
     max_messages: int = 200
     max_output_tokens: int = 64000
     max_metadata_keys: int = 16

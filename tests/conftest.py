@@ -281,8 +281,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def service_env(redis_server: RedisServer, fake_anthropic: str, redis_conn: redis.Redis) -> dict[str, str]:
+def stack_env(redis_server: RedisServer, fake_anthropic: str) -> dict[str, str]:
     """The environment every process of the service gets in a test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "RQ_"))}
     env.update(
@@ -296,6 +295,12 @@ def service_env(redis_server: RedisServer, fake_anthropic: str, redis_conn: redi
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+@pytest.fixture
+def service_env(redis_server: RedisServer, fake_anthropic: str, redis_conn: redis.Redis) -> dict[str, str]:
+    """`stack_env`, on a Redis emptied for the test (`redis_conn`)."""
+    return stack_env(redis_server, fake_anthropic)
 
 
 @pytest.fixture
@@ -313,43 +318,52 @@ def client(app):
     return app.test_client()
 
 
+def launch_api(processes: Processes, env: dict[str, str], port: int | None = None) -> str:
+    """Start the API as shipped, `python wsgi.py` (on a free port, or `port`); returns its base URL once it answers."""
+    port = port or free_port()
+    process = processes.start("api", [PYTHON, "wsgi.py"], {**env, "BIND": f"127.0.0.1:{port}"})
+    base_url = f"http://127.0.0.1:{port}"
+    wait_for(  # importing the app takes seconds on a loaded machine (two processes boot at once)
+        lambda: process.poll() is not None or _answers(f"{base_url}/openapi.json"),
+        timeout=30,
+        what="the API to answer",
+    )
+    assert process.poll() is None, processes.log_of(process)
+    return base_url
+
+
+def launch_worker(processes: Processes, env: dict[str, str], connection: redis.Redis, *queues: str) -> subprocess.Popen:
+    """Start `python worker.py QUEUE...`; returns once its worker processes have registered."""
+    from rq import Worker
+
+    before = len(Worker.all(connection=connection))
+    process = processes.start("worker", [PYTHON, "worker.py", *queues], env)
+    wanted = before + int(env.get("WORKER_PROCESSES", "1"))
+    wait_for(  # importing the anthropic SDK alone takes seconds on a loaded machine
+        lambda: process.poll() is not None or len(Worker.all(connection=connection)) >= wanted,
+        timeout=30,
+        what="the worker to register",
+    )
+    assert process.poll() is None, processes.log_of(process)
+    return process
+
+
 @pytest.fixture
 def start_api(processes: Processes, service_env: dict[str, str]) -> Callable[..., str]:
-    """Start the API as shipped, `python wsgi.py` (on a free port, or `port`); returns its base URL once it answers."""
+    """`launch_api` with the test's environment and overrides."""
 
     def start(port: int | None = None, **env_overrides: str) -> str:
-        port = port or free_port()
-        env = {**service_env, "BIND": f"127.0.0.1:{port}", **env_overrides}
-        process = processes.start("api", [PYTHON, "wsgi.py"], env)
-        base_url = f"http://127.0.0.1:{port}"
-        wait_for(  # importing the app takes seconds on a loaded machine (two processes boot at once)
-            lambda: process.poll() is not None or _answers(f"{base_url}/openapi.json"),
-            timeout=30,
-            what="the API to answer",
-        )
-        assert process.poll() is None, processes.log_of(process)
-        return base_url
+        return launch_api(processes, {**service_env, **env_overrides}, port)
 
     return start
 
 
 @pytest.fixture
 def start_worker(processes: Processes, service_env: dict[str, str], redis_conn: redis.Redis):
-    """Start `python worker.py QUEUE...`; returns once its worker processes have registered."""
-    from rq import Worker
+    """`launch_worker` with the test's environment and overrides."""
 
     def start(*queues: str, **env_overrides: str) -> subprocess.Popen:
-        env = {**service_env, **env_overrides}
-        before = len(Worker.all(connection=redis_conn))
-        process = processes.start("worker", [PYTHON, "worker.py", *queues], env)
-        wanted = before + int(env.get("WORKER_PROCESSES", "1"))
-        wait_for(  # importing the anthropic SDK alone takes seconds on a loaded machine
-            lambda: process.poll() is not None or len(Worker.all(connection=redis_conn)) >= wanted,
-            timeout=30,
-            what="the worker to register",
-        )
-        assert process.poll() is None, processes.log_of(process)
-        return process
+        return launch_worker(processes, {**service_env, **env_overrides}, redis_conn, *queues)
 
     return start
 

@@ -335,11 +335,11 @@ def test_an_escaped_surrogate_pair_is_one_character(client, redis_conn):
     )
 
 
-def test_body_over_1_mib_is_413(client, redis_conn):
-    body = json.dumps({"prompt": "x" * (1024 * 1024)})
+def test_a_body_past_the_providers_32_mb_is_413(client, redis_conn):
+    body = json.dumps({"prompt": "x" * 32_000_000})
 
     refused = assert_error(client.post("/v1/jobs", data=body, content_type="application/json", headers=ALICE), 413)
-    assert refused["message"] == "the request body is larger than MAX_BODY_BYTES (1048576 bytes)"
+    assert refused["message"] == "the request body is larger than MAX_BODY_BYTES (32000000 bytes)"
     assert_no_job_created(redis_conn)
 
 

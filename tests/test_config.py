@@ -127,7 +127,7 @@ def test_llm_base_url_must_be_a_url(monkeypatch):
 def test_defaults_when_nothing_is_set():
     assert load_settings() == Settings()
     assert load_settings().limits == JobLimits(
-        max_body_bytes=1024 * 1024, max_messages=200, max_output_tokens=64000, max_metadata_keys=16, max_timeout_s=600
+        max_body_bytes=32_000_000, max_messages=200, max_output_tokens=64000, max_metadata_keys=16, max_timeout_s=600
     )
 
 

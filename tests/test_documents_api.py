@@ -155,12 +155,13 @@ def test_a_document_over_max_document_bytes_is_413(service_env, monkeypatch) -> 
     for name in ("REDIS_URL", "API_KEYS"):
         monkeypatch.setenv(name, service_env[name])
     monkeypatch.setenv("MAX_DOCUMENT_BYTES", "1000")
+    monkeypatch.setenv("MAX_BODY_BYTES", "1048576")
     client = create_app().test_client()
     assert upload(client, b"a" * 1000, "a.txt").status_code == 202
     body = assert_error_shape(upload(client, b"a" * 1001, "a.txt"), 413)
     assert "MAX_DOCUMENT_BYTES" in body["message"]
     # Far past it, the body is refused before it is read; still in the error shape.
     assert "MAX_DOCUMENT_BYTES" in assert_error_shape(upload(client, b"a" * 2_000_000, "a.txt"), 413)["message"]
-    # The app's MAX_BODY_BYTES (1 MiB) still bounds JSON jobs, which are not uploads.
+    # The app's MAX_BODY_BYTES (1 MiB here) still bounds JSON jobs, which are not uploads.
     client = create_app().test_client()
     assert client.post("/v1/jobs", json={"prompt": "a" * 1_100_000}, headers=ALICE).status_code == 413

@@ -110,7 +110,7 @@ def test_errors_from_the_server_are_json(start_api):
         requests.get(f"{api}/nope", timeout=10),
         requests.post(f"{api}/v1/jobs", data=b"{not json", headers={**ALICE, "Content-Type": "application/json"},
                       timeout=10),
-        requests.post(f"{api}/v1/jobs", data=b"x" * (1024 * 1024 + 1),
+        requests.post(f"{api}/v1/jobs", data=b"x" * 32_000_001,
                       headers={**ALICE, "Content-Type": "application/json"}, timeout=10),
         requests.get(f"{api}/v1/jobs", timeout=10),
     ):  # fmt: skip

@@ -1,5 +1,5 @@
 """Bad input at scale: schemathesis fuzzes every operation of `/openapi.json` against the
-running stack (gunicorn and a worker, as real processes), with every check it has.
+running stack (the API and a worker, as real processes), with every check it has.
 
 Each operation gets the coverage phase (boundary and invalid values derived from the schema,
 unexpected methods, missing headers) and a bounded number of generated cases, valid and
@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+import redis
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -30,7 +31,7 @@ from service.api.schemas import METADATA_KEY_MAX
 from service.app import create_app
 from service.config import JobLimits, Settings, parse_api_keys
 from service.jobs.observability.usage import MAX_REPORT_DAYS
-from tests.conftest import ALICE, API_KEYS
+from tests.conftest import ALICE, API_KEYS, Processes, launch_api, launch_worker, stack_env
 from tests.helpers import assert_error_shape
 
 MAX_EXAMPLES = 40  # generated cases per operation, positive and negative together; the coverage phase adds its own
@@ -42,7 +43,7 @@ def served_document() -> dict[str, Any]:
     contacts no Redis, so the schema exists at collection time. (The lazy loader,
     `schemathesis.pytest.from_fixture`, fails on pytest 9.2: it sets `Function._nodeid`, which
     pytest renamed.) Loaded as a plain document, not as a WSGI app, so that every case goes over
-    HTTP to the gunicorn of the `stack` fixture, which runs with the same (default) limits."""
+    HTTP to the API of the `stack` fixture, which runs with the same (default) bounds."""
     app = create_app(Settings(api_keys=parse_api_keys(API_KEYS)))
     return app.test_client().get("/openapi.json").get_json()
 
@@ -58,11 +59,25 @@ def load_schema() -> schemathesis.BaseSchema:
 schema = load_schema()
 
 
-@pytest.fixture
-def stack(start_api, start_worker) -> str:
-    """gunicorn and a worker on every queue (so `/readyz` is ready); the API's base URL."""
-    start_worker()
-    return start_api()
+# Every operation is fuzzed against one stack (per test process): its submits would use up
+# another operation's rate limits, which are not what this test is about.
+SHARED_STACK_LIMITS = {"RATE_LIMIT": "1000000/minute", "LIST_RATE_LIMIT": "1000000/minute",
+                       "UPLOAD_RATE_LIMIT": "1000000/hour"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, redis_server, fake_anthropic) -> Iterator[str]:
+    """The API and a worker on every queue (so `/readyz` is ready), started once for the
+    module: one stack per case cost ~40 API and worker starts. The API's base URL."""
+    connection = redis.Redis.from_url(redis_server.url)
+    connection.flushall()
+    processes = Processes(tmp_path_factory.mktemp("fuzz-stack"))
+    env = {**stack_env(redis_server, fake_anthropic), **SHARED_STACK_LIMITS}
+    try:
+        launch_worker(processes, env, connection)
+        yield launch_api(processes, env)
+    finally:
+        processes.stop_all()
 
 
 @schema.parametrize()
@@ -75,8 +90,6 @@ def stack(start_api, start_worker) -> str:
         HealthCheck.too_slow,
         HealthCheck.filter_too_much,
         HealthCheck.data_too_large,
-        # One stack for all the examples of an operation: jobs piling up is fine.
-        HealthCheck.function_scoped_fixture,
     ],
 )
 def test_no_input_breaks_the_api(case, stack):
