@@ -8,10 +8,11 @@ failed after its retries) is no bug and is never reported: the code that reports
 only where those are already told apart (service/worker/async_worker.py, the API's
 unhandled exceptions, scheduler.py).
 
-What leaves: the exception's type, message and stack (files, functions, lines and the
-service's own source around them), the process and the tags given (job id, client, queue,
-kind) and the trace id. What sentry-sdk would send by default and does not here: the
-local variables of every frame (a task's are its prompt), request bodies and headers, log
+What leaves: the exception's type and stack (files, functions, lines and the service's own
+source around them), the process and the tags given (job id, client, queue, kind) and the
+trace id. What sentry-sdk would send by default and does not here: the exception's message
+(it may quote what the code was handling: a prompt, a reply; the report says only its
+length), the local variables of every frame (a task's are its prompt), request bodies and headers, log
 lines as breadcrumbs (and log records as events), the command line and installed
 packages, and every integration that patches a library: its Anthropic one reports
 provider errors with their request, its RQ one cannot see this worker's jobs anyway, its
@@ -49,9 +50,19 @@ def setup_bug_reports(process: str, dsn: str | None) -> None:
         max_breadcrumbs=0,
         send_client_reports=False,
         auto_session_tracking=False,
+        before_send=_without_messages,
     )
     sentry_sdk.get_global_scope().set_tag("process", process)
     ON = True
+
+
+def _without_messages(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+    """No exception's message leaves: `KeyError(prompt)` or `ValueError(f"bad {reply}")` would
+    carry the text the service must not send. Its type, stack and tags say where the bug is."""
+    for exception in event.get("exception", {}).get("values", []):
+        if exception.get("value"):
+            exception["value"] = f"(a message of {len(exception['value'])} characters, not sent)"
+    return event
 
 
 def report_bug(exc: BaseException, **tags: Any) -> None:

@@ -135,6 +135,7 @@ def test_bugs_are_reported_once_tagged_and_expected_failures_never(start_api, st
     }  # fmt: skip
     api_bug = by_process["api"]
     assert api_bug["exception"]["values"][-1]["type"] == "KeyError"
+    assert api_bug["exception"]["values"][-1]["value"].endswith("characters, not sent)")  # the message stays home
     assert {name: api_bug["tags"].get(name) for name in ("job_id", "client", "route", "method")} == {
         "job_id": broken_id, "client": "alice", "route": "/v1/jobs/<job_id>", "method": "GET",
     }  # fmt: skip
