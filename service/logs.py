@@ -38,7 +38,10 @@ def log_context(**fields: Any) -> Iterator[None]:
 _NEVER_LOGGED = ("arguments", "kwargs")
 
 
-class _ContextFilter(logging.Filter):
+class ContextFilter(logging.Filter):
+    """Adds the job context, the trace's ids, and hides a failed job's arguments. On every
+    handler of every process: `configure_logging`, and the API server's logging config."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         for name, value in _context.get():
             setattr(record, name, value)
@@ -64,7 +67,7 @@ def configure_logging(process: str, level: str = "INFO") -> None:
     has one) to stderr as JSON lines."""
     handler = logging.StreamHandler()
     handler.setFormatter(json_formatter(process))
-    handler.addFilter(_ContextFilter())
+    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -11,8 +11,10 @@ import subprocess
 
 import pytest
 import requests
+from rq.job import Job
 
 from service.jobs.storage.lookup import fetch_job
+from service.jobs.storage.queues import LLM_TASK, SERIALIZER
 from service.jobs.storage.record import JobRecord
 from tests import documents
 from tests.conftest import ALICE, PYTHON, ROOT, wait_for
@@ -201,3 +203,26 @@ print(sorted(name for name in sys.modules if name.startswith(("opentelemetry.exp
     done = subprocess.run([PYTHON, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["ProxyTracerProvider", "[]"]
+
+
+def test_a_line_the_api_logs_in_a_request_carries_the_requests_trace(start_api, collector, processes, redis_conn):
+    api = start_api(**tracing_to(collector), WEB_CONCURRENCY="1")
+    # A record that lost its fields (another tool wrote it): reading it is a 500, which the
+    # app logs with its traceback.
+    broken = Job.create(
+        LLM_TASK, connection=redis_conn, serializer=SERIALIZER, id=secrets.token_hex(16), meta={"client": "alice"}
+    )
+    broken.save()
+    trace_id, _, headers = caller_context()
+
+    assert requests.get(f"{api}/v1/jobs/{broken.id}", headers=headers, timeout=10).status_code == 500
+
+    def logged() -> list[dict]:
+        lines = (
+            json.loads(line) for line in processes.log_of(processes.started[-1][1]).splitlines() if line[:1] == "{"
+        )
+        return [line for line in lines if line["level"] == "ERROR" and broken.id in line["message"]]
+
+    (line,) = wait_for(logged, what="the 500's log line")
+    request_span = wait_for(lambda: collector.in_trace(trace_id), what="the request's span")[0]
+    assert (line["trace_id"], line["span_id"]) == (trace_id, request_span.span_id)

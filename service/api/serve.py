@@ -98,12 +98,14 @@ def _positive(name: str) -> int:
 
 
 def _log_config() -> dict[str, object]:
-    """granian's own lines and its access lines as JSON, like every other process's."""
+    """granian's own lines, its access lines and the app's as JSON, like every other
+    process's; a line the app writes in a request carries its trace's ids."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "service.logs.json_formatter", "process": "api"}},
-        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json"}},
+        "filters": {"context": {"()": "service.logs.ContextFilter"}},
+        "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}},
         "root": {"level": "INFO", "handlers": ["json"]},
         "loggers": {
             "_granian": {"handlers": ["json"], "level": "INFO", "propagate": False},
