@@ -21,9 +21,12 @@ HTTP ones add outgoing URLs (webhook addresses) as breadcrumbs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service import tracing
+
+if TYPE_CHECKING:  # sentry-sdk is imported only when SENTRY_DSN is set
+    from sentry_sdk.types import Event
 
 ON = False  # set once by setup_bug_reports
 
@@ -56,7 +59,7 @@ def setup_bug_reports(process: str, dsn: str | None) -> None:
     ON = True
 
 
-def _without_messages(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
+def _without_messages(event: Event, hint: dict[str, Any]) -> Event:
     """No exception's message leaves: `KeyError(prompt)` or `ValueError(f"bad {reply}")` would
     carry the text the service must not send. Its type, stack and tags say where the bug is."""
     for exception in event.get("exception", {}).get("values", []):
