@@ -402,8 +402,7 @@ def test_a_worker_whose_registration_was_lost_registers_again_though_its_hash_ca
     wait_for(lambda: requests.get(f"{api}/readyz", timeout=10).status_code == 200, what="/readyz")
     [name] = redis_conn.smembers("rq:workers")
     redis_conn.delete("rq:workers", *redis_conn.keys("rq:workers:*"))
-    assert redis_conn.exists(name)
-    assert requests.get(f"{api}/readyz", timeout=10).status_code == 503
+    assert redis_conn.exists(name)  # (it registers again within a tick: /readyz may never see the gap)
 
     wait_for(lambda: requests.get(f"{api}/readyz", timeout=10).status_code == 200, what="/readyz again")
     assert worker.poll() is None

@@ -67,13 +67,14 @@ def end_streams_on_stop(stopping: threading.Event) -> None:
     stop_signals = {signal.SIGTERM, signal.SIGINT}
 
     def watch() -> None:
+        # Reads to the end of the process: a closed reader would make every later signal's
+        # write fail (Python prints that failure on stderr).
         while data := reader.recv(64):
             if stop_signals & set(data):
                 stopping.set()
-                return
 
     threading.Thread(target=watch, name="stop-watch", daemon=True).start()
-    _KEPT.append(writer)  # the fd must stay open for the life of the process
+    _KEPT.extend((reader, writer))  # both open for the life of the process
 
 
 _KEPT: list[socket.socket] = []
