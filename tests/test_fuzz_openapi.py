@@ -240,6 +240,16 @@ def test_the_document_follows_the_configured_bounds():
     assert "callback_url" in schemas["JobRequest"]["properties"]  # webhooks on: offered
 
 
+def test_the_document_offers_callback_url_with_only_per_client_webhook_secrets():
+    """Issue 27: with WEBHOOK_SECRETS alone (no WEBHOOK_SECRET), the clients it names have
+    webhooks, so the document offers `callback_url` (it dropped it: it tested WEBHOOK_SECRET only)."""
+    settings = Settings(api_keys=parse_api_keys(API_KEYS), webhook_secrets={"alice": ("whsec_" + "A" * 32,)})
+    schemas = create_app(settings).test_client().get("/openapi.json").get_json()["components"]["schemas"]
+
+    for name in ("JobRequest", "BatchJobRequest", "BatchRequest", "DocumentJson"):
+        assert "callback_url" in schemas[name]["properties"], name
+
+
 @pytest.mark.parametrize(
     "body",
     [
