@@ -30,7 +30,7 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class JobLimits:
-    """Bounds on a job request, documented in README and the OpenAPI description."""
+    """Bounds on a job request, documented in docs/settings.md and the OpenAPI description."""
 
     max_body_bytes: int = 1024 * 1024
     max_messages: int = 200

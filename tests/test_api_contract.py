@@ -1,4 +1,4 @@
-"""The HTTP contract of /v1/jobs (README, "API (v1)"; ARCHITECTURE.md, section 4), in-process on a real Redis.
+"""The HTTP contract of /v1/jobs (docs/api.md; docs/development/architecture.md §4), in-process on a real Redis.
 
 No worker runs here, so every job stays `queued`; what is checked is what the API
 answers and what it leaves in Redis: the RQ job, its queue, and the client's index.

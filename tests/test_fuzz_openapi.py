@@ -4,7 +4,7 @@ running stack (gunicorn and a worker, as real processes), with every check it ha
 Each operation gets the coverage phase (boundary and invalid values derived from the schema,
 unexpected methods, missing headers) and a bounded number of generated cases, valid and
 invalid (`GenerationMode.POSITIVE` and `NEGATIVE`), as alice. Whatever comes in, the answer
-is never a 5xx, every error is the one JSON error shape (README, "API (v1)"), and a request the
+is never a 5xx, every error is the one JSON error shape (docs/api.md), and a request the
 document calls valid is accepted (`positive_data_acceptance`): the document says what the
 API really accepts, configured bounds included (service/api/openapi.py).
 

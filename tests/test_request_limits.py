@@ -3,7 +3,7 @@
 gunicorn answers a request past its own limits itself, with an HTML page. The app's bounds
 (service/api/request_limits.py) sit below gunicorn's (gunicorn.conf.py), so a too-long
 request gets the JSON error shape unless it is past gunicorn's limits too; what gunicorn
-answers then is pinned here as the README documents it.
+answers then is pinned here as docs/security.md ("Input limits") documents it.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def test_more_header_fields_than_the_app_reads_is_a_json_431(api):
     ids=["request-line-over-8190", "header-over-16384", "over-100-header-fields"],
 )
 def test_past_gunicorns_limits_gunicorn_answers_in_html(api, target, headers, code):
-    """What the README says still comes from gunicorn: its own HTML page, never the app."""
+    """What docs/security.md says still comes from gunicorn: its own HTML page, never the app."""
     status, content_type, text = get(api, target, {**ALICE, **headers})
 
     assert (status, content_type) == (code, "text/html")

@@ -73,7 +73,7 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
         return answer(ServiceUnavailable(), message, {"Retry-After": str(REDIS_DOWN_RETRY_AFTER_S)})
 
     def redis_full(exc: RedisOutOfMemoryError):
-        # maxmemory reached with `noeviction` (README, "Running it in production"): writes are
+        # maxmemory reached with `noeviction` (docs/operations/production.md): writes are
         # refused until finished jobs expire or Redis gets more memory. For the client it is
         # the store being unavailable; the operator needs to hear of it.
         log.error("Redis refused a write: maxmemory reached (%s)", exc)

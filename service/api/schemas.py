@@ -96,7 +96,7 @@ def refused_addresses(settings: Any, urls: dict[Any, str]) -> dict[Any, list[str
     return {key: [str(admitted[t])] for key, t in targets.items() if isinstance(admitted[t], CallbackRefused)}
 
 
-# Why the simple form's `temperature` is refused rather than sent (README, "The params form").
+# Why the simple form's `temperature` is refused rather than sent (docs/api.md, the job request table).
 TEMPERATURE_REFUSED = (
     "not accepted: the Messages API version this service speaks (anthropic 2.11, anthropic-version "
     "2026-10-21) has no temperature, top_p or top_k, and current models answer a non-default one with a 400; "
