@@ -59,7 +59,8 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy  # service/, as configured in pyproject.toml ([tool.mypy])
+	$(BIN)/mypy  # service/, the client and the fake, as configured in pyproject.toml ([tool.mypy])
+	$(BIN)/pyright  # service/ in basic mode ([tool.pyright])
 	$(MKDOCS) build --strict  # a broken link or anchor in docs/ fails it (mkdocs.yml; not --quiet: it hides the warnings from --strict too)
 
 # The documentation site (docs/, mkdocs.yml), rebuilt as a page changes. Port 8001: the API has 8000.
