@@ -72,23 +72,30 @@ def list_client_jobs(
             after = None  # the end: no next page
             break
         candidates = members if status is None else _may_have_status(connection, members, status)
-        after = members[-1]
-        for start in range(0, len(candidates), limit):
-            batch = candidates[start : start + limit]
-            jobs = _fetch_without_request(connection, [index.job_id_of(m) for m in batch])
-            # Jobs past their result TTL are gone from Redis (or cannot be read): drop them from the index too.
-            index.remove(connection, client, [m for m, job in zip(batch, jobs, strict=True) if job is None])
-            for member, job in zip(batch, jobs, strict=True):
-                if job is not None and (status is None or public_status(job) == status):
-                    found.append(job)
-                    if len(found) == limit:
-                        after = member  # the page ends here: the next one starts after it
-                        break
-            if len(found) == limit:
-                break
+        page_end = _collect(connection, client, candidates, status, found, limit)
+        after = members[-1] if page_end is None else page_end  # the next page starts after it
         scanned += len(members)
     with_live_text(connection, found)
     return JobPage(found, index.encode_cursor(after) if after else None)
+
+
+def _collect(
+    connection: Redis, client: str, candidates: list[str], status: str | None, found: list[Job], limit: int
+) -> str | None:
+    """Read the jobs of `candidates` (index members, newest first), `limit` at a time, and add
+    those that show `status` (any, when None) to `found` until it holds `limit`. Returns the
+    member the page ended at, None when the candidates did not fill it."""
+    for start in range(0, len(candidates), limit):
+        batch = candidates[start : start + limit]
+        jobs = _fetch_without_request(connection, [index.job_id_of(m) for m in batch])
+        # Jobs past their result TTL are gone from Redis (or cannot be read): drop them from the index too.
+        index.remove(connection, client, [m for m, job in zip(batch, jobs, strict=True) if job is None])
+        for member, job in zip(batch, jobs, strict=True):
+            if job is not None and (status is None or public_status(job) == status):
+                found.append(job)
+                if len(found) == limit:
+                    return member
+    return None
 
 
 def _may_have_status(connection: Redis, members: list[str], status: str) -> list[str]:
