@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED_FROM := requirements.txt requirements-dev.txt clients/python/pyproject.toml
 STAMP := $(VENV)/.installed-$(shell cat $(INSTALLED_FROM) | cksum | cut -d' ' -f1)
 
-.PHONY: install lock run test test-fast lint bench redis-server chromium prometheus
+.PHONY: install lock run test test-fast lint docs bench redis-server chromium prometheus
 
 install: $(STAMP) redis-server chromium prometheus
 
@@ -59,7 +59,16 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy  # service/, as configured in pyproject.toml ([tool.mypy])
+	$(BIN)/mypy  # service/, the client and the fake, as configured in pyproject.toml ([tool.mypy])
+	$(BIN)/pyright  # service/ in basic mode ([tool.pyright])
+	$(MKDOCS) build --strict  # a broken link or anchor in docs/ fails it (mkdocs.yml; not --quiet: it hides the warnings from --strict too)
+
+# The documentation site (docs/, mkdocs.yml), rebuilt as a page changes. Port 8001: the API has 8000.
+# NO_MKDOCS_2_WARNING: mkdocs-material prints a banner about MkDocs 2 on every run; it says nothing of this site.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
+DOCS_ADDR ?= 127.0.0.1:8001
+docs: install
+	$(MKDOCS) serve --dev-addr $(DOCS_ADDR)
 
 # Three test processes, each with its own redis-server and fake Anthropic server: the
 # tests mostly wait on real processes, so this roughly halves the time on 2 cores.

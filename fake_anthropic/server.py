@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
@@ -97,7 +98,7 @@ def error_response(
     return response
 
 
-def _is_authenticated(headers: Mapping[str, str]) -> bool:
+def _is_authenticated(headers: Headers) -> bool:
     # anthropic 2.x sends the api key as "Authorization: Bearer <key>"; older
     # SDKs and curl users send "x-api-key". Accept either, like the real API.
     if headers.get("x-api-key", "").strip():
@@ -246,16 +247,16 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
 
     @app.post("/v1/messages")
     def messages() -> Response:
-        body = request.get_json(force=True, silent=True)
+        sent = request.get_json(force=True, silent=True)
         now = time.time()
         # Header names only: values would include API keys.
-        state.record(body, [name.lower() for name, _ in request.headers.items()], now)
+        state.record(sent, [name.lower() for name, _ in request.headers.items()], now)
         if not _is_authenticated(request.headers):
             return error_response(401, "missing API key: send x-api-key or Authorization: Bearer <key>")
         if storm := state.storm_hit(now):
             return _storm_error(storm, state.budget.limits(), now)
         try:
-            validate_request(body)
+            body = validate_request(sent)
             prompt = read_prompt(body)
             d = parse_directives(prompt.last_user_text)
         except (InvalidRequest, DirectiveError) as exc:

@@ -89,10 +89,9 @@ class InvalidRequest(ValueError):
     """Request body failed validation; becomes a 400 invalid_request_error."""
 
 
-def validate_request(body: Any) -> None:
-    """Validate a Messages request body's top-level fields (content.py reads its blocks).
-
-    Raises InvalidRequest with a message in the style of the real API ("field: problem").
+def validate_request(body: Any) -> dict[str, Any]:
+    """Validate a Messages request body's top-level fields (content.py reads its blocks), and
+    return it. Raises InvalidRequest with a message in the style of the real API ("field: problem").
     """
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
@@ -122,3 +121,4 @@ def validate_request(body: Any) -> None:
             raise InvalidRequest("thinking.budget_tokens: Input should be greater than or equal to 1024")
         if budget >= max_tokens:
             raise InvalidRequest("`max_tokens` must be greater than `thinking.budget_tokens`")
+    return body

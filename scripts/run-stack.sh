@@ -69,7 +69,7 @@ cat <<MSG
   Dashboard  http://127.0.0.1:$API_PORT/dashboard/   (user $DASHBOARD_USERNAME, password in .run/dashboard-password)
   Metrics    http://127.0.0.1:$API_PORT/metrics
 
-  The llmjobs command (.venv/bin; see the README) reads these:
+  The llmjobs command (.venv/bin; see docs/client.md) reads these:
     export PATH="$PWD/.venv/bin:\$PATH" LLMJOBS_URL=$api_url LLMJOBS_API_KEY="$key"
     llmjobs submit "Write a haiku about queues" --wait;  llmjobs tail <id>
 

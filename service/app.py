@@ -43,8 +43,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
 
     api = JsonErrorApi(app)
-    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
-    api.spec.options["security"] = [{"bearerAuth": []}]
+    spec = api.spec
+    assert spec is not None  # made by Api(app)
+    spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer"})
+    spec.options["security"] = [{"bearerAuth": []}]
     register_error_handlers(app, api)
     init_limits(app, settings, redis)
     init_request_limits(app)  # after init_limits: its check goes first
@@ -56,6 +58,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     api.register_blueprint(documents.blp)
     api.register_blueprint(metrics.blp)
     app.register_blueprint(docs.blp)
-    document_request_rules(api.spec, settings)
+    document_request_rules(spec, settings)
     mount_dashboard(app, settings, redis)  # operators only; off unless DASHBOARD_* are set
     return app

@@ -30,7 +30,7 @@ class SettingsError(Exception):
 
 @dataclass(frozen=True)
 class JobLimits:
-    """Bounds on a job request, documented in README and the OpenAPI description."""
+    """Bounds on a job request, documented in docs/settings.md and the OpenAPI description."""
 
     # The provider's own bound on a Messages request (32 MB: Anthropic's "Request size limits"):
     # a body carries images and PDFs, and any body it would refuse is refused here first.

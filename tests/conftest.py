@@ -258,6 +258,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     return report
 
 
+# The `stack` marker (pyproject.toml): every test that starts processes (redis-server, the fake
+# Anthropic server, gunicorn, workers, the scheduler) through these fixtures, directly or through
+# another (`client`, `start_api`, ...), so that `pytest -m "not stack"` is a quick loop. A test
+# that starts a process by hand marks itself with `@pytest.mark.stack` (`fake_process` is
+# test_fake_anthropic.py's own fake server process).
+STACK_FIXTURES = frozenset({"redis_server", "fake_anthropic", "processes", "fake_process"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
+
+
 @pytest.fixture(scope="session")
 def fake_anthropic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The project's fake Anthropic server as a real process; yields its base URL."""

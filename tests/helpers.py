@@ -158,7 +158,7 @@ ERROR_KEYS = {"code", "status", "message", "errors"}
 
 
 def assert_error_shape(response, code: int | None = None) -> dict[str, Any]:
-    """The one error shape (README, "API (v1)"), for Flask's test responses and schemathesis' alike
+    """The one error shape (docs/api.md), for Flask's test responses and schemathesis' alike
     (schemathesis lowercases header names and gives each a list of values)."""
     headers = {name.lower(): value for name, value in response.headers.items()}
     content_type = headers.get("content-type", "")

@@ -1,4 +1,4 @@
-"""The HTTP contract of /v1/jobs (README, "API (v1)"; ARCHITECTURE.md, section 4), in-process on a real Redis.
+"""The HTTP contract of /v1/jobs (docs/api.md; docs/development/architecture.md §4), in-process on a real Redis.
 
 No worker runs here, so every job stays `queued`; what is checked is what the API
 answers and what it leaves in Redis: the RQ job, its queue, and the client's index.
@@ -463,6 +463,20 @@ def test_list_filters_by_status(client, five_jobs, status, expected):
     assert response.status_code == 200
     assert [job["id"] for job in response.get_json()["data"]] == five_jobs[::-1][:expected]
     assert all(job["status"] == status for job in response.get_json()["data"])
+
+
+def test_a_status_filter_pages_through_every_matching_job_once(client, five_jobs):
+    """A filtered page that fills midway through what it read ends at its last job: the next
+    page starts after that one, not after what was read past it."""
+    pages, cursor = [], None
+    while len(pages) < 5:
+        page = list_jobs(client, status="queued", limit=2, **({"cursor": cursor} if cursor else {})).get_json()
+        pages.append([job["id"] for job in page["data"]])
+        if (cursor := page["next_cursor"]) is None:
+            break
+
+    assert [job_id for page in pages for job_id in page] == five_jobs[::-1]
+    assert [len(page) for page in pages] == [2, 2, 1]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import yaml
 
 from tests.conftest import ROOT
+from tests.docs_pages import page
 
 
 def test_the_llm_key_goes_only_to_the_worker():
@@ -72,6 +73,6 @@ def test_the_tracing_profile_adds_a_collector_the_processes_can_export_to():
     assert services["jaeger"]["profiles"] == ["tracing"]
     for name in ("api", "worker", "scheduler"):
         assert {"SENTRY_DSN", "OTEL_EXPORTER_OTLP_ENDPOINT"} <= set(services[name]["environment"]), name
-    # The endpoint the README gives names that service on the OTLP/HTTP port, which it does not publish
-    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in (ROOT / "README.md").read_text()
+    # The endpoint the traces page gives names that service on the OTLP/HTTP port, which it does not publish
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in page("operations/traces.md")
     assert all(not port.endswith(":4318") for port in services["jaeger"]["ports"])

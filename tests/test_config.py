@@ -219,12 +219,14 @@ def one_config_error_line(result: subprocess.CompletedProcess[str], status: int 
     return lines[0]
 
 
+@pytest.mark.stack
 def test_worker_without_llm_key_stops_with_one_line():
     line = one_config_error_line(run(["worker.py"], REDIS_URL="redis://127.0.0.1:1/0"))
 
     assert "ANTHROPIC_API_KEY" in line
 
 
+@pytest.mark.stack
 def test_worker_refuses_an_unknown_queue():
     result = run(["worker.py", "bogus"], REDIS_URL="redis://127.0.0.1:1/0", ANTHROPIC_API_KEY="k")
 
@@ -233,12 +235,14 @@ def test_worker_refuses_an_unknown_queue():
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.stack
 def test_api_without_keys_stops_with_one_line():
     line = one_config_error_line(run(["-c", "import wsgi"], REDIS_URL="redis://127.0.0.1:1/0"), status=4)
 
     assert "API_KEYS" in line
 
 
+@pytest.mark.stack
 def test_api_never_prints_a_key():
     line = one_config_error_line(run(["-c", "import wsgi"], API_KEYS=f"alice={SECRET},bob=short"), status=4)
 
@@ -246,12 +250,14 @@ def test_api_never_prints_a_key():
     assert SECRET not in line
 
 
+@pytest.mark.stack
 def test_scheduler_with_bad_timeout_stops_with_one_line():
     line = one_config_error_line(run(["scheduler.py"], REDIS_URL="redis://127.0.0.1:1/0", JOB_TIMEOUT_S="abc"))
 
     assert "JOB_TIMEOUT_S" in line
 
 
+@pytest.mark.stack
 @pytest.mark.parametrize(
     ("variable", "value"),
     [

@@ -61,8 +61,9 @@ def test_pre_commit_runs_the_pinned_ruff():
     assert {hook["id"] for hook in ruff["hooks"]} == {"ruff-check", "ruff-format"}
 
 
-def test_pre_commit_runs_the_venvs_mypy():
+def test_pre_commit_runs_the_venvs_mypy_and_pyright():
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     hooks = [hook for repo in config["repos"] if repo["repo"] == "local" for hook in repo["hooks"]]
-    assert [(hook["id"], hook["entry"]) for hook in hooks] == [("mypy", ".venv/bin/mypy")]
-    assert "mypy" in pins(project()["optional-dependencies"]["dev"])
+    expected = [("mypy", ".venv/bin/mypy"), ("pyright", ".venv/bin/pyright")]
+    assert [(hook["id"], hook["entry"]) for hook in hooks] == expected
+    assert {"mypy", "pyright"} <= pins(project()["optional-dependencies"]["dev"]).keys()

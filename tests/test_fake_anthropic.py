@@ -581,6 +581,7 @@ def _succeeds(url: str) -> bool:
         return False
 
 
+@pytest.mark.stack
 def test_cli_starts_in_an_overloaded_storm(tmp_path: Path) -> None:
     process, url = start_fake(
         tmp_path / "fake.log", "--storm-seconds", "600", "--storm-status", "529", "--requests-per-minute", "7"

@@ -4,7 +4,7 @@ running stack (the API and a worker, as real processes), with every check it has
 Each operation gets the coverage phase (boundary and invalid values derived from the schema,
 unexpected methods, missing headers) and a bounded number of generated cases, valid and
 invalid (`GenerationMode.POSITIVE` and `NEGATIVE`), as alice. Whatever comes in, the answer
-is never a 5xx, every error is the one JSON error shape (README, "API (v1)"), and a request the
+is never a 5xx, every error is the one JSON error shape (docs/api.md), and a request the
 document calls valid is accepted (`positive_data_acceptance`): the document says what the
 API really accepts, configured bounds included (service/api/openapi.py).
 
@@ -251,6 +251,16 @@ def test_the_document_follows_the_configured_bounds():
     assert schemas["MessagesRequest"]["properties"]["max_tokens"]["maximum"] == 100
     assert schemas["BatchRequest"]["properties"]["jobs"]["maxItems"] == 7
     assert "callback_url" in schemas["JobRequest"]["properties"]  # webhooks on: offered
+
+
+def test_the_document_offers_callback_url_with_only_per_client_webhook_secrets():
+    """Issue 27: with WEBHOOK_SECRETS alone (no WEBHOOK_SECRET), the clients it names have
+    webhooks, so the document offers `callback_url` (it dropped it: it tested WEBHOOK_SECRET only)."""
+    settings = Settings(api_keys=parse_api_keys(API_KEYS), webhook_secrets={"alice": ("whsec_" + "A" * 32,)})
+    schemas = create_app(settings).test_client().get("/openapi.json").get_json()["components"]["schemas"]
+
+    for name in ("JobRequest", "BatchJobRequest", "BatchRequest", "DocumentJson"):
+        assert "callback_url" in schemas[name]["properties"], name
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
-"""Every key the service writes expires, or is one of the bounded structures the README
-lists: checked after a mixed workload on real API, worker and scheduler processes."""
+"""Every key the service writes expires, or is one of the bounded structures the architecture
+page lists (docs/development/architecture.md, "Redis keys without a TTL"): checked after a
+mixed workload on real API, worker and scheduler processes."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ from fnmatch import fnmatchcase
 
 import requests
 
-from tests.conftest import ALICE, ROOT, wait_for
+from tests.conftest import ALICE, wait_for
+from tests.docs_pages import section
 from tests.helpers import WEBHOOKS_ON, directive, get, read_stream, submit, wait_until_finished, webhook_of
 
-README_SECTION = "### Redis keys without a TTL"
+KEYS_PAGE, KEYS_SECTION = "development/architecture.md", "### Redis keys without a TTL"
 
 
 def documented_patterns() -> list[str]:
-    """The key patterns of the README's table of bounded structures (its first column)."""
-    text = (ROOT / "README.md").read_text()
-    table = text.split(README_SECTION, 1)[1].split("\n#", 1)[0]
+    """The key patterns of the documented table of bounded structures (its first column)."""
+    table = section(KEYS_PAGE, KEYS_SECTION)
     rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
     return [pattern for row in rows for pattern in re.findall(r"`([^`]+)`", row)]
 

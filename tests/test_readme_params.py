@@ -1,6 +1,6 @@
-"""The README's `params` examples (section "Every Messages request: the params form"), each
+"""The `params` examples of docs/params.md ("Every Messages request: the params form"), each
 submitted as written to the running stack (gunicorn, a worker, the fake Anthropic server, the
-real SDK), each checked for what the README says it gives."""
+real SDK), each checked for what the page says it gives."""
 
 from __future__ import annotations
 
@@ -11,25 +11,25 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.docs_pages import page
 from tests.helpers import submit, wait_until_finished
 
 EXAMPLE = re.compile(r"<!-- example: (?P<name>[\w-]+) -->\n```json\n(?P<body>.*?)\n```", re.DOTALL)
 
 
-def readme_examples() -> dict[str, str]:
-    return {match["name"]: match["body"] for match in EXAMPLE.finditer((ROOT / "README.md").read_text())}
+def page_examples() -> dict[str, str]:
+    return {match["name"]: match["body"] for match in EXAMPLE.finditer(page("params.md"))}
 
 
 def body_of(name: str, **placeholders: str) -> dict[str, Any]:
-    text = readme_examples()[name]
+    text = page_examples()[name]
     for placeholder, value in placeholders.items():
         text = text.replace(placeholder, value)
     return json.loads(text)
 
 
-def test_the_readme_has_every_example():
-    assert set(readme_examples()) == {"tool-call", "structured-extraction", "image", "pdf", "cached-system-prompt"}
+def test_the_page_has_every_example():
+    assert set(page_examples()) == {"tool-call", "structured-extraction", "image", "pdf", "cached-system-prompt"}
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 The server answers a request past its own limits itself. The app's bounds
 (service/api/request_limits.py) sit far below granian's, so a too-long request gets the JSON
 error shape unless it is past the server's limits too; what granian answers then (a status
-and no body: never HTML) is pinned here as the README documents it.
+and no body: never HTML) is pinned here as docs/security.md ("Input limits") documents it.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def test_what_gunicorn_answered_in_html_the_app_answers_in_json(api, target, hea
     ids=["request-target-over-64-kib", "header-over-the-buffer", "over-100-header-fields"],
 )
 def test_past_granians_limits_granian_answers_with_a_status_and_no_body(api, target, headers, code):
-    """What the README says still comes from the server: a status line, never the app, never HTML."""
+    """What docs/security.md says still comes from the server: a status line, never the app, never HTML."""
     status, content_type, text = get(api, target, {**ALICE, **headers})
 
     assert (status, content_type, text) == (code, "", "")

@@ -19,6 +19,8 @@ import requests
 
 from tests.conftest import ROOT, free_port, wait_for
 
+pytestmark = pytest.mark.stack  # `make run` itself: the whole stack
+
 SECRETS = ("dev-api-key", "webhook-secret", "dashboard-password", "redis-password")
 
 

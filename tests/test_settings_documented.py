@@ -1,5 +1,5 @@
 """One source of truth for the settings: the variables service/config.py reads (and those
-the API's server reads, service/api/serve.py) are exactly the README's settings table and the variables
+the API's server reads, service/api/serve.py) are exactly the settings table (docs/settings.md) and the variables
 docker-compose.yml passes to the processes, and the table's defaults are the code's."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from service.api.serve import SERVER_SETTINGS
 from service.config import JobLimits, Settings
 from service.webhooks.addresses import CallbackPolicy
 from tests.conftest import ROOT
+from tests.docs_pages import section
 
-README_SECTION = "## Settings\n"
+SETTINGS_PAGE, SETTINGS_SECTION = "settings.md", "# Settings"
 APP_SERVICES = ("api", "worker", "scheduler")  # the compose services that run our processes
 
 
@@ -59,11 +60,10 @@ def server_reads() -> set[str]:
     return set(SERVER_SETTINGS)
 
 
-def readme_rows() -> list[tuple[list[str], list[str]]]:
+def documented_rows() -> list[tuple[list[str], list[str]]]:
     """The settings table: (variables of a row, its defaults split on `, `)."""
-    section = (ROOT / "README.md").read_text().split(README_SECTION, 1)[1].split("\n#", 1)[0]
     rows = []
-    for line in section.splitlines():
+    for line in section(SETTINGS_PAGE, SETTINGS_SECTION).splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if not line.startswith("| `") or len(cells) < 3:
             continue
@@ -85,12 +85,12 @@ def test_the_settings_are_read_where_the_test_looks():
     assert len(reads) > 40 and server_reads() == {"BIND", "WEB_CONCURRENCY", "API_THREADS"}
 
 
-def test_readme_table_lists_exactly_the_settings_read():
-    listed = [name for names, _ in readme_rows() for name in names]
+def test_the_settings_table_lists_exactly_the_settings_read():
+    listed = [name for names, _ in documented_rows() for name in names]
     assert len(listed) == len(set(listed)), "a variable is listed twice"
     read = set(config_reads()) | server_reads()
-    assert sorted(read - set(listed)) == [], "read by the code, missing from the README's table"
-    assert sorted(set(listed) - read) == [], "in the README's table, read by nothing"
+    assert sorted(read - set(listed)) == [], "read by the code, missing from the settings table"
+    assert sorted(set(listed) - read) == [], "in the settings table, read by nothing"
 
 
 def test_compose_passes_exactly_the_settings_read():
@@ -101,7 +101,7 @@ def test_compose_passes_exactly_the_settings_read():
 
 
 def documented(cell: str, value: object) -> bool:
-    """Whether a README default cell states `value`, the dataclass default."""
+    """Whether a documented default cell states `value`, the dataclass default."""
     cell = cell.split(" (")[0].strip()
     if isinstance(value, CallbackPolicy):  # the default allows nothing beyond global addresses
         value = None if value == CallbackPolicy() else value
@@ -116,19 +116,19 @@ def documented(cell: str, value: object) -> bool:
     return cell == value
 
 
-def test_readme_defaults_are_the_code_defaults():
+def test_the_documented_defaults_are_the_code_defaults():
     defaults = {"Settings": Settings(), "JobLimits": JobLimits()}
     reads = config_reads()
     wrong = []
-    for names, cells in readme_rows():
+    for names, cells in documented_rows():
         fields = [reads.get(name) for name in names]
         if None in fields:
-            continue  # the SDK's and gunicorn's own variables: not ours to default
+            continue  # the SDK's and the server's own variables: not ours to default
         if len(cells) == 1 and len(names) > 1:
             cells = cells * len(names)  # one default stated for the whole row
         assert len(cells) == len(names), f"{names}: one default per variable, or one for all"
         for name, (cls, attr), cell in zip(names, fields, cells, strict=True):
             value = getattr(defaults[cls], attr)
             if not documented(cell, value):
-                wrong.append(f"{name}: README says {cell!r}, code says {value!r}")
+                wrong.append(f"{name}: the settings page says {cell!r}, code says {value!r}")
     assert wrong == []

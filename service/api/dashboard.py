@@ -63,7 +63,9 @@ def _use_json_serializer() -> None:
     requeue, delete, queues, workers) get JSON-defaulting stand-ins for those names in its
     module."""
     web = rq_dashboard.web
-    web.config.serializer = ReadTolerantJSONSerializer  # a job another tool pickled still has a page
+    # A job another tool pickled still has a page. (rq-dashboard, untyped, declares the
+    # attribute by assigning RQ's DefaultSerializer class, so pyright takes that class as its type.)
+    web.config.serializer = ReadTolerantJSONSerializer  # pyright: ignore[reportAttributeAccessIssue]
     web.Job = _JsonJob
     web.Queue = _JsonQueue
     web.Worker = _JsonWorker

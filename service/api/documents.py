@@ -213,6 +213,8 @@ def _form_options() -> dict[str, Any]:
 
 def _load(schema: Schema, data: Any, location: str) -> dict[str, Any]:
     try:
-        return schema.load(data)
+        loaded = schema.load(data)
     except ValidationError as exc:
         abort(422, errors={location: exc.messages})
+    assert isinstance(loaded, dict)  # a schema of one object (not many=True) loads a dict
+    return loaded

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 
-from flask import Flask, request
+from flask import Flask, Response, make_response, request
 from flask_limiter import RateLimitExceeded
 from flask_smorest import Api
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -63,17 +63,22 @@ def summarize(errors: dict | list, limit: int = 3) -> str:
 
 
 def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
-    def answer(error: HTTPException, message: str, headers: dict[str, str] | None = None):
+    def respond(error: HTTPException) -> Response:
+        # flask-smorest's handler answers (body, status, headers): made into the Response
+        # Flask's error handlers are typed to return.
+        return make_response(api.handle_http_exception(error))
+
+    def answer(error: HTTPException, message: str, headers: dict[str, str] | None = None) -> Response:
         # flask-smorest's handler reads `data`, an attribute it (and webargs' abort) adds.
         error.data = {"message": message, **({"headers": headers} if headers else {})}  # type: ignore[attr-defined]
-        return api.handle_http_exception(error)
+        return respond(error)
 
     def redis_unavailable(_exc: Exception):
         message = "the job store is unavailable; try again shortly"
         return answer(ServiceUnavailable(), message, {"Retry-After": str(REDIS_DOWN_RETRY_AFTER_S)})
 
     def redis_full(exc: RedisOutOfMemoryError):
-        # maxmemory reached with `noeviction` (README, "Running it in production"): writes are
+        # maxmemory reached with `noeviction` (docs/operations/production.md): writes are
         # refused until finished jobs expire or Redis gets more memory. For the client it is
         # the store being unavailable; the operator needs to hear of it.
         log.error("Redis refused a write: maxmemory reached (%s)", exc)
@@ -107,7 +112,7 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
         }
         error = TooManyRequests()
         error.data = {"message": str(exc), "errors": exc_data, "headers": {"Retry-After": str(wait_s)}}  # type: ignore[attr-defined]
-        return api.handle_http_exception(error)
+        return respond(error)
 
     def queue_full(exc: QueueFull):
         # Better than a backlog that grows without bound while the workers cannot keep up.
@@ -115,7 +120,7 @@ def register_error_handlers(app: Flask, api: JsonErrorApi) -> None:
 
     def too_large(exc: RequestEntityTooLarge):
         if getattr(exc, "data", {}).get("message"):  # a route's own 413, which names its bound
-            return api.handle_http_exception(exc)
+            return respond(exc)
         # werkzeug's, before the body is read: name the bound that was passed.
         limit = request.max_content_length
         if limit == app.config["MAX_CONTENT_LENGTH"]:

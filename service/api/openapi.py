@@ -60,6 +60,6 @@ def document_request_rules(spec: APISpec, settings: Settings) -> None:
     batch = schemas[BATCH_REQUEST]
     batch["properties"]["jobs"]["maxItems"] = settings.max_batch_jobs
     batch["properties"]["metadata"]["maxProperties"] = limits.max_metadata_keys
-    if settings.webhook_secret is None:  # webhooks off: any callback_url is refused, so none is offered
+    if not settings.webhooks_on:  # no client has a webhook secret: any callback_url is refused, so none is offered
         for request in (*jobs, batch, document):
             del request["properties"]["callback_url"]

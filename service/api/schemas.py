@@ -7,15 +7,18 @@ Fixed bounds live on the fields; bounds an operator can configure (see
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, get_args
 
 from flask import current_app
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from service.api.auth import current_client
 from service.api.context import EXTENSION_KEY
+from service.config import BudgetWindow, Settings
 from service.jobs.observability.usage import GROUP_BYS, MAX_REPORT_DAYS
+from service.jobs.push.batches import BatchStatus
 from service.jobs.storage.queues import PRIORITIES
+from service.jobs.storage.record import Kind, StepStatus, WebhookDeliveryState
 from service.jobs.storage.status import PUBLIC_STATUSES
 from service.llm.params import schema_for
 from service.webhooks.addresses import CallbackRefused, CallbackTarget, parse_callback_url
@@ -96,7 +99,7 @@ def refused_addresses(settings: Any, urls: dict[Any, str]) -> dict[Any, list[str
     return {key: [str(admitted[t])] for key, t in targets.items() if isinstance(admitted[t], CallbackRefused)}
 
 
-# Why the simple form's `temperature` is refused rather than sent (README, "The params form").
+# Why the simple form's `temperature` is refused rather than sent (docs/api.md, the job request table).
 TEMPERATURE_REFUSED = (
     "not accepted: the Messages API version this service speaks (anthropic 2.11, anthropic-version "
     "2026-10-21) has no temperature, top_p or top_k, and current models answer a non-default one with a 400; "
@@ -105,6 +108,9 @@ TEMPERATURE_REFUSED = (
 # Fields of the simple forms that a `params` request carries inside it instead.
 INSIDE_PARAMS = ("system", "model", "max_tokens", "temperature")
 DEFAULT_MAX_TOKENS = 1024
+# The settings' defaults, which the descriptions state; the bounds a deployment configured
+# are the document's keywords (`maximum`, `maxItems`: service/api/openapi.py).
+DEFAULTS = Settings()
 
 
 class MessagesRequest(fields.Dict):
@@ -134,24 +140,38 @@ class JobRequestSchema(Schema):
     messages = fields.List(
         fields.Nested(MessageSchema),
         validate=validate.Length(min=1),
-        metadata={"description": "The conversation, first message from the user; at most MAX_MESSAGES (200)."},
+        metadata={
+            "description": "The conversation, first message from the user; at most MAX_MESSAGES "
+            f"({DEFAULTS.limits.max_messages} by default)."
+        },
     )
     params = MessagesRequest(
         metadata={
             "description": "Any Messages API request, as the pinned anthropic SDK types it (tools, tool_choice, "
             "images, documents, thinking, output_config, stop_sequences, cache_control, ...; with `betas`, the "
-            "beta endpoint's). `model` defaults to LLM_DEFAULT_MODEL, `max_tokens` to 1024 (plus "
+            f"beta endpoint's). `model` defaults to LLM_DEFAULT_MODEL, `max_tokens` to {DEFAULT_MAX_TOKENS} (plus "
             "`thinking.budget_tokens`); `stream` is refused. `system`, `model` and `max_tokens` go inside it."
         }
     )
     system = fields.String(validate=validate.Length(min=1))
     model = fields.String(validate=MODEL_NAME, metadata={"description": "Defaults to LLM_DEFAULT_MODEL."})
-    max_tokens = fields.Integer(strict=True, metadata={"description": "1..MAX_OUTPUT_TOKENS (64000); default 1024."})
+    max_tokens = fields.Integer(
+        strict=True,
+        metadata={"description": f"1..MAX_OUTPUT_TOKENS ({DEFAULTS.limits.max_output_tokens} by default); "
+                  f"default {DEFAULT_MAX_TOKENS}."},
+    )  # fmt: skip
     temperature = fields.Raw(metadata={"description": "Refused: " + TEMPERATURE_REFUSED})
     priority = fields.String(load_default="default", validate=validate.OneOf(PRIORITIES))
-    metadata = metadata_field("Echoed back; at most MAX_METADATA_KEYS (16) keys of <= 64 chars, values <= 512.")
+    metadata = metadata_field(
+        f"Echoed back; at most MAX_METADATA_KEYS ({DEFAULTS.limits.max_metadata_keys} by default) keys of "
+        f"<= {METADATA_KEY_MAX} chars, values <= {METADATA_VALUE_MAX}."
+    )
     timeout_s = fields.Integer(
-        strict=True, metadata={"description": "Deadline for the whole job, 1..JOB_TIMEOUT_S (600, the default)."}
+        strict=True,
+        metadata={
+            "description": "Deadline for the whole job, 1..JOB_TIMEOUT_S, which is also the default "
+            f"({DEFAULTS.limits.max_timeout_s} unless configured)."
+        },
     )
     callback_url = callback_url_field(
         "http(s) URL that gets the job, signed (Standard Webhooks), when it ends. Needs a webhook secret; "
@@ -240,7 +260,10 @@ class IdempotencyHeaderSchema(Schema):
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
         validate=validate.Length(min=1, max=255),
-        metadata={"description": "Same key and body within IDEMPOTENCY_TTL_S (24 h): the first job comes back."},
+        metadata={
+            "description": f"Same key and body within IDEMPOTENCY_TTL_S ({DEFAULTS.idempotency_ttl_s} s by "
+            "default): the first job comes back."
+        },
     )
 
 
@@ -298,7 +321,7 @@ class ErrorInfoSchema(Schema):
 class WebhookSchema(Schema):
     id = fields.String(metadata={"description": "The `webhook-id` header: the same on every retry."})
     url = fields.String()
-    state = fields.String(metadata={"enum": ["pending", "delivered", "failed", "gone"]})
+    state = fields.String(metadata={"enum": list(get_args(WebhookDeliveryState))})
     attempts = fields.Integer()
     last_status_code = fields.Integer(allow_none=True)
     last_error = fields.String(allow_none=True)
@@ -315,7 +338,7 @@ class DocumentInfoSchema(Schema):
 
 class StepSchema(Schema):
     name = fields.String(metadata={"description": "`extract`, or an analysis's name."})
-    status = fields.String(metadata={"enum": ["pending", "running", "succeeded", "failed", "canceled"]})
+    status = fields.String(metadata={"enum": list(get_args(StepStatus))})
     attempts = fields.Integer(metadata={"description": "LLM calls made for this step."})
     usage = fields.Nested(UsageSchema)
     cost_usd = fields.Float(allow_none=True)
@@ -326,7 +349,7 @@ class JobSchema(Schema):
     """Documents the resource built by `service.jobs.storage.resource.job_resource`."""
 
     id = fields.String()
-    kind = fields.String(metadata={"enum": ["message", "document"]})
+    kind = fields.String(metadata={"enum": list(get_args(Kind))})
     status = fields.String(metadata={"enum": list(PUBLIC_STATUSES)})
     priority = fields.String(metadata={"enum": list(PRIORITIES)})
     model = fields.String()
@@ -404,7 +427,9 @@ class UsageRowSchema(UsageFiguresSchema):
 
 class BudgetSchema(Schema):
     limit = fields.Float(metadata={"description": "USD per window (CLIENT_BUDGETS)."})
-    window = fields.String(metadata={"enum": ["day", "month"], "description": "A UTC calendar day or month."})
+    window = fields.String(
+        metadata={"enum": list(get_args(BudgetWindow)), "description": "A UTC calendar day or month."}
+    )
     resets_at = fields.String(metadata={"description": "When the window ends (UTC, ISO 8601)."})
     spent = fields.Float(metadata={"description": "USD the window's calls cost."})
     reserved = fields.Float(metadata={"description": "USD held for the worst case of jobs not ended yet."})
@@ -434,7 +459,10 @@ class BatchRequestSchema(Schema):
         fields.Nested(BatchJobRequestSchema),
         required=True,
         validate=validate.Length(min=1),
-        metadata={"description": "1..MAX_BATCH_JOBS (100) job requests; an error names the job by its index."},
+        metadata={
+            "description": f"1..MAX_BATCH_JOBS ({DEFAULTS.max_batch_jobs} by default) job requests; an error "
+            "names the job by its index."
+        },
     )
     callback_url = callback_url_field(
         "http(s) URL that gets the batch, signed, once every job of it has ended; checked like a job's callback_url."
@@ -491,7 +519,7 @@ class BatchSchema(Schema):
 
     id = fields.String()
     status = fields.String(
-        metadata={"enum": ["running", "done"], "description": "`done` once every job has ended (and stays so)."}
+        metadata={"enum": list(get_args(BatchStatus)), "description": "`done` once every job has ended (and stays so)."}
     )
     counts = fields.Nested(BatchCountsSchema, metadata={"description": "The jobs by their current status."})
     job_ids = fields.List(fields.String(), metadata={"description": "In request order."})

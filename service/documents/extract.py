@@ -195,8 +195,9 @@ def _docx_pages(archive: zipfile.ZipFile) -> int | None:
     except (KeyError, ElementTree.ParseError, DefusedXmlException):
         return None
     for node in root.iter():
-        if node.tag.endswith("}Pages") and (node.text or "").strip().isdigit():
-            return int(node.text.strip())
+        text = (node.text or "").strip()
+        if node.tag.endswith("}Pages") and text.isdigit():
+            return int(text)
     return None
 
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Final
 
-from service.jobs.storage.record import JobRecord, Step
+from service.jobs.storage.record import JobRecord, Step, StepStatus
 
 EXTRACT = "extract"
-STEP_PENDING: Final = "pending"
-STEP_RUNNING: Final = "running"
-STEP_SUCCEEDED: Final = "succeeded"
-STEP_FAILED: Final = "failed"
-STEP_CANCELED: Final = "canceled"
+# A step's statuses, the names every module compares and sets them by.
+STEP_PENDING: Final[StepStatus] = "pending"
+STEP_RUNNING: Final[StepStatus] = "running"
+STEP_SUCCEEDED: Final[StepStatus] = "succeeded"
+STEP_FAILED: Final[StepStatus] = "failed"
+STEP_CANCELED: Final[StepStatus] = "canceled"
 
 
 def new_steps(analysis_names: list[str]) -> list[Step]:

@@ -1,4 +1,4 @@
-"""The import rules of ARCHITECTURE.md §1, read from every module's source (nothing imported).
+"""The import rules of docs/development/architecture.md §1, read from every module's source (nothing imported).
 
 A rule broken here is a dependency running the wrong way: the HTTP layer reached from the
 job domain, Flask from task code, RQ from the LLM client, or one room of `service/jobs`

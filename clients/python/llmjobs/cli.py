@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from llmjobs.client import JobsClient
 from llmjobs.errors import APIConnectionError, APIError, WaitTimeout
-from llmjobs.types import Batch, Job, JobPage, UsageReport
+from llmjobs.types import Batch, Job, JobPage, ProgressUpdate, UsageReport
 
 EXIT_OK, EXIT_JOB_NOT_SUCCEEDED, EXIT_ERROR = 0, 1, 2
 EXIT_BROKEN_PIPE = 141  # as a process killed by SIGPIPE: the reader went away (`... | head`)
@@ -179,7 +179,10 @@ def cmd_submit(client: JobsClient, args: argparse.Namespace, out: Output) -> int
     options = job_options(args)
     if args.params is not None:
         # --model, --max-tokens and --system go inside the request; the job options beside it.
-        inside = {name: options.pop(name) for name in ("model", "max_tokens", "system") if name in options}
+        inside: dict[str, Any] = {}
+        for name in ("model", "max_tokens", "system"):
+            if name in options:
+                inside[name] = options.pop(name)
         job = client.submit(params={**read_params(args.params), **inside}, **options, **submit_options(args))
     else:
         job = client.submit(args.prompt, **options, **submit_options(args))
@@ -263,7 +266,7 @@ def cmd_tail(client: JobsClient, args: argparse.Namespace, out: Output) -> int:
         if out.as_json:
             data = event.data.raw if isinstance(event.data, Job) else asdict(event.data)
             out.line(json.dumps({"id": event.id, "event": event.event, "data": data}, ensure_ascii=False))
-        elif event.event == "progress":
+        elif event.event == "progress" and isinstance(event.data, ProgressUpdate):
             update = event.data
             if update.attempt is not None:
                 if update.attempt != attempt and (attempt is not None or update.attempt > 1):
@@ -278,7 +281,8 @@ def cmd_tail(client: JobsClient, args: argparse.Namespace, out: Output) -> int:
         if event.terminal:
             if not out.as_json:
                 view.end_line()
-                out.note(printable(summary(event.data)))
+                if isinstance(event.data, Job):  # always, from this API: an end event carries the job
+                    out.note(printable(summary(event.data)))
             return EXIT_OK if event.event == "succeeded" else EXIT_JOB_NOT_SUCCEEDED
     out.note("error: the stream ended without the job's end")
     return EXIT_ERROR
@@ -289,7 +293,7 @@ class _TailView:
 
     def __init__(self, out: Output) -> None:
         self.out = out
-        self.section: tuple[int, str] | None = None  # the non-text block being written, if any
+        self.section: tuple[Any, str] | None = None  # the non-text block (index, kind) being written, if any
         self.at_line_start = True
 
     def write(self, text: str) -> None:

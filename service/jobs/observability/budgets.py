@@ -29,7 +29,7 @@ from redis.client import Pipeline
 from rq.job import Job
 
 from service.jobs.observability.counters import HashIncrements
-from service.jobs.storage import scripts
+from service.jobs.storage import replies, scripts
 from service.jobs.storage.keys import budget_reserved_key, budget_spent_key
 from service.jobs.storage.record import JobError, JobRecord, job_error
 
@@ -110,7 +110,7 @@ def release_jobs(connection: Redis, client: str, amounts: dict[str, int | None])
     returns the micro-USD released."""
     release_script = scripts.registered(connection, scripts.RELEASE_RESERVATIONS)
     args = [part for job_id, amount in amounts.items() for part in (job_id, "" if amount is None else amount)]
-    return int(release_script(keys=[budget_reserved_key(client)], args=args))
+    return replies.as_int(release_script(keys=[budget_reserved_key(client)], args=args))
 
 
 def refusal_message(limit: int, window: str, spent: int, reserved: int, wanted: int) -> str:

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from itertools import islice
-from typing import cast
 
 from redis import Redis
 from rq import Queue
@@ -22,7 +21,7 @@ from rq.job import Job
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
 from service.jobs.observability import budgets
-from service.jobs.storage import index
+from service.jobs.storage import index, replies
 from service.jobs.storage.keys import (
     BUDGET_PREFIX,
     CLIENT_PREFIX,
@@ -54,7 +53,7 @@ def _missing_jobs(connection: Redis, job_ids: list[str]) -> set[str]:
 
 
 def _count(connection: Redis, key: str) -> int:
-    return cast(int, connection.zcard(key))  # a sync client's reply (redis-py types it for async ones too)
+    return replies.as_int(connection.zcard(key))
 
 
 def prune_client_indexes(connection: Redis) -> int:
@@ -67,7 +66,7 @@ def prune_client_indexes(connection: Redis) -> int:
             stale = [m for m in batch if index.job_id_of(m) in gone]
             if stale:
                 # Ids are never reused, so a job gone now stays gone: no race with submit.
-                removed += cast(int, connection.zrem(key, *stale))
+                removed += replies.as_int(connection.zrem(key, *stale))
     log.info("pruned %d index entries of expired jobs", removed)
     return removed
 
@@ -160,7 +159,7 @@ def _prune_gone_jobs(connection: Redis, registry_key: str) -> int:
     for batch in _batches(m.decode() for m, _score in connection.zscan_iter(registry_key, count=BATCH)):
         gone = _missing_jobs(connection, batch)
         if gone:
-            removed += cast(int, connection.zrem(registry_key, *gone))
+            removed += replies.as_int(connection.zrem(registry_key, *gone))
     return removed
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, cast
 
 from redis import Redis
 from redis.exceptions import RedisError, ResponseError
 from rq import Queue
 
+from service.jobs.storage import replies
 from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
 from service.jobs.storage.sentinel import Primary, primary_of
 
@@ -56,15 +56,15 @@ def readiness(connection: Redis, queues: dict[str, Queue], *, min_replicas_ack: 
 
 def _replicas(connection: Redis) -> int | None:
     try:
-        return int(cast("dict[str, Any]", connection.info("replication")).get("connected_slaves", 0))
+        return int(replies.as_info(connection.info("replication")).get("connected_slaves", 0))
     except ResponseError:  # managed Redis may refuse INFO sections
         return None
 
 
 def _persistent(connection: Redis) -> bool:
     try:
-        info = cast("dict[str, Any]", connection.info("persistence"))
-        saves = cast("dict[str, str]", connection.config_get("save")).get("save", "")
+        info = replies.as_info(connection.info("persistence"))
+        saves = str(replies.as_info(connection.config_get("save")).get("save", ""))
     except ResponseError:  # managed Redis may refuse CONFIG: assume the provider persists
         return True
     return bool(info.get("aof_enabled")) or bool(saves.strip())

@@ -12,6 +12,7 @@ so restarts and extra scheduler processes never add a second copy.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +46,8 @@ class MaintainingScheduler(Scheduler):
         kwargs.setdefault("job_class", JSONJob)
         super().__init__(*args, **kwargs)
 
-    def enqueue_jobs(self) -> list[Job]:
+    def enqueue_jobs(self) -> Iterable[Any]:
+        # rq-scheduler's answer (a generator it has run through); its loop does not read it.
         jobs = super().enqueue_jobs()
         recover_abandoned_jobs(self.connection)
         publish_unpublished_ends(self.connection)

@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, Unpack, cast
+from typing import Any, Literal, Unpack
 
 from redis import Redis
 from redis.client import Pipeline
@@ -31,7 +31,7 @@ from service.jobs.push.job_webhooks import (
     settle_delivery,
     webhook_body,
 )
-from service.jobs.storage import index, scripts
+from service.jobs.storage import index, replies, scripts
 from service.jobs.storage.admission import Allowance, Gate, admit
 from service.jobs.storage.connection import read_hash
 from service.jobs.storage.idempotency import IdempotencyClaim
@@ -138,7 +138,7 @@ def _read_batch(connection: Redis, batch_id: str) -> dict[str, str]:
 
 def _read_field(connection: Redis, batch_id: str, field: str) -> str | None:
     """One field of the batch's hash, decoded; None once it has expired."""
-    value = cast("bytes | None", connection.hget(batch_key(batch_id), field))
+    value = replies.as_bytes(connection.hget(batch_key(batch_id), field))
     return None if value is None else value.decode()
 
 
@@ -175,8 +175,10 @@ def job_ended(job: Job) -> None:
     if not batch_id:
         return
     connection = job.connection
-    left = scripts.registered(connection, scripts.COUNT_BATCH_END)(
-        keys=[batch_key(batch_id)], args=[job.id, iso_timestamp(datetime.now(UTC))]
+    left = replies.as_int(
+        scripts.registered(connection, scripts.COUNT_BATCH_END)(
+            keys=[batch_key(batch_id)], args=[job.id, iso_timestamp(datetime.now(UTC))]
+        )
     )
     if left > 0:
         return
@@ -222,7 +224,7 @@ def update_batch_delivery(
 ) -> None:
     """Record a delivery attempt's outcome on the batch (only the delivery task writes it)."""
     # One read of both fields: the batch may expire between two reads.
-    raw, client = cast("list[bytes | None]", connection.hmget(batch_key(batch_id), ["webhook", "client"]))
+    raw, client = replies.as_values(connection.hmget(batch_key(batch_id), ["webhook", "client"]))
     if raw is None or client is None:
         return  # the batch expired
     webhook = json.loads(raw)

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -23,6 +23,7 @@ from service.bug_reports import report_bug
 from service.jobs.observability import metrics
 from service.jobs.push.batches import job_ended as batch_job_ended
 from service.jobs.push.job_webhooks import new_webhook, queue_delivery
+from service.jobs.storage import replies
 from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY, announced_key, events_key
 from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.record import JobRecord
@@ -65,11 +66,7 @@ def progress_event(text: str, output_tokens: int, attempt: int, deltas: list[dic
 
 def read_events(connection: Redis, job_id: str, after: str, block_ms: int) -> list[Event]:
     """Events after id `after` ("0" for all), waiting up to `block_ms` for the first."""
-    # A sync client's RESP2 reply: [(stream, [(entry id, fields), ...])], all bytes.
-    answer = cast(
-        "list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]",
-        connection.xread({events_key(job_id): after}, count=500, block=block_ms),
-    )
+    answer = replies.as_stream_read(connection.xread({events_key(job_id): after}, count=500, block=block_ms))
     return [
         Event(entry_id.decode(), fields[b"type"].decode(), fields[b"data"].decode())
         for _stream, entries in answer
@@ -139,14 +136,14 @@ def announce_end(job: Job, *, replay: bool = False, claimed: bool | None = None)
 
 
 def _has_terminal_event(connection: Redis, job_id: str) -> bool:
-    last = cast("list[tuple[bytes, dict[bytes, bytes]]]", connection.xrevrange(events_key(job_id), count=1))
+    last = replies.as_stream_entries(connection.xrevrange(events_key(job_id), count=1))
     return bool(last) and last[0][1][b"type"].decode() in TERMINAL_STATUSES
 
 
 def publish_unpublished_ends(connection: Redis, older_than_s: float = UNPUBLISHED_GRACE_S) -> list[str]:
     """Publish again every end whose publisher stopped midway (it has been unpublished for
     longer than any publisher takes); returns the job ids."""
-    members = cast("list[bytes]", connection.zrangebyscore(UNPUBLISHED_ENDS_KEY, 0, time.time() - older_than_s, 0, 500))
+    members = replies.as_members(connection.zrangebyscore(UNPUBLISHED_ENDS_KEY, 0, time.time() - older_than_s, 0, 500))
     due = [m.decode() for m in members]
     if not due:
         return []

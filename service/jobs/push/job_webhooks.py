@@ -173,6 +173,6 @@ def update_delivery(connection: Redis, job_id: str, webhook_id: str, **changes: 
     webhook = record.webhook
     if webhook is None or webhook["id"] != webhook_id:
         return
-    webhook.update(changes)
+    record.webhook = WebhookState(id=webhook["id"], url=webhook["url"], **changes)
     job.save_meta()
     settle_delivery(connection, record.client, webhook_id, changes["state"])

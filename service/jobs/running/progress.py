@@ -20,6 +20,7 @@ from rq.job import Job
 from rq.utils import now
 
 from service.config import Settings
+from service.documents.steps import STEP_PENDING, STEP_SUCCEEDED
 from service.jobs.observability import budgets, metrics
 from service.jobs.observability.budgets import spend_increments
 from service.jobs.observability.counters import HashIncrements
@@ -88,8 +89,8 @@ def start_new_run(job: Job, *, max_attempts: int) -> None:
     record.canceled_at = record.error = record.result = record.next_attempt_at = record.webhook = None
     record.attempt_limit = record.attempts + max_attempts
     for step in record.steps:  # a document job's new run re-runs only the steps that did not succeed
-        if step["status"] != "succeeded":
-            step["status"], step["error"] = "pending", None
+        if step["status"] != STEP_SUCCEEDED:
+            step["status"], step["error"] = STEP_PENDING, None
     job.number_of_retries = 0  # RQ's own count, checked against the Retry a task returns
     with job.connection.pipeline(transaction=False) as pipe:
         pipe.delete(cancel_key(job.id), events_key(job.id), announced_key(job.id), completed_key(job.id))

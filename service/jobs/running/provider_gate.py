@@ -33,7 +33,7 @@ from typing import Any
 
 from redis import Redis
 
-from service.jobs.storage import scripts
+from service.jobs.storage import replies, scripts
 from service.jobs.storage.keys import provider_key
 
 PERMIT_TTL_S = 30  # a permit of a process that stopped renewing lapses after this long
@@ -149,13 +149,13 @@ class ProviderGate:
                 wanted = 1
             elif now - self._first_call_at < SLOW_START_S:
                 return Admission(0, MIN_WAIT_S)
-        granted, wait, probe = self._admit(
+        granted, wait, probe = replies.as_list(self._admit(
             keys=[self.closed_key, self._probing_key, self._probe_key, self._permits_key],
             args=[
                 now, wanted, self._max_in_flight, now + PERMIT_TTL_S, self._process, PROBE_TTL_S,
                 self._next_permit, PERMIT_TTL_S,  # the set goes with the last process holding a permit
             ],
-        )  # fmt: skip
+        ))  # fmt: skip
         granted, wait = int(granted), max(float(wait), MIN_WAIT_S)
         if granted and self._max_in_flight:  # the script added these permits
             self._permits.update(f"{self._process}:{self._next_permit + n}" for n in range(granted))

@@ -10,6 +10,7 @@ from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry
 from rq.utils import now, utcformat
 
+from service.documents.steps import STEP_FAILED
 from service.jobs.observability import budgets
 from service.jobs.push.events import announce_end
 from service.jobs.push.job_webhooks import queue_delivery, reserve_redelivery
@@ -113,7 +114,7 @@ def rerun_job(job: Job, *, max_attempts: int) -> None:
 
 
 def _has_failed_steps(record: JobRecord) -> bool:
-    return any(step["status"] == "failed" for step in record.steps)
+    return any(step["status"] == STEP_FAILED for step in record.steps)
 
 
 def redeliver_webhook(job: Job, *, max_pending: int) -> None:

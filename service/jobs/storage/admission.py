@@ -30,7 +30,7 @@ from rq import Queue
 
 from service.config import ClientBudget
 from service.jobs.observability.budgets import now_window, refusal_message, today
-from service.jobs.storage import scripts
+from service.jobs.storage import replies, scripts
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.keys import budget_reserved_key, budget_spent_key, submit_window_key
 
@@ -127,7 +127,7 @@ def admit(
                 pipe.set(idempotency.redis_key, idempotency.record(hit_id), ex=idempotency.ttl_s)
             commands = [args for args, _options in pipe.command_stack]
         keys, args = _call(gate, hit_id, idempotency, seen, commands, reservations)
-        answer = scripts.registered(connection, scripts.ADMIT_SUBMIT)(keys=keys, args=args)
+        answer = replies.as_list(scripts.registered(connection, scripts.ADMIT_SUBMIT)(keys=keys, args=args))
         verdict = answer[0].decode()
         if verdict == "replay":
             assert idempotency is not None and earlier is not None
@@ -146,7 +146,7 @@ def check_admissible(connection: Redis, gate: Gate) -> None:
     writing nothing: a route whose body is costly to read (an upload) asks this first.
     `admit` still decides, atomically, once the body is read."""
     keys, args = _limits_and_caps(gate)
-    _raise_refusal(gate, scripts.registered(connection, scripts.CHECK_SUBMIT)(keys=keys, args=args))
+    _raise_refusal(gate, replies.as_list(scripts.registered(connection, scripts.CHECK_SUBMIT)(keys=keys, args=args)))
 
 
 def _raise_refusal(gate: Gate, answer: list) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis.asyncio
 from redis import Redis
@@ -27,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from service.config import Settings
+from service.jobs.storage import replies
 from service.jobs.storage.sentinel import FollowingAsyncSentinel, FollowingSentinel
 
 log = logging.getLogger(__name__)
@@ -113,18 +114,17 @@ def _credentials(url: str) -> dict[str, Any]:
     return credentials
 
 
-# redis-py types every reply for its sync and asyncio clients at once (`Awaitable[T] | T`);
-# these are the sync client's replies to reads repeated across modules, at their real types.
+# Reads repeated across modules, their replies typed by `replies`.
 
 
 def read_hash(connection: Redis, key: str) -> dict[bytes, bytes]:
     """HGETALL: the hash's fields and values ({} when it does not exist)."""
-    return cast("dict[bytes, bytes]", connection.hgetall(key))
+    return replies.as_hash(connection.hgetall(key))
 
 
 def read_value(connection: Redis, key: str) -> bytes | None:
     """GET: the string's bytes, or None when it does not exist."""
-    return cast("bytes | None", connection.get(key))
+    return replies.as_bytes(connection.get(key))
 
 
 def wait_until_reachable(connection: Redis, max_delay_s: float = 5.0) -> None:

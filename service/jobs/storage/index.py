@@ -10,11 +10,11 @@ import base64
 import binascii
 import re
 from datetime import datetime
-from typing import cast
 
 from redis import Redis
 from redis.client import Pipeline
 
+from service.jobs.storage import replies
 from service.jobs.storage.ids import JOB_ID_PATTERN
 from service.jobs.storage.keys import index_key
 
@@ -45,7 +45,7 @@ def contains(connection: Redis, client: str, job_id: str, created_at: datetime) 
 def newest_first(connection: Redis, client: str, after: str | None, count: int) -> list[str]:
     """Up to `count` members older than `after` (exclusive), newest first."""
     upper = f"({after}" if after else "+"
-    members = cast("list[bytes]", connection.zrevrangebylex(index_key(client), upper, "-", start=0, num=count))
+    members = replies.as_members(connection.zrevrangebylex(index_key(client), upper, "-", start=0, num=count))
     return [m.decode() for m in members]
 
 

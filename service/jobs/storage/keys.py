@@ -1,6 +1,6 @@
 """The name of every Redis key the service writes beside RQ's own (`rq:*`).
 
-How long each one lives is in ARCHITECTURE.md §3; the clean-up (operations/cleanup.py)
+How long each one lives is in docs/development/architecture.md §3; the clean-up (operations/cleanup.py)
 finds the orphans and the lost TTLs by the prefixes below.
 """
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import cast
 
 from redis import Redis
 from rq.job import Job
 
-from service.jobs.storage import index, scripts
+from service.jobs.storage import index, replies, scripts
 from service.jobs.storage.ids import is_job_id
 from service.jobs.storage.keys import live_text_key
 from service.jobs.storage.queues import CLIENT_TASKS, SERIALIZER
@@ -73,23 +72,30 @@ def list_client_jobs(
             after = None  # the end: no next page
             break
         candidates = members if status is None else _may_have_status(connection, members, status)
-        after = members[-1]
-        for start in range(0, len(candidates), limit):
-            batch = candidates[start : start + limit]
-            jobs = _fetch_without_request(connection, [index.job_id_of(m) for m in batch])
-            # Jobs past their result TTL are gone from Redis (or cannot be read): drop them from the index too.
-            index.remove(connection, client, [m for m, job in zip(batch, jobs, strict=True) if job is None])
-            for member, job in zip(batch, jobs, strict=True):
-                if job is not None and (status is None or public_status(job) == status):
-                    found.append(job)
-                    if len(found) == limit:
-                        after = member  # the page ends here: the next one starts after it
-                        break
-            if len(found) == limit:
-                break
+        page_end = _collect(connection, client, candidates, status, found, limit)
+        after = members[-1] if page_end is None else page_end  # the next page starts after it
         scanned += len(members)
     with_live_text(connection, found)
     return JobPage(found, index.encode_cursor(after) if after else None)
+
+
+def _collect(
+    connection: Redis, client: str, candidates: list[str], status: str | None, found: list[Job], limit: int
+) -> str | None:
+    """Read the jobs of `candidates` (index members, newest first), `limit` at a time, and add
+    those that show `status` (any, when None) to `found` until it holds `limit`. Returns the
+    member the page ended at, None when the candidates did not fill it."""
+    for start in range(0, len(candidates), limit):
+        batch = candidates[start : start + limit]
+        jobs = _fetch_without_request(connection, [index.job_id_of(m) for m in batch])
+        # Jobs past their result TTL are gone from Redis (or cannot be read): drop them from the index too.
+        index.remove(connection, client, [m for m, job in zip(batch, jobs, strict=True) if job is None])
+        for member, job in zip(batch, jobs, strict=True):
+            if job is not None and (status is None or public_status(job) == status):
+                found.append(job)
+                if len(found) == limit:
+                    return member
+    return None
 
 
 def _may_have_status(connection: Redis, members: list[str], status: str) -> list[str]:
@@ -97,7 +103,7 @@ def _may_have_status(connection: Redis, members: list[str], status: str) -> list
     are passed over without reading their records. A record whose meta is not ours (JSON)
     reads as failed, whatever RQ says."""
     keys = [Job.key_for(index.job_id_of(member)) for member in members]
-    stored = scripts.registered(connection, scripts.READ_JOB_STATUSES)(keys=keys)
+    stored = replies.as_list(scripts.registered(connection, scripts.READ_JOB_STATUSES)(keys=keys))
     return [
         member
         for member, (rq_status, meta_start) in zip(members, stored, strict=True)
@@ -108,8 +114,10 @@ def _may_have_status(connection: Redis, members: list[str], status: str) -> list
 def _fetch_without_request(connection: Redis, job_ids: list[str]) -> list[Job | None]:
     """Like `fetch_jobs`, but without each job's `data` (the call and its request, which the
     resource never shows): a listing of jobs with megabyte prompts reads kilobytes."""
-    answer = scripts.registered(connection, scripts.READ_JOBS_EXCEPT)(
-        keys=[Job.key_for(job_id) for job_id in job_ids], args=["data"]
+    answer = replies.as_list(
+        scripts.registered(connection, scripts.READ_JOBS_EXCEPT)(
+            keys=[Job.key_for(job_id) for job_id in job_ids], args=["data"]
+        )
     )
     records = [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in answer]
     return [
@@ -124,7 +132,7 @@ def with_live_text(connection: Redis, jobs: list[Job]) -> None:
     streaming = [job for job in jobs if not JobRecord(job).text]
     if not streaming:
         return
-    texts = cast("list[bytes | None]", connection.mget([live_text_key(job.id) for job in streaming]))
+    texts = replies.as_values(connection.mget([live_text_key(job.id) for job in streaming]))
     for job, text in zip(streaming, texts, strict=True):
         if text:
             JobRecord(job).text = text.decode()

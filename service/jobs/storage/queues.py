@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from redis import Redis
 from rq import Queue, Worker
@@ -11,7 +11,10 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import BaseWorker
 
-PRIORITIES = ("high", "default", "low")  # strict dequeue order for a worker on all queues
+from service.jobs.storage.record import Priority
+
+# Strict dequeue order for a worker on all queues: the order `Priority` lists them in.
+PRIORITIES: tuple[Priority, ...] = get_args(Priority)
 SERIALIZER = JSONSerializer
 # Referenced by name so that the API never imports task code.
 LLM_TASK = "service.tasks.llm_job.run_llm_job"

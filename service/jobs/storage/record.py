@@ -16,11 +16,11 @@ from typing import Any, Final, Generic, Literal, NotRequired, Protocol, TypedDic
 
 T = TypeVar("T")
 
-Priority = Literal["high", "default", "low"]
+Priority = Literal["high", "default", "low"]  # in dequeue order (storage/queues.PRIORITIES)
 Kind = Literal["message", "document"]
 MESSAGE: Final = "message"  # one Messages call
 DOCUMENT: Final = "document"  # a document's extraction and analyses
-StepStatus = Literal["pending", "running", "succeeded", "failed", "canceled"]
+StepStatus = Literal["pending", "running", "succeeded", "failed", "canceled"]  # documents/steps.STEP_*
 WebhookDeliveryState = Literal["pending", "delivered", "failed", "gone"]  # pending -> delivered | failed | gone (410)
 
 # The error types the service writes itself. A provider's error keeps the provider's own

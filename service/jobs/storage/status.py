@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from rq.job import Job, JobStatus
 
@@ -14,7 +14,7 @@ RUNNING: Final = "running"
 SUCCEEDED: Final = "succeeded"
 FAILED: Final = "failed"
 CANCELED: Final = "canceled"
-PUBLIC_STATUSES: tuple[PublicStatus, ...] = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
+PUBLIC_STATUSES: tuple[PublicStatus, ...] = get_args(PublicStatus)
 TERMINAL_STATUSES: frozenset[PublicStatus] = frozenset({SUCCEEDED, FAILED, CANCELED})
 
 _FROM_RQ: dict[JobStatus, PublicStatus] = {
