@@ -29,7 +29,14 @@ _INT_KEYS = {
     "cache_read": 0,
     "tool_use": 0,
     "no_structured": 0,
+    # The Message Batches API's (batches.py).
+    "batch_delay_ms": 0,
+    "batch_expire": 0,
+    "create_delay_ms": 0,
+    "created_delay_ms": 0,
+    "result_delay_ms": 0,
 }
+_BOOL_KEYS = {"hang", "spend_limit", "broken_json", "tool_use", "no_structured", "batch_expire"}
 _STR_KEYS = {"mid_stream_error", "key"}
 KNOWN_KEYS = frozenset(_INT_KEYS) | _STR_KEYS
 
@@ -57,6 +64,11 @@ class Directives:
     cache_read: int | None = None  # given: the reply reports the prompt cache's counts, this many read
     tool_use: bool = False  # with tool_choice auto (or none given): the reply calls the first tool
     no_structured: bool = False  # the model refuses output_config.format with a 400, as older models do
+    batch_delay_ms: int | None = None  # in a batch: it ends this long after its create (None: the server's)
+    batch_expire: bool = False  # in a batch: this request's result is `expired`
+    create_delay_ms: int = 0  # in a batch: its create waits this long before making it
+    created_delay_ms: int = 0  # in a batch: its create's answer waits this long after making it
+    result_delay_ms: int = 0  # in a batch: its results stream pauses this long before this request's line
 
     def input_usage(self, input_tokens: int) -> dict[str, int]:
         """A reply's input token counts; the prompt cache's too when asked for, as the real API gives them."""
@@ -115,7 +127,9 @@ def parse_directives(text: str) -> Directives:
         if number < _INT_KEYS[name]:
             raise DirectiveError(f"fake directive: {name} must be >= {_INT_KEYS[name]}, got {number}")
         values[name] = (
-            bool(number) if name in ("hang", "spend_limit", "broken_json", "tool_use", "no_structured") else number
+            bool(number)
+            if name in ("hang", "spend_limit", "broken_json", "tool_use", "no_structured", "batch_expire")
+            else number
         )
 
     directives = Directives(**values)  # type: ignore[arg-type]
