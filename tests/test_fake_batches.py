@@ -121,7 +121,7 @@ def test_cancel_ends_the_batch_with_its_requests_canceled(client, base_url):
     assert stats(base_url)["batch_cancels"] == before["batch_cancels"] + 1
 
 
-def test_list_retrieve_delete_and_bad_creates(client):
+def test_list_retrieve_delete_and_bad_creates(client, base_url):
     first = client.messages.batches.create(requests=[{"custom_id": "a", "params": params("a")}])
     second = client.messages.batches.create(requests=[{"custom_id": "b", "params": params("b")}])
     listed = [b.id for b in client.messages.batches.list(limit=2).data]
@@ -138,5 +138,5 @@ def test_list_retrieve_delete_and_bad_creates(client):
         client.messages.batches.create(
             requests=[{"custom_id": "d", "params": params("a")}, {"custom_id": "d", "params": params("b")}]
         )
-    answer = requests.post(f"{client.base_url}v1/messages/batches", json={"requests": []}, timeout=5)
+    answer = requests.post(f"{base_url}/v1/messages/batches", json={"requests": []}, timeout=5)
     assert answer.status_code == 401 and answer.json()["error"]["type"] == "authentication_error"
