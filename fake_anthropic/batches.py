@@ -12,7 +12,9 @@ Directives that hold the wire open, for crash tests of a caller:
 - ``create_delay_ms=N`` in any request: the create waits N ms before it makes the batch (a
   caller gone meanwhile makes none);
 - ``created_delay_ms=N``: the batch is made at once, its answer waits N ms;
-- ``result_delay_ms=N``: the results stream pauses N ms before this request's line.
+- ``result_delay_ms=N``: the results stream pauses N ms before this request's line;
+- ``create_error=STATUS`` (with ``fail_times=K key=...``: the first K creates): the create
+  is refused with that status.
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ def add_batch_routes(
     store: BatchStore,
     error_response: Callable[..., Response],
     authenticated: Callable[[], bool],
+    fail_count: Callable[[str], int],
 ) -> None:
     """Register the batch routes on the fake's app."""
 
@@ -177,6 +180,9 @@ def add_batch_routes(
         except InvalidRequest as exc:
             return error_response(400, str(exc))
         given = [d for _, _, d in requests if d is not None]
+        for d in given:
+            if d.create_error is not None and (d.fail_times is None or fail_count(d.key or "") <= d.fail_times):
+                return error_response(d.create_error)
         sock = request.environ.get("werkzeug.socket")
         if (hold := max((d.create_delay_ms for d in given), default=0)) and wait_idle(sock, hold / 1000):
             return error_response(500, "the caller went away before the batch was made")

@@ -33,6 +33,7 @@ _INT_KEYS = {
     "batch_delay_ms": 0,
     "batch_expire": 0,
     "create_delay_ms": 0,
+    "create_error": 100,
     "created_delay_ms": 0,
     "result_delay_ms": 0,
 }
@@ -67,6 +68,7 @@ class Directives:
     batch_delay_ms: int | None = None  # in a batch: it ends this long after its create (None: the server's)
     batch_expire: bool = False  # in a batch: this request's result is `expired`
     create_delay_ms: int = 0  # in a batch: its create waits this long before making it
+    create_error: int | None = None  # in a batch: its create is refused with this status (with fail_times: so often)
     created_delay_ms: int = 0  # in a batch: its create's answer waits this long after making it
     result_delay_ms: int = 0  # in a batch: its results stream pauses this long before this request's line
 
@@ -81,7 +83,13 @@ class Directives:
         }
 
     def has_failure(self) -> bool:
-        return self.error is not None or self.mid_stream_error is not None or self.hang or self.broken_json
+        return (
+            self.error is not None
+            or self.mid_stream_error is not None
+            or self.hang
+            or self.broken_json
+            or self.create_error is not None
+        )
 
     def without_failures(self) -> Directives:
         """Copy with every failure behaviour removed (used once fail_times is spent)."""
@@ -138,6 +146,8 @@ def parse_directives(text: str) -> Directives:
 
 
 def _check_combinations(d: Directives) -> None:
+    if d.create_error is not None and not 400 <= d.create_error <= 599:
+        raise DirectiveError("fake directive: create_error must be an HTTP error status (400..599)")
     if d.error is not None and d.error not in ERROR_TYPE_BY_STATUS:
         statuses = ", ".join(str(s) for s in sorted(ERROR_TYPE_BY_STATUS))
         raise DirectiveError(f"fake directive: error must be one of {statuses}, got {d.error}")

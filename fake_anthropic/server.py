@@ -174,7 +174,7 @@ def create_app(
     state = _State(budget or Budget(), storm or Storm())
     app.extensions["fake_anthropic"] = state
     batches = BatchStore(batch_delay_s, lambda params: answer_for_batch(params, state.cache.account, state.bump))
-    add_batch_routes(app, batches, error_response, lambda: _is_authenticated(request.headers))
+    add_batch_routes(app, batches, error_response, lambda: _is_authenticated(request.headers), state.bump)
 
     @app.get("/_stats")
     def stats() -> Response:

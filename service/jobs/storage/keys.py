@@ -27,6 +27,14 @@ DOCUMENT_TEXT_PREFIX = "llmjobs:doctext:"
 # Job ids whose end is not yet fully published (the scheduler republishes a stuck one).
 UNPUBLISHED_ENDS_KEY = "llmjobs:ends:unpublished"
 BATCH_PREFIX = "llmjobs:batch:"
+# The batch tier's provider batches (jobs/running/provider_batches.py): one record per
+# provider batch until every result is read into its jobs, then deleted. `<id>` is ours
+# (made before the provider's exists); the record hash, `<id>:jobs` (its job ids, a list,
+# written before the create) and `<id>:lease` (its owner, renewed while it polls).
+PROVIDER_BATCH_PREFIX = "llmjobs:pbatch:"
+OPEN_PROVIDER_BATCHES_KEY = "llmjobs:pbatches:open"  # our ids, scored by when their jobs were collected
+PROVIDER_BATCH_IDS_KEY = "llmjobs:pbatches:provider-ids"  # the provider's id -> ours, while open
+COLLECTOR_LOCK_KEY = "llmjobs:pbatches:collector"  # held by the worker collecting batch-tier jobs
 
 # A client's keys.
 CLIENT_PREFIX = "llmjobs:client:"  # + `<client>:jobs`: the client's jobs, newest last
@@ -90,6 +98,11 @@ def document_text_key(job_id: str) -> str:
 
 def batch_key(batch_id: str) -> str:
     return BATCH_PREFIX + batch_id
+
+
+def provider_batch_key(local_id: str, part: str = "") -> str:
+    """A provider batch's record (`part` ""), its job ids (`jobs`) or its lease (`lease`)."""
+    return PROVIDER_BATCH_PREFIX + local_id + (f":{part}" if part else "")
 
 
 def index_key(client: str) -> str:

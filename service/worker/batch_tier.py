@@ -1,0 +1,327 @@
+"""The batch tier's loop in a worker process: collect, send, poll, fan out.
+
+Every second: the worker holding the collector lock takes the batch queue's jobs into a new
+provider batch once the oldest has waited BATCH_COLLECT_S or BATCH_MAX_REQUESTS wait; then
+every worker renews the leases of the provider batches it advances and takes those whose
+lease lapsed (their worker died), and advances each one it holds, one step at a time:
+
+- not created: its jobs' requests are sent whole as one provider batch (`custom_id` = the
+  job id; over the provider's 256 MB, the rest go back to the queue). The record says a
+  create was sent before it is sent: a worker taking over such a record first looks for
+  the provider batch among the newest (same size, created since, held by no record) and
+  adopts it; if it finds none it sends the jobs again (counted), and a job whose result
+  comes twice ends once. A create the provider refuses leaves the jobs queued for the next
+  try, with back-off.
+- created: polled every BATCH_POLL_S (back-off on errors); once all its jobs are canceled
+  it is canceled at the provider; once ended, its results are streamed into the jobs, which
+  end by the same code as a job that streamed its reply, and then the record goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from contextlib import suppress
+from typing import cast
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+
+from service.bug_reports import report_bug
+from service.config import Settings
+from service.jobs.observability import metrics
+from service.jobs.push.events import announce_end
+from service.jobs.running import provider_batches
+from service.jobs.running.progress import Superseded
+from service.jobs.running.provider_batches import OpenBatch
+from service.jobs.storage.lookup import fetch_jobs
+from service.llm.batches import MAX_BYTES, BatchesClient, BatchResult, ProviderBatch
+from service.llm.errors import LLMError
+from service.tasks import batch_tier
+from service.tasks.outcomes import JobFailed
+from service.tasks.runtime import TaskRuntime
+from service.worker import executions
+from service.worker.executions import Running
+
+log = logging.getLogger(__name__)
+
+STEP_S = 1.0  # how often the loop collects, renews its leases and advances its provider batches
+FAN_OUT_CHUNK = 200  # results read into their jobs per round trip of reads
+MAX_BACKOFF_S = 300.0  # the longest wait after failed creates or polls
+# An orphan of a crashed create was made after its record's `creating_at`; the provider's
+# clock may differ from ours by this much.
+CLOCK_SLACK_S = 60.0
+BYTES_MARGIN = 1024 * 1024  # the create's own JSON around the requests
+
+
+class BatchTierLoop:
+    def __init__(
+        self,
+        connection: Redis,
+        settings: Settings,
+        batches: BatchesClient,
+        runtime: TaskRuntime,
+        queue: Queue,
+        name: str,
+    ):
+        self.connection = connection
+        self.settings = settings
+        self.batches = batches
+        self.runtime = runtime
+        self.queue = queue
+        self.name = name  # the worker's: it owns leases under it
+        self.next_step_at: dict[str, float] = {}  # our id -> monotonic time of its next poll or try
+        self.failures: dict[str, int] = {}  # our id -> failed creates or polls in a row
+        self.advancing: dict[str, asyncio.Task] = {}
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self.step()
+            except RedisError as exc:
+                log.warning("batch tier: Redis error (%s); carrying on", exc)
+            except Exception as exc:  # a bug must not stop the batch tier
+                log.exception("batch tier: a step failed; carrying on")
+                report_bug(exc, loop="batch_tier")
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), STEP_S)
+        # A step under way is abandoned: its record's lease lapses, and it is taken over.
+        for task in self.advancing.values():
+            task.cancel()
+        await asyncio.gather(*self.advancing.values(), return_exceptions=True)
+
+    async def step(self) -> None:
+        self._collect()
+        open_ids = [local_id for local_id, _ in provider_batches.open_batches(self.connection)]
+        for local_id in provider_batches.hold(self.connection, open_ids, self.name):
+            if local_id in self.advancing or time.monotonic() < self.next_step_at.get(local_id, 0.0):
+                continue
+            self.advancing[local_id] = asyncio.create_task(self._advance(local_id))
+
+    # --- collect ---------------------------------------------------------------------------
+
+    def _collect(self) -> None:
+        """Open provider batches while the queue's head has waited long enough or a full
+        batch waits."""
+        settings = self.settings
+        if not provider_batches.take_collector_lock(self.connection, self.name, STEP_S):
+            return
+        while True:
+            waiting = cast(int, self.connection.llen(self.queue.key))
+            if waiting < settings.batch_max_requests:
+                since = provider_batches.oldest_waiting_since(self.connection, self.queue.key)
+                if since is None or time.time() - since < settings.batch_collect_s:
+                    return
+            opened = provider_batches.collect(self.connection, self.queue.key, settings.batch_max_requests, self.name)
+            if opened is None:
+                return
+            log.info("batch tier: collected jobs into provider batch record %s", opened.local_id)
+
+    # --- advance one provider batch --------------------------------------------------------
+
+    async def _advance(self, local_id: str) -> None:
+        try:
+            await self._advance_one(local_id)
+        finally:
+            self.advancing.pop(local_id, None)
+
+    async def _advance_one(self, local_id: str) -> None:
+        try:
+            batch = provider_batches.load(self.connection, local_id)
+            if batch is None:
+                self._forget(local_id)
+            elif batch.provider_id is None:
+                await self._send(batch)
+            else:
+                await self._poll(batch)
+        except RedisError as exc:
+            log.warning("batch tier: Redis error on %s (%s); its lease lapses unless renewed", local_id, exc)
+        except Exception as exc:
+            log.exception("batch tier: advancing %s failed", local_id)
+            report_bug(exc, loop="batch_tier", provider_batch=local_id)
+            self._back_off(local_id)
+
+    def _forget(self, local_id: str) -> None:
+        self.next_step_at.pop(local_id, None)
+        self.failures.pop(local_id, None)
+
+    def _back_off(self, local_id: str) -> None:
+        failures = self.failures[local_id] = self.failures.get(local_id, 0) + 1
+        wait = min(MAX_BACKOFF_S, self.settings.batch_poll_s * 2 ** (failures - 1))
+        self.next_step_at[local_id] = time.monotonic() + wait
+
+    def _poll_later(self, local_id: str) -> None:
+        self.failures.pop(local_id, None)
+        self.next_step_at[local_id] = time.monotonic() + self.settings.batch_poll_s
+
+    async def _send(self, batch: OpenBatch) -> None:
+        ids = provider_batches.job_ids(self.connection, batch.local_id)
+        jobs = fetch_jobs(self.connection, ids)
+        if batch.creating_at is not None and await self._adopt_orphan(batch, len(ids), jobs):
+            return
+        waiting = [job for job in jobs if job is not None and batch_tier.is_waiting(job)]
+        gone = [job_id for job_id, job in zip(ids, jobs, strict=True) if not batch_tier.is_waiting(job)]
+        provider_batches.drop_jobs(self.connection, batch.local_id, gone)
+        if not waiting:
+            provider_batches.close(self.connection, batch)
+            self._forget(batch.local_id)
+            return
+        requests, waiting = self._within_bytes(batch, waiting)
+        if batch.creating_at is not None:  # the last create may have made a batch we could not find
+            metrics.BATCH_JOBS_SENT_AGAIN.inc(self.connection, len(waiting))
+        provider_batches.note(self.connection, batch.local_id, creating_at=time.time())
+        try:
+            created = await self.batches.create(requests)
+        except LLMError as exc:
+            self._refused(batch, waiting, exc)
+            return
+        self._record(batch, created, waiting)
+
+    def _within_bytes(self, batch: OpenBatch, jobs: list[Job]) -> tuple[list[dict], list[Job]]:
+        """The requests that fit in one provider batch; the rest go back to the queue's head."""
+        requests: list[dict] = []
+        size = BYTES_MARGIN
+        for i, job in enumerate(jobs):
+            request = batch_tier.provider_request(job)
+            size += len(json.dumps(request, separators=(",", ":")).encode()) + 1
+            if size > MAX_BYTES and requests:
+                rest = [job.id for job in jobs[i:]]
+                provider_batches.drop_jobs(self.connection, batch.local_id, rest, back_to=self.queue.key)
+                return requests, jobs[:i]
+            requests.append(request)
+        return requests, jobs
+
+    def _refused(self, batch: OpenBatch, jobs: list[Job], error: LLMError) -> None:
+        """The create failed: its jobs wait (queued) for the next try. If the provider answered,
+        it made no batch; if it did not, it may have (the next try looks for it first)."""
+        log.warning("batch tier: create of %s (%d jobs) failed: %s", batch.local_id, len(jobs), error)
+        if error.status_code is not None:
+            self.connection.hdel(provider_batches.provider_batch_key(batch.local_id), "creating_at")
+        if error.status_code == 413 and len(jobs) > 1:  # too large after all: half goes back to the queue
+            rest = [job.id for job in jobs[len(jobs) // 2 :]]
+            provider_batches.drop_jobs(self.connection, batch.local_id, rest, back_to=self.queue.key)
+        self._back_off(batch.local_id)
+
+    def _record(self, batch: OpenBatch, created: ProviderBatch, jobs: list[Job]) -> None:
+        submitted_at = created.created_at.isoformat()
+        provider_batches.note(self.connection, batch.local_id, provider_id=created.id, submitted_at=submitted_at)
+        sent = batch_tier.mark_sent(jobs, created)
+        provider_batches.note(self.connection, batch.local_id, marked=1)
+        metrics.PROVIDER_BATCHES_CREATED.inc(self.connection)
+        log.info("batch tier: provider batch %s created with %d jobs (%d still queued)", created.id, len(jobs), sent)
+        self._poll_later(batch.local_id)
+
+    async def _adopt_orphan(self, batch: OpenBatch, size: int, jobs: list[Job | None]) -> bool:
+        """A worker died after sending this record's create: the provider batch it made, if
+        it can be told apart (made since, of this size, held by no record), is adopted."""
+        assert batch.creating_at is not None
+        try:
+            recent = await self.batches.recent()
+        except LLMError as exc:
+            log.warning("batch tier: cannot list provider batches (%s); trying later", exc)
+            self._back_off(batch.local_id)
+            return True
+        known = provider_batches.known_provider_ids(self.connection)
+        found = [
+            b
+            for b in recent
+            if b.id not in known
+            and b.requests == size
+            and b.created_at.timestamp() >= batch.creating_at - CLOCK_SLACK_S
+        ]
+        if len(found) != 1:
+            return False
+        log.warning("batch tier: adopted provider batch %s of a create whose worker died", found[0].id)
+        metrics.PROVIDER_BATCHES_ADOPTED.inc(self.connection)
+        self._record(batch, found[0], [job for job in jobs if job is not None])
+        return True
+
+    async def _poll(self, batch: OpenBatch) -> None:
+        assert batch.provider_id is not None
+        if not batch.marked:  # its worker died while marking its jobs sent
+            ids = provider_batches.job_ids(self.connection, batch.local_id)
+            jobs = [job for job in fetch_jobs(self.connection, ids) if job is not None]
+            batch_tier.mark_sent(jobs, await self.batches.retrieve(batch.provider_id))
+            provider_batches.note(self.connection, batch.local_id, marked=1)
+        try:
+            state = await self.batches.retrieve(batch.provider_id)
+            if state.ended:
+                await self._fan_out(batch)
+                return
+            if not batch.cancel_sent and self._all_ended(batch):
+                await self.batches.cancel(batch.provider_id)
+                provider_batches.note(self.connection, batch.local_id, cancel_sent=1)
+                log.info("batch tier: every job of %s was canceled: canceled it", batch.provider_id)
+        except LLMError as exc:
+            log.warning("batch tier: polling %s failed: %s", batch.provider_id, exc)
+            self._back_off(batch.local_id)
+            return
+        self._poll_later(batch.local_id)
+
+    def _all_ended(self, batch: OpenBatch) -> bool:
+        ids = provider_batches.job_ids(self.connection, batch.local_id)
+        with self.connection.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(Job.key_for(job_id), "status")
+            statuses = pipe.execute()
+        return all(status != JobStatus.STARTED.value.encode() for status in statuses)
+
+    # --- fan out ---------------------------------------------------------------------------
+
+    async def _fan_out(self, batch: OpenBatch) -> None:
+        """Stream the results into their jobs (any order), then close the record. A worker
+        that dies midway leaves the record open: its next owner reads every result again,
+        and the jobs already ended are left as they are."""
+        assert batch.provider_id is not None
+        seen: set[str] = set()
+        chunk: list[BatchResult] = []
+        async for result in self.batches.results(batch.provider_id):
+            chunk.append(result)
+            if len(chunk) >= FAN_OUT_CHUNK:
+                self._end_jobs(batch.provider_id, chunk, seen)
+                chunk = []
+                provider_batches.hold(self.connection, [batch.local_id], self.name)
+        self._end_jobs(batch.provider_id, chunk, seen)
+        unanswered = [i for i in provider_batches.job_ids(self.connection, batch.local_id) if i not in seen]
+        for job in fetch_jobs(self.connection, unanswered):
+            if job is not None:
+                batch_tier.send_again(job, NO_RESULT, self.queue)
+        provider_batches.close(self.connection, batch)
+        self._forget(batch.local_id)
+        log.info("batch tier: provider batch %s read into %d jobs", batch.provider_id, len(seen))
+
+    def _end_jobs(self, provider_id: str, results: list[BatchResult], seen: set[str]) -> None:
+        jobs = fetch_jobs(self.connection, [result.custom_id for result in results])
+        for job, result in zip(jobs, results, strict=True):
+            seen.add(result.custom_id)
+            if job is None:
+                continue
+            if batch_tier.in_batch(job, provider_id):
+                self._end(job, result)
+            else:
+                batch_tier.count_dropped(job, result, self.runtime)
+
+    def _end(self, job: Job, result: BatchResult) -> None:
+        """The job's end, by the worker's own steps (as `AsyncWorker._perform` takes them)."""
+        entry = Running(job, self.queue, Execution(uuid.uuid4().hex, job.id, self.connection, self.name))
+        try:
+            value = batch_tier.record_outcome(job, result, self.runtime, self.queue)
+        except JobFailed as exc:
+            claimed = executions.finish_failed(entry, self.name, str(exc), publishes_end=True)
+        except Superseded:
+            executions.finish_superseded(entry)
+            return
+        else:
+            if value is None:  # back in the batch queue
+                return
+            claimed = executions.finish_succeeded(entry, self.name, value, publishes_end=True)
+        announce_end(job, claimed=claimed)
+
+
+NO_RESULT = LLMError("api_error", "the provider batch ended without a result for this request", retryable=True)
