@@ -3,16 +3,19 @@ Message Batches API through the real SDK."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import pytest
 import requests
+from llmjobs import JobsClient
 
 from service.jobs.storage.keys import OPEN_PROVIDER_BATCHES_KEY
 from service.llm.pricing import cost_usd
-from tests.conftest import ALICE, wait_for
-from tests.helpers import assert_error_shape, directive, get, submit, wait_until_finished
+from tests.conftest import ALICE, ALICE_KEY, wait_for
+from tests.helpers import assert_error_shape, directive, get, run_cli, submit, wait_until_finished
+from tests.test_readme_params import body_of
 
 # Collect for half a second, poll every 0.3 s: the suite's waits stay short.
 FAST_BATCHES = {"BATCH_COLLECT_S": "0.5", "BATCH_POLL_S": "0.3"}
@@ -146,3 +149,35 @@ def test_a_canceled_job_stays_canceled_when_its_result_comes(start_api, start_wo
     ended = get(api, dropped["id"])
     assert ended["status"] == "canceled" and ended["result"] is None
     assert get(api, dropped["id"]) == ended
+
+
+# --- the Python client and the CLI -------------------------------------------------------------------
+
+
+def test_client_and_cli_submit_batch_tier_jobs(start_api, start_worker):
+    api = start_api(**FAST_BATCHES)
+    start_worker(**FAST_BATCHES)
+    client = JobsClient(api, ALICE_KEY)
+    job = client.submit(f"by the client {QUICK} {uuid.uuid4().hex}", tier="batch", model=MODEL)
+    assert job.tier == "batch" and job.status == "queued"
+    done = client.wait(job.id, timeout=60)
+    assert done.status == "succeeded" and done.raw["result"]["usage"]["service_tier"] == "batch"
+
+    ran = run_cli("submit", f"by the CLI {QUICK} {uuid.uuid4().hex}", "--tier", "batch", "--wait", "--json", url=api)
+    assert ran.returncode == 0, ran.stderr
+    job_json = json.loads(ran.stdout)
+    assert job_json["tier"] == "batch" and job_json["status"] == "succeeded"
+    refused = run_cli("submit", "x", "--tier", "cheap", url=api)
+    assert refused.returncode != 0 and "--tier" in refused.stderr
+
+
+def test_the_readme_example_runs_at_the_batch_price(start_api, start_worker):
+    api = start_api(**FAST_BATCHES)
+    start_worker(**FAST_BATCHES)
+    body = body_of("batch-tier")
+    assert body["tier"] == "batch"
+    done = finished(api, submit(api, body)["id"])
+    assert done["status"] == "succeeded" and done["metadata"] == {"run": "nightly"}
+    usage = done["result"]["usage"]
+    assert usage["service_tier"] == "batch"
+    assert done["result"]["cost_usd"] == pytest.approx(cost_usd(done["model"], {**usage, "service_tier": None}) / 2)

@@ -52,11 +52,12 @@ from service.worker.executions import Running
 log = logging.getLogger(__name__)
 
 STEP_S = 1.0  # how often the loop collects, renews its leases and advances its provider batches
-FAN_OUT_CHUNK = 200  # results read into their jobs per round trip of reads
+FAN_OUT_CHUNK = 100  # results read into their jobs per round trip of reads
 MAX_BACKOFF_S = 300.0  # the longest wait after failed creates or polls
 # An orphan of a crashed create was made after its record's `creating_at`; the provider's
-# clock may differ from ours by this much.
-CLOCK_SLACK_S = 60.0
+# clock may differ from ours by this much. A batch of the same size that another program
+# created on the same API key in that window makes the match ambiguous: then none is adopted.
+CLOCK_SLACK_S = 10.0
 BYTES_MARGIN = 1024 * 1024  # the create's own JSON around the requests
 
 

@@ -25,11 +25,12 @@ from service.jobs.storage import scripts
 from service.jobs.storage.keys import (
     COLLECTOR_LOCK_KEY,
     OPEN_PROVIDER_BATCHES_KEY,
-    PROVIDER_BATCH_IDS_KEY,
+    RECORDED_PROVIDER_BATCHES_KEY,
     provider_batch_key,
 )
 
-LEASE_TTL_S = 30  # a provider batch's owner renews its lease every second or so
+LEASE_TTL_S = 10  # a provider batch's owner renews its lease every second or so
+RECORDED_KEPT_S = 24 * 3600  # how long a recorded provider batch id is remembered
 
 
 @dataclass(frozen=True)
@@ -120,13 +121,15 @@ def note(connection: Redis, local_id: str, **fields: str | float) -> None:
     with connection.pipeline() as pipe:
         pipe.hset(provider_batch_key(local_id), mapping=fields)
         if "provider_id" in fields:
-            pipe.hset(PROVIDER_BATCH_IDS_KEY, str(fields["provider_id"]), local_id)
+            now = time.time()
+            pipe.zadd(RECORDED_PROVIDER_BATCHES_KEY, {str(fields["provider_id"]): now})
+            pipe.zremrangebyscore(RECORDED_PROVIDER_BATCHES_KEY, 0, now - RECORDED_KEPT_S)
         pipe.execute()
 
 
 def known_provider_ids(connection: Redis) -> set[str]:
-    """The provider batches some record holds (an orphan of a crashed create is not among them)."""
-    return {raw.decode() for raw in cast("list[bytes]", connection.hkeys(PROVIDER_BATCH_IDS_KEY))}
+    """The provider batches our records held this last day (a crashed create's orphan is not among them)."""
+    return {raw.decode() for raw in cast("list[bytes]", connection.zrange(RECORDED_PROVIDER_BATCHES_KEY, 0, -1))}
 
 
 def hold(connection: Redis, local_ids: list[str], owner: str) -> list[str]:
@@ -149,6 +152,4 @@ def close(connection: Redis, batch: OpenBatch) -> None:
     with connection.pipeline() as pipe:
         pipe.zrem(OPEN_PROVIDER_BATCHES_KEY, batch.local_id)
         pipe.delete(*(provider_batch_key(batch.local_id, part) for part in ("", "jobs", "lease")))
-        if batch.provider_id:
-            pipe.hdel(PROVIDER_BATCH_IDS_KEY, batch.provider_id)
         pipe.execute()

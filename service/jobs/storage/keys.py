@@ -33,7 +33,9 @@ BATCH_PREFIX = "llmjobs:batch:"
 # written before the create) and `<id>:lease` (its owner, renewed while it polls).
 PROVIDER_BATCH_PREFIX = "llmjobs:pbatch:"
 OPEN_PROVIDER_BATCHES_KEY = "llmjobs:pbatches:open"  # our ids, scored by when their jobs were collected
-PROVIDER_BATCH_IDS_KEY = "llmjobs:pbatches:provider-ids"  # the provider's id -> ours, while open
+# The provider batches our records held, scored by when each was recorded; kept a day, so
+# that a crashed create's orphan is told apart from every batch we know.
+RECORDED_PROVIDER_BATCHES_KEY = "llmjobs:pbatches:recorded"
 COLLECTOR_LOCK_KEY = "llmjobs:pbatches:collector"  # held by the worker collecting batch-tier jobs
 
 # A client's keys.
