@@ -3,6 +3,7 @@ Message Batches API through the real SDK."""
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from typing import Any
@@ -13,6 +14,7 @@ from llmjobs import JobsClient
 
 from service.jobs.storage.keys import OPEN_PROVIDER_BATCHES_KEY
 from service.llm.pricing import cost_usd
+from tests import documents
 from tests.conftest import ALICE, ALICE_KEY, wait_for
 from tests.helpers import assert_error_shape, directive, get, run_cli, submit, wait_until_finished
 from tests.test_readme_params import body_of
@@ -181,3 +183,39 @@ def test_the_readme_example_runs_at_the_batch_price(start_api, start_worker):
     usage = done["result"]["usage"]
     assert usage["service_tier"] == "batch"
     assert done["result"]["cost_usd"] == pytest.approx(cost_usd(done["model"], {**usage, "service_tier": None}) / 2)
+
+
+# --- POST /v1/batches and document jobs -------------------------------------------------------------
+
+
+def test_a_batch_of_batch_tier_jobs_and_a_batch_tier_document_job(start_api, start_worker, fake_anthropic):
+    api = start_api(**FAST_BATCHES)
+    start_worker(**FAST_BATCHES)
+    before = stats(fake_anthropic)
+    jobs = [batch_job(f"in a batch {i} {QUICK}") for i in range(3)]
+    response = requests.post(f"{api}/v1/batches", json={"jobs": jobs}, headers=ALICE, timeout=10)
+    assert response.status_code == 202, response.text
+    for job_id in response.json()["job_ids"]:
+        done = finished(api, job_id)
+        assert done["status"] == "succeeded" and done["tier"] == "batch"
+
+    data = documents.docx(["The invoice PDF is blank.", "The customer asks for a refund."])
+    options = {"tier": "batch", "model": MODEL, "analyses": ["summary", "sentiment"]}
+    upload = requests.post(
+        f"{api}/v1/documents",
+        files={"file": ("ticket.docx", io.BytesIO(data)), "options": (None, json.dumps(options))},
+        headers=ALICE,
+        timeout=30,
+    )
+    assert upload.status_code == 202, upload.text
+    document = upload.json()
+    assert document["tier"] == "batch" and document["status"] == "queued"
+    done = finished(api, document["id"])
+    assert done["status"] == "succeeded", done
+    for step in done["steps"][1:]:  # its cost at the batch price (the system prompt's cache writes are 5 min ones)
+        written = {"ephemeral_5m_input_tokens": step["usage"].get("cache_creation_input_tokens", 0)}
+        standard = cost_usd(MODEL, {**step["usage"], "cache_creation": written})
+        assert step["status"] == "succeeded" and step["cost_usd"] == pytest.approx(standard / 2)
+    after = stats(fake_anthropic)
+    assert after["messages_calls"] == before["messages_calls"]  # every call went in a provider batch
+    assert after["batch_requests"] - before["batch_requests"] == 3 + 2

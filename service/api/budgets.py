@@ -13,6 +13,7 @@ from service.jobs.observability.budgets import MICRO
 from service.jobs.observability.worst_case import Unpriceable, document_job_usd, message_job_usd
 from service.jobs.storage.queues import DOCUMENT_TASK, Tier
 from service.jobs.storage.record import Document
+from service.llm.pricing import BATCH_DISCOUNT
 
 
 def reservation_for(
@@ -37,7 +38,7 @@ def worst_case_micro_usd(
             usd = document_job_usd(
                 request, media_type=document["media_type"], file_bytes=document["bytes"],
                 chunk_tokens=settings.document_chunk_tokens, prices=settings.price_overrides,
-            )  # fmt: skip
+            ) * (BATCH_DISCOUNT if tier == "batch" else 1)  # fmt: skip
         else:
             usd = message_job_usd(request, prices=settings.price_overrides, batch_tier=tier == "batch")
     except Unpriceable as exc:

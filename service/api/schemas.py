@@ -35,6 +35,15 @@ def metadata_field(description: str) -> fields.Dict:
     )
 
 
+def tier_field() -> fields.String:
+    return fields.String(
+        load_default="standard",
+        validate=validate.OneOf(TIERS),
+        metadata={"description": "`batch`: each call goes through Anthropic's Message Batches API at half price, "
+                  "answered within 24 h (most within an hour); `standard` (the default): called at once."},
+    )  # fmt: skip
+
+
 def callback_url_field(description: str) -> fields.String:
     """Where a webhook goes; its address is checked by `callback_url_errors` at load."""
     return fields.String(validate=validate.Length(max=2048), metadata={"format": "uri", "description": description})
@@ -149,12 +158,7 @@ class JobRequestSchema(Schema):
     max_tokens = fields.Integer(strict=True, metadata={"description": "1..MAX_OUTPUT_TOKENS (64000); default 1024."})
     temperature = fields.Raw(metadata={"description": "Refused: " + TEMPERATURE_REFUSED})
     priority = fields.String(load_default="default", validate=validate.OneOf(PRIORITIES))
-    tier = fields.String(
-        load_default="standard",
-        validate=validate.OneOf(TIERS),
-        metadata={"description": "`batch`: sent through Anthropic's Message Batches API at half price, answered "
-                  "within 24 h (most within an hour); `standard` (the default): called at once."},
-    )  # fmt: skip
+    tier = tier_field()
     metadata = metadata_field("Echoed back; at most MAX_METADATA_KEYS (16) keys of <= 64 chars, values <= 512.")
     timeout_s = fields.Integer(
         strict=True,

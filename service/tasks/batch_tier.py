@@ -10,6 +10,7 @@ batch while attempts remain. Each provider batch a job goes into counts as an at
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from rq.utils import now, utcformat
 
 from service.jobs.observability import metrics
 from service.jobs.observability.counters import HashIncrements
+from service.jobs.running import provider_batches
 from service.jobs.running.progress import call_counters, record_error
 from service.jobs.storage import scripts
 from service.jobs.storage.record import JobRecord, ProviderBatchRef, Usage
@@ -146,3 +148,36 @@ def add_counters(job: Job, counters: list[HashIncrements]) -> None:
             if counter.ttl_s:
                 pipe.expire(counter.key, counter.ttl_s)
         pipe.execute()
+
+
+# --- a batch-tier document job's calls ------------------------------------------------------
+
+CALL_POLL_S = 1.0  # how often a document job's run looks for its call's result
+
+
+def call_answer(result: BatchResult) -> dict[str, Any]:
+    """A document call's result as its run reads it back (`call_in_provider_batch`)."""
+    if result.message is not None:
+        return {"message": result.message}
+    assert result.error is not None
+    error = result.error
+    return {"error": {"type": error.type, "message": error.message, "retryable": error.retryable}}
+
+
+async def call_in_provider_batch(job: Job, request: LLMRequest, usage: CallUsage) -> LLMReply:
+    """One call of a batch-tier document job, through a provider batch: queued for the next
+    one, then waited for (the run keeps its slot and its lease meanwhile; canceled or past
+    its deadline, the call is dropped). Raises `LLMError` as a streamed call would."""
+    connection = job.connection
+    ttl_s = max(1, int((JobRecord(job).deadline_at or time.time()) - time.time())) + 3600
+    call_id = provider_batches.queue_call(connection, job.id, request.params, ttl_s)
+    try:
+        while (answer := provider_batches.call_answer(connection, call_id)) is None:
+            await asyncio.sleep(CALL_POLL_S)
+    finally:
+        provider_batches.drop_call(connection, call_id)
+    if "error" in answer:
+        raise LLMError(answer["error"]["type"], answer["error"]["message"], retryable=answer["error"]["retryable"])
+    message = answer["message"]
+    usage.reported, usage.counted = dict(message.get("usage") or {}), True
+    return LLMReply(message)

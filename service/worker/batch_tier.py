@@ -25,7 +25,6 @@ import logging
 import time
 import uuid
 from contextlib import suppress
-from typing import cast
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -40,6 +39,7 @@ from service.jobs.push.events import announce_end
 from service.jobs.running import provider_batches
 from service.jobs.running.progress import Superseded
 from service.jobs.running.provider_batches import OpenBatch
+from service.jobs.storage.keys import PROVIDER_CALLS_QUEUE_KEY, provider_batch_key, provider_call_key
 from service.jobs.storage.lookup import fetch_jobs
 from service.llm.batches import MAX_BYTES, BatchesClient, BatchResult, ProviderBatch
 from service.llm.errors import LLMError
@@ -114,7 +114,7 @@ class BatchTierLoop:
         if not provider_batches.take_collector_lock(self.connection, self.name, STEP_S):
             return
         while True:
-            waiting = cast(int, self.connection.llen(self.queue.key))
+            waiting = provider_batches.waiting(self.connection, self.queue.key)
             if waiting < settings.batch_max_requests:
                 since = provider_batches.oldest_waiting_since(self.connection, self.queue.key)
                 if since is None or time.time() - since < settings.batch_collect_s:
@@ -163,50 +163,60 @@ class BatchTierLoop:
 
     async def _send(self, batch: OpenBatch) -> None:
         ids = provider_batches.job_ids(self.connection, batch.local_id)
-        jobs = fetch_jobs(self.connection, ids)
+        call_ids = [i for i in ids if provider_batches.is_call(i)]
+        jobs = fetch_jobs(self.connection, [i for i in ids if not provider_batches.is_call(i)])
         if batch.creating_at is not None and await self._adopt_orphan(batch, len(ids), jobs):
             return
         waiting = [job for job in jobs if job is not None and batch_tier.is_waiting(job)]
-        gone = [job_id for job_id, job in zip(ids, jobs, strict=True) if not batch_tier.is_waiting(job)]
-        provider_batches.drop_jobs(self.connection, batch.local_id, gone)
-        if not waiting:
+        calls = dict(zip(call_ids, provider_batches.call_params(self.connection, call_ids), strict=True))
+        lines = [(job.id, batch_tier.provider_request(job)) for job in waiting]
+        lines += [(call_id, {"custom_id": call_id, "params": params}) for call_id, params in calls.items() if params]
+        kept = {line_id for line_id, _ in lines}
+        provider_batches.drop_jobs(self.connection, batch.local_id, [i for i in ids if i not in kept])
+        if not lines:
             provider_batches.close(self.connection, batch)
             self._forget(batch.local_id)
             return
-        requests, waiting = self._within_bytes(batch, waiting)
+        requests = self._within_bytes(batch, lines)
+        sent_ids = {request["custom_id"] for request in requests}
+        waiting = [job for job in waiting if job.id in sent_ids]
         if batch.creating_at is not None:  # the last create may have made a batch we could not find
-            metrics.BATCH_JOBS_SENT_AGAIN.inc(self.connection, len(waiting))
+            metrics.BATCH_JOBS_SENT_AGAIN.inc(self.connection, len(requests))
         provider_batches.note(self.connection, batch.local_id, creating_at=time.time())
         try:
             created = await self.batches.create(requests)
         except LLMError as exc:
-            self._refused(batch, waiting, exc)
+            self._refused(batch, [request["custom_id"] for request in requests], exc)
             return
         self._record(batch, created, waiting)
 
-    def _within_bytes(self, batch: OpenBatch, jobs: list[Job]) -> tuple[list[dict], list[Job]]:
-        """The requests that fit in one provider batch; the rest go back to the queue's head."""
+    def _within_bytes(self, batch: OpenBatch, lines: list[tuple[str, dict]]) -> list[dict]:
+        """The requests that fit in one provider batch; the rest go back to the queue's head
+        (a document call: to its queue, where it is taken next)."""
         requests: list[dict] = []
         size = BYTES_MARGIN
-        for i, job in enumerate(jobs):
-            request = batch_tier.provider_request(job)
+        for i, (_, request) in enumerate(lines):
             size += len(json.dumps(request, separators=(",", ":")).encode()) + 1
             if size > MAX_BYTES and requests:
-                rest = [job.id for job in jobs[i:]]
-                provider_batches.drop_jobs(self.connection, batch.local_id, rest, back_to=self.queue.key)
-                return requests, jobs[:i]
+                self._put_back(batch, [line_id for line_id, _ in lines[i:]])
+                return requests
             requests.append(request)
-        return requests, jobs
+        return requests
 
-    def _refused(self, batch: OpenBatch, jobs: list[Job], error: LLMError) -> None:
+    def _put_back(self, batch: OpenBatch, ids: list[str]) -> None:
+        calls = [i for i in ids if provider_batches.is_call(i)]
+        jobs = [i for i in ids if not provider_batches.is_call(i)]
+        provider_batches.drop_jobs(self.connection, batch.local_id, jobs, back_to=self.queue.key)
+        provider_batches.drop_jobs(self.connection, batch.local_id, calls, back_to=PROVIDER_CALLS_QUEUE_KEY)
+
+    def _refused(self, batch: OpenBatch, ids: list[str], error: LLMError) -> None:
         """The create failed: its jobs wait (queued) for the next try. If the provider answered,
         it made no batch; if it did not, it may have (the next try looks for it first)."""
-        log.warning("batch tier: create of %s (%d jobs) failed: %s", batch.local_id, len(jobs), error)
+        log.warning("batch tier: create of %s (%d requests) failed: %s", batch.local_id, len(ids), error)
         if error.status_code is not None:
-            self.connection.hdel(provider_batches.provider_batch_key(batch.local_id), "creating_at")
-        if error.status_code == 413 and len(jobs) > 1:  # too large after all: half goes back to the queue
-            rest = [job.id for job in jobs[len(jobs) // 2 :]]
-            provider_batches.drop_jobs(self.connection, batch.local_id, rest, back_to=self.queue.key)
+            self.connection.hdel(provider_batch_key(batch.local_id), "creating_at")
+        if error.status_code == 413 and len(ids) > 1:  # too large after all: half goes back to the queue
+            self._put_back(batch, ids[len(ids) // 2 :])
         self._back_off(batch.local_id)
 
     def _record(self, batch: OpenBatch, created: ProviderBatch, jobs: list[Job]) -> None:
@@ -266,12 +276,17 @@ class BatchTierLoop:
         self._poll_later(batch.local_id)
 
     def _all_ended(self, batch: OpenBatch) -> bool:
+        """Every job of it has ended (canceled), and no document call of it is waited for."""
         ids = provider_batches.job_ids(self.connection, batch.local_id)
         with self.connection.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hget(Job.key_for(job_id), "status")
-            statuses = pipe.execute()
-        return all(status != JobStatus.STARTED.value.encode() for status in statuses)
+            for line_id in ids:
+                if provider_batches.is_call(line_id):
+                    pipe.exists(provider_call_key(line_id))
+                else:
+                    pipe.hget(Job.key_for(line_id), "status")
+            answers = pipe.execute()
+        running = JobStatus.STARTED.value.encode()
+        return not any(answer == running or answer == 1 for answer in answers)
 
     # --- fan out ---------------------------------------------------------------------------
 
@@ -290,17 +305,22 @@ class BatchTierLoop:
                 provider_batches.hold(self.connection, [batch.local_id], self.name)
         self._end_jobs(batch.provider_id, chunk, seen)
         unanswered = [i for i in provider_batches.job_ids(self.connection, batch.local_id) if i not in seen]
-        for job in fetch_jobs(self.connection, unanswered):
+        for job in fetch_jobs(self.connection, [i for i in unanswered if not provider_batches.is_call(i)]):
             if job is not None:
                 batch_tier.send_again(job, NO_RESULT, self.queue)
+        for call_id in filter(provider_batches.is_call, unanswered):
+            provider_batches.answer_call(self.connection, call_id, batch_tier.call_answer(NO_RESULT_LINE))
         provider_batches.close(self.connection, batch)
         self._forget(batch.local_id)
         log.info("batch tier: provider batch %s read into %d jobs", batch.provider_id, len(seen))
 
     def _end_jobs(self, provider_id: str, results: list[BatchResult], seen: set[str]) -> None:
+        seen.update(result.custom_id for result in results)
+        for call in [result for result in results if provider_batches.is_call(result.custom_id)]:
+            provider_batches.answer_call(self.connection, call.custom_id, batch_tier.call_answer(call))
+        results = [result for result in results if not provider_batches.is_call(result.custom_id)]
         jobs = fetch_jobs(self.connection, [result.custom_id for result in results])
         for job, result in zip(jobs, results, strict=True):
-            seen.add(result.custom_id)
             if job is None:
                 continue
             if batch_tier.in_batch(job, provider_id):
@@ -326,3 +346,4 @@ class BatchTierLoop:
 
 
 NO_RESULT = LLMError("api_error", "the provider batch ended without a result for this request", retryable=True)
+NO_RESULT_LINE = BatchResult("", None, NO_RESULT)

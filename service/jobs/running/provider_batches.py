@@ -11,11 +11,12 @@ lets the lease lapse and another takes the record over where it stands.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC
-from typing import cast
+from typing import Any, cast
 
 from redis import Redis
 from rq.job import Job
@@ -25,10 +26,14 @@ from service.jobs.storage import scripts
 from service.jobs.storage.keys import (
     COLLECTOR_LOCK_KEY,
     OPEN_PROVIDER_BATCHES_KEY,
+    PROVIDER_CALLS_QUEUE_KEY,
     RECORDED_PROVIDER_BATCHES_KEY,
     provider_batch_key,
+    provider_call_key,
 )
 
+CALL_ID_PREFIX = "c_"  # a document call's custom_id: c_<job id>_<8 hex>; a job's is its id
+CALL_RESULT_TTL_S = 3600  # an answered call's result waits this long for its job's run
 LEASE_TTL_S = 10  # a provider batch's owner renews its lease every second or so
 RECORDED_KEPT_S = 24 * 3600  # how long a recorded provider batch id is remembered
 
@@ -62,6 +67,7 @@ def collect(connection: Redis, queue_key: str, count: int, owner: str) -> OpenBa
         provider_batch_key(local_id),
         provider_batch_key(local_id, "jobs"),
         provider_batch_key(local_id, "lease"),
+        PROVIDER_CALLS_QUEUE_KEY,
     ]
     taken = scripts.registered(connection, scripts.COLLECT_BATCH)(
         keys=keys, args=[count, now, local_id, owner, LEASE_TTL_S]
@@ -71,15 +77,77 @@ def collect(connection: Redis, queue_key: str, count: int, owner: str) -> OpenBa
     return OpenBatch(local_id, now, None, None, None, False, False)
 
 
+def waiting(connection: Redis, queue_key: str) -> int:
+    """Jobs and document calls waiting to be collected."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.llen(queue_key)
+        pipe.llen(PROVIDER_CALLS_QUEUE_KEY)
+        return sum(pipe.execute())
+
+
 def oldest_waiting_since(connection: Redis, queue_key: str) -> float | None:
-    """When the job at the head of the batch queue was queued (epoch s); None: none waits."""
-    head = cast("bytes | None", connection.lindex(queue_key, 0))
-    if head is None:
-        return None
-    enqueued = cast("bytes | None", connection.hget(Job.key_for(head.decode()), "enqueued_at"))
-    if enqueued is None:
-        return time.time()  # gone meanwhile: count it as just queued
-    return utcparse(enqueued.decode()).replace(tzinfo=UTC).timestamp()
+    """When the job at the head of the batch queue, or the document call at the head of
+    theirs, was queued, whichever is older (epoch s); None: none waits."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.lindex(queue_key, 0)
+        pipe.lindex(PROVIDER_CALLS_QUEUE_KEY, 0)
+        job_head, call_head = pipe.execute()
+    moments = []
+    if job_head is not None:  # a job or call gone meanwhile counts as just queued
+        enqueued = cast("bytes | None", connection.hget(Job.key_for(job_head.decode()), "enqueued_at"))
+        moments.append(utcparse(enqueued.decode()).replace(tzinfo=UTC).timestamp() if enqueued else time.time())
+    if call_head is not None:
+        queued_at = cast("bytes | None", connection.hget(provider_call_key(call_head.decode()), "queued_at"))
+        moments.append(float(queued_at) if queued_at else time.time())
+    return min(moments, default=None)
+
+
+# --- a batch-tier document job's calls -------------------------------------------------------
+
+
+def is_call(custom_id: str) -> bool:
+    return custom_id.startswith(CALL_ID_PREFIX)
+
+
+def queue_call(connection: Redis, job_id: str, params: dict[str, Any], ttl_s: int) -> str:
+    """Queue one call of a document job for a provider batch; returns its id (its `custom_id`)."""
+    call_id = f"{CALL_ID_PREFIX}{job_id}_{uuid.uuid4().hex[:8]}"
+    with connection.pipeline() as pipe:
+        pipe.hset(provider_call_key(call_id), mapping={"params": json.dumps(params), "queued_at": time.time()})
+        pipe.expire(provider_call_key(call_id), ttl_s)
+        pipe.rpush(PROVIDER_CALLS_QUEUE_KEY, call_id)
+        pipe.execute()
+    return call_id
+
+
+def call_params(connection: Redis, call_ids: list[str]) -> list[dict[str, Any] | None]:
+    """Each call's request; None for one its job no longer waits for."""
+    with connection.pipeline(transaction=False) as pipe:
+        for call_id in call_ids:
+            pipe.hget(provider_call_key(call_id), "params")
+        return [json.loads(raw) if raw else None for raw in pipe.execute()]
+
+
+def answer_call(connection: Redis, call_id: str, answer: dict[str, Any]) -> None:
+    """A call's result (`{"message"}` or `{"error"}`), for its job's run, if it still waits."""
+    key = provider_call_key(call_id)
+    with connection.pipeline() as pipe:
+        pipe.hset(key, "result", json.dumps(answer))
+        pipe.expire(key, CALL_RESULT_TTL_S)  # a run that stopped waiting never deletes it
+        pipe.execute()
+
+
+def call_answer(connection: Redis, call_id: str) -> dict[str, Any] | None:
+    raw = cast("bytes | None", connection.hget(provider_call_key(call_id), "result"))
+    return json.loads(raw) if raw else None
+
+
+def drop_call(connection: Redis, call_id: str) -> None:
+    """Its job no longer waits for it (answered, canceled, timed out): not sent, if not yet."""
+    with connection.pipeline() as pipe:
+        pipe.delete(provider_call_key(call_id))
+        pipe.lrem(PROVIDER_CALLS_QUEUE_KEY, 1, call_id)
+        pipe.execute()
 
 
 def load(connection: Redis, local_id: str) -> OpenBatch | None:

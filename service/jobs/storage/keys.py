@@ -37,6 +37,10 @@ OPEN_PROVIDER_BATCHES_KEY = "llmjobs:pbatches:open"  # our ids, scored by when t
 # that a crashed create's orphan is told apart from every batch we know.
 RECORDED_PROVIDER_BATCHES_KEY = "llmjobs:pbatches:recorded"
 COLLECTOR_LOCK_KEY = "llmjobs:pbatches:collector"  # held by the worker collecting batch-tier jobs
+# A batch-tier document job's calls: `<call id>` a hash (the request, when it was queued,
+# then its result), which the job's run waits on; the calls waiting to be collected.
+PROVIDER_CALL_PREFIX = "llmjobs:pbcall:"
+PROVIDER_CALLS_QUEUE_KEY = "llmjobs:pbcalls:queue"
 
 # A client's keys.
 CLIENT_PREFIX = "llmjobs:client:"  # + `<client>:jobs`: the client's jobs, newest last
@@ -105,6 +109,10 @@ def batch_key(batch_id: str) -> str:
 def provider_batch_key(local_id: str, part: str = "") -> str:
     """A provider batch's record (`part` ""), its job ids (`jobs`) or its lease (`lease`)."""
     return PROVIDER_BATCH_PREFIX + local_id + (f":{part}" if part else "")
+
+
+def provider_call_key(call_id: str) -> str:
+    return PROVIDER_CALL_PREFIX + call_id
 
 
 def index_key(client: str) -> str:

@@ -377,15 +377,20 @@ return released
 """
 
 
-# The batch tier's collect (running/provider_batches.py): move up to ARGV[1] job ids from the
-# head of the batch queue into a new provider batch's job list, open its record and take its
-# lease, in one step: a job taken from the queue is always in a record. KEYS: the queue's
-# list, the open set, the record, its job list, its lease. ARGV: count, now, our id, owner,
-# lease ttl. Returns how many were taken.
+# The batch tier's collect (running/provider_batches.py): move up to ARGV[1] ids from the head
+# of the batch queue (job ids), then of the document calls' queue (call ids), into a new
+# provider batch's list, open its record and take its lease, in one step: what is taken from
+# a queue is always in a record. KEYS: the batch queue, the open set, the record, its list,
+# its lease, the calls' queue. ARGV: count, now, our id, owner, lease ttl. Returns how many.
 COLLECT_BATCH = """
 local ids = redis.call('lrange', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if #ids == 0 then return 0 end
 redis.call('ltrim', KEYS[1], #ids, -1)
+if #ids < tonumber(ARGV[1]) then
+  local calls = redis.call('lrange', KEYS[6], 0, tonumber(ARGV[1]) - #ids - 1)
+  redis.call('ltrim', KEYS[6], #calls, -1)
+  for _, call in ipairs(calls) do ids[#ids + 1] = call end
+end
+if #ids == 0 then return 0 end
 for i = 1, #ids, 1000 do
   redis.call('rpush', KEYS[4], unpack(ids, i, math.min(i + 999, #ids)))
 end

@@ -46,8 +46,10 @@ class NewJob:
 
     @property
     def queue_name(self) -> str:
-        """Its priority's queue; a batch-tier job waits in the batch queue to be collected."""
-        return BATCH_QUEUE if self.tier == "batch" else self.priority
+        """Its priority's queue; a batch-tier message job waits in the batch queue to be
+        collected (a batch-tier document job runs from its priority's queue, each of its
+        calls through a provider batch)."""
+        return BATCH_QUEUE if self.tier == "batch" and self.task == LLM_TASK else self.priority
 
 
 @dataclass(frozen=True)
