@@ -8,13 +8,14 @@ final like a Messages call's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import anthropic
 import httpx2
+from anthropic.types.messages import MessageBatch
 
 from service.llm.errors import LLMError, classify
 
@@ -60,13 +61,20 @@ class BatchesClient:
     """The Message Batches calls of one `AsyncAnthropic` (the worker's, its pool shared)."""
 
     def __init__(self, sdk: anthropic.AsyncAnthropic, *, timeout_s: float = 120.0):
+        self._sdk = sdk
         self._batches = sdk.messages.batches
         self._timeout = httpx2.Timeout(timeout_s, connect=5.0)
 
-    async def create(self, requests: Sequence[dict[str, Any]]) -> ProviderBatch:
-        """Create one provider batch of `{"custom_id", "params"}` requests."""
+    async def create(self, lines: list[bytes]) -> ProviderBatch:
+        """Create one provider batch of requests, each `{"custom_id", "params"}` as JSON. Sent
+        as the body they make, through the SDK's client (its key, base URL, errors): the
+        typed `batches.create` would copy every request of a 10,000-request batch twice. It
+        empties `lines`: the batch's JSON is held once while it is sent, not twice."""
+        body = b'{"requests":[' + b",".join(lines) + b"]}"
+        lines.clear()
+        options: Any = {"headers": {"Content-Type": "application/json"}, "timeout": self._timeout}
         try:
-            raw = await self._batches.create(requests=cast("Any", requests), timeout=self._timeout)
+            raw = await self._sdk.post("/v1/messages/batches", cast_to=MessageBatch, content=body, options=options)
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise classify(exc) from exc
         return _batch(raw)

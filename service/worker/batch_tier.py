@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 STEP_S = 1.0  # how often the loop collects, renews its leases and advances its provider batches
 FAN_OUT_CHUNK = 100  # results read into their jobs per round trip of reads
+SEND_CHUNK = 500  # jobs read (to send them, to mark them sent) per round trip
 MAX_BACKOFF_S = 300.0  # the longest wait after failed creates or polls
 # An orphan of a crashed create was made after its record's `creating_at`; the provider's
 # clock may differ from ours by this much. A batch of the same size that another program
@@ -163,45 +164,53 @@ class BatchTierLoop:
 
     async def _send(self, batch: OpenBatch) -> None:
         ids = provider_batches.job_ids(self.connection, batch.local_id)
-        call_ids = [i for i in ids if provider_batches.is_call(i)]
-        jobs = fetch_jobs(self.connection, [i for i in ids if not provider_batches.is_call(i)])
-        if batch.creating_at is not None and await self._adopt_orphan(batch, len(ids), jobs):
+        if batch.creating_at is not None and await self._adopt_orphan(batch, ids):
             return
-        waiting = [job for job in jobs if job is not None and batch_tier.is_waiting(job)]
-        calls = dict(zip(call_ids, provider_batches.call_params(self.connection, call_ids), strict=True))
-        lines = [(job.id, batch_tier.provider_request(job)) for job in waiting]
-        lines += [(call_id, {"custom_id": call_id, "params": params}) for call_id, params in calls.items() if params]
+        lines = self._request_lines(ids)
         kept = {line_id for line_id, _ in lines}
         provider_batches.drop_jobs(self.connection, batch.local_id, [i for i in ids if i not in kept])
         if not lines:
             provider_batches.close(self.connection, batch)
             self._forget(batch.local_id)
             return
-        requests = self._within_bytes(batch, lines)
-        sent_ids = {request["custom_id"] for request in requests}
-        waiting = [job for job in waiting if job.id in sent_ids]
+        lines = self._within_bytes(batch, lines)
         if batch.creating_at is not None:  # the last create may have made a batch we could not find
-            metrics.BATCH_JOBS_SENT_AGAIN.inc(self.connection, len(requests))
+            metrics.BATCH_JOBS_SENT_AGAIN.inc(self.connection, len(lines))
         provider_batches.note(self.connection, batch.local_id, creating_at=time.time())
+        sent_ids, payload = [line_id for line_id, _ in lines], [line for _, line in lines]
+        del lines  # the create empties payload: the requests are held once while they are sent
         try:
-            created = await self.batches.create(requests)
+            created = await self.batches.create(payload)
         except LLMError as exc:
-            self._refused(batch, [request["custom_id"] for request in requests], exc)
+            self._refused(batch, sent_ids, exc)
             return
-        self._record(batch, created, waiting)
+        self._record(batch, created, sent_ids)
 
-    def _within_bytes(self, batch: OpenBatch, lines: list[tuple[str, dict]]) -> list[dict]:
-        """The requests that fit in one provider batch; the rest go back to the queue's head
-        (a document call: to its queue, where it is taken next)."""
-        requests: list[dict] = []
+    def _request_lines(self, ids: list[str]) -> list[tuple[str, bytes]]:
+        """Each waiting job's (or document call's) line of the provider batch, as JSON: read
+        SEND_CHUNK jobs at a time, so that a full batch never holds 10,000 jobs in memory."""
+        lines: list[tuple[str, bytes]] = []
+        jobs = [i for i in ids if not provider_batches.is_call(i)]
+        for start in range(0, len(jobs), SEND_CHUNK):
+            for job in fetch_jobs(self.connection, jobs[start : start + SEND_CHUNK]):
+                if job is not None and batch_tier.is_waiting(job):
+                    lines.append((job.id, _json(batch_tier.provider_request(job))))
+        calls = [i for i in ids if provider_batches.is_call(i)]
+        for call_id, params in zip(calls, provider_batches.call_params(self.connection, calls), strict=True):
+            if params is not None:
+                lines.append((call_id, _json({"custom_id": call_id, "params": params})))
+        return lines
+
+    def _within_bytes(self, batch: OpenBatch, lines: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """The lines that fit in one provider batch; the rest go back to the queue's head (a
+        document call: to its queue, where it is taken next)."""
         size = BYTES_MARGIN
-        for i, (_, request) in enumerate(lines):
-            size += len(json.dumps(request, separators=(",", ":")).encode()) + 1
-            if size > MAX_BYTES and requests:
+        for i, (_, line) in enumerate(lines):
+            size += len(line) + 1
+            if size > MAX_BYTES and i:
                 self._put_back(batch, [line_id for line_id, _ in lines[i:]])
-                return requests
-            requests.append(request)
-        return requests
+                return lines[:i]
+        return lines
 
     def _put_back(self, batch: OpenBatch, ids: list[str]) -> None:
         calls = [i for i in ids if provider_batches.is_call(i)]
@@ -219,16 +228,23 @@ class BatchTierLoop:
             self._put_back(batch, ids[len(ids) // 2 :])
         self._back_off(batch.local_id)
 
-    def _record(self, batch: OpenBatch, created: ProviderBatch, jobs: list[Job]) -> None:
+    def _record(self, batch: OpenBatch, created: ProviderBatch, ids: list[str]) -> None:
+        """The provider batch exists: recorded, then its jobs marked sent (SEND_CHUNK at a time)."""
         submitted_at = created.created_at.isoformat()
         provider_batches.note(self.connection, batch.local_id, provider_id=created.id, submitted_at=submitted_at)
-        sent = batch_tier.mark_sent(jobs, created)
+        self._mark_sent(ids, created)
         provider_batches.note(self.connection, batch.local_id, marked=1)
         metrics.PROVIDER_BATCHES_CREATED.inc(self.connection)
-        log.info("batch tier: provider batch %s created with %d jobs (%d still queued)", created.id, len(jobs), sent)
+        log.info("batch tier: provider batch %s created with %d requests", created.id, len(ids))
         self._poll_later(batch.local_id)
 
-    async def _adopt_orphan(self, batch: OpenBatch, size: int, jobs: list[Job | None]) -> bool:
+    def _mark_sent(self, ids: list[str], created: ProviderBatch) -> None:
+        jobs = [i for i in ids if not provider_batches.is_call(i)]
+        for start in range(0, len(jobs), SEND_CHUNK):
+            chunk = fetch_jobs(self.connection, jobs[start : start + SEND_CHUNK])
+            batch_tier.mark_sent([job for job in chunk if job is not None], created)
+
+    async def _adopt_orphan(self, batch: OpenBatch, ids: list[str]) -> bool:
         """A worker died after sending this record's create: the provider batch it made, if
         it can be told apart (made since, of this size, held by no record), is adopted."""
         assert batch.creating_at is not None
@@ -243,25 +259,28 @@ class BatchTierLoop:
             b
             for b in recent
             if b.id not in known
-            and b.requests == size
+            and b.requests == len(ids)
             and b.created_at.timestamp() >= batch.creating_at - CLOCK_SLACK_S
         ]
         if len(found) != 1:
             return False
         log.warning("batch tier: adopted provider batch %s of a create whose worker died", found[0].id)
         metrics.PROVIDER_BATCHES_ADOPTED.inc(self.connection)
-        self._record(batch, found[0], [job for job in jobs if job is not None])
+        self._record(batch, found[0], ids)
         return True
 
     async def _poll(self, batch: OpenBatch) -> None:
         assert batch.provider_id is not None
-        if not batch.marked:  # its worker died while marking its jobs sent
-            ids = provider_batches.job_ids(self.connection, batch.local_id)
-            jobs = [job for job in fetch_jobs(self.connection, ids) if job is not None]
-            batch_tier.mark_sent(jobs, await self.batches.retrieve(batch.provider_id))
-            provider_batches.note(self.connection, batch.local_id, marked=1)
         try:
             state = await self.batches.retrieve(batch.provider_id)
+            if not batch.marked:  # its worker died while marking its jobs sent
+                ids = [
+                    i
+                    for i in provider_batches.job_ids(self.connection, batch.local_id)
+                    if not provider_batches.is_call(i)
+                ]
+                batch_tier.mark_sent([job for job in fetch_jobs(self.connection, ids) if job is not None], state)
+                provider_batches.note(self.connection, batch.local_id, marked=1)
             if state.ended:
                 await self._fan_out(batch)
                 return
@@ -276,17 +295,20 @@ class BatchTierLoop:
         self._poll_later(batch.local_id)
 
     def _all_ended(self, batch: OpenBatch) -> bool:
-        """Every job of it has ended (canceled), and no document call of it is waited for."""
+        """Every job of it has ended (canceled), and no document call of it is waited for;
+        read SEND_CHUNK at a time, up to the first one still running."""
         ids = provider_batches.job_ids(self.connection, batch.local_id)
-        with self.connection.pipeline(transaction=False) as pipe:
-            for line_id in ids:
-                if provider_batches.is_call(line_id):
-                    pipe.exists(provider_call_key(line_id))
-                else:
-                    pipe.hget(Job.key_for(line_id), "status")
-            answers = pipe.execute()
         running = JobStatus.STARTED.value.encode()
-        return not any(answer == running or answer == 1 for answer in answers)
+        for start in range(0, len(ids), SEND_CHUNK):
+            with self.connection.pipeline(transaction=False) as pipe:
+                for line_id in ids[start : start + SEND_CHUNK]:
+                    if provider_batches.is_call(line_id):
+                        pipe.exists(provider_call_key(line_id))
+                    else:
+                        pipe.hget(Job.key_for(line_id), "status")
+                if any(answer == running or answer == 1 for answer in pipe.execute()):
+                    return False
+        return True
 
     # --- fan out ---------------------------------------------------------------------------
 
@@ -295,27 +317,37 @@ class BatchTierLoop:
         that dies midway leaves the record open: its next owner reads every result again,
         and the jobs already ended are left as they are."""
         assert batch.provider_id is not None
-        seen: set[str] = set()
+        read = 0
         chunk: list[BatchResult] = []
         async for result in self.batches.results(batch.provider_id):
             chunk.append(result)
             if len(chunk) >= FAN_OUT_CHUNK:
-                self._end_jobs(batch.provider_id, chunk, seen)
+                self._end_jobs(batch.provider_id, chunk)
+                read += len(chunk)
                 chunk = []
                 provider_batches.hold(self.connection, [batch.local_id], self.name)
-        self._end_jobs(batch.provider_id, chunk, seen)
-        unanswered = [i for i in provider_batches.job_ids(self.connection, batch.local_id) if i not in seen]
-        for job in fetch_jobs(self.connection, [i for i in unanswered if not provider_batches.is_call(i)]):
-            if job is not None:
-                batch_tier.send_again(job, NO_RESULT, self.queue)
-        for call_id in filter(provider_batches.is_call, unanswered):
-            provider_batches.answer_call(self.connection, call_id, batch_tier.call_answer(NO_RESULT_LINE))
+        self._end_jobs(batch.provider_id, chunk)
+        self._unanswered(batch)
         provider_batches.close(self.connection, batch)
         self._forget(batch.local_id)
-        log.info("batch tier: provider batch %s read into %d jobs", batch.provider_id, len(seen))
+        log.info("batch tier: provider batch %s read into its jobs (%d results)", batch.provider_id, read + len(chunk))
 
-    def _end_jobs(self, provider_id: str, results: list[BatchResult], seen: set[str]) -> None:
-        seen.update(result.custom_id for result in results)
+    def _unanswered(self, batch: OpenBatch) -> None:
+        """What the provider gave no result for (it should not happen): a job still in the
+        batch goes into a later one; a document call is answered with the error."""
+        assert batch.provider_id is not None
+        ids = provider_batches.job_ids(self.connection, batch.local_id)
+        calls = [i for i in ids if provider_batches.is_call(i)]
+        for call_id in calls:
+            if provider_batches.call_unanswered(self.connection, call_id):
+                provider_batches.answer_call(self.connection, call_id, batch_tier.call_answer(NO_RESULT_LINE))
+        jobs = [i for i in ids if not provider_batches.is_call(i)]
+        for start in range(0, len(jobs), SEND_CHUNK):
+            for job in fetch_jobs(self.connection, jobs[start : start + SEND_CHUNK]):
+                if job is not None and batch_tier.in_batch(job, batch.provider_id):
+                    batch_tier.send_again(job, NO_RESULT, self.queue)
+
+    def _end_jobs(self, provider_id: str, results: list[BatchResult]) -> None:
         for call in [result for result in results if provider_batches.is_call(result.custom_id)]:
             provider_batches.answer_call(self.connection, call.custom_id, batch_tier.call_answer(call))
         results = [result for result in results if not provider_batches.is_call(result.custom_id)]
@@ -343,6 +375,10 @@ class BatchTierLoop:
                 return
             claimed = executions.finish_succeeded(entry, self.name, value, publishes_end=True)
         announce_end(job, claimed=claimed)
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 NO_RESULT = LLMError("api_error", "the provider batch ended without a result for this request", retryable=True)

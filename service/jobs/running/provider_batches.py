@@ -137,6 +137,15 @@ def answer_call(connection: Redis, call_id: str, answer: dict[str, Any]) -> None
         pipe.execute()
 
 
+def call_unanswered(connection: Redis, call_id: str) -> bool:
+    """Its run still waits for it, and no result came."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hexists(provider_call_key(call_id), "params")
+        pipe.hexists(provider_call_key(call_id), "result")
+        waits, answered = pipe.execute()
+    return bool(waits) and not answered
+
+
 def call_answer(connection: Redis, call_id: str) -> dict[str, Any] | None:
     raw = cast("bytes | None", connection.hget(provider_call_key(call_id), "result"))
     return json.loads(raw) if raw else None
