@@ -16,7 +16,17 @@ from service.jobs.storage.keys import OPEN_PROVIDER_BATCHES_KEY
 from service.llm.pricing import cost_usd
 from tests import documents
 from tests.conftest import ALICE, ALICE_KEY, wait_for
-from tests.helpers import assert_error_shape, directive, get, run_cli, submit, wait_until_finished
+from tests.helpers import (
+    WEBHOOKS_ON,
+    assert_error_shape,
+    directive,
+    get,
+    read_stream,
+    run_cli,
+    submit,
+    wait_until_finished,
+    webhook_of,
+)
 from tests.test_readme_params import body_of
 
 # Collect for half a second, poll every 0.3 s: the suite's waits stay short.
@@ -31,6 +41,10 @@ def stats(fake: str) -> dict[str, Any]:
 
 def batch_job(text: str, **fields: Any) -> dict[str, Any]:
     return {"prompt": f"{text} {uuid.uuid4().hex[:8]}", "model": MODEL, "tier": "batch", **fields}
+
+
+def usage_of(api: str) -> dict[str, Any]:
+    return requests.get(f"{api}/v1/usage", headers=ALICE, timeout=10).json()["total"]
 
 
 def finished(api: str, job_id: str) -> dict[str, Any]:
@@ -92,6 +106,18 @@ def test_batch_tier_jobs_go_out_in_one_provider_batch_at_half_price(start_api, s
     assert usage["total"]["jobs"] >= 3
 
 
+def test_a_batch_tier_jobs_end_is_published_as_its_webhook_and_its_stream_end(start_api, start_worker, receiver):
+    env = {**FAST_BATCHES, **WEBHOOKS_ON}
+    api = start_api(**env)
+    start_worker(**env)
+    job = submit(api, batch_job(f"hooked {QUICK}", callback_url=receiver.url))
+    events = read_stream(api, job["id"])  # until the server ends it, after the end event
+    assert events[-1].event == "succeeded" and events[-1].data["tier"] == "batch"
+    hook = webhook_of(api, job["id"], "delivered")
+    [delivery] = [d for d in receiver.deliveries if json.loads(d.body)["data"]["id"] == job["id"]]
+    assert json.loads(delivery.body)["data"]["result"]["usage"]["service_tier"] == "batch" and hook["attempts"] == 1
+
+
 def test_errors_fail_retry_in_a_later_batch_or_expire(start_api, start_worker, fake_anthropic):
     env = {**FAST_BATCHES, "LLM_MAX_ATTEMPTS": "2"}
     api = start_api(**env)
@@ -140,6 +166,17 @@ def test_cancel_at_any_time_and_a_batch_of_canceled_jobs_is_canceled(
     assert get(api, job["id"])["status"] == "canceled"
 
 
+def test_a_job_past_its_timeout_fails_while_its_provider_batch_runs(start_api, start_worker, fake_anthropic):
+    api = start_api(**FAST_BATCHES)
+    start_worker(**FAST_BATCHES)
+    before = stats(fake_anthropic)
+    job = submit(api, batch_job(f"in a hurry {directive(batch_delay_ms=60_000)}", timeout_s=3))
+    done = finished(api, job["id"])
+    assert done["status"] == "failed" and done["error"]["type"] == "timeout", done
+    assert done["attempts"] == 1  # it was sent, and ended at its deadline
+    wait_for(lambda: stats(fake_anthropic)["batch_cancels"] == before["batch_cancels"] + 1, timeout=30)
+
+
 def test_a_canceled_job_stays_canceled_when_its_result_comes(start_api, start_worker, fake_anthropic):
     api = start_api(**FAST_BATCHES)
     start_worker(**FAST_BATCHES)
@@ -150,6 +187,10 @@ def test_a_canceled_job_stays_canceled_when_its_result_comes(start_api, start_wo
     assert finished(api, kept["id"])["status"] == "succeeded"
     ended = get(api, dropped["id"])
     assert ended["status"] == "canceled" and ended["result"] is None
+    # What the provider billed for the dropped result counts in the usage (not as a job).
+    kept_tokens = get(api, kept["id"])["result"]["usage"]["output_tokens"]
+    wait_for(lambda: usage_of(api)["output_tokens"] > kept_tokens, timeout=30, what="the dropped result's usage")
+    assert usage_of(api)["jobs"] == 1
     assert get(api, dropped["id"]) == ended
 
 

@@ -72,6 +72,8 @@ def test_killed_before_the_create_the_jobs_go_out_with_the_next_worker(
     assert after["batch_creates"] == before["batch_creates"] + 1  # the dead worker's create made none
     assert after["batch_results"] - before["batch_results"] >= after["batch_requests"] - before["batch_requests"]
     assert done["attempts"] == 1
+    metrics = requests.get(f"{api}/metrics", timeout=10).text
+    assert "llmjobs_batch_jobs_sent_again_total 1.0" in metrics  # counted: the provider may have it twice
 
 
 def test_killed_between_the_create_and_its_record_the_batch_is_found_again(

@@ -11,6 +11,7 @@ batch while attempts remain. Each provider batch a job goes into counts as an at
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from service.jobs.observability import metrics
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.running import provider_batches
 from service.jobs.running.progress import call_counters, record_error
+from service.jobs.running.transitions import end_in_provider_batch
 from service.jobs.storage import scripts
 from service.jobs.storage.record import JobRecord, ProviderBatchRef, Usage
 from service.jobs.storage.status import TERMINAL_STATUSES, public_status
@@ -50,12 +52,12 @@ def is_waiting(job: Job | None) -> bool:
     return job is not None and job.get_status(refresh=False) in (JobStatus.QUEUED, JobStatus.SCHEDULED)
 
 
-def mark_sent(jobs: Sequence[Job], batch: ProviderBatch) -> int:
+def mark_sent(jobs: Sequence[Job], batch: ProviderBatch) -> float:
     """The jobs are in the provider batch: each counts an attempt, fixes its deadline at its
     first, and shows `running` with `provider_batch`; only those still queued (a cancel may
-    have won). Returns how many."""
+    have won). Returns the earliest of their deadlines (epoch s; inf for none)."""
     if not jobs:
-        return 0
+        return math.inf
     ref: ProviderBatchRef = {"id": batch.id, "submitted_at": _iso(batch.created_at)}
     started_at = utcformat(now())
     connection = jobs[0].connection
@@ -64,7 +66,8 @@ def mark_sent(jobs: Sequence[Job], batch: ProviderBatch) -> int:
             chunk = jobs[start : start + MARK_CHUNK]
             metas = [job.serializer.dumps(_sent_meta(job, ref)) for job in chunk]
             scripts.add_to_pipeline(pipe, scripts.MARK_SENT, [job.key for job in chunk], [started_at, *metas])
-        return sum(pipe.execute())
+        pipe.execute()
+    return min(JobRecord(job).deadline_at or math.inf for job in jobs)
 
 
 def _sent_meta(job: Job, ref: ProviderBatchRef) -> dict[str, Any]:
@@ -128,6 +131,19 @@ def send_again(job: Job, error: LLMError, batch_queue: Queue) -> None:
             pipe.execute()
         except WatchError:
             return  # it changed meanwhile (a cancel): it is not sent again
+
+
+def end_past_deadline(jobs: Sequence[Job | None], provider_id: str) -> float:
+    """End each job of the provider batch whose deadline has passed (`timeout`; its result
+    is dropped when it comes); returns the earliest deadline of those left (inf: none)."""
+    now_s, earliest = time.time(), math.inf
+    for job in jobs:
+        if job is None or not in_batch(job, provider_id):
+            continue
+        deadline = JobRecord(job).deadline_at or math.inf
+        if deadline > now_s or not end_in_provider_batch(job, timeout_error(job)):
+            earliest = min(earliest, deadline)
+    return earliest
 
 
 def count_dropped(job: Job, result: BatchResult, runtime: TaskRuntime) -> None:

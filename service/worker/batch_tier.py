@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from contextlib import suppress
@@ -232,17 +233,31 @@ class BatchTierLoop:
         """The provider batch exists: recorded, then its jobs marked sent (SEND_CHUNK at a time)."""
         submitted_at = created.created_at.isoformat()
         provider_batches.note(self.connection, batch.local_id, provider_id=created.id, submitted_at=submitted_at)
-        self._mark_sent(ids, created)
+        self._mark_sent(batch, ids, created)
         provider_batches.note(self.connection, batch.local_id, marked=1)
         metrics.PROVIDER_BATCHES_CREATED.inc(self.connection)
         log.info("batch tier: provider batch %s created with %d requests", created.id, len(ids))
         self._poll_later(batch.local_id)
 
-    def _mark_sent(self, ids: list[str], created: ProviderBatch) -> None:
+    def _mark_sent(self, batch: OpenBatch, ids: list[str], created: ProviderBatch) -> None:
+        """Mark the jobs sent; the record keeps their earliest deadline, when a poll looks for
+        jobs past theirs."""
         jobs = [i for i in ids if not provider_batches.is_call(i)]
+        earliest = math.inf
         for start in range(0, len(jobs), SEND_CHUNK):
             chunk = fetch_jobs(self.connection, jobs[start : start + SEND_CHUNK])
-            batch_tier.mark_sent([job for job in chunk if job is not None], created)
+            earliest = min(earliest, batch_tier.mark_sent([job for job in chunk if job is not None], created))
+        provider_batches.note(self.connection, batch.local_id, deadline_at=earliest)
+
+    def _end_past_deadline(self, batch: OpenBatch) -> None:
+        """A job may have a timeout_s shorter than the provider's 24 h: it fails at it."""
+        assert batch.provider_id is not None
+        jobs = [i for i in provider_batches.job_ids(self.connection, batch.local_id) if not provider_batches.is_call(i)]
+        earliest = math.inf
+        for start in range(0, len(jobs), SEND_CHUNK):
+            chunk = fetch_jobs(self.connection, jobs[start : start + SEND_CHUNK])
+            earliest = min(earliest, batch_tier.end_past_deadline(chunk, batch.provider_id))
+        provider_batches.note(self.connection, batch.local_id, deadline_at=earliest)
 
     async def _adopt_orphan(self, batch: OpenBatch, ids: list[str]) -> bool:
         """A worker died after sending this record's create: the provider batch it made, if
@@ -274,16 +289,13 @@ class BatchTierLoop:
         try:
             state = await self.batches.retrieve(batch.provider_id)
             if not batch.marked:  # its worker died while marking its jobs sent
-                ids = [
-                    i
-                    for i in provider_batches.job_ids(self.connection, batch.local_id)
-                    if not provider_batches.is_call(i)
-                ]
-                batch_tier.mark_sent([job for job in fetch_jobs(self.connection, ids) if job is not None], state)
+                self._mark_sent(batch, provider_batches.job_ids(self.connection, batch.local_id), state)
                 provider_batches.note(self.connection, batch.local_id, marked=1)
             if state.ended:
                 await self._fan_out(batch)
                 return
+            if time.time() >= batch.deadline_at:
+                self._end_past_deadline(batch)
             if not batch.cancel_sent and self._all_ended(batch):
                 await self.batches.cancel(batch.provider_id)
                 provider_batches.note(self.connection, batch.local_id, cancel_sent=1)

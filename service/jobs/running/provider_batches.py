@@ -12,6 +12,7 @@ lets the lease lapse and another takes the record over where it stands.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class OpenBatch:
     submitted_at: str | None  # ISO 8601, the provider's created_at
     marked: bool  # its jobs show it (status running, provider_batch)
     cancel_sent: bool  # every job was canceled: the provider was asked to cancel it
+    deadline_at: float = math.inf  # the earliest deadline of its jobs still running in it (epoch s)
 
 
 def take_collector_lock(connection: Redis, owner: str, ttl_s: float) -> bool:
@@ -172,6 +174,7 @@ def load(connection: Redis, local_id: str) -> OpenBatch | None:
         fields.get("submitted_at"),
         "marked" in fields,
         "cancel_sent" in fields,
+        float(fields.get("deadline_at", "inf")),
     )
 
 

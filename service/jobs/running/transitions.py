@@ -15,7 +15,7 @@ from service.jobs.push.events import announce_end
 from service.jobs.push.job_webhooks import queue_delivery, reserve_redelivery
 from service.jobs.running.progress import Superseded, record_error, start_new_run
 from service.jobs.storage.keys import cancel_key
-from service.jobs.storage.record import JobRecord, has_unreadable_record, job_error
+from service.jobs.storage.record import JobError, JobRecord, has_unreadable_record, job_error
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import (
     CANCELED,
@@ -56,7 +56,8 @@ def cancel_job(job: Job) -> None:
             cancel_ttl_s = JobRecord(job).timeout_s + CANCEL_REQUEST_MARGIN_S
             if status != QUEUED and JobRecord(job).provider_batch is not None:
                 pipe.unwatch()
-                _cancel_in_provider_batch(job)
+                if not end_in_provider_batch(job, job_error("canceled", "canceled on request"), canceled=True):
+                    raise InvalidTransition("the job has already succeeded")
                 return
             if status != QUEUED:
                 pipe.unwatch()
@@ -86,20 +87,18 @@ def cancel_job(job: Job) -> None:
     raise InvalidTransition("the job keeps changing; try again")
 
 
-def _cancel_in_provider_batch(job: Job) -> None:
-    """A batch-tier job in a provider batch has no run to stop: it ends canceled now, and
-    its result, when it comes, is dropped (the batch tier sees it ended). Its completion is
-    claimed, so a result read at the same moment cannot complete it too."""
+def end_in_provider_batch(job: Job, error: JobError, *, canceled: bool = False) -> bool:
+    """A batch-tier job in a provider batch has no run to stop: it ends now (canceled, or
+    past its deadline), and its result, when it comes, is dropped (the batch tier sees it
+    ended). Its completion is claimed, so a result read at the same moment cannot complete
+    it too: False when that result won."""
     try:
-        record_error(
-            job,
-            job_error("canceled", "canceled on request"),
-            canceled=True,
-            completes_for_s=job.get_result_ttl(DEFAULT_RESULT_TTL),
-        )
+        record_error(job, error, canceled=canceled, completes_for_s=job.get_result_ttl(DEFAULT_RESULT_TTL))
     except Superseded:
-        raise InvalidTransition("the job has already succeeded") from None
-    end_outside_run(job, Queue(job.origin, connection=job.connection, serializer=job.serializer), "canceled")
+        return False
+    queue = Queue(job.origin, connection=job.connection, serializer=job.serializer)
+    end_outside_run(job, queue, error["type"])
+    return True
 
 
 def end_outside_run(job: Job, queue: Queue, why: str) -> None:
