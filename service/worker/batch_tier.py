@@ -57,9 +57,11 @@ FAN_OUT_CHUNK = 100  # results read into their jobs per round trip of reads
 SEND_CHUNK = 500  # jobs read (to send them, to mark them sent) per round trip
 MAX_BACKOFF_S = 300.0  # the longest wait after failed creates or polls
 # An orphan of a crashed create was made after its record's `creating_at`; the provider's
-# clock may differ from ours by this much. A batch of the same size that another program
-# created on the same API key in that window makes the match ambiguous: then none is adopted.
-CLOCK_SLACK_S = 10.0
+# clock may be behind ours by this much. Kept small: a batch of the same size made just
+# before (by another program on the same API key, or one of ours whose record is gone) must
+# not be taken for it. A skew past it only costs a second send of the jobs (counted), and a
+# batch of the same size made in the window makes the match ambiguous: then none is adopted.
+CLOCK_SLACK_S = 2.0
 BYTES_MARGIN = 1024 * 1024  # the create's own JSON around the requests
 
 
