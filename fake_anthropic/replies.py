@@ -91,9 +91,9 @@ def plan_reply(body: dict[str, Any], d: Directives, last_user_text: str) -> Repl
         tokens, stop_sequence = _cut_at_stop_sequence(tokens, body.get("stop_sequences") or [])
         if stop_sequence is not None:
             stop_reason = "stop_sequence"
-        text = Block({"type": "text", "text": ""}, [{"type": "text_delta", "text": t} for t in tokens])
-        text.citations = _citations(body)
-        blocks.append(text)
+        answer = Block({"type": "text", "text": ""}, [{"type": "text_delta", "text": t} for t in tokens])
+        answer.citations = _citations(body)
+        blocks.append(answer)
     reply = Reply(blocks, stop_reason, stop_sequence, thinking_tokens)
     return _capped(reply, body["max_tokens"])
 

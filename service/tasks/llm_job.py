@@ -24,7 +24,7 @@ from service.jobs.running.progress import (
     start_attempt,
 )
 from service.jobs.storage.record import JobError, JobRecord, Usage, job_error
-from service.llm.client import CallUsage, LLMRequest
+from service.llm.client import CallUsage, LLMReply, LLMRequest
 from service.llm.errors import LLMError
 from service.llm.output import InvalidOutput, parse_output, requested_schema
 from service.llm.pricing import cost_usd
@@ -69,6 +69,22 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mappi
         return _after_error(job, exc, runtime, recorder, usage, deadline)
     finally:
         runtime.progress.pop(job.id, None)
+    return record_reply(job, request, reply, runtime, usage, recorder)
+
+
+def record_reply(
+    job: Job,
+    request: LLMRequest,
+    reply: LLMReply,
+    runtime: TaskRuntime,
+    usage: CallUsage,
+    recorder: ProgressRecorder | None = None,
+) -> Mapping[str, Any]:
+    """Complete the job with the provider's reply (a streamed one, or a provider batch's
+    result): the Message, its parsed output when structured outputs were asked for (else the
+    job fails with `invalid_output`, billed all the same), usage and cost; returns what RQ
+    keeps as the job's return value."""
+    settings = runtime.settings
     output = None
     if (schema := requested_schema(request.params)) is not None:
         try:
@@ -106,7 +122,7 @@ def _fail(
     job: Job,
     error: JobError,
     runtime: TaskRuntime,
-    recorder: ProgressRecorder,
+    recorder: ProgressRecorder | None,
     usage: CallUsage,
     *,
     canceled: bool = False,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from redis import Redis
 from rq import Queue, Worker
@@ -23,7 +23,12 @@ CLIENT_TASKS = (LLM_TASK, DOCUMENT_TASK)  # the jobs clients submit (and see, ca
 # Webhook deliveries have a queue of their own, served by `python worker.py webhooks`.
 WEBHOOK_QUEUE = "webhooks"
 DELIVERY_TASK = "service.tasks.webhook_job.deliver_webhook"
-ALL_QUEUES = (*PRIORITIES, WEBHOOK_QUEUE)  # every queue our workers serve
+# Batch-tier jobs wait here until a worker's collector sends them in a provider batch
+# (service/tasks/batch_tier.py); no worker dequeues them one by one.
+BATCH_QUEUE = "batch"
+Tier = Literal["standard", "batch"]
+TIERS: tuple[Tier, ...] = get_args(Tier)
+ALL_QUEUES = (*PRIORITIES, BATCH_QUEUE, WEBHOOK_QUEUE)  # every queue our workers serve
 # A worker counts as present only while its last heartbeat is this recent (workers
 # heartbeat every few seconds).
 HEARTBEAT_FRESH_S = 30
