@@ -11,8 +11,8 @@ from service.api.auth import current_client
 from service.api.context import app_context
 from service.jobs.observability.budgets import MICRO
 from service.jobs.observability.worst_case import Unpriceable, document_job_usd, message_job_usd
-from service.jobs.storage.queues import DOCUMENT_TASK, Tier
-from service.jobs.storage.record import Document
+from service.jobs.storage.queues import DOCUMENT_TASK
+from service.jobs.storage.record import Document, Tier
 from service.llm.pricing import BATCH_DISCOUNT
 
 

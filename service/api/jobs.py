@@ -27,8 +27,8 @@ from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import new_job_id
 from service.jobs.storage.index import InvalidCursor
 from service.jobs.storage.lookup import fetch_client_job, list_client_jobs
-from service.jobs.storage.queues import LLM_TASK, Tier
-from service.jobs.storage.record import DOCUMENT, JobRecord
+from service.jobs.storage.queues import LLM_TASK
+from service.jobs.storage.record import DOCUMENT, JobRecord, Tier
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import RUNNING, public_status
 from service.jobs.storage.submit import NewJob, submit_job

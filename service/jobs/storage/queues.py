@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal, get_args
+from typing import Any, get_args
 
 from redis import Redis
 from rq import Queue, Worker
@@ -11,7 +11,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import BaseWorker
 
-from service.jobs.storage.record import Priority
+from service.jobs.storage.record import Priority, Tier
 
 # Strict dequeue order for a worker on all queues: the order `Priority` lists them in.
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
@@ -26,7 +26,6 @@ DELIVERY_TASK = "service.tasks.webhook_job.deliver_webhook"
 # Batch-tier jobs wait here until a worker's collector sends them in a provider batch
 # (service/tasks/batch_tier.py); no worker dequeues them one by one.
 BATCH_QUEUE = "batch"
-Tier = Literal["standard", "batch"]
 TIERS: tuple[Tier, ...] = get_args(Tier)
 ALL_QUEUES = (*PRIORITIES, BATCH_QUEUE, WEBHOOK_QUEUE)  # every queue our workers serve
 # A worker counts as present only while its last heartbeat is this recent (workers

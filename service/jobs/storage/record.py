@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, Literal, NotRequired, Protocol, TypedDict, TypeVar, overload
 
-from service.jobs.storage.queues import Tier
-
 T = TypeVar("T")
 
 Priority = Literal["high", "default", "low"]  # in dequeue order (storage/queues.PRIORITIES)
+Tier = Literal["standard", "batch"]  # storage/queues.TIERS; "batch": through a provider batch
 Kind = Literal["message", "document"]
 MESSAGE: Final = "message"  # one Messages call
 DOCUMENT: Final = "document"  # a document's extraction and analyses

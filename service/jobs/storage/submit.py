@@ -20,8 +20,8 @@ from service.jobs.storage.admission import Allowance, Gate, admit
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import new_job_id
 from service.jobs.storage.lookup import fetch_job
-from service.jobs.storage.queues import BATCH_QUEUE, LLM_TASK, Tier
-from service.jobs.storage.record import Document, Priority, Step, new_meta
+from service.jobs.storage.queues import BATCH_QUEUE, LLM_TASK
+from service.jobs.storage.record import Document, Priority, Step, Tier, new_meta
 
 # RQ's own SIGALRM timeout is a backstop behind the job's deadline, which the task
 # enforces itself (and which also closes the provider connection).
