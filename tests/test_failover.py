@@ -10,6 +10,7 @@ failover could lose."""
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import socket
 import subprocess
@@ -146,6 +147,12 @@ class Submitter(threading.Thread):
             elif response.status_code == 503:
                 assert response.headers.get("Retry-After"), response.text
             self.stopping.wait(0.05)
+
+
+def attempts_seen(connection: redis.Redis, job_id: str) -> int:
+    """The job's attempts as this Redis holds its record (our fields are in RQ's `meta`, JSON)."""
+    meta = connection.hget(f"rq:job:{job_id}", "meta")
+    return json.loads(meta).get("attempts", 0) if meta else 0
 
 
 def job_status(api: str, job_id: str) -> str | None:
@@ -327,8 +334,11 @@ def test_an_end_lost_with_the_primary_runs_again_and_is_announced_once(tmp_path,
         start_worker_and_scheduler(processes, env, redis.Redis(port=primary.port))
         job_id = submit(api, SLOW_JOB).json()["id"]
         on_replica = redis.Redis(port=replica.port)
-        wait_for(lambda: on_replica.hget(f"rq:job:{job_id}", "status") == b"started", timeout=30,
-                 what="the replica to see the job started")  # fmt: skip
+        # Started and its attempt counted (a moment later, once the provider gate admits the
+        # call): cut before the count reached the replica, the run again would be attempt 1.
+        wait_for(lambda: on_replica.hget(f"rq:job:{job_id}", "status") == b"started"
+                 and attempts_seen(on_replica, job_id) == 1, timeout=30,
+                 what="the replica to see the job started and its attempt counted")  # fmt: skip
 
         relay.cut.set()  # from here the replica hears nothing of the primary's writes
         wait_for(lambda: job_status(api, job_id) == "succeeded", timeout=30, what="the job to end on the primary")
