@@ -60,7 +60,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy  # service/, the client and the fake, as configured in pyproject.toml ([tool.mypy])
-	$(BIN)/pyright  # service/ in basic mode ([tool.pyright])
+	$(BIN)/pyright --project pyproject.toml  # service/ in basic mode ([tool.pyright]); the file named, so that no pyrightconfig.json in a parent folder is taken instead
 	$(MKDOCS) build --strict  # a broken link or anchor in docs/ fails it (mkdocs.yml; not --quiet: it hides the warnings from --strict too)
 
 # The documentation site (docs/, mkdocs.yml), rebuilt as a page changes. Port 8001: the API has 8000.
