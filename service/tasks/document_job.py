@@ -16,7 +16,7 @@ import base64
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, assert_never, cast
 
 from rq import Retry
 from rq.job import Job
@@ -125,9 +125,13 @@ class DocumentRun:
         except TimeoutError:
             self._fail(timeout_error(self.job))
         except asyncio.CancelledError:
-            if (reason := self.runtime.stop_reasons.get(self.job.id)) not in STOP_ERRORS:
-                raise  # the worker is putting the job back in its queue, or another run won
-            self._fail(STOP_ERRORS[reason], canceled=reason == CANCELED)
+            match reason := self.runtime.stop_reasons.get(self.job.id):
+                case None | "superseded":
+                    raise  # the worker is putting the job back in its queue, or another run won
+                case "canceled" | "stopped":
+                    self._fail(STOP_ERRORS[reason], canceled=reason == CANCELED)
+                case _:
+                    assert_never(reason)
 
     async def _steps(self) -> DocumentResult | Retry:
         extract_step, *analysis_steps = self.record.steps
@@ -339,17 +343,21 @@ class DocumentRun:
         """A failed call: wait for the provider's limit in the queue, retry the job later
         (resuming at this step), or fail this step alone."""
         move = next_move(self.job, error, self.runtime, deadline=self.deadline, billed=self.last_call_billed)
-        if move.kind == "past_deadline":
-            self._fail(timeout_error(self.job, last_error=error))
-        if move.kind == "requeue":
-            step["status"] = STEP_PENDING
-            self._flush_counters()
-            requeue(self.job, error, move.reopens_at)
-        if move.kind == "retry":
-            step["status"], step["error"] = STEP_PENDING, provider_error(error)
-            return schedule_retry(self.job, error, move.delay_s, counters=self._take_counters())
-        self._end_step(step, STEP_FAILED, provider_error(error))
-        return None
+        match move.kind:
+            case "past_deadline":
+                self._fail(timeout_error(self.job, last_error=error))
+            case "requeue":
+                step["status"] = STEP_PENDING
+                self._flush_counters()
+                requeue(self.job, error, move.reopens_at)
+            case "retry":
+                step["status"], step["error"] = STEP_PENDING, provider_error(error)
+                return schedule_retry(self.job, error, move.delay_s, counters=self._take_counters())
+            case "give_up" | "no_time_to_retry":  # this step fails alone; the others carry on
+                self._end_step(step, STEP_FAILED, provider_error(error))
+                return None
+            case _:
+                assert_never(move.kind)
 
     # --- the end -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, NoReturn, assert_never, cast
 
 from rq import Retry
 from rq.job import Job
@@ -62,9 +62,13 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mappi
     except TimeoutError:
         _fail(job, timeout_error(job), runtime, recorder, usage)
     except asyncio.CancelledError:
-        if (reason := runtime.stop_reasons.get(job.id)) not in STOP_ERRORS:
-            raise  # the worker is putting the job back in its queue, or another run won
-        _fail(job, STOP_ERRORS[reason], runtime, recorder, usage, canceled=reason == CANCELED)
+        match reason := runtime.stop_reasons.get(job.id):
+            case None | "superseded":
+                raise  # the worker is putting the job back in its queue, or another run won
+            case "canceled" | "stopped":
+                _fail(job, STOP_ERRORS[reason], runtime, recorder, usage, canceled=reason == CANCELED)
+            case _:
+                assert_never(reason)
     except LLMError as exc:
         return _after_error(job, exc, runtime, recorder, usage, deadline)
     finally:
@@ -93,13 +97,17 @@ def _after_error(
     job: Job, error: LLMError, runtime: TaskRuntime, recorder: ProgressRecorder, usage: CallUsage, deadline: float
 ) -> Retry:
     move = next_move(job, error, runtime, deadline=deadline, billed=usage.billed)
-    if move.kind == "requeue":
-        requeue(job, error, move.reopens_at)
-    if move.kind == "give_up":
-        _fail(job, provider_error(error), runtime, recorder, usage)  # the final failure keeps the last error
-    if move.kind in ("past_deadline", "no_time_to_retry"):
-        _fail(job, timeout_error(job, last_error=error), runtime, recorder, usage)
-    return schedule_retry(job, error, move.delay_s, counters=_spent(job, usage, runtime), recorder=recorder)
+    match move.kind:
+        case "requeue":
+            requeue(job, error, move.reopens_at)
+        case "give_up":
+            _fail(job, provider_error(error), runtime, recorder, usage)  # the final failure keeps the last error
+        case "past_deadline" | "no_time_to_retry":
+            _fail(job, timeout_error(job, last_error=error), runtime, recorder, usage)
+        case "retry":
+            return schedule_retry(job, error, move.delay_s, counters=_spent(job, usage, runtime), recorder=recorder)
+        case _:
+            assert_never(move.kind)
 
 
 def _fail(
@@ -110,7 +118,7 @@ def _fail(
     usage: CallUsage,
     *,
     canceled: bool = False,
-) -> None:
+) -> NoReturn:
     record_error(job, error, canceled=canceled, counters=_spent(job, usage, runtime), recorder=recorder)
     raise JobFailed(error)
 

@@ -56,7 +56,7 @@ from service.jobs.storage.sentinel import primary_of
 from service.llm.client import LLMClient
 from service.logs import log_context
 from service.tasks.outcomes import JobFailed, Requeue
-from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
+from service.tasks.runtime import CANCELED, STOPPED, SUPERSEDED, StopReason, TaskRuntime
 from service.worker import executions
 from service.worker.executions import Running
 from service.worker.job_traces import traced_run
@@ -71,7 +71,6 @@ HEARTBEAT_S = 5.0  # worker, executions and leases
 WORKER_TTL_S = 20  # the worker's key outlives a missed heartbeat or two
 PROMOTE_S = 1.0  # how often due retries are moved to their queues
 DEQUEUE_WAIT_S = 0.5  # one BLMPOP's wait: how soon a slot freed while only the reserve was free widens it
-SUPERSEDED = "superseded"  # another run of the job completed it
 COMMANDS_WAIT_S = 1.0  # one wait for a command on the pubsub channel
 YOUNG_GC_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
 
@@ -406,7 +405,7 @@ class AsyncWorker:
             if requested is not None:
                 self._stop(job_id, CANCELED)
 
-    def _stop(self, job_id: str, reason: str) -> None:
+    def _stop(self, job_id: str, reason: StopReason) -> None:
         entry = self.running.get(job_id)
         if entry is None or entry.task is None or job_id in self.runtime.stop_reasons:
             return
