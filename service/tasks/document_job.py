@@ -11,9 +11,7 @@ last one stopped: steps that succeeded (and chunk answers already in) are kept.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar, assert_never, cast
@@ -54,7 +52,6 @@ from service.jobs.running.progress import (
     call_counters,
     record_error,
     record_progress,
-    start_attempt,
 )
 from service.jobs.storage.connection import read_value
 from service.jobs.storage.keys import document_text_key as text_key
@@ -71,10 +68,11 @@ from service.jobs.storage.record import (
 from service.llm.client import CallUsage, LLMRequest
 from service.llm.errors import LLMError
 from service.llm.pricing import cost_usd, is_priced
-from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
+from service.tasks.attempts import begin_attempt, until_stopped
+from service.tasks.failed_calls import next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.llm_spans import llm_call_span
-from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
-from service.tasks.runtime import CANCELED, TaskRuntime
+from service.tasks.outcomes import JobFailed, logged_attempt
+from service.tasks.runtime import TaskRuntime
 
 T = TypeVar("T")
 UNPACKED_FACTOR = 10  # a DOCX may unpack to this many times MAX_DOCUMENT_BYTES, no more
@@ -110,28 +108,11 @@ class DocumentRun:
 
     async def run(self) -> DocumentResult | Retry:
         assert self.runtime.llm is not None, "document jobs are taken only by workers of the LLM queues"
-        await pass_gate(self.runtime.gate)
-        self.deadline = start_attempt(self.job, max_attempts=self.settings.max_attempts)
+        self.deadline = await begin_attempt(self.job, self.runtime)
         for step in self.record.steps:
             if step["status"] == STEP_RUNNING:  # the run that left it so was cut short
                 step["status"] = STEP_PENDING
-        try:
-            if self.runtime.stop_reasons.get(self.job.id) == CANCELED:
-                raise asyncio.CancelledError
-            if time.time() >= self.deadline:
-                raise TimeoutError
-            async with asyncio.timeout(self.deadline - time.time()):
-                return await self._steps()
-        except TimeoutError:
-            self._fail(timeout_error(self.job))
-        except asyncio.CancelledError:
-            match reason := self.runtime.stop_reasons.get(self.job.id):
-                case None | "superseded":
-                    raise  # the worker is putting the job back in its queue, or another run won
-                case "canceled" | "stopped":
-                    self._fail(STOP_ERRORS[reason], canceled=reason == CANCELED)
-                case _:
-                    assert_never(reason)
+        return await until_stopped(self.job, self.runtime, self.deadline, self._steps, self._fail)
 
     async def _steps(self) -> DocumentResult | Retry:
         extract_step, *analysis_steps = self.record.steps

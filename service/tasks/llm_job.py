@@ -8,8 +8,6 @@ the call from outside (the worker cancels the task), even when the provider is s
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping
 from typing import Any, NoReturn, assert_never, cast
 
@@ -21,17 +19,17 @@ from service.jobs.running.progress import (
     call_counters,
     record_error,
     record_result,
-    start_attempt,
 )
 from service.jobs.storage.record import JobError, JobRecord, Usage, job_error
-from service.llm.client import CallUsage, LLMRequest
+from service.llm.client import CallUsage, LLMReply, LLMRequest
 from service.llm.errors import LLMError
 from service.llm.output import InvalidOutput, parse_output, requested_schema
 from service.llm.pricing import cost_usd
-from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
+from service.tasks.attempts import begin_attempt, until_stopped
+from service.tasks.failed_calls import next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.llm_spans import llm_call_span
-from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
-from service.tasks.runtime import CANCELED, TaskRuntime
+from service.tasks.outcomes import JobFailed, logged_attempt
+from service.tasks.runtime import TaskRuntime
 
 
 async def run_llm_job(
@@ -44,35 +42,30 @@ async def run_llm_job(
 
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mapping[str, Any] | Retry:
     settings = runtime.settings
-    assert runtime.llm is not None, "LLM jobs are taken only by workers of the LLM queues"
-    await pass_gate(runtime.gate)
-    deadline = start_attempt(job, max_attempts=settings.max_attempts)
+    llm = runtime.llm
+    assert llm is not None, "LLM jobs are taken only by workers of the LLM queues"
+    deadline = await begin_attempt(job, runtime)
     recorder = ProgressRecorder(job)
     usage = CallUsage()
-    runtime.progress[job.id] = recorder
-    try:
-        if runtime.stop_reasons.get(job.id) == CANCELED:  # canceled as it was dequeued: no call at all
-            raise asyncio.CancelledError
-        if time.time() >= deadline:  # it waited out its whole deadline: no call at all
-            raise TimeoutError
-        async with asyncio.timeout(deadline - time.time()):
+
+    async def call() -> LLMReply | Retry:
+        runtime.progress[job.id] = recorder
+        try:
             with llm_call_span(request.model, usage) as note_reply:
-                reply = await runtime.llm.stream(request, on_delta=recorder.add_delta, usage=usage)
+                reply = await llm.stream(request, on_delta=recorder.add_delta, usage=usage)
                 note_reply(reply)
-    except TimeoutError:
-        _fail(job, timeout_error(job), runtime, recorder, usage)
-    except asyncio.CancelledError:
-        match reason := runtime.stop_reasons.get(job.id):
-            case None | "superseded":
-                raise  # the worker is putting the job back in its queue, or another run won
-            case "canceled" | "stopped":
-                _fail(job, STOP_ERRORS[reason], runtime, recorder, usage, canceled=reason == CANCELED)
-            case _:
-                assert_never(reason)
-    except LLMError as exc:
-        return _after_error(job, exc, runtime, recorder, usage, deadline)
-    finally:
-        runtime.progress.pop(job.id, None)
+            return reply
+        except LLMError as exc:
+            return _after_error(job, exc, runtime, recorder, usage, deadline)
+        finally:
+            runtime.progress.pop(job.id, None)
+
+    def fail(error: JobError, *, canceled: bool = False) -> NoReturn:
+        _fail(job, error, runtime, recorder, usage, canceled=canceled)
+
+    reply = await until_stopped(job, runtime, deadline, call, fail)
+    if isinstance(reply, Retry):
+        return reply
     output = None
     if (schema := requested_schema(request.params)) is not None:
         try:
