@@ -1,7 +1,8 @@
 """Run a worker: `python worker.py [QUEUE ...]` (default: every queue, webhooks included).
 
 One process runs up to WORKER_CONCURRENCY LLM jobs at once as asyncio tasks, taking
-`high`, then `default`, then `low`, plus up to WEBHOOK_CONCURRENCY webhook deliveries.
+`high`, then `default`, then `low`, plus up to WEBHOOK_CONCURRENCY webhook deliveries;
+serving `batch`, it also sends batch-tier jobs in provider batches and reads their results.
 WORKER_PROCESSES (or --processes) runs that many such processes under a parent that
 replaces one that dies.
 """
@@ -14,7 +15,7 @@ import sys
 
 from service.bug_reports import setup_bug_reports
 from service.config import SettingsError, load_settings
-from service.jobs.storage.queues import ALL_QUEUES, PRIORITIES
+from service.jobs.storage.queues import ALL_QUEUES, BATCH_QUEUE, PRIORITIES
 from service.logs import configure_logging
 from service.tracing import setup_tracing
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     queues = list(dict.fromkeys(args.queues)) or list(ALL_QUEUES)
     try:
         # A worker of webhook deliveries alone never calls the LLM, and needs no key.
-        settings = load_settings(require_llm_key=bool(set(queues) & set(PRIORITIES)))
+        settings = load_settings(require_llm_key=bool(set(queues) & {*PRIORITIES, BATCH_QUEUE}))
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -29,7 +29,15 @@ _INT_KEYS = {
     "cache_read": 0,
     "tool_use": 0,
     "no_structured": 0,
+    # The Message Batches API's (batches.py).
+    "batch_delay_ms": 0,
+    "batch_expire": 0,
+    "create_delay_ms": 0,
+    "create_error": 100,
+    "created_delay_ms": 0,
+    "result_delay_ms": 0,
 }
+_BOOL_KEYS = {"hang", "spend_limit", "broken_json", "tool_use", "no_structured", "batch_expire"}
 _STR_KEYS = {"mid_stream_error", "key"}
 KNOWN_KEYS = frozenset(_INT_KEYS) | _STR_KEYS
 
@@ -57,6 +65,12 @@ class Directives:
     cache_read: int | None = None  # given: the reply reports the prompt cache's counts, this many read
     tool_use: bool = False  # with tool_choice auto (or none given): the reply calls the first tool
     no_structured: bool = False  # the model refuses output_config.format with a 400, as older models do
+    batch_delay_ms: int | None = None  # in a batch: it ends this long after its create (None: the server's)
+    batch_expire: bool = False  # in a batch: this request's result is `expired`
+    create_delay_ms: int = 0  # in a batch: its create waits this long before making it
+    create_error: int | None = None  # in a batch: its create is refused with this status (with fail_times: so often)
+    created_delay_ms: int = 0  # in a batch: its create's answer waits this long after making it
+    result_delay_ms: int = 0  # in a batch: its results stream pauses this long before this request's line
 
     def input_usage(self, input_tokens: int) -> dict[str, int]:
         """A reply's input token counts; the prompt cache's too when asked for, as the real API gives them."""
@@ -69,7 +83,13 @@ class Directives:
         }
 
     def has_failure(self) -> bool:
-        return self.error is not None or self.mid_stream_error is not None or self.hang or self.broken_json
+        return (
+            self.error is not None
+            or self.mid_stream_error is not None
+            or self.hang
+            or self.broken_json
+            or self.create_error is not None
+        )
 
     def without_failures(self) -> Directives:
         """Copy with every failure behaviour removed (used once fail_times is spent)."""
@@ -115,7 +135,9 @@ def parse_directives(text: str) -> Directives:
         if number < _INT_KEYS[name]:
             raise DirectiveError(f"fake directive: {name} must be >= {_INT_KEYS[name]}, got {number}")
         values[name] = (
-            bool(number) if name in ("hang", "spend_limit", "broken_json", "tool_use", "no_structured") else number
+            bool(number)
+            if name in ("hang", "spend_limit", "broken_json", "tool_use", "no_structured", "batch_expire")
+            else number
         )
 
     directives = Directives(**values)  # type: ignore[arg-type]
@@ -124,6 +146,8 @@ def parse_directives(text: str) -> Directives:
 
 
 def _check_combinations(d: Directives) -> None:
+    if d.create_error is not None and not 400 <= d.create_error <= 599:
+        raise DirectiveError("fake directive: create_error must be an HTTP error status (400..599)")
     if d.error is not None and d.error not in ERROR_TYPE_BY_STATUS:
         statuses = ", ".join(str(s) for s in sorted(ERROR_TYPE_BY_STATUS))
         raise DirectiveError(f"fake directive: error must be one of {statuses}, got {d.error}")

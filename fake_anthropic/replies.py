@@ -7,7 +7,9 @@
   streamed as `input_json_delta` pieces, `stop_reason: tool_use`;
 - `output_config.format` `json_schema`: text that is JSON of that schema (a 400 with the
   directive `no_structured=1`, as from a model without structured outputs);
-- otherwise text, shaped as the prompt asks (shapes.py) or fake words;
+- otherwise text, shaped as the prompt asks (shapes.py) or fake words; when a plain-text
+  document asks for citations, the text cites its first 40 characters (a `citations_delta`
+  before the text, a `char_location` citation);
 - `stop_sequences` cut the text before the first one found (`stop_reason: stop_sequence`);
   `max_tokens` cuts every block's deltas together (`stop_reason: max_tokens`).
 """
@@ -31,6 +33,7 @@ class Block:
     start: dict[str, Any]  # content_block_start's block
     deltas: list[dict[str, Any]] = field(default_factory=list)  # one output token each
     signature: str | None = None  # a thinking block's, sent after its deltas
+    citations: list[dict[str, Any]] = field(default_factory=list)  # a text block's, sent before its text
 
     def final(self) -> dict[str, Any]:
         """The block as a non-streamed reply gives it."""
@@ -42,6 +45,8 @@ class Block:
                 block["thinking"] += delta["thinking"]
         if self.signature is not None:
             block["signature"] = self.signature
+        if self.citations:
+            block["citations"] = list(self.citations)
         if block["type"] == "tool_use":
             text = "".join(delta["partial_json"] for delta in self.deltas)
             block["input"] = json.loads(text) if text else {}
@@ -86,9 +91,35 @@ def plan_reply(body: dict[str, Any], d: Directives, last_user_text: str) -> Repl
         tokens, stop_sequence = _cut_at_stop_sequence(tokens, body.get("stop_sequences") or [])
         if stop_sequence is not None:
             stop_reason = "stop_sequence"
-        blocks.append(Block({"type": "text", "text": ""}, [{"type": "text_delta", "text": t} for t in tokens]))
+        answer = Block({"type": "text", "text": ""}, [{"type": "text_delta", "text": t} for t in tokens])
+        answer.citations = _citations(body)
+        blocks.append(answer)
     reply = Reply(blocks, stop_reason, stop_sequence, thinking_tokens)
     return _capped(reply, body["max_tokens"])
+
+
+CITED_CHARS = 40  # how much of a cited document the citation quotes
+
+
+def _citations(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The first plain-text document that asks for citations is cited, from its start (a
+    `char_location`, as the real API cites plain text). `document_index` counts every document
+    block of the request, in order."""
+    documents = [
+        block
+        for message in body.get("messages") or []
+        if isinstance(message.get("content"), list)
+        for block in message["content"]
+        if isinstance(block, dict) and block.get("type") == "document"
+    ]
+    for index, document in enumerate(documents):
+        source = document.get("source") or {}
+        if (document.get("citations") or {}).get("enabled") and source.get("type") == "text":
+            quoted = source.get("data", "")[:CITED_CHARS]
+            return [{"type": "char_location", "cited_text": quoted, "document_index": index,
+                     "document_title": document.get("title"), "start_char_index": 0,
+                     "end_char_index": len(quoted)}]  # fmt: skip
+    return []
 
 
 def _tool_to_use(body: dict[str, Any], choice: dict[str, Any], d: Directives) -> dict[str, Any] | None:

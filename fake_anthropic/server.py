@@ -9,6 +9,7 @@ pointed at it with ``base_url``. Behaviour per request is chosen by a
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
 import time
@@ -21,6 +22,7 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
+from .batches import BatchStore, add_batch_routes, answer_for_batch
 from .cache import PromptCache
 from .content import read_prompt
 from .directives import DirectiveError, Directives, parse_directives
@@ -49,6 +51,7 @@ from .wire import (
 )
 
 REQUEST_LOG_SIZE = 200
+DEFAULT_BATCH_DELAY_MS = 2000  # a Message Batch ends this long after its create
 
 
 class _State:
@@ -61,6 +64,7 @@ class _State:
         self.budget = budget
         self.storm = storm
         self.cache = PromptCache()
+        self.messages_calls = 0  # POST /v1/messages requests, shown by /_stats
 
     def record(self, body: Any, header_names: list[str], at: float) -> None:
         with self.lock:
@@ -156,15 +160,31 @@ def _admin_ints(body: Any, minimums: dict[str, int]) -> dict[str, int]:
     return body
 
 
-def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm: Storm | None = None) -> Flask:
+def create_app(
+    chunk_delay_s: float = 0.01,
+    budget: Budget | None = None,
+    storm: Storm | None = None,
+    batch_delay_s: float = DEFAULT_BATCH_DELAY_MS / 1000,
+) -> Flask:
     """Build the fake; chunk_delay_s is the default pause between stream deltas.
 
     `budget` is the per-minute rate limit (default: too high to meet), `storm` a
-    storm to start with (default: none).
+    storm to start with (default: none), `batch_delay_s` how long a Message Batch takes.
     """
     app = Flask(__name__)
     state = _State(budget or Budget(), storm or Storm())
     app.extensions["fake_anthropic"] = state
+    batches = BatchStore(batch_delay_s, lambda params: answer_for_batch(params, state.cache.account, state.bump))
+    add_batch_routes(app, batches, error_response, lambda: _is_authenticated(request.headers), state.bump)
+
+    @app.get("/_stats")
+    def stats() -> Response:
+        """Counters: Messages calls, and the Message Batches API's creates, requests, cancels
+        and result lines served."""
+        with state.lock, batches.lock:
+            return jsonify(
+                {"messages_calls": state.messages_calls, **batches.stats, "batch_delay_ms": batches.delay_s * 1000}
+            )
 
     @app.after_request
     def add_headers(response: Response) -> Response:
@@ -251,6 +271,8 @@ def create_app(chunk_delay_s: float = 0.01, budget: Budget | None = None, storm:
         now = time.time()
         # Header names only: values would include API keys.
         state.record(sent, [name.lower() for name, _ in request.headers.items()], now)
+        with state.lock:
+            state.messages_calls += 1
         if not _is_authenticated(request.headers):
             return error_response(401, "missing API key: send x-api-key or Authorization: Bearer <key>")
         if storm := state.storm_hit(now):
@@ -332,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_TOKENS_PER_MINUTE,
         help="limit for input tokens and, separately, output tokens",
     )
+    parser.add_argument(
+        "--batch-delay-ms",
+        type=float,
+        default=float(os.environ.get("FAKE_BATCH_DELAY_MS", DEFAULT_BATCH_DELAY_MS)),
+        help="how long a Message Batch takes to end (env FAKE_BATCH_DELAY_MS)",
+    )
     parser.add_argument("--storm-seconds", type=float, default=0, help="refuse every request for this long from start")
     parser.add_argument("--storm-status", type=int, choices=STORM_STATUSES, default=429)
     parser.add_argument("--storm-retry-after", type=int, default=1, help="retry-after of a 429 storm, in seconds")
@@ -341,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         chunk_delay_s=args.chunk_delay_ms / 1000,
         budget=Budget(requests_per_minute=args.requests_per_minute, tokens_per_minute=args.tokens_per_minute),
         storm=Storm.starting(time.time(), args.storm_seconds, args.storm_status, args.storm_retry_after),
+        batch_delay_s=args.batch_delay_ms / 1000,
     )
     server = make_server(args.host, args.port, app, threaded=True)
 

@@ -82,6 +82,9 @@ def stream_events(
         yield sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block.start})
         if index == 0:
             yield sse("ping", {"type": "ping"})
+        for citation in block.citations:
+            cite = {"type": "citations_delta", "citation": citation}
+            yield sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": cite})
         for delta in block.deltas:
             if sent == fail_at:
                 yield from _fail(d, sock)

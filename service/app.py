@@ -16,7 +16,7 @@ from service.api.request_limits import init_request_limits
 from service.api.telemetry import init_telemetry
 from service.config import Settings, load_settings
 from service.jobs.storage.connection import api_connection
-from service.jobs.storage.queues import PRIORITIES, WEBHOOK_QUEUE, make_queues
+from service.jobs.storage.queues import BATCH_QUEUE, PRIORITIES, WEBHOOK_QUEUE, make_queues
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         redis=redis,
         # With webhooks on, /readyz also wants a worker on their queue.
-        queues=make_queues(redis, PRIORITIES + ((WEBHOOK_QUEUE,) if settings.webhooks_on else ())),
+        queues=make_queues(redis, (*PRIORITIES, BATCH_QUEUE) + ((WEBHOOK_QUEUE,) if settings.webhooks_on else ())),
         stream_slots=threading.BoundedSemaphore(settings.sse_max_streams),
     )
 

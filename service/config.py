@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import astuple, dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Literal, cast
@@ -22,6 +23,9 @@ from service.webhooks.addresses import CallbackPolicy, CallbackRefused
 # An operator password is tried over the network: short ones fall to guessing, even at
 # OPERATOR_LOGIN_RATE_LIMIT.
 MIN_OPERATOR_PASSWORD = 12
+
+
+PROVIDER_BATCH_WINDOW_S = 24 * 3600  # Anthropic answers a Message Batch within this, or expires it
 
 
 class SettingsError(Exception):
@@ -118,6 +122,14 @@ class Settings:
     # /metrics behind the same operator login (it shows costs, tokens and queue depths).
     metrics_operator_auth: bool = False
     max_batch_jobs: int = 100  # jobs in one POST /v1/batches
+    # The batch tier (Anthropic's Message Batches API, half price): batch-tier jobs are
+    # collected for up to batch_collect_s (or until batch_max_requests wait), sent as one
+    # provider batch, which is polled every batch_poll_s. A batch-tier job's timeout_s
+    # defaults to and may reach batch_timeout_s (None: 24 h plus the collection time).
+    batch_collect_s: float = 30.0
+    batch_max_requests: int = 10_000
+    batch_poll_s: float = 10.0
+    batch_timeout_s: int | None = None
     # model -> (USD per million input tokens, USD per million output tokens)
     price_overrides: dict[str, ModelPrice] = field(default_factory=dict)
     client_budgets: dict[str, ClientBudget] = field(default_factory=dict)  # client -> its spend budget
@@ -134,6 +146,12 @@ class Settings:
     # (http/protobuf; the OpenTelemetry SDK reads this and the other OTEL_* variables itself).
     sentry_dsn: str | None = None
     otlp_endpoint: str | None = None
+
+    @property
+    def batch_tier_timeout_s(self) -> int:
+        """A batch-tier job's default and largest timeout_s: the provider answers a batch
+        within 24 h, after the collection."""
+        return self.batch_timeout_s or PROVIDER_BATCH_WINDOW_S + math.ceil(self.batch_collect_s)
 
     def webhook_secrets_for(self, client: str) -> tuple[str, ...]:
         """The secrets a client's webhooks are signed with; none: webhooks are off for it."""
@@ -381,6 +399,14 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         ),
         metrics_operator_auth=env.bool("METRICS_OPERATOR_AUTH", defaults.metrics_operator_auth),
         max_batch_jobs=env.int("MAX_BATCH_JOBS", defaults.max_batch_jobs, validate=positive),
+        batch_collect_s=env.float("BATCH_COLLECT_S", defaults.batch_collect_s, validate=validate.Range(min=0)),
+        batch_max_requests=env.int(
+            "BATCH_MAX_REQUESTS", defaults.batch_max_requests, validate=validate.Range(min=1, max=100_000)
+        ),
+        batch_poll_s=env.float(
+            "BATCH_POLL_S", defaults.batch_poll_s, validate=validate.Range(min=0, min_inclusive=False)
+        ),
+        batch_timeout_s=env.int("BATCH_TIMEOUT_S", None, validate=positive),
         max_document_bytes=env.int("MAX_DOCUMENT_BYTES", defaults.max_document_bytes, validate=positive),
         max_document_pages=env.int("MAX_DOCUMENT_PAGES", defaults.max_document_pages, validate=positive),
         document_chunk_tokens=env.int(

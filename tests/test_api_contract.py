@@ -31,7 +31,7 @@ LLM_TASK = "service.tasks.llm_job.run_llm_job"
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 RESOURCE_KEYS = {
     "id", "kind", "status", "priority", "model", "progress", "result", "error", "attempts", "next_attempt_at",
-    "created_at", "started_at", "finished_at", "metadata", "webhook", "links",
+    "created_at", "started_at", "finished_at", "metadata", "webhook", "links", "tier", "provider_batch",
 }  # fmt: skip
 STATUS_NAMES = {
     400: "Bad Request",
@@ -120,6 +120,8 @@ def test_submit_prompt_answers_202_with_the_queued_job_resource(client, redis_co
         "finished_at": None,
         "metadata": {},
         "webhook": None,
+        "tier": "standard",
+        "provider_batch": None,
         "links": {"self": f"/v1/jobs/{job_id}"},
     }
 

@@ -96,7 +96,8 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
     gauges = {
         "llmjobs_queue_depth", "llmjobs_jobs_waiting_retry", "llmjobs_jobs_running", "llmjobs_queue_workers",
         "llmjobs_llm_calls_in_flight", "llmjobs_llm_calls_in_flight_all", "llmjobs_provider_gate_closed_seconds",
-        "llmjobs_redis_primary", "llmjobs_redis_failovers_seen",
+        "llmjobs_redis_primary", "llmjobs_redis_failovers_seen", "llmjobs_batch_jobs_waiting",
+        "llmjobs_provider_batches_open", "llmjobs_provider_batch_oldest_age_seconds",
     }  # fmt: skip
     assert {name for name, _ in before} == gauges, "nothing has been counted yet"
     for queue in ALL_QUEUES:
@@ -104,7 +105,7 @@ def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, r
         assert value(before, "llmjobs_jobs_running", queue=queue) == 0
     # one worker process serves high and default, one webhooks, none low: what /readyz checks
     assert {queue: value(before, "llmjobs_queue_workers", queue=queue) for queue in ALL_QUEUES} == {
-        "high": 1, "default": 1, "low": 0, "webhooks": 1,
+        "high": 1, "default": 1, "low": 0, "batch": 0, "webhooks": 1,
     }  # fmt: skip
 
     receiver.script = [(500, {}, 0.0)]  # the webhook's first try fails; its retry is delivered

@@ -194,6 +194,29 @@ def test_the_event_stream_carries_tool_input_and_thinking_deltas_with_their_bloc
     assert events[-1].event == "succeeded"
 
 
+def test_citations_of_a_document_are_kept_in_the_result_and_streamed_with_their_block(start_api, start_worker):
+    api = start_api()
+    start_worker()
+    report = "Revenue grew by 12 % in the third quarter, led by the new region."
+    document = {"type": "document", "title": "Q3 report", "citations": {"enabled": True},
+                "source": {"type": "text", "media_type": "text/plain", "data": report}}  # fmt: skip
+    question = {"type": "text", "text": "How did revenue do? [[fake: tokens=6 chunk_delay_ms=5]]"}
+    job = submit(api, {"params": {"messages": [{"role": "user", "content": [document, question]}]}})
+
+    events = read_stream(api, job["id"])
+
+    cited = {"type": "char_location", "cited_text": report[:40], "document_index": 0, "document_title": "Q3 report",
+             "start_char_index": 0, "end_char_index": 40}  # fmt: skip
+    done = get(api, job["id"])
+    assert done["status"] == "succeeded", done
+    [text] = done["result"]["message"]["content"]
+    assert text["type"] == "text" and text["citations"] == [cited] and text["text"] == done["result"]["text"]
+    deltas = [delta for event in events if event.event == "progress" for delta in event.data.get("deltas", [])]
+    assert [d for d in deltas if d["type"] == "citations_delta"] == [
+        {"block": 0, "type": "citations_delta", "citation": cited}
+    ]
+
+
 def test_a_job_with_betas_goes_to_the_beta_endpoint(start_api, start_worker, fake_anthropic):
     api = start_api()
     start_worker()

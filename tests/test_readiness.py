@@ -19,7 +19,7 @@ from service.app import create_app
 from tests.conftest import free_port
 from tests.helpers import assert_error_shape
 
-QUEUES = ("high", "default", "low")
+QUEUES = ("high", "default", "batch", "low")  # every queue of client jobs, the batch tier's included
 
 
 def register_worker(redis_conn: redis.Redis, *queues: str) -> Worker:
@@ -83,6 +83,7 @@ def test_one_worker_on_all_queues_is_enough(client, redis_conn):
 
 def test_a_queue_without_a_worker_is_named(client, redis_conn):
     register_worker(redis_conn, "high")
+    register_worker(redis_conn, "batch")
     register_worker(redis_conn, "default")
 
     checks = not_ready_checks(readyz(client))

@@ -29,7 +29,14 @@ def body_of(name: str, **placeholders: str) -> dict[str, Any]:
 
 
 def test_the_page_has_every_example():
-    assert set(page_examples()) == {"tool-call", "structured-extraction", "image", "pdf", "cached-system-prompt"}
+    assert set(page_examples()) == {
+        "tool-call",
+        "structured-extraction",
+        "image",
+        "pdf",
+        "cached-system-prompt",
+        "batch-tier",
+    }
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ class BatchCollection(MethodView):
             ctx.redis,
             ctx.queues,
             jobs,
-            gate=submit_gate(job.priority for job in jobs),
+            gate=submit_gate(job.queue_name for job in jobs),
             max_attempts=settings.max_attempts,
             result_ttl_s=settings.result_ttl_s,
             metadata=body["metadata"],

@@ -6,7 +6,14 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from service.api.schemas import DEFAULT_MAX_TOKENS, MODEL_NAME, JobRequestSchema, callback_url_field, metadata_field
+from service.api.schemas import (
+    DEFAULT_MAX_TOKENS,
+    MODEL_NAME,
+    JobRequestSchema,
+    callback_url_field,
+    metadata_field,
+    tier_field,
+)
 from service.documents.analyses import BUILT_IN, DEFAULT_ANALYSES, JSON, TEXT
 from service.jobs.storage.queues import PRIORITIES
 
@@ -60,6 +67,7 @@ class DocumentOptionsSchema(Schema):
         strict=True, load_default=DEFAULT_MAX_TOKENS, metadata={"description": "Per call of a step."}
     )
     priority = fields.String(load_default="default", validate=validate.OneOf(PRIORITIES))
+    tier = tier_field()
     metadata = metadata_field("Echoed back; bounded like a job's metadata.")
     timeout_s = fields.Integer(strict=True, metadata={"description": "Deadline for the whole job (every step)."})
     callback_url = callback_url_field("Gets the job, signed, when it ends; checked like a job's callback_url.")

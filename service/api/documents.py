@@ -28,7 +28,7 @@ from service.api.auth import require_client
 from service.api.budgets import reservation_for
 from service.api.context import app_context
 from service.api.document_schemas import DocumentJsonSchema, DocumentOptionsSchema
-from service.api.jobs import idempotency_claim
+from service.api.jobs import default_timeout_s, idempotency_claim
 from service.api.json_body import Blueprint, InvalidJsonBody, parse_json_body
 from service.api.json_response import json_response
 from service.api.limits import allowance_headers, limit_uploads, submit_gate
@@ -126,14 +126,16 @@ class Documents(MethodView):
                 "extraction": options["extraction"],
             },
             metadata=options["metadata"],
-            timeout_s=options.get("timeout_s", settings.limits.max_timeout_s),
+            timeout_s=options.get("timeout_s", default_timeout_s(options["tier"], settings)),
+            tier=options["tier"],
             callback_url=options.get("callback_url"),
             task=DOCUMENT_TASK,
             document={"filename": filename, "media_type": media_type, "bytes": len(data), "pages": None,
                       "characters": None},
             steps=new_steps([analysis["name"] for analysis in analyses]),
         )  # fmt: skip
-        new = replace(new, reservation_micro_usd=reservation_for(DOCUMENT_TASK, new.request, new.document))
+        reservation = reservation_for(DOCUMENT_TASK, new.request, new.document, tier=new.tier)
+        new = replace(new, reservation_micro_usd=reservation)
 
         def store_upload(pipe: Pipeline, job_id: str) -> None:
             # Deleted once the text is extracted; the TTL covers a job that never runs.

@@ -28,7 +28,7 @@ from service.jobs.storage.ids import new_job_id
 from service.jobs.storage.index import InvalidCursor
 from service.jobs.storage.lookup import fetch_client_job, list_client_jobs
 from service.jobs.storage.queues import LLM_TASK
-from service.jobs.storage.record import DOCUMENT, JobRecord
+from service.jobs.storage.record import DOCUMENT, JobRecord, Tier
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import RUNNING, public_status
 from service.jobs.storage.submit import NewJob, submit_job
@@ -60,11 +60,12 @@ class JobCollection(MethodView):
     def post(self, body: dict[str, Any], idempotency_key: str | None = None):
         """Queue an LLM job; answers at once with the job, status `queued`."""
         ctx = app_context()
+        new = new_job_of(body, ctx.settings)
         submitted = submit_job(
             ctx.redis,
             ctx.queues,
-            new_job_of(body, ctx.settings),
-            gate=submit_gate([body["priority"]]),
+            new,
+            gate=submit_gate([new.queue_name]),
             max_attempts=ctx.settings.max_attempts,
             result_ttl_s=ctx.settings.result_ttl_s,
             idempotency=idempotency_claim(idempotency_key, body),
@@ -142,7 +143,7 @@ class JobRetry(MethodView):
         if gate.budget is not None:  # the re-run reserves its worst case again (the last run's is released)
             record = JobRecord(job)
             document = record.document if record.kind == DOCUMENT else None
-            amount = reservation_for(job.func_name or "", job.kwargs["request"], document)
+            amount = reservation_for(job.func_name or "", job.kwargs["request"], document, tier=record.tier)
             record.reservation_micro_usd = amount  # saved with the re-run
             reservations = [(job.id, amount)]
         admitted = admit(ctx.redis, gate, hit_id=new_job_id(), write=lambda _pipe: None, reservations=reservations)
@@ -187,10 +188,16 @@ def new_job_of(body: dict[str, Any], settings: Settings) -> NewJob:
         request=request,
         betas=betas,
         metadata=body["metadata"],
-        timeout_s=body.get("timeout_s", settings.limits.max_timeout_s),
+        timeout_s=body.get("timeout_s", default_timeout_s(body["tier"], settings)),
         callback_url=body.get("callback_url"),
-        reservation_micro_usd=reservation_for(LLM_TASK, request),
+        reservation_micro_usd=reservation_for(LLM_TASK, request, tier=body["tier"]),
+        tier=body["tier"],
     )
+
+
+def default_timeout_s(tier: Tier, settings: Settings) -> int:
+    """A job's timeout_s when it gives none, which is also its largest."""
+    return settings.batch_tier_timeout_s if tier == "batch" else settings.limits.max_timeout_s
 
 
 def change_job(job: Job, change: Callable[[Job], None]) -> Job:

@@ -17,7 +17,7 @@ from service.api.context import EXTENSION_KEY
 from service.config import BudgetWindow, Settings
 from service.jobs.observability.usage import GROUP_BYS, MAX_REPORT_DAYS
 from service.jobs.push.batches import BatchStatus
-from service.jobs.storage.queues import PRIORITIES
+from service.jobs.storage.queues import PRIORITIES, TIERS
 from service.jobs.storage.record import Kind, StepStatus, WebhookDeliveryState
 from service.jobs.storage.status import PUBLIC_STATUSES
 from service.llm.params import schema_for
@@ -36,6 +36,15 @@ def metadata_field(description: str) -> fields.Dict:
         load_default=dict,
         metadata={"description": description},
     )
+
+
+def tier_field() -> fields.String:
+    return fields.String(
+        load_default="standard",
+        validate=validate.OneOf(TIERS),
+        metadata={"description": "`batch`: each call goes through Anthropic's Message Batches API at half price, "
+                  "answered within 24 h (most within an hour); `standard` (the default): called at once."},
+    )  # fmt: skip
 
 
 def callback_url_field(description: str) -> fields.String:
@@ -162,6 +171,7 @@ class JobRequestSchema(Schema):
     )  # fmt: skip
     temperature = fields.Raw(metadata={"description": "Refused: " + TEMPERATURE_REFUSED})
     priority = fields.String(load_default="default", validate=validate.OneOf(PRIORITIES))
+    tier = tier_field()
     metadata = metadata_field(
         f"Echoed back; at most MAX_METADATA_KEYS ({DEFAULTS.limits.max_metadata_keys} by default) keys of "
         f"<= {METADATA_KEY_MAX} chars, values <= {METADATA_VALUE_MAX}."
@@ -170,7 +180,8 @@ class JobRequestSchema(Schema):
         strict=True,
         metadata={
             "description": "Deadline for the whole job, 1..JOB_TIMEOUT_S, which is also the default "
-            f"({DEFAULTS.limits.max_timeout_s} unless configured)."
+            f"({DEFAULTS.limits.max_timeout_s} unless configured); for a batch-tier job 1..BATCH_TIMEOUT_S "
+            "(24 h plus BATCH_COLLECT_S unless configured), also its default."
         },
     )
     callback_url = callback_url_field(
@@ -221,8 +232,12 @@ class JobRequestSchema(Schema):
             errors["max_tokens"] = [f"must be between 1 and {limits.max_output_tokens}"]
         if len(data.get("metadata", {})) > limits.max_metadata_keys:
             errors["metadata"] = [f"at most {limits.max_metadata_keys} keys"]
-        if "timeout_s" in data and not 1 <= data["timeout_s"] <= limits.max_timeout_s:
-            errors["timeout_s"] = [f"must be between 1 and {limits.max_timeout_s}"]
+        batch_tier = data.get("tier") == "batch"
+        max_timeout_s = settings.batch_tier_timeout_s if batch_tier else limits.max_timeout_s
+        if "timeout_s" in data and not 1 <= data["timeout_s"] <= max_timeout_s:
+            errors["timeout_s"] = [f"must be between 1 and {max_timeout_s}" + (" for a batch-tier job" * batch_tier)]
+        if batch_tier and data.get("params", {}).get("betas"):
+            errors["tier"] = ["a batch-tier job cannot use `params.betas` (the beta Message Batches API is not used)"]
         if "callback_url" in data and (refused := callback_url_errors(settings, data["callback_url"])):
             errors["callback_url"] = refused
         if errors:
@@ -345,6 +360,11 @@ class StepSchema(Schema):
     error = fields.Nested(ErrorInfoSchema, allow_none=True)
 
 
+class ProviderBatchSchema(Schema):
+    id = fields.String(metadata={"description": "The provider's Message Batch id."})
+    submitted_at = fields.String()
+
+
 class JobSchema(Schema):
     """Documents the resource built by `service.jobs.storage.resource.job_resource`."""
 
@@ -352,6 +372,7 @@ class JobSchema(Schema):
     kind = fields.String(metadata={"enum": list(get_args(Kind))})
     status = fields.String(metadata={"enum": list(PUBLIC_STATUSES)})
     priority = fields.String(metadata={"enum": list(PRIORITIES)})
+    tier = fields.String(metadata={"enum": list(TIERS)})
     model = fields.String()
     progress = fields.Nested(ProgressSchema)
     result = fields.Nested(
@@ -370,6 +391,11 @@ class JobSchema(Schema):
     finished_at = fields.String(allow_none=True)
     metadata = fields.Dict(keys=fields.String(), values=fields.String())
     webhook = fields.Nested(WebhookSchema, allow_none=True, metadata={"description": "Set once the job has ended."})
+    provider_batch = fields.Nested(
+        ProviderBatchSchema,
+        allow_none=True,
+        metadata={"description": "A batch-tier job's provider batch, while it is in one (status `running`)."},
+    )
     links = fields.Dict(keys=fields.String(), values=fields.String())
     document = fields.Nested(DocumentInfoSchema, metadata={"description": "Document jobs only."})
     steps = fields.List(fields.Nested(StepSchema), metadata={"description": "Document jobs only: extract, then "

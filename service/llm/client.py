@@ -15,6 +15,7 @@ from typing import Any, cast
 import anthropic
 import httpx2
 
+from service.llm.batches import BatchesClient
 from service.llm.errors import LLMError, classify
 from service.llm.message import MalformedToolInput, MessageAssembler, message_text
 
@@ -165,6 +166,10 @@ class LLMClient:
                 **params, betas=list(request.betas), stream=True, timeout=timeout
             )
         return self._sdk.messages.with_streaming_response.create(**params, stream=True, timeout=timeout)
+
+    def batches(self) -> BatchesClient:
+        """The Message Batches API over this client's connection pool."""
+        return BatchesClient(self._sdk, timeout_s=self._read_timeout_s)
 
     async def aclose(self) -> None:
         await self._sdk.close()

@@ -69,6 +69,7 @@ from service.llm.client import CallUsage, LLMRequest
 from service.llm.errors import LLMError
 from service.llm.pricing import cost_usd, is_priced
 from service.tasks.attempts import begin_attempt, until_stopped
+from service.tasks.batch_tier import call_in_provider_batch
 from service.tasks.failed_calls import next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.llm_spans import llm_call_span
 from service.tasks.outcomes import JobFailed, logged_attempt
@@ -179,7 +180,7 @@ class DocumentRun:
         if len(text.encode()) > bound:
             error = _document_error(
                 f"the document's text is {len(text.encode())} bytes, more than the {bound} its spend budget "
-                "reserved for (see README, Spend budgets)"
+                "reserved for (see docs/budgets.md)"
             )
             self._end_step(step, STEP_FAILED, error)
             self._fail(error)
@@ -303,7 +304,10 @@ class DocumentRun:
         step["attempts"] += 1
         try:
             with llm_call_span(self.model, usage) as note_reply:
-                reply = await self.runtime.llm.stream(request, on_delta=_ignore, usage=usage)  # type: ignore[union-attr]
+                if JobRecord(self.job).tier == "batch":  # through a provider batch, at half price
+                    reply = await call_in_provider_batch(self.job, request, usage)
+                else:
+                    reply = await self.runtime.llm.stream(request, on_delta=_ignore, usage=usage)  # type: ignore[union-attr]
                 note_reply(reply)
         finally:
             self.last_call_billed = usage.billed

@@ -41,7 +41,6 @@ async def run_llm_job(
 
 
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mapping[str, Any] | Retry:
-    settings = runtime.settings
     llm = runtime.llm
     assert llm is not None, "LLM jobs are taken only by workers of the LLM queues"
     deadline = await begin_attempt(job, runtime)
@@ -66,6 +65,22 @@ async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mappi
     reply = await until_stopped(job, runtime, deadline, call, fail)
     if isinstance(reply, Retry):
         return reply
+    return record_reply(job, request, reply, runtime, usage, recorder)
+
+
+def record_reply(
+    job: Job,
+    request: LLMRequest,
+    reply: LLMReply,
+    runtime: TaskRuntime,
+    usage: CallUsage,
+    recorder: ProgressRecorder | None = None,
+) -> Mapping[str, Any]:
+    """Complete the job with the provider's reply (a streamed one, or a provider batch's
+    result): the Message, its parsed output when structured outputs were asked for (else the
+    job fails with `invalid_output`, billed all the same), usage and cost; returns what RQ
+    keeps as the job's return value."""
+    settings = runtime.settings
     output = None
     if (schema := requested_schema(request.params)) is not None:
         try:
@@ -107,7 +122,7 @@ def _fail(
     job: Job,
     error: JobError,
     runtime: TaskRuntime,
-    recorder: ProgressRecorder,
+    recorder: ProgressRecorder | None,
     usage: CallUsage,
     *,
     canceled: bool = False,

@@ -51,7 +51,7 @@ from service.jobs.running.provider_gate import ProviderGate, RateLimitHeaders
 from service.jobs.storage.connection import WORKER_BUDGET, async_connection, worker_connection
 from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.lookup import restore_job
-from service.jobs.storage.queues import CLIENT_TASKS, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
+from service.jobs.storage.queues import BATCH_QUEUE, CLIENT_TASKS, PRIORITIES, SERIALIZER, WEBHOOK_QUEUE, make_queues
 from service.jobs.storage.record import JobRecord
 from service.jobs.storage.sentinel import primary_of
 from service.llm.client import LLMClient
@@ -59,6 +59,7 @@ from service.logs import log_context
 from service.tasks.outcomes import JobFailed, Requeue
 from service.tasks.runtime import CANCELED, STOPPED, SUPERSEDED, StopReason, TaskRuntime
 from service.worker import executions
+from service.worker.batch_tier import BatchTierLoop
 from service.worker.executions import Running
 from service.worker.job_traces import traced_run
 from service.worker.scheduled import promote_due_jobs
@@ -139,7 +140,7 @@ class AsyncWorker:
                 max_connections=settings.worker_concurrency,
                 on_response=lambda headers: self.gate.report_answer(RateLimitHeaders.parse(headers)),
             )
-            if self.llm_queues
+            if self.llm_queues or BATCH_QUEUE in self.queues
             else None
         )
         self.gate = ProviderGate(
@@ -150,6 +151,14 @@ class AsyncWorker:
         self.gate_wait_s = 0.0
         self.gate_closed_until = 0.0  # as the tick last read it, for /metrics
         self.runtime = TaskRuntime(self.connection, settings, llm, self.gate)
+        # Batch-tier jobs are not dequeued one by one: the loop sends them in provider batches.
+        self.batch_tier = (
+            BatchTierLoop(
+                self.connection, settings, llm.batches(), self.runtime, self.queues[BATCH_QUEUE], self.rq_worker.name
+            )
+            if llm is not None and BATCH_QUEUE in self.queues
+            else None
+        )
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -175,6 +184,8 @@ class AsyncWorker:
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         loops = [asyncio.create_task(self._tick()), asyncio.create_task(self._commands())]
         loops += [asyncio.create_task(self._admit(p, burst)) for p in (self.llm_pool, self.webhook_pool) if p.queues]
+        if self.batch_tier is not None and not burst:
+            loops.append(asyncio.create_task(self.batch_tier.run(self.stopping)))
         log.info("worker %s: serving %s", self.rq_worker.name, ", ".join(self.queues))
         if burst:
             await asyncio.gather(*loops[2:])

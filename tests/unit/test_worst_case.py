@@ -105,3 +105,13 @@ def test_input_is_reserved_at_the_highest_input_side_price_and_searches_at_their
     unbounded = {**searching, "tools": [{"type": "web_search_20260209", "name": "web_search"}]}
     with pytest.raises(Unpriceable, match="max_uses"):
         message_job_usd(unbounded, prices={})
+
+
+def test_a_batch_tier_job_reserves_its_tokens_at_the_batch_price_and_searches_at_theirs():
+    body = request("summarise this " * 50, max_tokens=500)
+    assert message_job_usd(body, prices={}, batch_tier=True) == pytest.approx(message_job_usd(body, prices={}) / 2)
+    batch_reply = {"input_tokens": 100, "output_tokens": 500, "service_tier": "batch"}
+    assert message_job_usd(body, prices={}, batch_tier=True) >= cost_usd(MODEL, batch_reply)
+    searching = {**request("hi", 0), "tools": [{"type": "web_search_20260209", "name": "web_search", "max_uses": 5}]}
+    tokens_usd = message_job_usd(searching, prices={}) - 5 * 0.01
+    assert message_job_usd(searching, prices={}, batch_tier=True) == pytest.approx(tokens_usd / 2 + 5 * 0.01)

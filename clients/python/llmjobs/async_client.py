@@ -77,6 +77,7 @@ class AsyncJobsClient:
         model: str | None = None,
         max_tokens: int | None = None,
         priority: str | None = None,
+        tier: str | None = None,
         metadata: Mapping[str, str] | None = None,
         timeout_s: int | None = None,
         callback_url: str | None = None,
@@ -86,7 +87,7 @@ class AsyncJobsClient:
         """See `JobsClient.submit`."""
         body = _base.job_request(
             prompt=prompt, messages=messages, params=params, system=system, model=model, max_tokens=max_tokens,
-            priority=priority, metadata=metadata, timeout_s=timeout_s,
+            priority=priority, tier=tier, metadata=metadata, timeout_s=timeout_s,
             callback_url=callback_url,
         )  # fmt: skip
         return await self._call(_base.submit_call(body, idempotency_key, timeout))

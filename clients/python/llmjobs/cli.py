@@ -2,6 +2,7 @@
 
     export LLMJOBS_URL=http://127.0.0.1:8000 LLMJOBS_API_KEY=...   # `make run` prints this line
     llmjobs submit "Write a haiku about queues" --priority high --metadata ticket=T-1
+    llmjobs submit "Summarise last night's tickets" --tier batch   # half price, within 24 h
     llmjobs submit "Summarise ..." --wait       # a progress line on stderr, then the job
     llmjobs tail JOB_ID                          # the text as it streams; a summary on stderr
     llmjobs get JOB_ID;  llmjobs list --status running;  llmjobs cancel JOB_ID;  llmjobs retry JOB_ID
@@ -64,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     job_fields = argparse.ArgumentParser(add_help=False)
     job_fields.add_argument("--priority", choices=["high", "default", "low"])
+    job_fields.add_argument(
+        "--tier", choices=["standard", "batch"], help="batch: Anthropic's Message Batches API, half price, within 24 h"
+    )
     job_fields.add_argument("--model")
     job_fields.add_argument("--max-tokens", type=int)
     job_fields.add_argument("--system", help="the system prompt")
@@ -549,7 +553,7 @@ def summary(job: Job) -> str:
 def job_options(args: argparse.Namespace) -> dict[str, Any]:
     """The job fields given on the command line (None: not given)."""
     options = {
-        "priority": args.priority, "model": args.model, "max_tokens": args.max_tokens,
+        "priority": args.priority, "tier": args.tier, "model": args.model, "max_tokens": args.max_tokens,
         "system": args.system, "timeout_s": args.timeout_s,
     }  # fmt: skip
     return {name: value for name, value in options.items() if value is not None}

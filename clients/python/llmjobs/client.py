@@ -89,6 +89,7 @@ class JobsClient:
         model: str | None = None,
         max_tokens: int | None = None,
         priority: str | None = None,
+        tier: str | None = None,
         metadata: Mapping[str, str] | None = None,
         timeout_s: int | None = None,
         callback_url: str | None = None,
@@ -99,10 +100,11 @@ class JobsClient:
         request: tools, images, PDFs, thinking, output_config, cache_control...; `system`,
         `model` and `max_tokens` then go inside it). Only the fields given are sent. It always carries
         an `Idempotency-Key` (`idempotency_key`, else a new one): resent after a lost answer,
-        it returns the first job; the same key with another body raises `ConflictError`."""
+        it returns the first job; the same key with another body raises `ConflictError`. `tier="batch"`:
+        sent through Anthropic's Message Batches API at half price, answered within 24 h."""
         body = _base.job_request(
             prompt=prompt, messages=messages, params=params, system=system, model=model, max_tokens=max_tokens,
-            priority=priority, metadata=metadata, timeout_s=timeout_s,
+            priority=priority, tier=tier, metadata=metadata, timeout_s=timeout_s,
             callback_url=callback_url,
         )  # fmt: skip
         return self._call(_base.submit_call(body, idempotency_key, timeout))

@@ -193,6 +193,7 @@ class Job:
     id: str
     status: str  # queued, running, succeeded, failed, canceled
     priority: str | None
+    tier: str | None  # standard, or batch (the Message Batches API, half price)
     model: str | None
     progress: Progress
     result: Result | None
@@ -220,6 +221,7 @@ class Job:
             id=data["id"],
             status=data["status"],
             priority=data.get("priority"),
+            tier=data.get("tier"),
             model=data.get("model"),
             progress=Progress(output_tokens=progress.get("output_tokens", 0), text=progress.get("text", "")),
             result=Result.from_dict(result) if result else None,

@@ -33,8 +33,8 @@ from rq import Queue
 from service.jobs.observability.budgets import budget_report
 from service.jobs.observability.counters import HashIncrements
 from service.jobs.storage.connection import read_hash
-from service.jobs.storage.keys import METRICS_KEY, WORKER_REPORTS_KEY
-from service.jobs.storage.queues import HEARTBEAT_FRESH_S, live_workers
+from service.jobs.storage.keys import METRICS_KEY, OPEN_PROVIDER_BATCHES_KEY, WORKER_REPORTS_KEY
+from service.jobs.storage.queues import BATCH_QUEUE, HEARTBEAT_FRESH_S, live_workers
 from service.jobs.storage.sentinel import Primary
 
 # worker process name -> JSON of what it reported at its last tick (its LLM calls in flight,
@@ -115,8 +115,23 @@ LLM_CALLS_HELD = RedisCounter(
     "(429, overload, rate-limit budget low) or LLM_MAX_IN_FLIGHT was reached.",
     (),
 )
+PROVIDER_BATCHES_CREATED = RedisCounter(
+    "llmjobs_provider_batches_created", "Provider batches (Message Batches API) the batch tier created.", ()
+)
+PROVIDER_BATCHES_ADOPTED = RedisCounter(
+    "llmjobs_provider_batches_adopted",
+    "Provider batches whose create's worker died before recording it, found again and read by another worker.",
+    (),
+)
+BATCH_JOBS_SENT_AGAIN = RedisCounter(
+    "llmjobs_batch_jobs_sent_again",
+    "Batch-tier jobs sent in a new provider batch because a worker died after sending their create and the "
+    "batch it made could not be found again: the provider may answer them twice (each ends once).",
+    (),
+)
 COUNTERS = (
     JOBS_SUBMITTED, JOBS_FINISHED, JOB_RETRIES, LLM_ERRORS, LLM_TOKENS, LLM_COST, WEBHOOK_DELIVERIES, LLM_CALLS_HELD,
+    PROVIDER_BATCHES_CREATED, PROVIDER_BATCHES_ADOPTED, BATCH_JOBS_SENT_AGAIN,
 )  # fmt: skip
 
 JOB_DURATION = RedisHistogram(
@@ -197,8 +212,31 @@ class RedisMetricsCollector:
                 buckets.add_metric(labels, _cumulative(histogram, values), values.get("sum", 0.0))
             yield buckets
         yield from self._queue_gauges()
+        yield from self._batch_tier_gauges()
         yield from self._worker_gauges()
         yield from self._budget_gauges()
+
+    def _batch_tier_gauges(self) -> Iterator[Metric]:
+        waiting = GaugeMetricFamily(
+            "llmjobs_batch_jobs_waiting", "Batch-tier jobs waiting to be sent in a provider batch."
+        )
+        open_batches = GaugeMetricFamily(
+            "llmjobs_provider_batches_open", "Provider batches whose results are not yet all read into their jobs."
+        )
+        oldest = GaugeMetricFamily(
+            "llmjobs_provider_batch_oldest_age_seconds",
+            "Seconds since the jobs of the oldest open provider batch were collected (0: none open). The provider "
+            "answers within 24 h.",
+        )
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.llen(f"rq:queue:{BATCH_QUEUE}")
+            pipe.zcard(OPEN_PROVIDER_BATCHES_KEY)
+            pipe.zrange(OPEN_PROVIDER_BATCHES_KEY, 0, 0, withscores=True)
+            depth, count, first = pipe.execute()
+        waiting.add_metric((), depth)
+        open_batches.add_metric((), count)
+        oldest.add_metric((), max(0.0, time.time() - first[0][1]) if first else 0.0)
+        yield from (waiting, open_batches, oldest)
 
     def _budget_gauges(self) -> Iterator[Metric]:
         spent = GaugeMetricFamily(

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from service.llm.pricing import WEB_SEARCH_USD, Prices, price_for
+from service.llm.pricing import BATCH_DISCOUNT, WEB_SEARCH_USD, Prices, price_for
 
 REQUEST_OVERHEAD_TOKENS = 1_000
 IMAGE_MAX_TOKENS = 5_000
@@ -70,10 +70,13 @@ class Unpriceable(Exception):
         self.model, self.field = model, field
 
 
-def message_job_usd(request: dict[str, Any], *, prices: Prices) -> float:
-    """One Messages call: the request as the job stores it (model, max_tokens, and the rest)."""
+def message_job_usd(request: dict[str, Any], *, prices: Prices, batch_tier: bool = False) -> float:
+    """One Messages call: the request as the job stores it (model, max_tokens, and the rest);
+    a batch-tier job's tokens at the Message Batches API's price."""
     content = {name: value for name, value in request.items() if name not in ("model", "max_tokens")}
     tokens_usd = _call_usd(request["model"], input_tokens_bound(content), request["max_tokens"], prices)
+    if batch_tier:
+        tokens_usd *= BATCH_DISCOUNT
     return tokens_usd + web_searches_bound(request) * WEB_SEARCH_USD
 
 

@@ -16,11 +16,11 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job, JobStatus
-from rq.utils import now, utcformat
+from rq.utils import now
 
 from service.jobs.observability import budgets, metrics
-from service.jobs.push.events import announce_end
 from service.jobs.running.progress import record_error
+from service.jobs.running.transitions import end_outside_run
 from service.jobs.storage.keys import LEASE_TTL_S, lease_key
 from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.queues import ALL_QUEUES, CLIENT_TASKS, DELIVERY_TASK, make_queues
@@ -99,11 +99,4 @@ def _abandoned(job: Job) -> bool:
 
 def _fail(job: Job, queue: Queue, error: JobError) -> None:
     record_error(job, error)
-    with job.connection.pipeline() as pipe:
-        budgets.release(pipe, job)
-        job.ended_at = now()
-        job.set_status(JobStatus.FAILED, pipeline=pipe)
-        pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
-        queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string="worker lost", pipeline=pipe)
-        pipe.execute()
-    announce_end(job)
+    end_outside_run(job, queue, "worker lost")

@@ -83,7 +83,7 @@ def submit_batch(
     ]
     by_queue: dict[str, list] = {}
     for job, data in zip(jobs, datas, strict=True):
-        by_queue.setdefault(job.priority, []).append(data)
+        by_queue.setdefault(job.queue_name, []).append(data)
     record = {
         "client": client,
         "job_ids": json.dumps([data.job_id for data in datas]),  # request order

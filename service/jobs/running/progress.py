@@ -297,12 +297,15 @@ def record_error(
     canceled: bool = False,
     counters: Sequence[HashIncrements] = (),
     recorder: ProgressRecorder | None = None,
+    completes_for_s: int | None = None,
 ) -> None:
-    """The job ends without a result, keeping the text its attempt streamed before it stopped."""
+    """The job ends without a result, keeping the text its attempt streamed before it
+    stopped; `completes_for_s`: no other run may change it after this (one ended outside a
+    run: a batch-tier job canceled while its provider batch runs)."""
     record = JobRecord(job)
     record.error = error
     if recorder is not None:
         record.text, record.output_tokens = recorder.text, recorder.chunks
     if canceled:
         record.canceled_at = time.time()
-    _save(job, counters=counters, recorder=recorder)
+    _save(job, counters=counters, recorder=recorder, completes_for_s=completes_for_s)

@@ -14,9 +14,9 @@ from service.documents.steps import STEP_FAILED
 from service.jobs.observability import budgets
 from service.jobs.push.events import announce_end
 from service.jobs.push.job_webhooks import queue_delivery, reserve_redelivery
-from service.jobs.running.progress import start_new_run
+from service.jobs.running.progress import Superseded, record_error, start_new_run
 from service.jobs.storage.keys import cancel_key
-from service.jobs.storage.record import JobRecord, has_unreadable_record
+from service.jobs.storage.record import JobError, JobRecord, has_unreadable_record, job_error
 from service.jobs.storage.resource import job_resource
 from service.jobs.storage.status import (
     CANCELED,
@@ -55,6 +55,11 @@ def cancel_job(job: Job) -> None:
             if status in TERMINAL_STATUSES:
                 raise InvalidTransition(f"the job has already {_past(status)}")
             cancel_ttl_s = JobRecord(job).timeout_s + CANCEL_REQUEST_MARGIN_S
+            if status != QUEUED and JobRecord(job).provider_batch is not None:
+                pipe.unwatch()
+                if not end_in_provider_batch(job, job_error("canceled", "canceled on request"), canceled=True):
+                    raise InvalidTransition("the job has already succeeded")
+                return
             if status != QUEUED:
                 pipe.unwatch()
                 if not job.connection.set(cancel_key(job.id), 1, ex=cancel_ttl_s, nx=True):
@@ -81,6 +86,34 @@ def cancel_job(job: Job) -> None:
         announce_end(job)
         return
     raise InvalidTransition("the job keeps changing; try again")
+
+
+def end_in_provider_batch(job: Job, error: JobError, *, canceled: bool = False) -> bool:
+    """A batch-tier job in a provider batch has no run to stop: it ends now (canceled, or
+    past its deadline), and its result, when it comes, is dropped (the batch tier sees it
+    ended). Its completion is claimed, so a result read at the same moment cannot complete
+    it too: False when that result won."""
+    try:
+        record_error(job, error, canceled=canceled, completes_for_s=job.get_result_ttl(DEFAULT_RESULT_TTL))
+    except Superseded:
+        return False
+    queue = Queue(job.origin, connection=job.connection, serializer=job.serializer)
+    end_outside_run(job, queue, error["type"])
+    return True
+
+
+def end_outside_run(job: Job, queue: Queue, why: str) -> None:
+    """Fail a started job that no run will end (its error recorded already): its status,
+    end time and failed-registry entry, its budget reservation released, its end published.
+    For a batch-tier job canceled in its provider batch, and a job whose worker was lost."""
+    with job.connection.pipeline() as pipe:
+        budgets.release(pipe, job)
+        job.ended_at = now()
+        job.set_status(JobStatus.FAILED, pipeline=pipe)
+        pipe.hset(job.key, "ended_at", utcformat(job.ended_at))
+        queue.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=why, pipeline=pipe)
+        pipe.execute()
+    announce_end(job)
 
 
 def rerun_job(job: Job, *, max_attempts: int) -> None:

@@ -27,6 +27,20 @@ DOCUMENT_TEXT_PREFIX = "llmjobs:doctext:"
 # Job ids whose end is not yet fully published (the scheduler republishes a stuck one).
 UNPUBLISHED_ENDS_KEY = "llmjobs:ends:unpublished"
 BATCH_PREFIX = "llmjobs:batch:"
+# The batch tier's provider batches (jobs/running/provider_batches.py): one record per
+# provider batch until every result is read into its jobs, then deleted. `<id>` is ours
+# (made before the provider's exists); the record hash, `<id>:jobs` (its job ids, a list,
+# written before the create) and `<id>:lease` (its owner, renewed while it polls).
+PROVIDER_BATCH_PREFIX = "llmjobs:pbatch:"
+OPEN_PROVIDER_BATCHES_KEY = "llmjobs:pbatches:open"  # our ids, scored by when their jobs were collected
+# The provider batches our records held, scored by when each was recorded; kept a day, so
+# that a crashed create's orphan is told apart from every batch we know.
+RECORDED_PROVIDER_BATCHES_KEY = "llmjobs:pbatches:recorded"
+COLLECTOR_LOCK_KEY = "llmjobs:pbatches:collector"  # held by the worker collecting batch-tier jobs
+# A batch-tier document job's calls: `<call id>` a hash (the request, when it was queued,
+# then its result), which the job's run waits on; the calls waiting to be collected.
+PROVIDER_CALL_PREFIX = "llmjobs:pbcall:"
+PROVIDER_CALLS_QUEUE_KEY = "llmjobs:pbcalls:queue"
 
 # A client's keys.
 CLIENT_PREFIX = "llmjobs:client:"  # + `<client>:jobs`: the client's jobs, newest last
@@ -90,6 +104,15 @@ def document_text_key(job_id: str) -> str:
 
 def batch_key(batch_id: str) -> str:
     return BATCH_PREFIX + batch_id
+
+
+def provider_batch_key(local_id: str, part: str = "") -> str:
+    """A provider batch's record (`part` ""), its job ids (`jobs`) or its lease (`lease`)."""
+    return PROVIDER_BATCH_PREFIX + local_id + (f":{part}" if part else "")
+
+
+def provider_call_key(call_id: str) -> str:
+    return PROVIDER_CALL_PREFIX + call_id
 
 
 def index_key(client: str) -> str:

@@ -11,7 +11,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import BaseWorker
 
-from service.jobs.storage.record import Priority
+from service.jobs.storage.record import Priority, Tier
 
 # Strict dequeue order for a worker on all queues: the order `Priority` lists them in.
 PRIORITIES: tuple[Priority, ...] = get_args(Priority)
@@ -23,7 +23,11 @@ CLIENT_TASKS = (LLM_TASK, DOCUMENT_TASK)  # the jobs clients submit (and see, ca
 # Webhook deliveries have a queue of their own, served by `python worker.py webhooks`.
 WEBHOOK_QUEUE = "webhooks"
 DELIVERY_TASK = "service.tasks.webhook_job.deliver_webhook"
-ALL_QUEUES = (*PRIORITIES, WEBHOOK_QUEUE)  # every queue our workers serve
+# Batch-tier jobs wait here until a worker's collector sends them in a provider batch
+# (service/tasks/batch_tier.py); no worker dequeues them one by one.
+BATCH_QUEUE = "batch"
+TIERS: tuple[Tier, ...] = get_args(Tier)
+ALL_QUEUES = (*PRIORITIES, BATCH_QUEUE, WEBHOOK_QUEUE)  # every queue our workers serve
 # A worker counts as present only while its last heartbeat is this recent (workers
 # heartbeat every few seconds).
 HEARTBEAT_FRESH_S = 30

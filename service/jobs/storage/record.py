@@ -17,6 +17,7 @@ from typing import Any, Final, Generic, Literal, NotRequired, Protocol, TypedDic
 T = TypeVar("T")
 
 Priority = Literal["high", "default", "low"]  # in dequeue order (storage/queues.PRIORITIES)
+Tier = Literal["standard", "batch"]  # storage/queues.TIERS; "batch": through a provider batch
 Kind = Literal["message", "document"]
 MESSAGE: Final = "message"  # one Messages call
 DOCUMENT: Final = "document"  # a document's extraction and analyses
@@ -132,6 +133,13 @@ class WebhookState(TypedDict):
     next_attempt_at: float | None  # epoch s
 
 
+class ProviderBatchRef(TypedDict):
+    """The provider batch a batch-tier job is in, while it is there."""
+
+    id: str  # the provider's (msgbatch_...)
+    submitted_at: str  # ISO 8601, when it was created
+
+
 class HasMeta(Protocol):
     meta: dict[str, Any]
 
@@ -186,6 +194,7 @@ class JobRecord:
     callback_url = Field[str | None](None)  # where its webhook goes (None: no webhook)
     batch_id = Field[str | None](None)  # the batch it was submitted in
     kind = Field[Kind](MESSAGE)  # stored for document jobs only
+    tier = Field[Tier]("standard")  # stored for batch-tier jobs only: sent through the Message Batches API
     # The submit's trace context (W3C `traceparent`, `tracestate`), when tracing is on: the
     # worker's spans and the webhook continue the caller's trace (service/tracing.py). A
     # webhook delivery job carries its job's.
@@ -205,6 +214,7 @@ class JobRecord:
     error = Field[JobError | None](None)  # the last attempt's error; the final one once failed
     canceled_at = Field[float | None](None)  # epoch s: it ended because a client canceled it
     webhook = Field[WebhookState | None](None)  # its webhook's delivery, from its end on
+    provider_batch = Field[ProviderBatchRef | None](None)  # a batch-tier job's, from its send to its result
 
     # A document job's own.
     document = Field[Document]()  # what was uploaded
@@ -249,6 +259,7 @@ def new_meta(
     steps: list[Step] | None = None,
     trace_context: dict[str, str] | None = None,
     reservation_micro_usd: int = 0,
+    tier: Tier = "standard",
 ) -> dict[str, Any]:
     """A new job's meta, for `Queue.prepare_data`; a document job has its `document` and `steps`."""
     record = JobRecord(_Unsaved())
@@ -273,6 +284,8 @@ def new_meta(
         record.trace_context = trace_context
     if reservation_micro_usd:
         record.reservation_micro_usd = reservation_micro_usd
+    if tier != "standard":
+        record.tier = tier
     return record.job.meta
 
 

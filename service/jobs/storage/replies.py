@@ -30,8 +30,13 @@ def as_list(reply: object) -> list[Any]:
 
 
 def as_members(reply: object) -> list[bytes]:
-    """ZRANGE and its kin (by score, by lex, reversed): the members."""
+    """ZRANGE and its kin (by score, by lex, reversed), LRANGE: the members."""
     return cast("list[bytes]", reply)
+
+
+def as_scored(reply: object) -> list[tuple[bytes, float]]:
+    """ZRANGE ... WITHSCORES: (member, score) pairs."""
+    return cast("list[tuple[bytes, float]]", reply)
 
 
 def as_values(reply: object) -> list[bytes | None]:

@@ -15,7 +15,7 @@ from service.jobs.storage.record import (
     has_unreadable_record,
     job_error,
 )
-from service.jobs.storage.status import FAILED, QUEUED, SUCCEEDED, TERMINAL_STATUSES, public_status
+from service.jobs.storage.status import FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL_STATUSES, public_status
 
 # Shown when a job failed without recording why (e.g. a crash outside the LLM call);
 # the traceback stays with the operators in rq-dashboard.
@@ -42,6 +42,7 @@ def job_resource(job: Job) -> dict[str, Any]:
         "kind": record.kind,
         "status": status,
         "priority": None if unreadable else record.priority,
+        "tier": record.tier,
         "model": None if unreadable else record.model,
         "progress": {"output_tokens": record.output_tokens, "text": record.text},
         "result": job_result(job) if status == SUCCEEDED else None,
@@ -53,6 +54,7 @@ def job_resource(job: Job) -> dict[str, Any]:
         "finished_at": iso_timestamp(job.ended_at) if status in TERMINAL_STATUSES else None,
         "metadata": record.metadata,
         "webhook": webhook_view(record.webhook),
+        "provider_batch": record.provider_batch if status == RUNNING else None,
         "links": {"self": job_path(job.id)},
     }
     if record.kind == DOCUMENT:

@@ -375,3 +375,56 @@ end
 if released > 0 then redis.call('hincrby', KEYS[1], 'total', -released) end
 return released
 """
+
+
+# The batch tier's collect (running/provider_batches.py): move up to ARGV[1] ids from the head
+# of the batch queue (job ids), then of the document calls' queue (call ids), into a new
+# provider batch's list, open its record and take its lease, in one step: what is taken from
+# a queue is always in a record. KEYS: the batch queue, the open set, the record, its list,
+# its lease, the calls' queue. ARGV: count, now, our id, owner, lease ttl. Returns how many.
+COLLECT_BATCH = """
+local ids = redis.call('lrange', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+redis.call('ltrim', KEYS[1], #ids, -1)
+if #ids < tonumber(ARGV[1]) then
+  local calls = redis.call('lrange', KEYS[6], 0, tonumber(ARGV[1]) - #ids - 1)
+  redis.call('ltrim', KEYS[6], #calls, -1)
+  for _, call in ipairs(calls) do ids[#ids + 1] = call end
+end
+if #ids == 0 then return 0 end
+for i = 1, #ids, 1000 do
+  redis.call('rpush', KEYS[4], unpack(ids, i, math.min(i + 999, #ids)))
+end
+redis.call('hset', KEYS[3], 'collected_at', ARGV[2], 'jobs', #ids)
+redis.call('zadd', KEYS[2], ARGV[2], ARGV[3])
+redis.call('set', KEYS[5], ARGV[4], 'EX', ARGV[5])
+return #ids
+"""
+
+# Mark batch-tier jobs sent, each only if it is still queued (a cancel may have won):
+# KEYS: the jobs' hashes; ARGV: started_at, then each job's new meta. Returns how many.
+MARK_SENT = """
+local sent = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('hget', key, 'status') == 'queued' then
+    redis.call('hset', key, 'status', 'started', 'started_at', ARGV[1], 'meta', ARGV[i + 1])
+    sent = sent + 1
+  end
+end
+return sent
+"""
+
+# Renew the leases this owner holds, or take free ones: KEYS: leases; ARGV: owner, ttl.
+# Returns 1 per lease now ours, 0 per lease another owner holds.
+HOLD_LEASES = """
+local held = {}
+for i, key in ipairs(KEYS) do
+  local owner = redis.call('get', key)
+  if owner == false or owner == ARGV[1] then
+    redis.call('set', key, ARGV[1], 'EX', ARGV[2])
+    held[i] = 1
+  else
+    held[i] = 0
+  end
+end
+return held
+"""

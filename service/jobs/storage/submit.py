@@ -20,8 +20,8 @@ from service.jobs.storage.admission import Allowance, Gate, admit
 from service.jobs.storage.idempotency import IdempotencyClaim
 from service.jobs.storage.ids import new_job_id
 from service.jobs.storage.lookup import fetch_job
-from service.jobs.storage.queues import LLM_TASK
-from service.jobs.storage.record import Document, Priority, Step, new_meta
+from service.jobs.storage.queues import BATCH_QUEUE, LLM_TASK
+from service.jobs.storage.record import Document, Priority, Step, Tier, new_meta
 
 # RQ's own SIGALRM timeout is a backstop behind the job's deadline, which the task
 # enforces itself (and which also closes the provider connection).
@@ -42,6 +42,14 @@ class NewJob:
     steps: list[Step] | None = None  # a document job's steps
     betas: tuple[str, ...] = ()  # a request for the beta Messages endpoint
     reservation_micro_usd: int = 0  # its worst case, for a client with a spend budget
+    tier: Tier = "standard"  # batch: sent through the Message Batches API, at half price
+
+    @property
+    def queue_name(self) -> str:
+        """Its priority's queue; a batch-tier message job waits in the batch queue to be
+        collected (a batch-tier document job runs from its priority's queue, each of its
+        calls through a provider batch)."""
+        return BATCH_QUEUE if self.tier == "batch" and self.task == LLM_TASK else self.priority
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ def submit_job(
     for its client, atomically; `also(pipe, job_id)` adds writes of its own (an upload).
     Raises admission's OverLimit and QueueFull."""
     client = gate.client
-    queue = queues[new.priority]
+    queue = queues[new.queue_name]
     data = prepare_job(new, client=client, max_attempts=max_attempts, result_ttl_s=result_ttl_s)
 
     def write(pipe: Pipeline) -> Job:
@@ -102,7 +110,7 @@ def prepare_job(
         client=client, priority=new.priority, model=new.request["model"], metadata=new.metadata,
         timeout_s=new.timeout_s, attempt_limit=max_attempts, callback_url=new.callback_url, batch_id=batch_id,
         document=new.document, steps=new.steps, trace_context=tracing.current_carrier(),
-        reservation_micro_usd=new.reservation_micro_usd,
+        reservation_micro_usd=new.reservation_micro_usd, tier=new.tier,
     )  # fmt: skip
     return Queue.prepare_data(
         new.task,
