@@ -11,12 +11,10 @@ last one stopped: steps that succeeded (and chunk answers already in) are kept.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, assert_never, cast
 
 from rq import Retry
 from rq.job import Job
@@ -54,7 +52,6 @@ from service.jobs.running.progress import (
     call_counters,
     record_error,
     record_progress,
-    start_attempt,
 )
 from service.jobs.storage.connection import read_value
 from service.jobs.storage.keys import document_text_key as text_key
@@ -71,11 +68,12 @@ from service.jobs.storage.record import (
 from service.llm.client import CallUsage, LLMRequest
 from service.llm.errors import LLMError
 from service.llm.pricing import cost_usd, is_priced
+from service.tasks.attempts import begin_attempt, until_stopped
 from service.tasks.batch_tier import call_in_provider_batch
-from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
+from service.tasks.failed_calls import next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.llm_spans import llm_call_span
-from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
-from service.tasks.runtime import CANCELED, TaskRuntime
+from service.tasks.outcomes import JobFailed, logged_attempt
+from service.tasks.runtime import TaskRuntime
 
 T = TypeVar("T")
 UNPACKED_FACTOR = 10  # a DOCX may unpack to this many times MAX_DOCUMENT_BYTES, no more
@@ -111,24 +109,11 @@ class DocumentRun:
 
     async def run(self) -> DocumentResult | Retry:
         assert self.runtime.llm is not None, "document jobs are taken only by workers of the LLM queues"
-        await pass_gate(self.runtime.gate)
-        self.deadline = start_attempt(self.job, max_attempts=self.settings.max_attempts)
+        self.deadline = await begin_attempt(self.job, self.runtime)
         for step in self.record.steps:
             if step["status"] == STEP_RUNNING:  # the run that left it so was cut short
                 step["status"] = STEP_PENDING
-        try:
-            if self.runtime.stop_reasons.get(self.job.id) == CANCELED:
-                raise asyncio.CancelledError
-            if time.time() >= self.deadline:
-                raise TimeoutError
-            async with asyncio.timeout(self.deadline - time.time()):
-                return await self._steps()
-        except TimeoutError:
-            self._fail(timeout_error(self.job))
-        except asyncio.CancelledError:
-            if (reason := self.runtime.stop_reasons.get(self.job.id)) not in STOP_ERRORS:
-                raise  # the worker is putting the job back in its queue, or another run won
-            self._fail(STOP_ERRORS[reason], canceled=reason == CANCELED)
+        return await until_stopped(self.job, self.runtime, self.deadline, self._steps, self._fail)
 
     async def _steps(self) -> DocumentResult | Retry:
         extract_step, *analysis_steps = self.record.steps
@@ -343,17 +328,21 @@ class DocumentRun:
         """A failed call: wait for the provider's limit in the queue, retry the job later
         (resuming at this step), or fail this step alone."""
         move = next_move(self.job, error, self.runtime, deadline=self.deadline, billed=self.last_call_billed)
-        if move.kind == "past_deadline":
-            self._fail(timeout_error(self.job, last_error=error))
-        if move.kind == "requeue":
-            step["status"] = STEP_PENDING
-            self._flush_counters()
-            requeue(self.job, error, move.reopens_at)
-        if move.kind == "retry":
-            step["status"], step["error"] = STEP_PENDING, provider_error(error)
-            return schedule_retry(self.job, error, move.delay_s, counters=self._take_counters())
-        self._end_step(step, STEP_FAILED, provider_error(error))
-        return None
+        match move.kind:
+            case "past_deadline":
+                self._fail(timeout_error(self.job, last_error=error))
+            case "requeue":
+                step["status"] = STEP_PENDING
+                self._flush_counters()
+                requeue(self.job, error, move.reopens_at)
+            case "retry":
+                step["status"], step["error"] = STEP_PENDING, provider_error(error)
+                return schedule_retry(self.job, error, move.delay_s, counters=self._take_counters())
+            case "give_up" | "no_time_to_retry":  # this step fails alone; the others carry on
+                self._end_step(step, STEP_FAILED, provider_error(error))
+                return None
+            case _:
+                assert_never(move.kind)
 
     # --- the end -------------------------------------------------------------------------
 

@@ -8,8 +8,9 @@ error with attempts left is retried after a back-off, if that fits before the jo
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 from rq import Retry
 from rq.job import Job
@@ -23,13 +24,16 @@ from service.jobs.storage.record import JobError, JobRecord, job_error
 from service.llm.errors import LLMError
 from service.llm.pricing import is_priced
 from service.tasks.outcomes import JobFailed, Requeue
-from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
+from service.tasks.runtime import CANCELED, STOPPED, StopReason, TaskRuntime
 
-STOP_ERRORS = {
+# The error a job stopped from outside fails with (a superseded run records nothing: the
+# run that won did).
+STOP_ERRORS: Mapping[StopReason, JobError] = {
     CANCELED: job_error("canceled", "canceled on request"),
     STOPPED: job_error("stopped", "stopped by an operator"),
 }
 NO_HEADERS = RateLimitHeaders({}, {})
+MoveKind = Literal["requeue", "retry", "give_up", "past_deadline", "no_time_to_retry"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class NextMove:
     after `delay_s`; `give_up`: final error or no attempts left; `past_deadline`: the gate
     reopens only after the job's deadline; `no_time_to_retry`: the back-off would end after it."""
 
-    kind: Literal["requeue", "retry", "give_up", "past_deadline", "no_time_to_retry"]
+    kind: MoveKind
     reopens_at: float = 0.0
     delay_s: float = 0.0
 
@@ -64,7 +68,7 @@ def next_move(job: Job, error: LLMError, runtime: TaskRuntime, *, deadline: floa
     return NextMove("retry", delay_s=delay)
 
 
-def requeue(job: Job, error: LLMError, reopens_at: float) -> None:
+def requeue(job: Job, error: LLMError, reopens_at: float) -> NoReturn:
     """Back to the front of its queue without using up an attempt; the gate holds it until
     it reopens."""
     undo_attempt(job, provider_error(error), next_attempt_at=reopens_at)

@@ -8,10 +8,8 @@ the call from outside (the worker cancels the task), even when the provider is s
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, NoReturn, assert_never, cast
 
 from rq import Retry
 from rq.job import Job
@@ -21,17 +19,17 @@ from service.jobs.running.progress import (
     call_counters,
     record_error,
     record_result,
-    start_attempt,
 )
 from service.jobs.storage.record import JobError, JobRecord, Usage, job_error
 from service.llm.client import CallUsage, LLMReply, LLMRequest
 from service.llm.errors import LLMError
 from service.llm.output import InvalidOutput, parse_output, requested_schema
 from service.llm.pricing import cost_usd
-from service.tasks.failed_calls import STOP_ERRORS, next_move, provider_error, requeue, schedule_retry, timeout_error
+from service.tasks.attempts import begin_attempt, until_stopped
+from service.tasks.failed_calls import next_move, provider_error, requeue, schedule_retry, timeout_error
 from service.tasks.llm_spans import llm_call_span
-from service.tasks.outcomes import JobFailed, logged_attempt, pass_gate
-from service.tasks.runtime import CANCELED, TaskRuntime
+from service.tasks.outcomes import JobFailed, logged_attempt
+from service.tasks.runtime import TaskRuntime
 
 
 async def run_llm_job(
@@ -43,32 +41,30 @@ async def run_llm_job(
 
 
 async def _attempt(job: Job, request: LLMRequest, runtime: TaskRuntime) -> Mapping[str, Any] | Retry:
-    settings = runtime.settings
-    assert runtime.llm is not None, "LLM jobs are taken only by workers of the LLM queues"
-    await pass_gate(runtime.gate)
-    deadline = start_attempt(job, max_attempts=settings.max_attempts)
+    llm = runtime.llm
+    assert llm is not None, "LLM jobs are taken only by workers of the LLM queues"
+    deadline = await begin_attempt(job, runtime)
     recorder = ProgressRecorder(job)
     usage = CallUsage()
-    runtime.progress[job.id] = recorder
-    try:
-        if runtime.stop_reasons.get(job.id) == CANCELED:  # canceled as it was dequeued: no call at all
-            raise asyncio.CancelledError
-        if time.time() >= deadline:  # it waited out its whole deadline: no call at all
-            raise TimeoutError
-        async with asyncio.timeout(deadline - time.time()):
+
+    async def call() -> LLMReply | Retry:
+        runtime.progress[job.id] = recorder
+        try:
             with llm_call_span(request.model, usage) as note_reply:
-                reply = await runtime.llm.stream(request, on_delta=recorder.add_delta, usage=usage)
+                reply = await llm.stream(request, on_delta=recorder.add_delta, usage=usage)
                 note_reply(reply)
-    except TimeoutError:
-        _fail(job, timeout_error(job), runtime, recorder, usage)
-    except asyncio.CancelledError:
-        if (reason := runtime.stop_reasons.get(job.id)) not in STOP_ERRORS:
-            raise  # the worker is putting the job back in its queue, or another run won
-        _fail(job, STOP_ERRORS[reason], runtime, recorder, usage, canceled=reason == CANCELED)
-    except LLMError as exc:
-        return _after_error(job, exc, runtime, recorder, usage, deadline)
-    finally:
-        runtime.progress.pop(job.id, None)
+            return reply
+        except LLMError as exc:
+            return _after_error(job, exc, runtime, recorder, usage, deadline)
+        finally:
+            runtime.progress.pop(job.id, None)
+
+    def fail(error: JobError, *, canceled: bool = False) -> NoReturn:
+        _fail(job, error, runtime, recorder, usage, canceled=canceled)
+
+    reply = await until_stopped(job, runtime, deadline, call, fail)
+    if isinstance(reply, Retry):
+        return reply
     return record_reply(job, request, reply, runtime, usage, recorder)
 
 
@@ -109,13 +105,17 @@ def _after_error(
     job: Job, error: LLMError, runtime: TaskRuntime, recorder: ProgressRecorder, usage: CallUsage, deadline: float
 ) -> Retry:
     move = next_move(job, error, runtime, deadline=deadline, billed=usage.billed)
-    if move.kind == "requeue":
-        requeue(job, error, move.reopens_at)
-    if move.kind == "give_up":
-        _fail(job, provider_error(error), runtime, recorder, usage)  # the final failure keeps the last error
-    if move.kind in ("past_deadline", "no_time_to_retry"):
-        _fail(job, timeout_error(job, last_error=error), runtime, recorder, usage)
-    return schedule_retry(job, error, move.delay_s, counters=_spent(job, usage, runtime), recorder=recorder)
+    match move.kind:
+        case "requeue":
+            requeue(job, error, move.reopens_at)
+        case "give_up":
+            _fail(job, provider_error(error), runtime, recorder, usage)  # the final failure keeps the last error
+        case "past_deadline" | "no_time_to_retry":
+            _fail(job, timeout_error(job, last_error=error), runtime, recorder, usage)
+        case "retry":
+            return schedule_retry(job, error, move.delay_s, counters=_spent(job, usage, runtime), recorder=recorder)
+        case _:
+            assert_never(move.kind)
 
 
 def _fail(
@@ -126,7 +126,7 @@ def _fail(
     usage: CallUsage,
     *,
     canceled: bool = False,
-) -> None:
+) -> NoReturn:
     record_error(job, error, canceled=canceled, counters=_spent(job, usage, runtime), recorder=recorder)
     raise JobFailed(error)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from redis import Redis
 
@@ -13,9 +14,12 @@ from service.jobs.running.progress import ProgressRecorder
 from service.jobs.running.provider_gate import ProviderGate
 from service.llm.client import LLMClient
 
-# Why a task was stopped from outside: its client asked, or an operator (RQ's stop-job).
-CANCELED = "canceled"
-STOPPED = "stopped"
+# Why the worker stopped a task from outside: its client asked (`canceled`), an operator
+# (RQ's stop-job, `stopped`), or another run of the job completed it (`superseded`).
+StopReason = Literal["canceled", "stopped", "superseded"]
+CANCELED: Final = "canceled"
+STOPPED: Final = "stopped"
+SUPERSEDED: Final = "superseded"
 
 
 @dataclass
@@ -29,7 +33,7 @@ class TaskRuntime:
     progress: dict[str, ProgressRecorder] = field(default_factory=dict)
     # Why the worker cancelled a job's task, by job id; a task cancelled for no reason
     # given here is being put back in its queue (the worker is shutting down).
-    stop_reasons: dict[str, str] = field(default_factory=dict)
+    stop_reasons: dict[str, StopReason] = field(default_factory=dict)
     # Document text extractions running at once (each in a child process of its own, of up
     # to isolation.MEMORY_LIMIT_BYTES): they compute, so the cores shared among the host's
     # WORKER_PROCESSES, at least one each.

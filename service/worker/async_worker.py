@@ -29,6 +29,7 @@ import traceback
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
@@ -56,7 +57,7 @@ from service.jobs.storage.sentinel import primary_of
 from service.llm.client import LLMClient
 from service.logs import log_context
 from service.tasks.outcomes import JobFailed, Requeue
-from service.tasks.runtime import CANCELED, STOPPED, TaskRuntime
+from service.tasks.runtime import CANCELED, STOPPED, SUPERSEDED, StopReason, TaskRuntime
 from service.worker import executions
 from service.worker.batch_tier import BatchTierLoop
 from service.worker.executions import Running
@@ -72,9 +73,37 @@ HEARTBEAT_S = 5.0  # worker, executions and leases
 WORKER_TTL_S = 20  # the worker's key outlives a missed heartbeat or two
 PROMOTE_S = 1.0  # how often due retries are moved to their queues
 DEQUEUE_WAIT_S = 0.5  # one BLMPOP's wait: how soon a slot freed while only the reserve was free widens it
-SUPERSEDED = "superseded"  # another run of the job completed it
 COMMANDS_WAIT_S = 1.0  # one wait for a command on the pubsub channel
 YOUNG_GC_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
+
+
+@dataclass
+class Pool:
+    """Slots for one kind of work, taken from its own queues: LLM jobs (`gated`: each holds
+    a permit of the provider gate) or webhook deliveries, so a slow receiver never takes an
+    LLM slot."""
+
+    name: str  # in logs and bug reports
+    queues: list[Queue]  # highest priority first
+    capacity: int
+    reserve: int = 0  # slots never given to the lowest priority
+    gated: bool = False
+    in_use: int = 0
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
+    by_key: dict[str, Queue] = field(init=False)
+    above_low: list[str] = field(init=False)  # the keys of the queues the reserve may take from
+
+    def __post_init__(self) -> None:
+        self.by_key = {queue.key: queue for queue in self.queues}
+        self.above_low = [queue.key for queue in self.queues if queue.name != PRIORITIES[-1]]
+
+    def wanted(self, free: int) -> tuple[list[str], int]:
+        """The queues to take from and how many jobs, with `free` slots: the reserved slots
+        are never given to `low`, so a flood of low work cannot delay high (or default) jobs,
+        which still take every slot when they are what waits."""
+        if self.above_low and free <= self.reserve:
+            return self.above_low, free
+        return list(self.by_key), free - self.reserve
 
 
 class AsyncWorker:
@@ -90,14 +119,16 @@ class AsyncWorker:
             worker_ttl=WORKER_TTL_S, name=name,
         )  # fmt: skip
         self.llm_queues = [self.queues[n] for n in PRIORITIES if n in self.queues]
-        self.webhook_queues = [self.queues[WEBHOOK_QUEUE]] if WEBHOOK_QUEUE in self.queues else []
-        self.capacity = {"llm": settings.worker_concurrency, "webhooks": settings.webhook_concurrency}
-        self.high_reserve = min(
+        high_reserve = min(
             math.floor(settings.worker_concurrency * settings.worker_high_reserve), settings.worker_concurrency - 1
         )
+        self.llm_pool = Pool("llm", self.llm_queues, settings.worker_concurrency, reserve=high_reserve, gated=True)
+        self.webhook_pool = Pool(
+            "webhooks",
+            [self.queues[WEBHOOK_QUEUE]] if WEBHOOK_QUEUE in self.queues else [],
+            settings.webhook_concurrency,
+        )
         self.running: dict[str, Running] = {}
-        self.in_use = {"llm": 0, "webhooks": 0}
-        self.slot_freed = {"llm": asyncio.Event(), "webhooks": asyncio.Event()}
         self.stopping = asyncio.Event()
         self.hurry = asyncio.Event()
         self.threads = ThreadPoolExecutor(settings.webhook_concurrency + 1, thread_name_prefix="blocking")
@@ -152,10 +183,7 @@ class AsyncWorker:
         gc.freeze()
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
         loops = [asyncio.create_task(self._tick()), asyncio.create_task(self._commands())]
-        if self.llm_queues:
-            loops.append(asyncio.create_task(self._admit("llm", self.llm_queues, burst)))
-        if self.webhook_queues:
-            loops.append(asyncio.create_task(self._admit("webhooks", self.webhook_queues, burst)))
+        loops += [asyncio.create_task(self._admit(p, burst)) for p in (self.llm_pool, self.webhook_pool) if p.queues]
         if self.batch_tier is not None and not burst:
             loops.append(asyncio.create_task(self.batch_tier.run(self.stopping)))
         log.info("worker %s: serving %s", self.rq_worker.name, ", ".join(self.queues))
@@ -205,50 +233,48 @@ class AsyncWorker:
 
     # --- taking jobs ---------------------------------------------------------------------
 
-    async def _admit(self, pool: str, queues: list[Queue], burst: bool) -> None:
-        """Take jobs for `pool`'s free slots, highest priority first, until stopping."""
-        by_key = {queue.key: queue for queue in queues}
-        # The reserved slots are never given to `low`: a flood of low work cannot delay
-        # high (or default) jobs, which still take every slot when they are what waits.
-        above_low = [queue.key for queue in queues if queue.name != PRIORITIES[-1]] if pool == "llm" else []
+    async def _admit(self, pool: Pool, burst: bool) -> None:
+        """Take jobs for `pool`'s free slots, highest priority first, until stopping (a burst
+        worker: until its queues are empty and its jobs done)."""
         while not self.stopping.is_set():
-            free = self.capacity[pool] - self.in_use[pool]
-            if free <= 0:
-                self.slot_freed[pool].clear()
-                await _first(self.slot_freed[pool].wait(), self.stopping.wait())
+            if pool.in_use >= pool.capacity:
+                pool.freed.clear()
+                await _first(pool.freed.wait(), self.stopping.wait())
                 continue
-            reserved = self.high_reserve if pool == "llm" else 0
-            if above_low and free <= reserved:
-                keys, wanted = above_low, free
-            else:
-                keys, wanted = list(by_key), free - reserved
             try:
-                granted = self._granted(pool, wanted)
-                if not granted:
-                    await _first(asyncio.sleep(self.gate_wait_s), self.stopping.wait())
-                    continue
-                popped = await self._pop(keys, granted, wait_s=0 if burst else DEQUEUE_WAIT_S)
-                if pool == "llm" and len(popped[1]) < granted:
-                    self.gate.release(granted - len(popped[1]))
-                    if not popped[1]:
-                        self.gate.release_probe()
-                if not popped[1]:
-                    if burst and self.in_use[pool] == 0:
-                        return
-                    if burst:
-                        await asyncio.sleep(0.05)
-                    continue
-                self._start(by_key[popped[0]], popped[1], pool)
+                if not await self._take(pool, burst):
+                    return
             except RedisError as exc:
                 log.warning("worker %s: Redis error while taking jobs (%s); retrying", self.rq_worker.name, exc)
                 await _first(asyncio.sleep(1), self.stopping.wait())
             except Exception as exc:  # a bug must not stop the worker from taking jobs
                 log.exception("worker %s: taking jobs failed; carrying on", self.rq_worker.name)
-                report_bug(exc, loop="admit", pool=pool)
+                report_bug(exc, loop="admit", pool=pool.name)
                 await _first(asyncio.sleep(1), self.stopping.wait())
 
-    def _granted(self, pool: str, wanted: int) -> int:
-        if pool != "llm":
+    async def _take(self, pool: Pool, burst: bool) -> bool:
+        """Take (and start) as many jobs as `pool` has free slots for and the provider gate
+        admits; False: a burst worker found nothing left to do."""
+        keys, wanted = pool.wanted(pool.capacity - pool.in_use)
+        granted = self._granted(pool, wanted)
+        if not granted:
+            await _first(asyncio.sleep(self.gate_wait_s), self.stopping.wait())
+            return True
+        key, job_ids = await self._pop(keys, granted, wait_s=0 if burst else DEQUEUE_WAIT_S)
+        if pool.gated and len(job_ids) < granted:
+            self.gate.release(granted - len(job_ids))
+            if not job_ids:
+                self.gate.release_probe()
+        if job_ids:
+            self._start(pool.by_key[key], job_ids, pool)
+        elif burst:
+            if pool.in_use == 0:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def _granted(self, pool: Pool, wanted: int) -> int:
+        if not pool.gated:
             return wanted
         admission = self.gate.admit(wanted)
         if not admission.granted:
@@ -269,7 +295,7 @@ class AsyncWorker:
         key, ids = answer
         return key.decode(), [job_id.decode() for job_id in ids]
 
-    def _start(self, queue: Queue, job_ids: list[str], pool: str) -> None:
+    def _start(self, queue: Queue, job_ids: list[str], pool: Pool) -> None:
         """Start the popped jobs: one round trip reads them and their cancel requests, one
         marks them all started."""
         with self.connection.pipeline(transaction=False) as pipe:
@@ -289,12 +315,12 @@ class AsyncWorker:
             startable.append((job, queue))
         for entry in executions.start_executions(self.connection, self.rq_worker, startable):
             self.running[entry.job.id] = entry
-            self.in_use[pool] += 1
+            pool.in_use += 1
             entry.task = asyncio.create_task(self._run(entry, pool))
 
     # --- running one job -----------------------------------------------------------------
 
-    async def _run(self, entry: Running, pool: str) -> None:
+    async def _run(self, entry: Running, pool: Pool) -> None:
         job = entry.job
         task = TASKS.get(job.func_name or "")
         try:
@@ -309,11 +335,11 @@ class AsyncWorker:
         finally:
             self.running.pop(job.id, None)
             self.runtime.stop_reasons.pop(job.id, None)
-            self.in_use[pool] -= 1
-            if pool == "llm":
+            pool.in_use -= 1
+            if pool.gated:
                 with _quietly("release a provider permit"):
                     self.gate.release()
-            self.slot_freed[pool].set()
+            pool.freed.set()
 
     async def _perform(self, entry: Running) -> None:
         job, name = entry.job, self.rq_worker.name
@@ -406,7 +432,7 @@ class AsyncWorker:
             metrics.report_worker(  # the gate as the previous tick read it
                 pipe,
                 self.rq_worker.name,
-                llm_in_flight=self.in_use["llm"],
+                llm_in_flight=self.llm_pool.in_use,
                 gate_closed_until=self.gate_closed_until,
                 primary=primary_of(self.connection),
             )
@@ -417,7 +443,7 @@ class AsyncWorker:
             if requested is not None:
                 self._stop(job_id, CANCELED)
 
-    def _stop(self, job_id: str, reason: str) -> None:
+    def _stop(self, job_id: str, reason: StopReason) -> None:
         entry = self.running.get(job_id)
         if entry is None or entry.task is None or job_id in self.runtime.stop_reasons:
             return

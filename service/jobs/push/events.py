@@ -117,15 +117,7 @@ def announce_end(job: Job, *, replay: bool = False, claimed: bool | None = None)
     payload = json.dumps(resource)
     in_batch = bool(record.batch_id)
     if not (replay and _has_terminal_event(connection, job.id)):
-        with connection.pipeline() as pipe:
-            pipe.xadd(events_key(job.id), {"type": status, "data": payload}, maxlen=MAX_EVENTS, approximate=True)
-            pipe.expire(events_key(job.id), job.get_result_ttl(DEFAULT_RESULT_TTL))
-            metrics.JOBS_FINISHED.inc(pipe, queue=job.origin, outcome=status)
-            lifetime_s = ((job.ended_at or now()) - job.created_at).total_seconds()
-            metrics.JOB_DURATION.observe(pipe, lifetime_s, queue=job.origin, outcome=status)
-            if not callback_url and not in_batch:
-                pipe.zrem(UNPUBLISHED_ENDS_KEY, job.id)  # nothing else to publish: done in this round trip
-            pipe.execute()
+        _publish_terminal_event(job, status, payload, last=not callback_url and not in_batch)
     if callback_url:
         queue_delivery(job, resource, first=True)  # the webhook carries the terminal event's resource
     if in_batch:
@@ -133,6 +125,20 @@ def announce_end(job: Job, *, replay: bool = False, claimed: bool | None = None)
     if callback_url or in_batch or replay:
         connection.zrem(UNPUBLISHED_ENDS_KEY, job.id)
     return True
+
+
+def _publish_terminal_event(job: Job, status: str, payload: str, *, last: bool) -> None:
+    """The terminal event and the job's end in the metrics, in one transaction; `last`:
+    nothing else to publish, so the job leaves the unpublished ends in the same round trip."""
+    with job.connection.pipeline() as pipe:
+        pipe.xadd(events_key(job.id), {"type": status, "data": payload}, maxlen=MAX_EVENTS, approximate=True)
+        pipe.expire(events_key(job.id), job.get_result_ttl(DEFAULT_RESULT_TTL))
+        metrics.JOBS_FINISHED.inc(pipe, queue=job.origin, outcome=status)
+        lifetime_s = ((job.ended_at or now()) - job.created_at).total_seconds()
+        metrics.JOB_DURATION.observe(pipe, lifetime_s, queue=job.origin, outcome=status)
+        if last:
+            pipe.zrem(UNPUBLISHED_ENDS_KEY, job.id)
+        pipe.execute()
 
 
 def _has_terminal_event(connection: Redis, job_id: str) -> bool:
