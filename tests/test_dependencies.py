@@ -64,6 +64,6 @@ def test_pre_commit_runs_the_pinned_ruff():
 def test_pre_commit_runs_the_venvs_mypy_and_pyright():
     config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
     hooks = [hook for repo in config["repos"] if repo["repo"] == "local" for hook in repo["hooks"]]
-    expected = [("mypy", ".venv/bin/mypy"), ("pyright", ".venv/bin/pyright")]
+    expected = [("mypy", ".venv/bin/mypy"), ("pyright", ".venv/bin/pyright --project pyproject.toml")]
     assert [(hook["id"], hook["entry"]) for hook in hooks] == expected
     assert {"mypy", "pyright"} <= pins(project()["optional-dependencies"]["dev"]).keys()
