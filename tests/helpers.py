@@ -258,3 +258,22 @@ def allowed_and_internal() -> Iterator[tuple[Listener, Listener]]:
     finally:
         allowed.close()
         internal.close()
+
+
+@contextlib.contextmanager
+def fake_in_thread(**options: Any) -> Iterator[str]:
+    """The fake Anthropic server's app (`create_app(**options)`) served in a thread of the test
+    process; yields its base URL. For tests of the fake itself, which need no process of it."""
+    from werkzeug.serving import make_server
+
+    from fake_anthropic import create_app
+
+    server = make_server("127.0.0.1", 0, create_app(**options), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()

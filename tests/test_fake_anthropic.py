@@ -18,14 +18,13 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from werkzeug.serving import make_server
 
-from fake_anthropic import create_app
 from fake_anthropic.models import MODELS, is_known_model
 from fake_anthropic.ratelimits import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_TOKENS_PER_MINUTE
 from service.config import Settings
 from service.llm.pricing import PRICES_USD_PER_MTOK
 from tests.conftest import PYTHON, ROOT, free_port, wait_for
+from tests.helpers import fake_in_thread
 
 MODEL = "claude-haiku-4-5"
 WORDS_16 = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "
@@ -33,15 +32,8 @@ WORDS_16 = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmo
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, create_app(chunk_delay_s=0), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
+    with fake_in_thread(chunk_delay_s=0) as url:
+        yield url
 
 
 @pytest.fixture

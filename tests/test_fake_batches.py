@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,25 +10,17 @@ import anthropic
 import pytest
 import requests
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
-from werkzeug.serving import make_server
 
-from fake_anthropic import create_app
 from tests.conftest import wait_for
+from tests.helpers import fake_in_thread
 
 MODEL = "claude-haiku-4-5"
 
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, create_app(chunk_delay_s=0, batch_delay_s=0.3), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
+    with fake_in_thread(chunk_delay_s=0, batch_delay_s=0.3) as url:
+        yield url
 
 
 @pytest.fixture
