@@ -180,6 +180,9 @@ def redis_conn(redis_server: RedisServer) -> redis.Redis:
     return connection
 
 
+ACCESS_LOG = '"logger": "granian.access"'
+
+
 class Processes:
     """Starts real processes with their output in files, and stops them all at teardown."""
 
@@ -210,11 +213,13 @@ class Processes:
                 process.wait()
 
     def tails(self, lines: int = 30) -> str:
-        return "\n".join(
-            f"--- {name} (pid {p.pid}, rc {p.poll()})\n"
-            + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-            for name, p, log in self.started
-        )
+        """Each process's last lines, without the access log: a test that polls /metrics
+        would fill them with its requests."""
+        parts = []
+        for name, process, log in self.started:
+            kept = [line for line in log.read_text(errors="replace").splitlines() if ACCESS_LOG not in line]
+            parts.append(f"--- {name} (pid {process.pid}, rc {process.poll()})\n" + "\n".join(kept[-lines:]))
+        return "\n".join(parts)
 
 
 @pytest.fixture

@@ -215,11 +215,17 @@ def test_killing_the_primary_loses_no_acknowledged_job(redis_ha, processes, serv
     wait_for(lambda: all(job_status(api, job_id) == "succeeded" for job_id in every_job), timeout=120,
              what="every job that got a 202 to succeed")  # fmt: skip
 
-    def primaries_reported() -> set[str]:
-        return {labels["primary"] for labels, _ in _series(scrape(api), "llmjobs_redis_primary")}
+    reported: list[set[str]] = []
+
+    def worker_reports_the_new_primary() -> bool:
+        reported.append({labels["primary"] for labels, _ in _series(scrape(api), "llmjobs_redis_primary")})
+        return reported[-1] == {f"127.0.0.1:{replica.port}"}
 
     # The worker followed it (the API: /readyz above); its report is rewritten at its next tick.
-    wait_for(lambda: primaries_reported() == {f"127.0.0.1:{replica.port}"}, timeout=30, what="the worker's report")
+    try:
+        wait_for(worker_reports_the_new_primary, timeout=30, what="the worker's report")
+    finally:
+        print("primaries the worker reported, last:", reported[-1:])
     samples = scrape(api)
     seen = {labels["process"]: value for labels, value in _series(samples, "llmjobs_redis_failovers_seen")}
     assert list(seen.values()) == [1], seen
