@@ -71,6 +71,17 @@ class Sentinels:
         best = max(set(named), key=named.count, default=None)
         return best if best is not None and named.count(best) >= 2 else None
 
+    def failovers(self) -> int:
+        """The failovers the Sentinels made: the newest configuration epoch any of them knows
+        (each failover starts a new one)."""
+        epochs = []
+        for client in self.clients:
+            try:
+                epochs.append(int(client.sentinel_master(MASTER)["config-epoch"]))
+            except redis.RedisError:
+                continue
+        return max(epochs)
+
     def watch_everything(self, replica_port: int) -> bool:
         """Every Sentinel knows the other two and sees the replica linked: a failover can happen."""
         try:
@@ -217,18 +228,23 @@ def test_killing_the_primary_loses_no_acknowledged_job(redis_ha, processes, serv
 
     reported: list[set[str]] = []
 
-    def worker_reports_the_new_primary() -> bool:
+    def worker_reports_the_primary() -> bool:
         reported.append({labels["primary"] for labels, _ in _series(scrape(api), "llmjobs_redis_primary")})
-        return reported[-1] == {f"127.0.0.1:{replica.port}"}
+        return reported[-1] == {f"127.0.0.1:{sentinels.primary_port()}"}
 
     # The worker followed it (the API: /readyz above); its report is rewritten at its next tick.
+    # Under a loaded machine Sentinel (1 s down-after) may fail over once more, back to the
+    # restarted primary: the worker must follow that one too.
     try:
-        wait_for(worker_reports_the_new_primary, timeout=30, what="the worker's report")
+        wait_for(worker_reports_the_primary, timeout=30, what="the worker's report")
     finally:
-        print("primaries the worker reported, last:", reported[-1:])
+        print("primaries the worker reported, last:", reported[-1:], "Sentinel's failovers:", sentinels.failovers())
     samples = scrape(api)
-    seen = {labels["process"]: value for labels, value in _series(samples, "llmjobs_redis_failovers_seen")}
-    assert list(seen.values()) == [1], seen
+    seen = [value for _, value in _series(samples, "llmjobs_redis_failovers_seen")]
+    if sentinels.failovers() == 1:
+        assert seen == [1]
+    else:  # the worker wrote through the first (its jobs ended); a quick second may pass it unseen
+        assert len(seen) == 1 and seen[0] >= 1, seen
 
 
 def _series(samples: Samples, name: str) -> list[tuple[dict[str, str], float]]:
