@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     # RQ's Worker reads Redis as it is made: started before its Redis (or while Sentinel
     # names no primary), the process waits for it rather than exit with a traceback.
     wait_until_reachable(worker_connection(settings))
-    setup_tracing("worker", settings.otlp_endpoint)
+    setup_tracing("worker", settings)
     setup_bug_reports("worker", settings.sentry_dsn)
     asyncio.run(AsyncWorker(settings, queues).run(burst=args.burst))
     return 0

@@ -19,7 +19,7 @@ else:
         settings = load_settings(require_api_keys=True)
         # In each server process (this module is imported in each): the SDKs' export
         # threads would not survive a fork.
-        setup_tracing("api", settings.otlp_endpoint)
+        setup_tracing("api", settings)
         setup_bug_reports("api", settings.sentry_dsn)
         app = create_app(settings)
     except SettingsError as exc:

@@ -146,6 +146,10 @@ class Settings:
     # (http/protobuf; the OpenTelemetry SDK reads this and the other OTEL_* variables itself).
     sentry_dsn: str | None = None
     otlp_endpoint: str | None = None
+    # Without OTEL_TRACES_SAMPLER: a caller's sampling decision is kept, and this share of the
+    # requests that come with no trace context start a trace (OTEL_TRACES_SAMPLER_ARG).
+    traces_sampler: str | None = None
+    traces_root_ratio: float = 0.1
 
     @property
     def batch_tier_timeout_s(self) -> int:
@@ -322,6 +326,7 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
     env.add_parser("client_budgets", parse_client_budgets)
     positive = validate.Range(min=1)
     defaults, default_limits = Settings(), JobLimits()
+    traces_sampler = env.str("OTEL_TRACES_SAMPLER", None)
     settings = Settings(
         redis_url=env.str("REDIS_URL", defaults.redis_url, validate=_redis_url),
         redis_sentinels=env.sentinels("REDIS_SENTINELS", ""),
@@ -421,6 +426,11 @@ def load_settings(*, require_api_keys: bool = False, require_llm_key: bool = Fal
         max_document_chunks=env.int("MAX_DOCUMENT_CHUNKS", defaults.max_document_chunks, validate=positive),
         sentry_dsn=env.str("SENTRY_DSN", None, validate=_http_url),
         otlp_endpoint=env.str("OTEL_EXPORTER_OTLP_ENDPOINT", None, validate=_http_url),
+        traces_sampler=traces_sampler,
+        # With OTEL_TRACES_SAMPLER set, its ARG is that sampler's, read by the SDK.
+        traces_root_ratio=defaults.traces_root_ratio
+        if traces_sampler
+        else env.float("OTEL_TRACES_SAMPLER_ARG", defaults.traces_root_ratio, validate=validate.Range(min=0, max=1)),
         webhook_retry_schedule_s=env.schedule(
             "WEBHOOK_RETRY_SCHEDULE", ",".join(map(str, defaults.webhook_retry_schedule_s))
         ),

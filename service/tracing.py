@@ -21,6 +21,8 @@ from typing import Any
 from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from service.config import Settings
+
 ON = False  # set once by setup_tracing; read on every hot path, so a plain module global
 TRACER = trace.get_tracer("llmjobs")  # a proxy: it follows the provider set up later
 SERVICE_PREFIX = "llm-jobs-"  # the default service.name: llm-jobs-api, llm-jobs-worker, llm-jobs-scheduler
@@ -28,11 +30,16 @@ SERVICE_PREFIX = "llm-jobs-"  # the default service.name: llm-jobs-api, llm-jobs
 Carrier = dict[str, str]
 
 
-def setup_tracing(process: str, otlp_endpoint: str | None) -> None:
-    """Export this process's spans to `otlp_endpoint` (read by the exporter from the
-    environment, with its /v1/traces path), in batches from a thread of the SDK's own."""
+def setup_tracing(process: str, settings: Settings) -> None:
+    """Export this process's spans to `settings.otlp_endpoint` (read by the exporter from
+    the environment, with its /v1/traces path), in batches from a thread of the SDK's own.
+
+    Unless OTEL_TRACES_SAMPLER says otherwise, a request that carries its caller's trace
+    context follows its caller's sampling decision, and `settings.traces_root_ratio` of the
+    others start a trace: exporting one span costs a submit about a tenth of its CPU
+    (bench/RESULTS.md), and a job is traced for its caller's tools, which send the context."""
     global ON
-    if otlp_endpoint is None:
+    if settings.otlp_endpoint is None:
         return
     # Imported only here: a process without tracing never loads the exporter (nor sets up
     # the SDK, whose metrics part redis-py imports when it is installed, to use it only if asked).
@@ -40,11 +47,14 @@ def setup_tracing(process: str, otlp_endpoint: str | None) -> None:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBasedTraceIdRatio
 
     resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: SERVICE_PREFIX + process}))
-    provider = TracerProvider(resource=resource)
+    # sampler=None: the SDK's own, as OTEL_TRACES_SAMPLER (and its ARG) name it
+    sampler = None if settings.traces_sampler else ParentBasedTraceIdRatio(settings.traces_root_ratio)
+    provider = TracerProvider(resource=resource, sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     ON = True

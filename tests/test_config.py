@@ -19,6 +19,7 @@ SETTINGS_VARS = (
     "LLM_PRICES", "MAX_BODY_BYTES", "MAX_MESSAGES", "MAX_OUTPUT_TOKENS", "MAX_METADATA_KEYS", "JOB_TIMEOUT_S",
     "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "DASHBOARD_USERNAME", "DASHBOARD_PASSWORD", "UPLOAD_RATE_LIMIT",
     "MAX_DOCUMENT_CHARACTERS", "REDIS_SENTINELS", "REDIS_MIN_REPLICAS_ACK", "REDIS_ACK_TIMEOUT_MS",
+    "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
 )  # fmt: skip
 KEY_A = "a-key-0123456789abcdef"
 KEY_B = "b-key-0123456789abcdef"
@@ -68,6 +69,7 @@ BAD_SETTINGS = [
     pytest.param({"REDIS_SENTINELS": "a:26379,b:port"}, "REDIS_SENTINELS", id="REDIS_SENTINELS-bad-port"),
     pytest.param({"REDIS_MIN_REPLICAS_ACK": "-1"}, "REDIS_MIN_REPLICAS_ACK", id="REDIS_MIN_REPLICAS_ACK-negative"),
     pytest.param({"REDIS_ACK_TIMEOUT_MS": "0"}, "REDIS_ACK_TIMEOUT_MS", id="REDIS_ACK_TIMEOUT_MS-zero"),
+    pytest.param({"OTEL_TRACES_SAMPLER_ARG": "1.5"}, "OTEL_TRACES_SAMPLER_ARG", id="OTEL_TRACES_SAMPLER_ARG-above-1"),
 ]
 
 
@@ -78,7 +80,7 @@ def test_a_bad_setting_is_named(monkeypatch, env, variable):
     message = settings_error(monkeypatch, env, require_api_keys=True)
 
     assert variable in message
-    assert [name for name in SETTINGS_VARS if name in message] == [variable], message
+    assert [name for name in SETTINGS_VARS if f"{name}:" in message] == [variable], message
 
 
 def test_every_bad_setting_is_named_in_one_message(monkeypatch):
@@ -196,6 +198,16 @@ def test_limits_and_other_values_are_read(monkeypatch):
     assert (settings.result_ttl_s, settings.worker_concurrency, settings.progress_interval_s) == (60, 4, 0.5)
 
 
+def test_the_root_ratio_is_read_only_without_a_sampler_of_the_operators(monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    assert load_settings().traces_root_ratio == 0.25
+    # Another sampler's argument is that sampler's (the SDK reads it): not ours to check.
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_jaeger_remote")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "endpoint=http://localhost:14250")
+    settings = load_settings()
+    assert (settings.traces_sampler, settings.traces_root_ratio) == ("parentbased_jaeger_remote", 0.1)
+
+
 # --- processes stop with one clear line ------------------------------------------------
 
 
@@ -267,6 +279,7 @@ def test_scheduler_with_bad_timeout_stops_with_one_line():
         ("WEB_CONCURRENCY", "0"),
         ("API_THREADS", "many"),
         ("BIND", "8000"),
+        ("ACCESS_LOG", "yes"),
     ],
 )
 def test_the_api_with_a_bad_setting_stops_before_starting_a_server_process(variable, value):

@@ -172,6 +172,15 @@ def test_a_document_job_has_a_span_per_step_and_none_holds_its_text(start_api, s
     assert SECRET_PROMPT.encode() not in b"".join(collector.bodies)
 
 
+def test_a_submit_without_a_trace_context_starts_one_at_the_root_ratio(start_api, collector):
+    api = start_api(**tracing_to(collector), OTEL_TRACES_SAMPLER_ARG="0")
+    submit(api, {"prompt": "no caller trace"}, ALICE)  # first: its span would be exported first
+    trace_id, _, headers = caller_context()
+    submit(api, {"prompt": "traced"}, headers)  # sampled by its caller: kept whatever the ratio
+    wait_for(lambda: collector.in_trace(trace_id), what="the traced submit's span")
+    assert [span.trace_id for span in collector.spans if span.name == "POST /v1/jobs"] == [trace_id]
+
+
 def test_tracing_off_stores_no_trace_context(client, redis_conn):
     # OTEL_EXPORTER_OTLP_ENDPOINT unset: the caller's traceparent is not even read.
     _, _, headers = caller_context()
@@ -194,7 +203,7 @@ from service.bug_reports import setup_bug_reports
 from service.config import load_settings
 from service.tracing import setup_tracing
 settings = load_settings()
-setup_tracing("worker", settings.otlp_endpoint)
+setup_tracing("worker", settings)
 setup_bug_reports("worker", settings.sentry_dsn)
 print(type(trace.get_tracer_provider()).__name__)
 print(sorted(name for name in sys.modules if name.startswith(("opentelemetry.exporter", "sentry_sdk"))))
