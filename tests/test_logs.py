@@ -39,3 +39,14 @@ def test_logs_are_json_with_job_context_and_no_secrets(start_api, start_worker, 
     }  # fmt: skip
     assert (ended[bad["id"]]["outcome"], ended[bad["id"]]["error_type"]) == ("failed", "invalid_request_error")
     assert any(r["logger"] == "granian.access" for r in json_lines(logs["api"]))
+
+
+def test_access_log_off_writes_no_request_lines(start_api, processes):
+    api = start_api(ACCESS_LOG="0", WEB_CONCURRENCY="1")
+    job = submit(api, {"prompt": "hi"})  # a request the app itself logs nothing of
+    assert job["status"] == "queued"
+    processes.stop_all()
+
+    records = json_lines(processes.log_of(processes.started[-1][1]))
+    assert any(r["logger"] == "_granian" for r in records)  # the server's own lines are still there
+    assert not any(r["logger"] == "granian.access" for r in records)

@@ -82,7 +82,7 @@ def test_the_settings_are_read_where_the_test_looks():
     assert reads["REDIS_URL"] == ("Settings", "redis_url")
     assert reads["JOB_TIMEOUT_S"] == ("JobLimits", "max_timeout_s")
     assert reads["ANTHROPIC_API_KEY"] is None
-    assert len(reads) > 40 and server_reads() == {"BIND", "WEB_CONCURRENCY", "API_THREADS"}
+    assert len(reads) > 40 and server_reads() == {"BIND", "WEB_CONCURRENCY", "API_THREADS", "ACCESS_LOG"}
 
 
 def test_the_settings_table_lists_exactly_the_settings_read():

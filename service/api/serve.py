@@ -18,7 +18,9 @@ from service.config import SettingsError, load_settings
 
 # The server's own settings (the app's are in service/config.py) and their defaults.
 # API_THREADS: each open SSE stream holds a thread; SSE_MAX_STREAMS (24) per process keeps 8 free.
-SERVER_SETTINGS = {"BIND": "127.0.0.1:8000", "WEB_CONCURRENCY": "2", "API_THREADS": "32"}
+# ACCESS_LOG: a JSON line per request; 0 behind a proxy that logs them (it costs a submit a
+# tenth of its CPU: bench/RESULTS.md).
+SERVER_SETTINGS = {"BIND": "127.0.0.1:8000", "WEB_CONCURRENCY": "2", "API_THREADS": "32", "ACCESS_LOG": "1"}
 # A process that has not stopped this long after SIGTERM is killed: its streams end within a
 # second of the signal (end_streams_on_stop), so only a stuck request is still running.
 STOP_GRACE_S = 30
@@ -36,6 +38,7 @@ def main() -> None:
         host, port = _bind(_server_setting("BIND"))
         workers = _positive("WEB_CONCURRENCY")
         threads = _positive("API_THREADS")
+        access_log = _flag("ACCESS_LOG")
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -48,7 +51,7 @@ def main() -> None:
         blocking_threads=threads,
         log_dictconfig=_log_config(),
         # request lines only: headers (and so API keys) are never logged
-        log_access=True,
+        log_access=access_log,
         log_access_format=ACCESS_FORMAT,
         respawn_failed_workers=True,
         workers_kill_timeout=STOP_GRACE_S,
@@ -96,6 +99,13 @@ def _positive(name: str) -> int:
     if not raw.isdigit() or int(raw) < 1:
         raise SettingsError(f"{name}: {raw!r} is not a positive integer")
     return int(raw)
+
+
+def _flag(name: str) -> bool:
+    raw = _server_setting(name)
+    if raw not in ("0", "1"):
+        raise SettingsError(f"{name}: {raw!r} is not 0 or 1")
+    return raw == "1"
 
 
 def _log_config() -> dict[str, object]:
