@@ -310,7 +310,7 @@ def stack_env(redis_server: RedisServer, fake_anthropic: str) -> dict[str, str]:
         ANTHROPIC_BASE_URL=fake_anthropic,
         PROGRESS_INTERVAL_S="0.05",
         WORKER_CONCURRENCY="1",
-        WEB_CONCURRENCY="2",
+        WEB_CONCURRENCY="1",  # each API process imports the app: a test about several says so
         PYTHONUNBUFFERED="1",
     )
     return env

@@ -122,7 +122,7 @@ def test_stream_errors_are_json(stack):
 
 
 def test_open_streams_do_not_starve_other_requests(start_api, start_worker):
-    api = start_api(SSE_MAX_STREAMS="2", GUNICORN_THREADS="4", WEB_CONCURRENCY="1")
+    api = start_api(SSE_MAX_STREAMS="2", API_THREADS="4", WEB_CONCURRENCY="1")
     start_worker()
     job = submit(api, {"prompt": f"slow {directive(tokens=200, chunk_delay_ms=50)}"})
     opened = [requests.get(f"{api}/v1/jobs/{job['id']}/events", headers=ALICE, stream=True, timeout=30)]

@@ -83,12 +83,12 @@ def test_a_job_that_ran_twice_adds_its_tokens_and_cost_once(redis_conn):
     assert value(got, "llmjobs_jobs_submitted_total", queue="default") == 2  # counted at submit
 
 
-# --- end to end: several gunicorn workers and several worker processes -------------------------
+# --- end to end: several API processes and several worker processes -------------------------
 
 
 def test_metrics_follow_jobs_run_by_several_processes(start_api, start_worker, receiver):
     env = {**FAST_RETRIES, **WEBHOOKS_ON}
-    api = start_api(**env)  # gunicorn with WEB_CONCURRENCY=2
+    api = start_api(**env, WEB_CONCURRENCY="2")
     start_worker("high", "default", **{**env, "WORKER_CONCURRENCY": "2"})
     start_worker("webhooks", **env)  # nothing serves `low`: its job stays queued
 

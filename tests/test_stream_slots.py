@@ -84,7 +84,7 @@ def test_a_client_that_goes_away_gives_its_slot_back(start_api):
 
 
 def test_each_client_holds_at_most_its_own_number_of_streams(start_api):
-    api = start_api(SSE_MAX_STREAMS_PER_CLIENT="2", SSE_KEEPALIVE_S="1")  # two API processes
+    api = start_api(SSE_MAX_STREAMS_PER_CLIENT="2", SSE_KEEPALIVE_S="1", WEB_CONCURRENCY="2")  # two processes
     job = submit(api, {"prompt": "never runs"})
     bobs_job = submit(api, {"prompt": "never runs"}, headers=BOB)
     held = [open_stream(api, job["id"]), open_stream(api, job["id"])]
