@@ -13,6 +13,8 @@ Directives that hold the wire open, for crash tests of a caller:
   caller gone meanwhile makes none);
 - ``created_delay_ms=N``: the batch is made at once, its answer waits N ms;
 - ``result_delay_ms=N``: the results stream pauses N ms before this request's line;
+- ``clock_behind_ms=N``: the batch's ``created_at`` is stamped N ms early, as by a provider
+  whose clock is behind the caller's (it is still listed as the newest);
 - ``create_error=STATUS`` (with ``fail_times=K key=...``: the first K creates): the create
   is refused with that status.
 """
@@ -57,6 +59,16 @@ class Batch:
     ended_at: datetime | None = None
     results: list[tuple[str, dict[str, Any]]] | None = None
     result_delays: dict[str, float] = field(default_factory=dict)
+    results_read: int = 0  # times its results were served to the last line
+
+    def report(self) -> dict[str, Any]:
+        """What `GET /_fake/batches` says of it: tests check that every batch made was read."""
+        return {
+            "id": self.id,
+            "requests": len(self.requests),
+            "created_at": _rfc3339(self.created_at),
+            "results_read": self.results_read,
+        }
 
     def as_dict(self, base_url: str) -> dict[str, Any]:
         counts = dict.fromkeys(("processing", "succeeded", "errored", "canceled", "expired"), 0)
@@ -188,7 +200,8 @@ def add_batch_routes(
             return error_response(500, "the caller went away before the batch was made")
         delay_ms = max((d.batch_delay_ms for d in given if d.batch_delay_ms is not None), default=None)
         delay_s = store.delay_s if delay_ms is None else delay_ms / 1000
-        batch = Batch(new_id("msgbatch"), requests, datetime.now(UTC), time.monotonic() + delay_s)
+        behind = timedelta(milliseconds=max((d.clock_behind_ms for d in given), default=0))
+        batch = Batch(new_id("msgbatch"), requests, datetime.now(UTC) - behind, time.monotonic() + delay_s)
         batch.result_delays = {cid: d.result_delay_ms / 1000 for cid, _, d in requests if d and d.result_delay_ms}
         store.add(batch)
         if hold := max((d.created_delay_ms for d in given), default=0):
@@ -252,6 +265,13 @@ def add_batch_routes(
             store.batches.pop(batch_id, None)
         return jsonify({"id": batch_id, "type": "message_batch_deleted"})
 
+    @app.get("/_fake/batches")
+    def batch_reports() -> Response:
+        """Every batch kept, oldest first: its id, size, created_at and how often its results
+        were read to the end."""
+        with store.lock:
+            return jsonify([batch.report() for batch in store.batches.values()])
+
     @app.get("/v1/messages/batches/<batch_id>/results")
     def batch_results(batch_id: str) -> Response:
         batch = found(batch_id)
@@ -269,6 +289,8 @@ def add_batch_routes(
                 with store.lock:
                     store.stats["batch_results"] += 1
                 yield (json.dumps({"custom_id": custom_id, "result": result}, separators=(",", ":")) + "\n").encode()
+            with store.lock:  # the caller read on to the end
+                batch.results_read += 1
 
         # The real API serves a .jsonl download; the SDK reads lines whatever the type.
         return Response(lines(batch.results), mimetype="application/binary")

@@ -36,6 +36,7 @@ _INT_KEYS = {
     "create_error": 100,
     "created_delay_ms": 0,
     "result_delay_ms": 0,
+    "clock_behind_ms": 0,
 }
 _BOOL_KEYS = {"hang", "spend_limit", "broken_json", "tool_use", "no_structured", "batch_expire"}
 _STR_KEYS = {"mid_stream_error", "key"}
@@ -71,6 +72,7 @@ class Directives:
     create_error: int | None = None  # in a batch: its create is refused with this status (with fail_times: so often)
     created_delay_ms: int = 0  # in a batch: its create's answer waits this long after making it
     result_delay_ms: int = 0  # in a batch: its results stream pauses this long before this request's line
+    clock_behind_ms: int = 0  # in a batch: its created_at is stamped this long before now (a clock behind the caller's)
 
     def input_usage(self, input_tokens: int) -> dict[str, int]:
         """A reply's input token counts; the prompt cache's too when asked for, as the real API gives them."""

@@ -12,7 +12,8 @@ import pytest
 import requests
 from llmjobs import JobsClient
 
-from service.jobs.storage.keys import OPEN_PROVIDER_BATCHES_KEY
+from service.jobs.running import provider_batches
+from service.jobs.storage.keys import OPEN_PROVIDER_BATCHES_KEY, provider_call_key
 from service.llm.pricing import cost_usd
 from tests import documents
 from tests.conftest import ALICE, ALICE_KEY, wait_for
@@ -192,6 +193,18 @@ def test_a_canceled_job_stays_canceled_when_its_result_comes(start_api, start_wo
     wait_for(lambda: usage_of(api)["output_tokens"] > kept_tokens, timeout=30, what="the dropped result's usage")
     assert usage_of(api)["jobs"] == 1
     assert get(api, dropped["id"]) == ended
+
+
+def test_a_document_calls_first_result_wins_and_a_call_no_longer_waited_for_gets_none(redis_conn):
+    # A call may come back twice: from two provider batches a crashed create may have
+    # made, or read again after a worker died while reading its batch.
+    call_id = provider_batches.queue_call(redis_conn, "a-job", {"model": MODEL}, ttl_s=60)
+    assert provider_batches.answer_call(redis_conn, call_id, {"message": {"id": "first"}})
+    assert not provider_batches.answer_call(redis_conn, call_id, {"error": {"type": "api_error"}})
+    assert provider_batches.call_answer(redis_conn, call_id) == {"message": {"id": "first"}}
+    provider_batches.drop_call(redis_conn, call_id)  # its run read it
+    assert not provider_batches.answer_call(redis_conn, call_id, {"message": {"id": "late"}})
+    assert not redis_conn.exists(provider_call_key(call_id))
 
 
 # --- the Python client and the CLI -------------------------------------------------------------------

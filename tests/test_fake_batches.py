@@ -131,3 +131,22 @@ def test_list_retrieve_delete_and_bad_creates(client, base_url):
         )
     answer = requests.post(f"{base_url}/v1/messages/batches", json={"requests": []}, timeout=5)
     assert answer.status_code == 401 and answer.json()["error"]["type"] == "authentication_error"
+
+
+def reports(base_url: str) -> dict[str, dict[str, Any]]:
+    return {report["id"]: report for report in requests.get(f"{base_url}/_fake/batches", timeout=5).json()}
+
+
+def test_the_fake_reports_each_batch_read_to_its_end_and_can_stamp_it_with_a_clock_behind(client, base_url):
+    early = client.messages.batches.create(
+        requests=[{"custom_id": "e", "params": params("x [[fake: clock_behind_ms=120000]]")}]
+    )
+    assert (time.time() - early.created_at.timestamp()) >= 119  # stamped two minutes early
+    assert client.messages.batches.list(limit=1).data[0].id == early.id  # still listed as the newest
+    report = reports(base_url)[early.id]
+    assert report["requests"] == 1 and report["results_read"] == 0
+    ended(client, early.id)
+    assert [r.custom_id for r in client.messages.batches.results(early.id)] == ["e"]
+    assert reports(base_url)[early.id]["results_read"] == 1
+    list(client.messages.batches.results(early.id))
+    assert reports(base_url)[early.id]["results_read"] == 2

@@ -91,13 +91,19 @@ class BatchesClient:
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise classify(exc) from exc
 
-    async def recent(self, limit: int = 100) -> list[ProviderBatch]:
-        """The newest provider batches of this API key (one page, newest first)."""
+    async def made_since(self, anchor: str | None, floor: datetime, *, limit: int = 1000) -> list[ProviderBatch]:
+        """The provider batches of this API key made after `anchor` (a batch id: the
+        provider's own order, newest first, so no clock is compared) and not before `floor`,
+        newest first; at most `limit`, page after page."""
+        found: list[ProviderBatch] = []
         try:
-            page = await self._batches.list(limit=limit, timeout=self._timeout)
+            async for raw in self._batches.list(limit=100, timeout=self._timeout):
+                if raw.id == anchor or raw.created_at < floor or len(found) >= limit:
+                    break
+                found.append(_batch(raw))
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise classify(exc) from exc
-        return [_batch(raw) for raw in page.data]
+        return found
 
     async def results(self, batch_id: str) -> AsyncIterator[BatchResult]:
         """An ended batch's results, one line at a time, in the provider's order (any)."""

@@ -15,10 +15,12 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from redis import WatchError
+from redis.client import Pipeline
 from rq import Queue
+from rq.defaults import DEFAULT_RESULT_TTL
 from rq.job import Job, JobStatus
 from rq.utils import now, utcformat
 
@@ -28,6 +30,7 @@ from service.jobs.running import provider_batches
 from service.jobs.running.progress import call_counters, record_error
 from service.jobs.running.transitions import end_in_provider_batch
 from service.jobs.storage import scripts
+from service.jobs.storage.keys import billed_key
 from service.jobs.storage.record import JobRecord, ProviderBatchRef, Usage
 from service.jobs.storage.status import TERMINAL_STATUSES, public_status
 from service.llm.batches import BatchResult, ProviderBatch
@@ -40,6 +43,8 @@ from service.tasks.outcomes import JobFailed
 from service.tasks.runtime import TaskRuntime
 
 MARK_CHUNK = 500  # jobs per MARK_SENT call
+# Why a provider batch's result was not read into its job (llmjobs_batch_results_dropped_total).
+DropReason = Literal["ended", "elsewhere", "unknown"]
 
 
 def provider_request(job: Job) -> dict[str, Any]:
@@ -146,24 +151,45 @@ def end_past_deadline(jobs: Sequence[Job | None], provider_id: str) -> float:
     return earliest
 
 
-def count_dropped(job: Job, result: BatchResult, runtime: TaskRuntime) -> None:
-    """A result for a job that ended meanwhile (canceled): dropped, but what the provider
-    billed for it still counts in its client's usage and the metrics."""
-    if result.message is None or public_status(job) not in TERMINAL_STATUSES:
-        return
-    usage = cast("Usage", result.message.get("usage") or {})
-    cost = cost_usd(JobRecord(job).model, usage, runtime.settings.price_overrides)
-    add_counters(job, call_counters(job, usage, cost, retention_days=runtime.settings.usage_retention_days))
+def drop_result(job: Job, result: BatchResult, provider_id: str, runtime: TaskRuntime) -> DropReason:
+    """A result (from provider batch `provider_id`) for a job not running in the batch it
+    came from: dropped. If the job ended without a result (canceled, timed out), what the
+    provider billed for it counts in its client's usage and the metrics, once per provider
+    batch (a result read again, after a worker died while fanning out, is not counted
+    again); a job that has its result is counted once, by it. Returns why it was dropped."""
+    if public_status(job) not in TERMINAL_STATUSES:
+        return "elsewhere"  # sent again since (the batch it is in now answers for it)
+    record = JobRecord(job)
+    if result.message is not None and record.result is None:
+        usage = cast("Usage", result.message.get("usage") or {})
+        cost = cost_usd(record.model, usage, runtime.settings.price_overrides)
+        counters = call_counters(job, usage, cost, retention_days=runtime.settings.usage_retention_days)
+        _add_counters_once(job, provider_id, counters)
+    return "ended"
 
 
-def add_counters(job: Job, counters: list[HashIncrements]) -> None:
-    with job.connection.pipeline(transaction=False) as pipe:
-        for counter in counters:
-            for field, amount in counter.amounts.items():
-                pipe.hincrby(counter.key, field, amount)
-            if counter.ttl_s:
-                pipe.expire(counter.key, counter.ttl_s)
-        pipe.execute()
+def _add_counters_once(job: Job, provider_id: str, counters: list[HashIncrements]) -> None:
+    key = billed_key(job.id)
+    with job.connection.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.sismember(key, provider_id):
+                return
+            pipe.multi()
+            pipe.sadd(key, provider_id)
+            pipe.expire(key, job.get_result_ttl(DEFAULT_RESULT_TTL))
+            _add_to_pipeline(pipe, counters)
+            pipe.execute()
+        except WatchError:
+            return  # another worker counted it meanwhile
+
+
+def _add_to_pipeline(pipe: Pipeline, counters: list[HashIncrements]) -> None:
+    for counter in counters:
+        for field, amount in counter.amounts.items():
+            pipe.hincrby(counter.key, field, amount)
+        if counter.ttl_s:
+            pipe.expire(counter.key, counter.ttl_s)
 
 
 # --- a batch-tier document job's calls ------------------------------------------------------

@@ -8,13 +8,18 @@ lease lapsed (their worker died), and advances each one it holds, one step at a 
 - not created: its jobs' requests are sent whole as one provider batch (`custom_id` = the
   job id; over the provider's 256 MB, the rest go back to the queue). The record says a
   create was sent before it is sent: a worker taking over such a record first looks for
-  the provider batch among the newest (same size, created since, held by no record) and
-  adopts it; if it finds none it sends the jobs again (counted), and a job whose result
-  comes twice ends once. A create the provider refuses leaves the jobs queued for the next
-  try, with back-off.
+  the provider batch among those the provider made since (listed after the newest one
+  recorded before the create; of its size; held by no record). It adopts the one it finds;
+  if it finds several it cannot tell apart, it adopts the oldest and opens a reader record
+  for each other one, so that every one is read (a result ends a job only while the job
+  is running in the adopted one, the first result to come wins, the others are dropped and
+  counted); if it finds none it sends the jobs again (counted). A create the provider
+  refuses leaves the jobs queued for the next try, with back-off.
 - created: polled every BATCH_POLL_S (back-off on errors); once all its jobs are canceled
-  it is canceled at the provider; once ended, its results are streamed into the jobs, which
-  end by the same code as a job that streamed its reply, and then the record goes.
+  it is canceled at the provider (not an adopted one: it may be another program's); once
+  ended, its results are streamed into the jobs, which end by the same code as a job that
+  streamed its reply; then, once its readers have read theirs, the jobs left without a
+  result go into a later provider batch and the record goes.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ import logging
 import math
 import time
 import uuid
+from collections import Counter
 from contextlib import suppress
+from datetime import UTC, datetime
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -56,11 +63,11 @@ STEP_S = 1.0  # how often the loop collects, renews its leases and advances its 
 FAN_OUT_CHUNK = 100  # results read into their jobs per round trip of reads
 SEND_CHUNK = 500  # jobs read (to send them, to mark them sent) per round trip
 MAX_BACKOFF_S = 300.0  # the longest wait after failed creates or polls
-# An orphan of a crashed create was made after its record's `creating_at`; the provider's
-# clock may be behind ours by this much. Kept small: a batch of the same size made just
-# before (by another program on the same API key, or one of ours whose record is gone) must
-# not be taken for it. A skew past it only costs a second send of the jobs (counted), and a
-# batch of the same size made in the window makes the match ambiguous: then none is adopted.
+# A crashed create's batch is looked for among those the provider made after the newest
+# batch recorded before it (the provider's order, no clock). With none recorded in the last
+# day, among those made since its `creating_at` less this much (the provider's clock may be
+# behind ours). Kept small: every batch found is read (another program's too, its results
+# dropped), and the jobs wait for them all.
 CLOCK_SLACK_S = 2.0
 BYTES_MARGIN = 1024 * 1024  # the create's own JSON around the requests
 
@@ -167,19 +174,18 @@ class BatchTierLoop:
 
     async def _send(self, batch: OpenBatch) -> None:
         ids = provider_batches.job_ids(self.connection, batch.local_id)
-        if batch.creating_at is not None and await self._adopt_orphan(batch, ids):
+        if batch.creating_at is not None and await self._adopt_orphans(batch, ids):
             return
         lines = self._request_lines(ids)
         kept = {line_id for line_id, _ in lines}
         provider_batches.drop_jobs(self.connection, batch.local_id, [i for i in ids if i not in kept])
         if not lines:
-            provider_batches.close(self.connection, batch)
-            self._forget(batch.local_id)
+            self._close(batch)
             return
         lines = self._within_bytes(batch, lines)
         if batch.creating_at is not None:  # the last create may have made a batch we could not find
             metrics.BATCH_JOBS_SENT_AGAIN.inc(self.connection, len(lines))
-        provider_batches.note(self.connection, batch.local_id, creating_at=time.time())
+        provider_batches.note_create(self.connection, batch.local_id)
         sent_ids, payload = [line_id for line_id, _ in lines], [line for _, line in lines]
         del lines  # the create empties payload: the requests are held once while they are sent
         try:
@@ -231,10 +237,10 @@ class BatchTierLoop:
             self._put_back(batch, ids[len(ids) // 2 :])
         self._back_off(batch.local_id)
 
-    def _record(self, batch: OpenBatch, created: ProviderBatch, ids: list[str]) -> None:
+    def _record(self, batch: OpenBatch, created: ProviderBatch, ids: list[str], *, adopted: bool = False) -> None:
         """The provider batch exists: recorded, then its jobs marked sent (SEND_CHUNK at a time)."""
-        submitted_at = created.created_at.isoformat()
-        provider_batches.note(self.connection, batch.local_id, provider_id=created.id, submitted_at=submitted_at)
+        fields = {"provider_id": created.id, "submitted_at": created.created_at.isoformat()}
+        provider_batches.note(self.connection, batch.local_id, **fields, **({"adopted": 1} if adopted else {}))
         self._mark_sent(batch, ids, created)
         provider_batches.note(self.connection, batch.local_id, marked=1)
         metrics.PROVIDER_BATCHES_CREATED.inc(self.connection)
@@ -261,48 +267,72 @@ class BatchTierLoop:
             earliest = min(earliest, batch_tier.end_past_deadline(chunk, batch.provider_id))
         provider_batches.note(self.connection, batch.local_id, deadline_at=earliest)
 
-    async def _adopt_orphan(self, batch: OpenBatch, ids: list[str]) -> bool:
-        """A worker died after sending this record's create: the provider batch it made, if
-        it can be told apart (made since, of this size, held by no record), is adopted."""
+    async def _adopt_orphans(self, batch: OpenBatch, ids: list[str]) -> bool:
+        """A worker died after sending this record's create: the provider batches it may
+        have made (made after the newest batch recorded before it, of this size, held by no
+        record) are adopted: the oldest by this record, each other one by a reader record.
+        False when there is none (the jobs are sent again)."""
         assert batch.creating_at is not None
+        if batch.newer_than is None:
+            floor = batch.creating_at - CLOCK_SLACK_S
+        else:  # only a bound, should the provider have deleted the one it is newer than
+            floor = batch.creating_at - provider_batches.RECORDED_KEPT_S
         try:
-            recent = await self.batches.recent()
+            made = await self.batches.made_since(batch.newer_than, datetime.fromtimestamp(floor, UTC))
         except LLMError as exc:
             log.warning("batch tier: cannot list provider batches (%s); trying later", exc)
             self._back_off(batch.local_id)
             return True
         known = provider_batches.known_provider_ids(self.connection)
-        found = [
-            b
-            for b in recent
-            if b.id not in known
-            and b.requests == len(ids)
-            and b.created_at.timestamp() >= batch.creating_at - CLOCK_SLACK_S
-        ]
-        if len(found) != 1:
+        found = sorted((b for b in made if b.id not in known and b.requests == len(ids)), key=lambda b: b.created_at)
+        if not found:
             return False
-        log.warning("batch tier: adopted provider batch %s of a create whose worker died", found[0].id)
-        metrics.PROVIDER_BATCHES_ADOPTED.inc(self.connection)
-        self._record(batch, found[0], ids)
+        adopted, *others = found
+        if others:
+            provider_batches.open_readers(
+                self.connection, batch, (adopted.id, adopted.created_at.isoformat()),
+                [(b.id, b.created_at.isoformat()) for b in others], self.name,
+            )  # fmt: skip
+            log.warning(
+                "batch tier: a create whose worker died may have made any of %s: all are read",
+                ", ".join(b.id for b in found),
+            )
+        log.warning("batch tier: adopted provider batch %s of a create whose worker died", adopted.id)
+        self._record(batch, adopted, ids, adopted=True)
+        metrics.PROVIDER_BATCHES_ADOPTED.inc(self.connection, len(found))
         return True
 
     async def _poll(self, batch: OpenBatch) -> None:
         assert batch.provider_id is not None
+        if batch.read:  # its results are in; its readers' may still come
+            self._wait_for_readers(batch)
+            return
+        jobs_in: str | None = batch.provider_id  # the provider batch whose jobs its results end
+        if batch.holder is not None:  # a reader: its holder's, once its jobs show it
+            holder = provider_batches.load(self.connection, batch.holder)
+            if holder is not None and not holder.marked:
+                self._poll_later(batch.local_id)
+                return
+            jobs_in = holder.provider_id if holder is not None else None
         try:
             state = await self.batches.retrieve(batch.provider_id)
             if not batch.marked:  # its worker died while marking its jobs sent
                 self._mark_sent(batch, provider_batches.job_ids(self.connection, batch.local_id), state)
                 provider_batches.note(self.connection, batch.local_id, marked=1)
             if state.ended:
-                await self._fan_out(batch)
+                await self._fan_out(batch, jobs_in)
                 return
             if time.time() >= batch.deadline_at:
                 self._end_past_deadline(batch)
-            if not batch.cancel_sent and self._all_ended(batch):
+            if not batch.cancel_sent and not batch.adopted and self._all_ended(batch):
                 await self.batches.cancel(batch.provider_id)
                 provider_batches.note(self.connection, batch.local_id, cancel_sent=1)
                 log.info("batch tier: every job of %s was canceled: canceled it", batch.provider_id)
         except LLMError as exc:
+            if exc.status_code == 404:  # deleted (another program's, say, once it ended): nothing to read
+                log.warning("batch tier: provider batch %s is gone: %s", batch.provider_id, exc)
+                self._read(batch)
+                return
             log.warning("batch tier: polling %s failed: %s", batch.provider_id, exc)
             self._back_off(batch.local_id)
             return
@@ -326,53 +356,81 @@ class BatchTierLoop:
 
     # --- fan out ---------------------------------------------------------------------------
 
-    async def _fan_out(self, batch: OpenBatch) -> None:
-        """Stream the results into their jobs (any order), then close the record. A worker
-        that dies midway leaves the record open: its next owner reads every result again,
-        and the jobs already ended are left as they are."""
+    async def _fan_out(self, batch: OpenBatch, jobs_in: str | None) -> None:
+        """Stream the results into the jobs running in provider batch `jobs_in` (any order),
+        then close the record (a record with readers waits for them first). A worker that
+        dies midway leaves the record open: its next owner reads every result again, and the
+        jobs already ended are left as they are."""
         assert batch.provider_id is not None
         read = 0
         chunk: list[BatchResult] = []
         async for result in self.batches.results(batch.provider_id):
             chunk.append(result)
             if len(chunk) >= FAN_OUT_CHUNK:
-                self._end_jobs(batch.provider_id, chunk)
+                self._end_jobs(batch.provider_id, jobs_in, chunk)
                 read += len(chunk)
                 chunk = []
                 provider_batches.hold(self.connection, [batch.local_id], self.name)
-        self._end_jobs(batch.provider_id, chunk)
+        self._end_jobs(batch.provider_id, jobs_in, chunk)
+        log.info("batch tier: provider batch %s read into its jobs (%d results)", batch.provider_id, read + len(chunk))
+        self._read(batch)
+
+    def _read(self, batch: OpenBatch) -> None:
+        """Every result of its provider batch is read: a reader closes (the record it reads
+        for sends the jobs left again), another record once its readers have closed."""
+        if batch.holder is not None:
+            self._close(batch)
+            return
+        provider_batches.note(self.connection, batch.local_id, read=1)
+        self._wait_for_readers(batch)
+
+    def _wait_for_readers(self, batch: OpenBatch) -> None:
+        """Once no reader of it is open, the jobs still running in it had no result from
+        any provider batch: they go into a later one, and the record goes."""
+        if provider_batches.any_open(self.connection, batch.readers):
+            if time.time() >= batch.deadline_at:
+                self._end_past_deadline(batch)
+            self._poll_later(batch.local_id)
+            return
         self._unanswered(batch)
+        self._close(batch)
+
+    def _close(self, batch: OpenBatch) -> None:
         provider_batches.close(self.connection, batch)
         self._forget(batch.local_id)
-        log.info("batch tier: provider batch %s read into its jobs (%d results)", batch.provider_id, read + len(chunk))
 
     def _unanswered(self, batch: OpenBatch) -> None:
         """What the provider gave no result for (it should not happen): a job still in the
         batch goes into a later one; a document call is answered with the error."""
         assert batch.provider_id is not None
         ids = provider_batches.job_ids(self.connection, batch.local_id)
-        calls = [i for i in ids if provider_batches.is_call(i)]
-        for call_id in calls:
-            if provider_batches.call_unanswered(self.connection, call_id):
-                provider_batches.answer_call(self.connection, call_id, batch_tier.call_answer(NO_RESULT_LINE))
+        for call_id in [i for i in ids if provider_batches.is_call(i)]:  # those still waiting, unanswered
+            provider_batches.answer_call(self.connection, call_id, batch_tier.call_answer(NO_RESULT_LINE))
         jobs = [i for i in ids if not provider_batches.is_call(i)]
         for start in range(0, len(jobs), SEND_CHUNK):
             for job in fetch_jobs(self.connection, jobs[start : start + SEND_CHUNK]):
                 if job is not None and batch_tier.in_batch(job, batch.provider_id):
                     batch_tier.send_again(job, NO_RESULT, self.queue)
 
-    def _end_jobs(self, provider_id: str, results: list[BatchResult]) -> None:
+    def _end_jobs(self, provider_id: str, jobs_in: str | None, results: list[BatchResult]) -> None:
+        """End each job running in provider batch `jobs_in` by its result (from provider
+        batch `provider_id`), and answer each document call still waiting; drop (and count)
+        every other result."""
+        dropped: Counter[batch_tier.DropReason] = Counter()
         for call in [result for result in results if provider_batches.is_call(result.custom_id)]:
-            provider_batches.answer_call(self.connection, call.custom_id, batch_tier.call_answer(call))
+            if not provider_batches.answer_call(self.connection, call.custom_id, batch_tier.call_answer(call)):
+                dropped["ended"] += 1
         results = [result for result in results if not provider_batches.is_call(result.custom_id)]
         jobs = fetch_jobs(self.connection, [result.custom_id for result in results])
         for job, result in zip(jobs, results, strict=True):
             if job is None:
-                continue
-            if batch_tier.in_batch(job, provider_id):
+                dropped["unknown"] += 1
+            elif jobs_in is not None and batch_tier.in_batch(job, jobs_in):
                 self._end(job, result)
             else:
-                batch_tier.count_dropped(job, result, self.runtime)
+                dropped[batch_tier.drop_result(job, result, provider_id, self.runtime)] += 1
+        for reason, count in dropped.items():
+            metrics.BATCH_RESULTS_DROPPED.inc(self.connection, count, reason=reason)
 
     def _end(self, job: Job, result: BatchResult) -> None:
         """The job's end, by the worker's own steps (as `AsyncWorker._perform` takes them)."""

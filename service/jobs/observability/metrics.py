@@ -120,18 +120,26 @@ PROVIDER_BATCHES_CREATED = RedisCounter(
 )
 PROVIDER_BATCHES_ADOPTED = RedisCounter(
     "llmjobs_provider_batches_adopted",
-    "Provider batches whose create's worker died before recording it, found again and read by another worker.",
+    "Provider batches a create may have made whose worker died before recording it, found again and read by "
+    "another worker (each one the create may have made, when they cannot be told apart).",
     (),
 )
 BATCH_JOBS_SENT_AGAIN = RedisCounter(
     "llmjobs_batch_jobs_sent_again",
-    "Batch-tier jobs sent in a new provider batch because a worker died after sending their create and the "
-    "batch it made could not be found again: the provider may answer them twice (each ends once).",
+    "Batch-tier jobs sent in a new provider batch because a worker died after sending their create and no "
+    "batch it may have made was found: the provider may answer them twice (each ends once).",
     (),
+)
+BATCH_RESULTS_DROPPED = RedisCounter(
+    "llmjobs_batch_results_dropped",
+    "Provider batch results read but not used, by reason: ended (its job had ended: canceled, timed out, or "
+    "answered by another result; or its document call was no longer waited for), elsewhere (its job is no longer "
+    "in that provider batch), unknown (no such job: another program's batch on the same API key, or one expired).",
+    ("reason",),
 )
 COUNTERS = (
     JOBS_SUBMITTED, JOBS_FINISHED, JOB_RETRIES, LLM_ERRORS, LLM_TOKENS, LLM_COST, WEBHOOK_DELIVERIES, LLM_CALLS_HELD,
-    PROVIDER_BATCHES_CREATED, PROVIDER_BATCHES_ADOPTED, BATCH_JOBS_SENT_AGAIN,
+    PROVIDER_BATCHES_CREATED, PROVIDER_BATCHES_ADOPTED, BATCH_JOBS_SENT_AGAIN, BATCH_RESULTS_DROPPED,
 )  # fmt: skip
 
 JOB_DURATION = RedisHistogram(

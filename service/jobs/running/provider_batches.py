@@ -3,10 +3,17 @@ who polls it, and how far it got.
 
 A record is opened when its jobs are taken from the batch queue (one script: a job taken
 is always in a record), so it exists before the provider's batch does. Its life:
-`collected` (jobs listed) -> `creating` (a create was sent; `creating_at`) -> `created`
-(the provider's id recorded) -> `marked` (its jobs show it) -> deleted, once every result
-has been read into its jobs. Its lease says which worker advances it; a worker that dies
-lets the lease lapse and another takes the record over where it stands.
+`collected` (jobs listed) -> `creating` (a create was sent; `creating_at`, and `newer_than`:
+the newest provider batch recorded then) -> `created` (the provider's id recorded) ->
+`marked` (its jobs show it) -> deleted, once every result has been read into its jobs. Its
+lease says which worker advances it; a worker that dies lets the lease lapse and another
+takes the record over where it stands.
+
+A create whose worker died before recording its batch may leave several provider batches
+that could be it (its own, another program's on the same API key): the record (the holder)
+adopts the oldest, and a reader record is opened for each other one (`holder`: its id; no
+jobs of its own), so that every one is read; the holder closes only after its readers have
+(`readers`, `read`).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from redis import Redis
+from redis import Redis, WatchError
 from rq.job import Job
 from rq.utils import utcparse
 
@@ -51,6 +58,13 @@ class OpenBatch:
     marked: bool  # its jobs show it (status running, provider_batch)
     cancel_sent: bool  # every job was canceled: the provider was asked to cancel it
     deadline_at: float = math.inf  # the earliest deadline of its jobs still running in it (epoch s)
+    newer_than: str | None = None  # its create's batch is newer than this one (recorded before it was sent)
+    readers: tuple[str, ...] = ()  # our ids of the records reading the other batches its create may have made
+    holder: str | None = None  # a reader: our id of the record whose jobs its results may end
+    read: bool = False  # its results are read; it waits for its readers before it closes
+    # Found again after its create's worker died, not known from the create's answer: it may
+    # be another program's, so it is never canceled at the provider.
+    adopted: bool = False
 
 
 def take_collector_lock(connection: Redis, owner: str, ttl_s: float) -> bool:
@@ -132,22 +146,23 @@ def call_params(connection: Redis, call_ids: list[str]) -> list[dict[str, Any] |
         return [json.loads(raw) if raw else None for raw in pipe.execute()]
 
 
-def answer_call(connection: Redis, call_id: str, answer: dict[str, Any]) -> None:
-    """A call's result (`{"message"}` or `{"error"}`), for its job's run, if it still waits."""
+def answer_call(connection: Redis, call_id: str, answer: dict[str, Any]) -> bool:
+    """A call's result (`{"message"}` or `{"error"}`), for its job's run, if it still waits
+    and has none: the first result wins (a call in two provider batches, a result read
+    twice). False: dropped."""
     key = provider_call_key(call_id)
     with connection.pipeline() as pipe:
-        pipe.hset(key, "result", json.dumps(answer))
-        pipe.expire(key, CALL_RESULT_TTL_S)  # a run that stopped waiting never deletes it
-        pipe.execute()
-
-
-def call_unanswered(connection: Redis, call_id: str) -> bool:
-    """Its run still waits for it, and no result came."""
-    with connection.pipeline(transaction=False) as pipe:
-        pipe.hexists(provider_call_key(call_id), "params")
-        pipe.hexists(provider_call_key(call_id), "result")
-        waits, answered = pipe.execute()
-    return bool(waits) and not answered
+        try:
+            pipe.watch(key)
+            if not pipe.hexists(key, "params") or pipe.hexists(key, "result"):
+                return False
+            pipe.multi()
+            pipe.hset(key, "result", json.dumps(answer))
+            pipe.expire(key, CALL_RESULT_TTL_S)  # a run that stopped waiting never deletes it
+            pipe.execute()
+        except WatchError:
+            return False  # answered, or given up by its run, meanwhile
+    return True
 
 
 def call_answer(connection: Redis, call_id: str) -> dict[str, Any] | None:
@@ -177,6 +192,11 @@ def load(connection: Redis, local_id: str) -> OpenBatch | None:
         "marked" in fields,
         "cancel_sent" in fields,
         float(fields.get("deadline_at", "inf")),
+        fields.get("newer_than"),
+        tuple(fields["readers"].split(",")) if fields.get("readers") else (),
+        fields.get("holder"),
+        "read" in fields,
+        "adopted" in fields,
     )
 
 
@@ -207,6 +227,56 @@ def note(connection: Redis, local_id: str, **fields: str | float) -> None:
             pipe.zadd(RECORDED_PROVIDER_BATCHES_KEY, {str(fields["provider_id"]): now})
             pipe.zremrangebyscore(RECORDED_PROVIDER_BATCHES_KEY, 0, now - RECORDED_KEPT_S)
         pipe.execute()
+
+
+def note_create(connection: Redis, local_id: str) -> None:
+    """A create is about to be sent: when, and the newest provider batch recorded before it
+    (the provider lists batches in the order it made them: the one this create makes is
+    newer, whatever the clocks say)."""
+    newest = replies.as_members(connection.zrange(RECORDED_PROVIDER_BATCHES_KEY, -1, -1))
+    with connection.pipeline() as pipe:
+        pipe.hset(provider_batch_key(local_id), mapping={"creating_at": time.time()})
+        if newest:
+            pipe.hset(provider_batch_key(local_id), "newer_than", newest[0].decode())
+        else:
+            pipe.hdel(provider_batch_key(local_id), "newer_than")
+        pipe.execute()
+
+
+def open_readers(
+    connection: Redis, holder: OpenBatch, adopted: tuple[str, str], others: list[tuple[str, str]], owner: str
+) -> None:
+    """The holder's create may have made any of several provider batches (each: its id,
+    when it was made): the holder records `adopted` as its own, and a reader record is
+    opened for each of the `others`, its lease ours; in one step (the next owner of a
+    worker that dies after it finds the holder created, and every batch recorded)."""
+    now = time.time()
+    readers: list[str] = []
+    with connection.pipeline() as pipe:
+        for provider_id, submitted_at in others:
+            local_id = uuid.uuid4().hex
+            readers.append(local_id)
+            pipe.hset(
+                provider_batch_key(local_id),
+                mapping={
+                    "collected_at": holder.collected_at, "provider_id": provider_id, "submitted_at": submitted_at,
+                    "marked": 1, "holder": holder.local_id, "adopted": 1,
+                },
+            )  # fmt: skip
+            pipe.zadd(OPEN_PROVIDER_BATCHES_KEY, {local_id: holder.collected_at})
+            pipe.set(provider_batch_key(local_id, "lease"), owner, ex=LEASE_TTL_S)
+            pipe.zadd(RECORDED_PROVIDER_BATCHES_KEY, {provider_id: now})
+        mapping = {"provider_id": adopted[0], "submitted_at": adopted[1], "readers": ",".join(readers), "adopted": 1}
+        pipe.hset(provider_batch_key(holder.local_id), mapping=mapping)
+        pipe.zadd(RECORDED_PROVIDER_BATCHES_KEY, {adopted[0]: now})
+        pipe.execute()
+
+
+def any_open(connection: Redis, local_ids: tuple[str, ...]) -> bool:
+    """Some of these records are still open (their results not all read)."""
+    if not local_ids:
+        return False
+    return replies.as_int(connection.exists(*(provider_batch_key(local_id) for local_id in local_ids))) > 0
 
 
 def known_provider_ids(connection: Redis) -> set[str]:

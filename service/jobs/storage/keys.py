@@ -17,7 +17,12 @@ LEASE_PREFIX = "llmjobs:lease:"  # kept alive by the worker running the job; gon
 LEASE_TTL_S = 15  # a running job is presumed lost this long after its last sign of life
 COMPLETED_PREFIX = "llmjobs:completed:"  # set by the first run that completes it: a job run twice ends once
 LIVE_TEXT_PREFIX = "llmjobs:text:"  # the text the running attempt has streamed so far
-PER_JOB_PREFIXES = (EVENTS_PREFIX, COMPLETED_PREFIX, ANNOUNCED_PREFIX, CANCEL_PREFIX, LEASE_PREFIX, LIVE_TEXT_PREFIX)
+# A batch-tier job that ended without its result (canceled, timed out): the provider batches
+# whose result for it, dropped, is in its usage already (a result read twice counts once).
+BILLED_PREFIX = "llmjobs:billed:"
+PER_JOB_PREFIXES = (
+    EVENTS_PREFIX, COMPLETED_PREFIX, ANNOUNCED_PREFIX, CANCEL_PREFIX, LEASE_PREFIX, LIVE_TEXT_PREFIX, BILLED_PREFIX,
+)  # fmt: skip
 # A document job's file until its text is extracted (a PDF read natively: for the job's
 # lifetime), then the text, for the job's lifetime: a retry re-runs failed analyses without
 # extracting again.
@@ -92,6 +97,10 @@ def completed_key(job_id: str) -> str:
 def live_text_key(job_id: str) -> str:
     """Its meta holds the text only once the attempt has ended."""
     return LIVE_TEXT_PREFIX + job_id
+
+
+def billed_key(job_id: str) -> str:
+    return BILLED_PREFIX + job_id
 
 
 def upload_key(job_id: str) -> str:
