@@ -67,10 +67,12 @@ def test_connection_errors_are_retried_until_attempts_run_out(start_api, start_w
 
 
 def test_retry_after_is_honoured(stack):
-    job = submit(stack, {"prompt": fails_first(1, error=429, retry_after=3)})
+    # The failing attempt lasts a second, so that the polls see it run: a 429 is not the
+    # job's attempt (the gate holds the job back, its attempt undone, started_at with it).
+    job = submit(stack, {"prompt": fails_first(1, error=429, retry_after=3, latency_ms=1000)})
     seen = watch(stack, job["id"], until={"succeeded", "failed"})
     assert seen[-1]["status"] == "succeeded"
-    first_start = parse(seen[0]["started_at"] or seen[1]["started_at"])
+    first_start = parse(next(j["started_at"] for j in seen if j["started_at"]))
     scheduled = [parse(j["next_attempt_at"]) for j in seen if j["next_attempt_at"]]
     assert scheduled and (scheduled[0] - first_start).total_seconds() >= 3
     assert parse(seen[-1]["started_at"]) >= scheduled[0]  # the second attempt did not start early
