@@ -23,7 +23,9 @@ from service.api.schemas import JobSchema
 from service.app import create_app
 from service.config import Settings, load_settings
 from service.jobs.storage.resource import job_resource
-from tests.conftest import ALICE, API_KEYS, BOB, counting_redis_calls, free_port
+from tests.support.keys import ALICE, API_KEYS, BOB
+from tests.support.network import free_port
+from tests.support.redis_calls import counting_redis_calls
 
 PRIORITIES = ("high", "default", "low")
 DEFAULT_MODEL = Settings().default_model  # LLM_DEFAULT_MODEL is not set in the tests

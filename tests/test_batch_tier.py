@@ -16,18 +16,14 @@ from service.jobs.running import provider_batches
 from service.jobs.storage.keys import OPEN_PROVIDER_BATCHES_KEY, provider_call_key
 from service.llm.pricing import cost_usd
 from tests import documents
-from tests.conftest import ALICE, ALICE_KEY, wait_for
-from tests.helpers import (
-    WEBHOOKS_ON,
-    assert_error_shape,
-    directive,
-    get,
-    read_stream,
-    run_cli,
-    submit,
-    wait_until_finished,
-    webhook_of,
-)
+from tests.support.cli import run_cli
+from tests.support.error_shape import assert_error_shape
+from tests.support.event_stream import read_stream
+from tests.support.fake_server import directive
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.keys import ALICE, ALICE_KEY
+from tests.support.waiting import wait_for
+from tests.support.webhooks import WEBHOOKS_ON, webhook_of
 from tests.test_readme_params import body_of
 
 # Collect for half a second, poll every 0.3 s: the suite's waits stay short.

@@ -14,8 +14,13 @@ from standardwebhooks import Webhook
 
 from service.app import create_app
 from service.jobs.storage.keys import batch_key
-from tests.conftest import ALICE, BOB, all_at_once, counting_redis_calls, scrape, value, wait_for
-from tests.helpers import SECRET, WEBHOOKS_ON, get
+from tests.support.concurrency import all_at_once
+from tests.support.jobs import get
+from tests.support.keys import ALICE, BOB
+from tests.support.prometheus import scrape, value
+from tests.support.redis_calls import counting_redis_calls
+from tests.support.waiting import wait_for
+from tests.support.webhooks import SECRET, WEBHOOKS_ON
 
 ZERO = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "canceled": 0}
 

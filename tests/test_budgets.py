@@ -21,8 +21,10 @@ from service.jobs.operations.cleanup import release_lost_reservations
 from service.jobs.running.progress import RunRefused, start_attempt
 from service.jobs.storage.queues import SERIALIZER
 from service.jobs.storage.record import JobRecord
-from tests.conftest import ALICE, BOB, samples_of, value
-from tests.helpers import DEFAULT_MODEL, assert_error_shape
+from tests.support.error_shape import assert_error_shape
+from tests.support.jobs_in_redis import DEFAULT_MODEL
+from tests.support.keys import ALICE, BOB
+from tests.support.prometheus import samples_of, value
 
 BUDGET_USD = 0.05
 MAX_TOKENS = 1000

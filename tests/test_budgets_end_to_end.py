@@ -9,8 +9,12 @@ import threading
 import pytest
 import requests
 
-from tests.conftest import ALICE, ALICE_KEY, BOB, BOB_KEY, all_at_once, kill_tree, wait_for
-from tests.helpers import TERMINAL, directive, fails_first, submit
+from tests.support.concurrency import all_at_once
+from tests.support.fake_server import directive, fails_first
+from tests.support.jobs import TERMINAL, submit
+from tests.support.keys import ALICE, ALICE_KEY, BOB, BOB_KEY
+from tests.support.processes import kill_tree
+from tests.support.waiting import wait_for
 
 CAROL_KEY = "carol-key-0123456789abcdef"
 CAROL = {"Authorization": f"Bearer {CAROL_KEY}"}

@@ -18,8 +18,10 @@ from rq.job import Job
 from service.app import create_app
 from service.jobs.push.job_webhooks import queue_delivery
 from service.jobs.storage.queues import SERIALIZER
-from tests.conftest import ALICE, ROOT
-from tests.helpers import SECRET, Listener, allowed_and_internal, submit, webhook_of
+from tests.support.jobs import submit
+from tests.support.keys import ALICE
+from tests.support.paths import ROOT
+from tests.support.webhooks import SECRET, Listener, allowed_and_internal, webhook_of
 
 FAKE_DNS_PATH = str(ROOT / "tests" / "fake_dns")
 

@@ -10,8 +10,9 @@ import signal
 
 import requests
 
-from tests.conftest import ALICE, BOB
-from tests.helpers import WEBHOOKS_ON, submit, webhook_of
+from tests.support.jobs import submit
+from tests.support.keys import ALICE, BOB
+from tests.support.webhooks import WEBHOOKS_ON, webhook_of
 
 
 def post(api: str, path: str, headers: dict = ALICE) -> requests.Response:

@@ -13,20 +13,13 @@ import uuid
 import pytest
 import requests
 
-from tests.conftest import ALICE, scrape, value, wait_for
-from tests.helpers import (
-    AUTH,
-    FAST_RETRIES,
-    OPERATOR,
-    dashboard,
-    directive,
-    failed_job_carrying,
-    get,
-    read_stream,
-    submit,
-    wait_until_finished,
-    watch,
-)
+from tests.support.dashboard import AUTH, OPERATOR, dashboard, failed_job_carrying
+from tests.support.event_stream import read_stream
+from tests.support.fake_server import FAST_RETRIES, directive
+from tests.support.jobs import get, submit, wait_until_finished, watch
+from tests.support.keys import ALICE
+from tests.support.prometheus import scrape, value
+from tests.support.waiting import wait_for
 
 
 def same_origin(api: str) -> dict[str, str]:

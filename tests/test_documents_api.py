@@ -14,7 +14,7 @@ from service.api.schemas import JobSchema
 from service.jobs.storage.keys import upload_key
 from service.jobs.storage.queues import DOCUMENT_TASK
 from tests import documents
-from tests.conftest import ALICE, BOB
+from tests.support.keys import ALICE, BOB
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 

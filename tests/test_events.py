@@ -15,18 +15,11 @@ from rq.serializers import JSONSerializer
 from service.app import create_app
 from service.jobs.push.events import publish_unpublished_ends
 from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY
-from tests.conftest import ALICE, BOB, wait_for
-from tests.helpers import (
-    FAST_RETRIES,
-    directive,
-    events_of,
-    fails_first,
-    get,
-    progress_text,
-    read_stream,
-    submit,
-    wait_until_finished,
-)
+from tests.support.event_stream import events_of, progress_text, read_stream
+from tests.support.fake_server import FAST_RETRIES, directive, fails_first
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.keys import ALICE, BOB
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

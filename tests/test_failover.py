@@ -22,7 +22,13 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import ALICE, PYTHON, Processes, RedisServer, Samples, free_port, scrape, wait_for
+from tests.support.keys import ALICE
+from tests.support.network import free_port
+from tests.support.paths import PYTHON
+from tests.support.processes import Processes
+from tests.support.prometheus import Samples, scrape
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 MASTER = "llmjobs"
 SLOW_JOB = {"prompt": "[[fake: tokens=40 chunk_delay_ms=100]] a few seconds of output", "max_tokens": 100}

@@ -10,8 +10,13 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tests.conftest import ALICE, free_port, kill_tree, scrape, value, wait_for
-from tests.helpers import FAST_RETRIES, directive, fails_first, get, parse, submit, wait_until_finished, watch
+from tests.support.fake_server import FAST_RETRIES, directive, fails_first
+from tests.support.jobs import get, parse, submit, wait_until_finished, watch
+from tests.support.keys import ALICE
+from tests.support.network import free_port
+from tests.support.processes import kill_tree
+from tests.support.prometheus import scrape, value
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

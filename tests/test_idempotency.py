@@ -15,8 +15,9 @@ import rq
 from rq.serializers import JSONSerializer
 
 from service.app import create_app
-from tests.conftest import ALICE, BOB, all_at_once
-from tests.helpers import assert_error_shape
+from tests.support.concurrency import all_at_once
+from tests.support.error_shape import assert_error_shape
+from tests.support.keys import ALICE, BOB
 
 KEY = "order-1234-attempt"
 DEFAULT_TTL_S = 86400

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import ALICE, BOB
+from tests.support.keys import ALICE, BOB
 
 
 def post(api: str, headers: dict, priority: str = "default") -> requests.Response:

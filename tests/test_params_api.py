@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from service.api.schemas import TEMPERATURE_REFUSED
-from tests.conftest import ALICE
+from tests.support.keys import ALICE
 from tests.test_api_contract import assert_error, assert_no_job_created, fetch_rq_job
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(64)).decode()

@@ -14,8 +14,10 @@ import pytest
 import requests
 
 from service.llm.pricing import PRICES_USD_PER_MTOK, cost_usd
-from tests.conftest import ALICE, scrape, value
-from tests.helpers import get, read_stream, submit, wait_until_finished
+from tests.support.event_stream import read_stream
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.keys import ALICE
+from tests.support.prometheus import scrape, value
 
 MODEL = "claude-sonnet-5-5"
 WEATHER = {

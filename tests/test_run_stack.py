@@ -17,7 +17,9 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.support.network import free_port
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.stack  # `make run` itself: the whole stack
 

@@ -17,9 +17,12 @@ from service.jobs.storage.lookup import fetch_job
 from service.jobs.storage.queues import LLM_TASK, SERIALIZER
 from service.jobs.storage.record import JobRecord
 from tests import documents
-from tests.conftest import ALICE, PYTHON, ROOT, wait_for
-from tests.helpers import WEBHOOKS_ON, get, submit, wait_until_finished, webhook_of
 from tests.otlp_receiver import Collector, ReceivedSpan
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.keys import ALICE
+from tests.support.paths import PYTHON, ROOT
+from tests.support.waiting import wait_for
+from tests.support.webhooks import WEBHOOKS_ON, webhook_of
 
 SECRET_PROMPT = "the-secret-launch-code-4711"
 SERVER, CLIENT, CONSUMER = 2, 3, 5  # opentelemetry.proto's SpanKind

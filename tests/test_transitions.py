@@ -22,8 +22,8 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry, ScheduledJobRegi
 from rq.serializers import JSONSerializer
 
 from service.jobs.storage.keys import cancel_key, completed_key
-from tests.conftest import ALICE, BOB
-from tests.helpers import assert_error_shape
+from tests.support.error_shape import assert_error_shape
+from tests.support.keys import ALICE, BOB
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 DEFAULT_MAX_ATTEMPTS = 5  # LLM_MAX_ATTEMPTS is not set in the tests

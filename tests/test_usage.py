@@ -11,8 +11,10 @@ import requests
 from service.jobs.observability.usage import usage_report
 from service.jobs.running.progress import Superseded
 from service.jobs.storage.keys import usage_key
-from tests.conftest import ALICE, BOB, wait_for
-from tests.helpers import DEFAULT_MODEL, TERMINAL, complete, started_runs
+from tests.support.jobs import TERMINAL
+from tests.support.jobs_in_redis import DEFAULT_MODEL, complete, started_runs
+from tests.support.keys import ALICE, BOB
+from tests.support.waiting import wait_for
 
 # --- counting, in-process on a real Redis ---------------------------------------------------
 

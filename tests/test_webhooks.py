@@ -17,8 +17,12 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from service.app import create_app
 from service.config import SettingsError, load_settings
 from service.jobs.storage.queues import SERIALIZER, WEBHOOK_QUEUE
-from tests.conftest import ALICE, BOB, kill_tree, scrape, wait_for
-from tests.helpers import SECRET, WEBHOOKS_ON, get, submit, wait_until_finished, webhook_of
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.keys import ALICE, BOB
+from tests.support.processes import kill_tree
+from tests.support.prometheus import scrape
+from tests.support.waiting import wait_for
+from tests.support.webhooks import SECRET, WEBHOOKS_ON, webhook_of
 
 # The bare worker serves webhooks too: these tests give deliveries a worker of their own.
 LLM_QUEUES = ("high", "default", "low")
