@@ -1,12 +1,18 @@
-"""Jobs over the API of a running stack (`api` is its base URL): submit, read, wait for the end."""
+"""Jobs through the API: over HTTP to a running API (`api`, its base URL), or through Flask's
+test client (`client`, the app in the test's process). `post_job` and `post_job_in_app` give
+the answer as it comes, for the tests of refusals; `submit` and `submit_in_app` assert the 202
+and give the accepted job."""
 
 from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import Any
 
 import pytest
 import requests
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from tests.support.keys import ALICE
 from tests.support.waiting import wait_for
@@ -14,10 +20,29 @@ from tests.support.waiting import wait_for
 TERMINAL = {"succeeded", "failed", "canceled"}
 
 
-def submit(api: str, body: dict, headers: dict = ALICE) -> dict:
-    response = requests.post(f"{api}/v1/jobs", json=body, headers=headers, timeout=10)
+def post_job(api: str, body: dict, headers: dict = ALICE, *, timeout: float = 10) -> requests.Response:
+    """`POST /v1/jobs` with `body` as JSON; `timeout` is the client's own bound."""
+    return requests.post(f"{api}/v1/jobs", json=body, headers=headers, timeout=timeout)
+
+
+def submit(api: str, body: dict, headers: dict = ALICE, *, timeout: float = 10) -> dict:
+    """A job the API accepted: the 202's body."""
+    response = post_job(api, body, headers, timeout=timeout)
     assert response.status_code == 202, response.text
     return response.json()
+
+
+def post_job_in_app(client: FlaskClient, body: Any = None, headers: dict = ALICE) -> TestResponse:
+    """`POST /v1/jobs` with `body` as JSON (any JSON, for the tests of invalid ones), by
+    default `{"prompt": "hi"}`."""
+    return client.post("/v1/jobs", json={"prompt": "hi"} if body is None else body, headers=headers)
+
+
+def submit_in_app(client: FlaskClient, body: Any = None, headers: dict = ALICE) -> dict:
+    """A job the app accepted: the 202's body."""
+    response = post_job_in_app(client, body, headers)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    return response.get_json()
 
 
 def get(api: str, job_id: str, headers: dict = ALICE) -> dict:
