@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.docs_pages import page
+from tests.support.docs_pages import page
 from tests.support.paths import ROOT
 
 

@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 
 import requests
 
-from tests.docs_pages import section
+from tests.support.docs_pages import section
 from tests.support.event_stream import read_stream
 from tests.support.fake_server import directive
 from tests.support.jobs import get, submit, wait_until_finished

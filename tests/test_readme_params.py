@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.docs_pages import page
+from tests.support.docs_pages import page
 from tests.support.jobs import submit, wait_until_finished
 
 EXAMPLE = re.compile(r"<!-- example: (?P<name>[\w-]+) -->\n```json\n(?P<body>.*?)\n```", re.DOTALL)

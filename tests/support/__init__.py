@@ -9,6 +9,7 @@ tests/conftest.py, and test modules import from here, never from conftest or eac
 - `fake_server`: prompts that script the fake Anthropic server, its app in a thread.
 - `webhooks`, `event_stream`, `prometheus`, `dashboard`, `cli`, `error_shape`: one
   surface of the service each.
+- `docs_pages`: the docs site's pages, for the tests that check one against the code.
 - `markers`: which fixtures earn a test the `stack` marker.
 """
 
