@@ -23,7 +23,10 @@ from service.api.schemas import JobSchema
 from service.app import create_app
 from service.config import Settings, load_settings
 from service.jobs.storage.resource import job_resource
-from tests.conftest import ALICE, API_KEYS, BOB, counting_redis_calls, free_port
+from tests.support.jobs import post_job_in_app, submit_in_app
+from tests.support.keys import ALICE, API_KEYS, BOB
+from tests.support.network import free_port
+from tests.support.redis_calls import counting_redis_calls
 
 PRIORITIES = ("high", "default", "low")
 DEFAULT_MODEL = Settings().default_model  # LLM_DEFAULT_MODEL is not set in the tests
@@ -47,16 +50,6 @@ STATUS_NAMES = {
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def submit(client, body: Any = None, headers: dict[str, str] = ALICE, **kwargs: Any):
-    return client.post("/v1/jobs", json={"prompt": "hi"} if body is None else body, headers=headers, **kwargs)
-
-
-def submitted_id(client, body: Any = None) -> str:
-    response = submit(client, body)
-    assert response.status_code == 202, response.get_data(as_text=True)
-    return response.get_json()["id"]
 
 
 def fetch_rq_job(redis_conn: redis.Redis, job_id: str) -> Job:
@@ -97,7 +90,7 @@ def list_jobs(client, headers: dict[str, str] = ALICE, **query: Any):
 
 
 def test_submit_prompt_answers_202_with_the_queued_job_resource(client, redis_conn):
-    response = submit(client, {"prompt": "hi"})
+    response = post_job_in_app(client, {"prompt": "hi"})
 
     assert response.status_code == 202, response.get_data(as_text=True)
     job = response.get_json()
@@ -128,7 +121,7 @@ def test_submit_prompt_answers_202_with_the_queued_job_resource(client, redis_co
 
 def test_the_documented_schema_carries_every_field_of_the_resource(client, redis_conn):
     """The response schema filters what it does not declare: it must not drift from the builder."""
-    job_id = submit(client, {"prompt": "hi"}).get_json()["id"]
+    job_id = post_job_in_app(client, {"prompt": "hi"}).get_json()["id"]
     job = Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer)
     assert set(job_resource(job)) == RESOURCE_KEYS
     # A document job's resource adds these (test_documents_api checks it has them all).
@@ -136,7 +129,7 @@ def test_the_documented_schema_carries_every_field_of_the_resource(client, redis
 
 
 def test_submit_prompt_stores_and_enqueues_the_rq_job(client, redis_conn):
-    job_id = submitted_id(client, {"prompt": "hi"})
+    job_id = submit_in_app(client, {"prompt": "hi"})["id"]
 
     rq_job = fetch_rq_job(redis_conn, job_id)
     assert rq_job.func_name == LLM_TASK
@@ -166,7 +159,7 @@ def test_submit_stores_every_given_field(client, redis_conn):
         "metadata": {"ticket": "T-1", "team": "search"},
         "timeout_s": 120,
     }
-    response = submit(client, body)
+    response = post_job_in_app(client, body)
 
     assert response.status_code == 202, response.get_data(as_text=True)
     job = response.get_json()
@@ -186,7 +179,7 @@ def test_submit_stores_every_given_field(client, redis_conn):
 
 
 def test_get_returns_the_same_resource_as_submit(client, redis_conn):
-    created = submit(client, {"prompt": "hi", "priority": "low", "metadata": {"a": "b"}}).get_json()
+    created = post_job_in_app(client, {"prompt": "hi", "priority": "low", "metadata": {"a": "b"}}).get_json()
 
     response = client.get(f"/v1/jobs/{created['id']}", headers=ALICE)
 
@@ -195,7 +188,7 @@ def test_get_returns_the_same_resource_as_submit(client, redis_conn):
 
 
 def test_an_unchanged_job_is_a_bodiless_304_and_a_changed_one_a_new_etag(client, redis_conn):
-    job_id = submitted_id(client)
+    job_id = submit_in_app(client)["id"]
     first = client.get(f"/v1/jobs/{job_id}", headers=ALICE)
     etag = first.headers["ETag"]
 
@@ -211,7 +204,7 @@ def test_an_unchanged_job_is_a_bodiless_304_and_a_changed_one_a_new_etag(client,
 
 
 def test_job_is_stored_as_json_not_pickle(client, redis_conn):
-    job_id = submitted_id(client)
+    job_id = submit_in_app(client)["id"]
 
     raw = redis_conn.hget(f"rq:job:{job_id}", "data")
     assert raw is not None
@@ -223,9 +216,9 @@ def test_job_is_stored_as_json_not_pickle(client, redis_conn):
 
 
 def test_submit_is_one_redis_round_trip(client, redis_conn, monkeypatch):
-    submitted_id(client)  # warm-up: the queue caches the server version on first use
+    submit_in_app(client)  # warm-up: the queue caches the server version on first use
     with counting_redis_calls() as calls:
-        response = submit(client)
+        response = post_job_in_app(client)
 
     assert response.status_code == 202
     # One script checks the client's limit and the queue's depth, then stores, enqueues and
@@ -276,12 +269,12 @@ VALIDATION_CASES = [
 
 @pytest.mark.parametrize(("body", "field"), VALIDATION_CASES)
 def test_invalid_job_request_is_422_and_creates_nothing(client, redis_conn, body, field):
-    assert_error(submit(client, body), 422, field=field)
+    assert_error(post_job_in_app(client, body), 422, field=field)
     assert_no_job_created(redis_conn)
 
 
 def test_timeout_at_the_cap_is_accepted(client, redis_conn):
-    job_id = submitted_id(client, {"prompt": "hi", "timeout_s": 600})
+    job_id = submit_in_app(client, {"prompt": "hi", "timeout_s": 600})["id"]
 
     assert fetch_rq_job(redis_conn, job_id).meta["timeout_s"] == 600
 
@@ -381,7 +374,7 @@ def test_unexpected_exception_is_a_json_500_without_details(app, client, redis_c
     assert not app.testing and app.config["PROPAGATE_EXCEPTIONS"] is not True
     monkeypatch.setattr(service.api.jobs, "submit_job", boom)
 
-    response = submit(client)
+    response = post_job_in_app(client)
 
     assert_error(response, 500)
     assert "boom" not in response.get_data(as_text=True)
@@ -392,19 +385,19 @@ def test_redis_down_is_503_with_retry_after(monkeypatch):
     monkeypatch.setenv("API_KEYS", API_KEYS)
     client = create_app(load_settings(require_api_keys=True)).test_client()
 
-    for response in (submit(client), list_jobs(client), client.get(f"/v1/jobs/{uuid4().hex}", headers=ALICE)):
+    for response in (post_job_in_app(client), list_jobs(client), client.get(f"/v1/jobs/{uuid4().hex}", headers=ALICE)):
         assert_error(response, 503)
         assert int(response.headers["Retry-After"]) > 0
 
 
 def test_redis_at_maxmemory_is_503_with_retry_after(client, redis_conn):
     """With `maxmemory-policy noeviction` (what production wants), a full Redis refuses writes."""
-    submitted_id(client)
+    submit_in_app(client)
     memory = redis_conn.config_get("maxmemory*")
     redis_conn.config_set("maxmemory-policy", "noeviction")
     redis_conn.config_set("maxmemory", redis_conn.info("memory")["used_memory"] // 2)  # over it: no write passes
     try:
-        response = submit(client)
+        response = post_job_in_app(client)
     finally:
         redis_conn.config_set("maxmemory", memory["maxmemory"])
         redis_conn.config_set("maxmemory-policy", memory["maxmemory-policy"])
@@ -417,7 +410,7 @@ def test_redis_at_maxmemory_is_503_with_retry_after(client, redis_conn):
 
 
 def test_another_clients_job_is_invisible(client, redis_conn):
-    job_id = submitted_id(client)
+    job_id = submit_in_app(client)["id"]
 
     assert_error(client.get(f"/v1/jobs/{job_id}", headers=BOB), 404)
     bobs = list_jobs(client, headers=BOB)
@@ -429,7 +422,7 @@ def test_another_clients_job_is_invisible(client, redis_conn):
 @pytest.fixture
 def five_jobs(client, redis_conn) -> list[str]:
     """Five of alice's jobs, in creation order, over all priorities."""
-    return [submitted_id(client, {"prompt": f"job {i}", "priority": PRIORITIES[i % 3]}) for i in range(5)]
+    return [submit_in_app(client, {"prompt": f"job {i}", "priority": PRIORITIES[i % 3]})["id"] for i in range(5)]
 
 
 def test_list_is_newest_first(client, five_jobs):
@@ -521,7 +514,7 @@ def test_a_record_rq_cannot_restore_never_fails_the_list(client, redis_conn, fiv
 
 
 def test_expired_job_is_a_404(client, redis_conn):
-    job_id = submitted_id(client)
+    job_id = submit_in_app(client)["id"]
     redis_conn.delete(f"rq:job:{job_id}")
 
     assert_error(client.get(f"/v1/jobs/{job_id}", headers=ALICE), 404)

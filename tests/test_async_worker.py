@@ -23,8 +23,13 @@ from fake_anthropic.ratelimits import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_TOKEN
 from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY as UNPUBLISHED_KEY
 from service.jobs.storage.keys import events_key, live_text_key
 from service.jobs.storage.queues import SERIALIZER
-from tests.conftest import ALICE, process_tree, scrape, value, wait_for
-from tests.helpers import WEBHOOKS_ON, directive, fails_first, get, parse, submit, wait_until_finished
+from tests.support.fake_server import directive, fails_first
+from tests.support.jobs import get, parse, submit, wait_until_finished
+from tests.support.keys import ALICE
+from tests.support.processes import process_tree
+from tests.support.prometheus import scrape, value
+from tests.support.waiting import wait_for
+from tests.support.webhooks import WEBHOOKS_ON
 
 QUICK = directive(tokens=2)
 # Hanging jobs end by SIGTERM at teardown: let the worker put them back without waiting long.

@@ -16,18 +16,14 @@ from service.jobs.running import provider_batches
 from service.jobs.storage.keys import OPEN_PROVIDER_BATCHES_KEY, provider_call_key
 from service.llm.pricing import cost_usd
 from tests import documents
-from tests.conftest import ALICE, ALICE_KEY, wait_for
-from tests.helpers import (
-    WEBHOOKS_ON,
-    assert_error_shape,
-    directive,
-    get,
-    read_stream,
-    run_cli,
-    submit,
-    wait_until_finished,
-    webhook_of,
-)
+from tests.support.cli import run_cli
+from tests.support.error_shape import assert_error_shape
+from tests.support.event_stream import read_stream
+from tests.support.fake_server import directive
+from tests.support.jobs import get, post_job, submit, wait_until_finished
+from tests.support.keys import ALICE, ALICE_KEY
+from tests.support.waiting import wait_for
+from tests.support.webhooks import WEBHOOKS_ON, webhook_of
 from tests.test_readme_params import body_of
 
 # Collect for half a second, poll every 0.3 s: the suite's waits stay short.
@@ -71,7 +67,7 @@ def test_tier_is_shown_and_bad_tiers_and_timeouts_are_422s_that_store_nothing(st
         {"params": {"messages": [{"role": "user", "content": "hi"}], "betas": ["x-1"]}, "tier": "batch"},
     ]
     for body in refused:
-        response = requests.post(f"{api}/v1/jobs", json=body, headers=ALICE, timeout=10)
+        response = post_job(api, body)
         error = assert_error_shape(response, 422)
         assert set(error["errors"]["json"]) & {"tier", "timeout_s"}, error
     response = requests.post(f"{api}/v1/batches", json={"jobs": [{"prompt": "a", "tier": "later"}]}, headers=ALICE)

@@ -18,8 +18,11 @@ import redis
 import requests
 
 from service.jobs.storage.keys import OPEN_PROVIDER_BATCHES_KEY, events_key, provider_batch_key
-from tests.conftest import ALICE, scrape, value, wait_for
-from tests.helpers import directive, get, submit, wait_until_finished
+from tests.support.fake_server import directive
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.keys import ALICE
+from tests.support.prometheus import scrape, value
+from tests.support.waiting import wait_for
 
 FAST_BATCHES = {"BATCH_COLLECT_S": "0.5", "BATCH_POLL_S": "0.3"}
 TERMINAL_TYPES = {b"succeeded", b"failed", b"canceled"}

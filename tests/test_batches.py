@@ -14,8 +14,13 @@ from standardwebhooks import Webhook
 
 from service.app import create_app
 from service.jobs.storage.keys import batch_key
-from tests.conftest import ALICE, BOB, all_at_once, counting_redis_calls, scrape, value, wait_for
-from tests.helpers import SECRET, WEBHOOKS_ON, get
+from tests.support.concurrency import all_at_once
+from tests.support.jobs import get, post_job_in_app
+from tests.support.keys import ALICE, BOB
+from tests.support.prometheus import scrape, value
+from tests.support.redis_calls import counting_redis_calls
+from tests.support.waiting import wait_for
+from tests.support.webhooks import SECRET, WEBHOOKS_ON
 
 ZERO = {"queued": 0, "running": 0, "succeeded": 0, "failed": 0, "canceled": 0}
 
@@ -236,7 +241,7 @@ def test_the_same_key_with_another_body_or_used_for_a_job_is_409(client, redis_c
     assert post_keyed(client, {"jobs": [{"prompt": "a"}]}, "k1").status_code == 202
     conflict = post_keyed(client, {"jobs": [{"prompt": "b"}]}, "k1")
     assert conflict.status_code == 409 and "different request body" in conflict.get_json()["message"]
-    job = client.post("/v1/jobs", json={"prompt": "a"}, headers={**ALICE, "Idempotency-Key": "k2"})
+    job = post_job_in_app(client, {"prompt": "a"}, {**ALICE, "Idempotency-Key": "k2"})
     assert job.status_code == 202
     assert post_keyed(client, {"jobs": [{"prompt": "a"}]}, "k2").status_code == 409  # one key, one request
     assert len(batch_ids(redis_conn)) == 1 and len(redis_conn.keys("rq:job:*")) == 2

@@ -21,8 +21,11 @@ from service.jobs.operations.cleanup import release_lost_reservations
 from service.jobs.running.progress import RunRefused, start_attempt
 from service.jobs.storage.queues import SERIALIZER
 from service.jobs.storage.record import JobRecord
-from tests.conftest import ALICE, BOB, samples_of, value
-from tests.helpers import DEFAULT_MODEL, assert_error_shape
+from tests.support.error_shape import assert_error_shape
+from tests.support.jobs import post_job_in_app
+from tests.support.jobs_in_redis import DEFAULT_MODEL
+from tests.support.keys import ALICE, BOB
+from tests.support.prometheus import samples_of, value
 
 BUDGET_USD = 0.05
 MAX_TOKENS = 1000
@@ -85,7 +88,7 @@ def test_a_bad_budget_stops_the_start_naming_the_variable(monkeypatch, raw):
 
 def test_a_submit_reserves_its_worst_case_and_the_usage_shows_it(budgeted):
     assert budget_of(budgeted)["reserved"] == 0
-    assert budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).status_code == 202
+    assert post_job_in_app(budgeted, job_body()).status_code == 202
 
     budget = budget_of(budgeted)
     assert budget["reserved"] == pytest.approx(worst_case_usd())
@@ -101,10 +104,10 @@ def test_a_submit_past_the_budget_is_a_429_that_writes_and_counts_nothing(budget
     fits = int(BUDGET_USD // worst_case_usd())
     assert 1 <= fits < 5  # the rate limit (5/minute) is not what refuses here
     for _ in range(fits):
-        assert budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).status_code == 202
+        assert post_job_in_app(budgeted, job_body()).status_code == 202
     before = {key: redis_conn.dump(key) for key in redis_conn.keys("*")}
 
-    refused = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE)
+    refused = post_job_in_app(budgeted, job_body())
 
     body = assert_error_shape(refused, 429)
     assert body["errors"]["type"] == "budget_exceeded"
@@ -116,21 +119,21 @@ def test_a_submit_past_the_budget_is_a_429_that_writes_and_counts_nothing(budget
     # Nothing written, nothing counted: no job, no index entry, no metric, no rate-limit hit.
     assert {key: redis_conn.dump(key) for key in redis_conn.keys("*")} == before
     # The rate limit did not count it: with 5/minute, the refused submit left room for the others.
-    assert budgeted.post("/v1/jobs", json=job_body(), headers=BOB).status_code == 202
+    assert post_job_in_app(budgeted, job_body(), BOB).status_code == 202
 
 
 def test_another_client_is_not_affected(budgeted):
-    while budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).status_code == 202:
+    while post_job_in_app(budgeted, job_body()).status_code == 202:
         pass
     for _ in range(4):
-        assert budgeted.post("/v1/jobs", json=job_body(), headers=BOB).status_code == 202
+        assert post_job_in_app(budgeted, job_body(), BOB).status_code == 202
 
 
 def test_a_model_without_a_price_is_refused_for_a_budgeted_client_only(budgeted):
     body = job_body(model="claude-sonnet-4-0-unknown")
-    refused = assert_error_shape(budgeted.post("/v1/jobs", json=body, headers=ALICE), 422)
+    refused = assert_error_shape(post_job_in_app(budgeted, body), 422)
     assert "no price" in refused["message"] and "budget" in refused["message"]
-    assert budgeted.post("/v1/jobs", json=body, headers=BOB).status_code == 202
+    assert post_job_in_app(budgeted, body, BOB).status_code == 202
 
 
 def test_a_batch_reserves_for_every_job_or_is_refused_whole(budgeted, redis_conn):
@@ -146,7 +149,7 @@ def test_a_batch_reserves_for_every_job_or_is_refused_whole(budgeted, redis_conn
 
 
 def test_a_canceled_queued_job_releases_its_reservation_and_a_retry_reserves_again(budgeted):
-    job = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).json
+    job = post_job_in_app(budgeted, job_body()).json
     assert budgeted.post(f"/v1/jobs/{job['id']}/cancel", headers=ALICE).status_code == 200
     assert budget_of(budgeted)["reserved"] == 0
 
@@ -158,8 +161,8 @@ def test_a_canceled_queued_job_releases_its_reservation_and_a_retry_reserves_aga
 
 
 def test_the_clean_up_releases_the_reservations_of_jobs_gone_unseen(budgeted, redis_conn):
-    kept = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).json
-    gone = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).json
+    kept = post_job_in_app(budgeted, job_body()).json
+    gone = post_job_in_app(budgeted, job_body()).json
     Job.fetch(gone["id"], connection=redis_conn, serializer=SERIALIZER).delete()  # an operator deleted it
 
     assert release_lost_reservations(redis_conn) == 1
@@ -168,7 +171,7 @@ def test_the_clean_up_releases_the_reservations_of_jobs_gone_unseen(budgeted, re
 
 
 def test_metrics_show_each_budgeted_clients_share(budgeted):
-    budgeted.post("/v1/jobs", json=job_body(), headers=ALICE)
+    post_job_in_app(budgeted, job_body())
     samples = samples_of(budgeted.get("/metrics").text)
     committed = value(samples, "llmjobs_budget_committed_ratio", client="alice", window="day")
     assert committed == pytest.approx(worst_case_usd() / BUDGET_USD)
@@ -178,8 +181,8 @@ def test_metrics_show_each_budgeted_clients_share(budgeted):
 
 def test_the_worst_case_bounds_the_stored_request(budgeted, redis_conn):
     """The reservation is computed from the request as stored, whatever form it came in."""
-    job = budgeted.post("/v1/jobs", json={"messages": [{"role": "user", "content": "é" * 500}], "max_tokens": 10},
-                        headers=ALICE).json  # fmt: skip
+    body = {"messages": [{"role": "user", "content": "é" * 500}], "max_tokens": 10}
+    job = post_job_in_app(budgeted, body).json
     stored = Job.fetch(job["id"], connection=redis_conn, serializer=SERIALIZER).kwargs["request"]
     content_bytes = len(json.dumps(stored["messages"], ensure_ascii=False).encode())
     assert content_bytes >= 1000  # "é" is two bytes of UTF-8: the bound counts bytes, not characters
@@ -207,7 +210,7 @@ def test_a_document_job_reserves_for_every_call_of_its_analyses(budgeted, redis_
 @pytest.mark.parametrize("room", [True, False])
 def test_a_run_requeued_behind_the_apis_back_reserves_again_or_fails(budgeted, redis_conn, room):
     """rq-dashboard's requeue of a failed job starts a new run in the worker (start_attempt)."""
-    job_id = budgeted.post("/v1/jobs", json=job_body(), headers=ALICE).json["id"]
+    job_id = post_job_in_app(budgeted, job_body()).json["id"]
     release_jobs(redis_conn, "alice", {job_id: None})  # as its end did
     redis_conn.set(f"llmjobs:announced:{job_id}", "failed")  # it ended failed; an operator requeued it
     if not room:

@@ -9,8 +9,12 @@ import threading
 import pytest
 import requests
 
-from tests.conftest import ALICE, ALICE_KEY, BOB, BOB_KEY, all_at_once, kill_tree, wait_for
-from tests.helpers import TERMINAL, directive, fails_first, submit
+from tests.support.concurrency import all_at_once
+from tests.support.fake_server import directive, fails_first
+from tests.support.jobs import TERMINAL, post_job, submit
+from tests.support.keys import ALICE, ALICE_KEY, BOB, BOB_KEY
+from tests.support.processes import kill_tree
+from tests.support.waiting import wait_for
 
 CAROL_KEY = "carol-key-0123456789abcdef"
 CAROL = {"Authorization": f"Bearer {CAROL_KEY}"}
@@ -39,7 +43,7 @@ def submit_until_refused(api: str, headers: dict, submits: int, accepted: list[s
     refused = 0
     for n in range(submits):
         body = {"prompt": f"job {n} {FULL_REPLY}", "max_tokens": MAX_TOKENS}
-        response = requests.post(f"{api}/v1/jobs", json=body, headers=headers, timeout=30)
+        response = post_job(api, body, headers, timeout=30)
         if response.status_code == 202:
             with lock:
                 accepted.append(response.json()["id"])
@@ -77,7 +81,7 @@ def test_concurrent_submitters_never_make_spend_pass_a_small_budget(start_api, s
         assert cost <= budget_usd
         # Keep going one job at a time until refused: the budget is used, never passed.
         more = {"prompt": f"more {FULL_REPLY}", "max_tokens": MAX_TOKENS}
-        while (response := requests.post(f"{api}/v1/jobs", json=more, headers=headers, timeout=30)).status_code == 202:
+        while (response := post_job(api, more, headers, timeout=30)).status_code == 202:
             cost += finished(api, response.json()["id"], headers)["result"]["cost_usd"]
         assert response.status_code == 429 and response.json()["errors"]["type"] == "budget_exceeded"
         budget = budget_of(api, headers)

@@ -20,8 +20,11 @@ from rq.job import Job, JobStatus
 from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY
 from service.jobs.storage.queues import LLM_TASK, SERIALIZER
 from service.jobs.storage.record import new_meta
-from tests.conftest import ALICE, ALICE_KEY, BOB_KEY, wait_for
-from tests.helpers import FAST_RETRIES, SECRET, WEBHOOKS_ON, get, submit, wait_until_finished
+from tests.support.fake_server import FAST_RETRIES
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.keys import ALICE, ALICE_KEY, BOB_KEY
+from tests.support.waiting import wait_for
+from tests.support.webhooks import SECRET, WEBHOOKS_ON
 
 SECRET_PROMPT = "the-secret-launch-code-4711"
 PROJECT = "42"

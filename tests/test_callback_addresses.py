@@ -12,14 +12,15 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-import requests
 from rq.job import Job
 
 from service.app import create_app
 from service.jobs.push.job_webhooks import queue_delivery
 from service.jobs.storage.queues import SERIALIZER
-from tests.conftest import ALICE, ROOT
-from tests.helpers import SECRET, Listener, allowed_and_internal, submit, webhook_of
+from tests.support.jobs import post_job, post_job_in_app, submit
+from tests.support.keys import ALICE
+from tests.support.paths import ROOT
+from tests.support.webhooks import SECRET, Listener, allowed_and_internal, webhook_of
 
 FAKE_DNS_PATH = str(ROOT / "tests" / "fake_dns")
 
@@ -64,7 +65,7 @@ def test_a_backslash_url_is_refused_at_submit(service_env, monkeypatch, receiver
     client = api_client(monkeypatch, service_env, WEBHOOK_SECRET=SECRET, CALLBACK_ALLOWED_NETWORKS="public.example")
     port = receiver.url.split(":")[2].split("/")[0]
     url = f"http://{internal.format(port=port)}\\@public.example/hooks"
-    response = client.post("/v1/jobs", json={"prompt": "hi", "callback_url": url}, headers=ALICE)
+    response = post_job_in_app(client, {"prompt": "hi", "callback_url": url})
     assert response.status_code == 422, response.get_json()
     assert "backslash" in response.get_json()["errors"]["json"]["callback_url"][0]
 
@@ -102,7 +103,7 @@ def test_a_name_of_loopback_is_refused_at_submit_and_at_delivery(
 ):
     url = receiver.url.replace("127.0.0.1", "localhost")
     client = api_client(monkeypatch, service_env, WEBHOOK_SECRET=SECRET)
-    response = client.post("/v1/jobs", json={"prompt": "hi", "callback_url": url}, headers=ALICE)
+    response = post_job_in_app(client, {"prompt": "hi", "callback_url": url})
     assert response.status_code == 422
     assert "internal address" in response.get_json()["errors"]["json"]["callback_url"][0]
 
@@ -122,7 +123,7 @@ def test_the_check_and_the_connection_encode_a_name_alike(start_api, listeners):
     # IDNA 2003 makes ß.example ss.example; IDNA 2008 (what an HTTP client connects to) xn--zca.example.
     api = start_api(**fake_dns("ss.example=127.0.0.1;xn--zca.example=127.0.0.2", CALLBACK_ALLOWED_NETWORKS="127.0.0.1"))
     url = f"http://ß.example:{allowed.port}/hooks"
-    response = requests.post(f"{api}/v1/jobs", json={"prompt": "hi", "callback_url": url}, headers=ALICE, timeout=10)
+    response = post_job(api, {"prompt": "hi", "callback_url": url})
     assert response.status_code == 422, response.text
     assert response.json()["errors"]["json"]["callback_url"] == ["callback_url's host resolves to an internal address"]
 
@@ -147,7 +148,7 @@ def test_the_check_and_the_connection_encode_a_name_alike(start_api, listeners):
 )
 def test_addresses_that_are_not_globally_routable_are_refused(service_env, monkeypatch, url):
     client = api_client(monkeypatch, service_env, WEBHOOK_SECRET=SECRET)
-    response = client.post("/v1/jobs", json={"prompt": "hi", "callback_url": url}, headers=ALICE)
+    response = post_job_in_app(client, {"prompt": "hi", "callback_url": url})
     assert response.status_code == 422, response.get_json()
     assert "internal address" in response.get_json()["errors"]["json"]["callback_url"][0]
 
@@ -183,7 +184,7 @@ def test_malformed_callback_urls_are_a_json_422(service_env, monkeypatch, url, m
 
 def test_the_422_does_not_tell_which_internal_address_a_name_has(service_env, monkeypatch):
     client = api_client(monkeypatch, service_env, WEBHOOK_SECRET=SECRET)
-    response = client.post("/v1/jobs", json={"prompt": "hi", "callback_url": "http://localhost:9/x"}, headers=ALICE)
+    response = post_job_in_app(client, {"prompt": "hi", "callback_url": "http://localhost:9/x"})
     assert response.status_code == 422
     assert "127.0.0.1" not in response.get_data(as_text=True) and "::1" not in response.get_data(as_text=True)
 
@@ -194,7 +195,7 @@ def test_the_422_does_not_tell_which_internal_address_a_name_has(service_env, mo
 def test_a_name_server_that_never_answers_is_a_422_not_a_hung_request(start_api):
     api = start_api(**fake_dns("hang.test=hang", CALLBACK_RESOLVE_TIMEOUT_S="1"))
     body = {"prompt": "hi", "callback_url": "http://hang.test/hooks"}
-    response = requests.post(f"{api}/v1/jobs", json=body, headers=ALICE, timeout=20)
+    response = post_job(api, body, timeout=20)
     assert response.status_code == 422
     assert response.json()["errors"]["json"]["callback_url"] == ["callback_url's host did not resolve in time"]
 

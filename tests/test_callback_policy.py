@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from service.webhooks.addresses import CallbackPolicy
 from service.webhooks.delivery import send
-from tests.helpers import SECRET, allowed_and_internal
+from tests.support.webhooks import SECRET, allowed_and_internal
 
 
 def test_the_connection_uses_the_one_answer_of_the_injected_resolver():

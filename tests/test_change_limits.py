@@ -10,8 +10,9 @@ import signal
 
 import requests
 
-from tests.conftest import ALICE, BOB
-from tests.helpers import WEBHOOKS_ON, submit, webhook_of
+from tests.support.jobs import post_job, submit
+from tests.support.keys import ALICE, BOB
+from tests.support.webhooks import WEBHOOKS_ON, webhook_of
 
 
 def post(api: str, path: str, headers: dict = ALICE) -> requests.Response:
@@ -55,7 +56,7 @@ def test_a_retry_counts_as_a_submit_and_waits_for_a_full_queue(start_api):
         assert post(api, f"/v1/jobs/{first['id']}/retry").status_code == 202
         post(api, f"/v1/jobs/{first['id']}/cancel")
     assert_refused(post(api, f"/v1/jobs/{first['id']}/retry"), 429, "submit limit")
-    response = requests.post(f"{api}/v1/jobs", json={"prompt": "hi"}, headers=ALICE, timeout=10)
+    response = post_job(api, {"prompt": "hi"})
     assert_refused(response, 429, "submit limit")  # one allowance for submits and retries
 
 

@@ -40,8 +40,11 @@ from llmjobs import (
 )
 from llmjobs.errors import error_from_response
 
-from tests.conftest import ALICE_KEY, BOB_KEY, free_port, wait_for
-from tests.helpers import FAST_RETRIES, directive, run_cli
+from tests.support.cli import run_cli
+from tests.support.fake_server import FAST_RETRIES, directive
+from tests.support.keys import ALICE_KEY, BOB_KEY
+from tests.support.network import free_port
+from tests.support.waiting import wait_for
 
 
 class Recorder:

@@ -10,8 +10,9 @@ import subprocess
 from llmjobs import JobsClient
 from llmjobs.types import TextBlock, ThinkingBlock, ToolUseBlock
 
-from tests.conftest import ALICE_KEY
-from tests.helpers import LLMJOBS, directive, run_cli
+from tests.support.cli import LLMJOBS, run_cli
+from tests.support.fake_server import directive
+from tests.support.keys import ALICE_KEY
 from tests.test_client_cli import tail_of
 
 WEATHER = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from tests.conftest import ROOT
-from tests.docs_pages import page
+from tests.support.docs_pages import page
+from tests.support.paths import ROOT
 
 
 def test_the_llm_key_goes_only_to_the_worker():

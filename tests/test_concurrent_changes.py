@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import ALICE, all_at_once, scrape, value
-from tests.helpers import get, read_stream, submit, wait_until_finished
+from tests.support.concurrency import all_at_once
+from tests.support.event_stream import read_stream
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.keys import ALICE
+from tests.support.prometheus import scrape, value
 
 RACERS = 8
 

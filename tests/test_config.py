@@ -12,7 +12,8 @@ import pytest
 
 from service.config import JobLimits, Settings, SettingsError, load_settings
 from service.llm.pricing import ModelPrice
-from tests.conftest import ROOT, free_port
+from tests.support.network import free_port
+from tests.support.paths import ROOT
 
 SETTINGS_VARS = (
     "REDIS_URL", "API_KEYS", "LLM_DEFAULT_MODEL", "RESULT_TTL_S", "WORKER_CONCURRENCY", "PROGRESS_INTERVAL_S",

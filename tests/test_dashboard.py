@@ -13,20 +13,13 @@ import uuid
 import pytest
 import requests
 
-from tests.conftest import ALICE, scrape, value, wait_for
-from tests.helpers import (
-    AUTH,
-    FAST_RETRIES,
-    OPERATOR,
-    dashboard,
-    directive,
-    failed_job_carrying,
-    get,
-    read_stream,
-    submit,
-    wait_until_finished,
-    watch,
-)
+from tests.support.dashboard import AUTH, OPERATOR, dashboard, failed_job_carrying
+from tests.support.event_stream import read_stream
+from tests.support.fake_server import FAST_RETRIES, directive
+from tests.support.jobs import get, post_job, submit, wait_until_finished, watch
+from tests.support.keys import ALICE
+from tests.support.prometheus import scrape, value
+from tests.support.waiting import wait_for
 
 
 def same_origin(api: str) -> dict[str, str]:
@@ -68,7 +61,7 @@ def test_operator_basic_auth_in_the_one_error_shape(stack):
 def test_no_client_rate_limit_and_it_shows_our_queues_and_workers(stack):
     # The client limit (1/minute) is on: a second submit is refused, the dashboard never is.
     slow = submit(stack, {"prompt": f"slow {directive(tokens=40, chunk_delay_ms=50)}", "priority": "low"})
-    over = requests.post(f"{stack}/v1/jobs", json={"prompt": "x"}, headers=ALICE, timeout=10)
+    over = post_job(stack, {"prompt": "x"})
     assert_json_error(over, 429)
     assert all(dashboard(stack, "0/data/queues.json").status_code == 200 for _ in range(15))
 

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 
 from rq import Queue
 
-from tests.helpers import AUTH, FAST_RETRIES, OPERATOR, failed_job_carrying, get, submit
+from tests.support.dashboard import AUTH, OPERATOR, failed_job_carrying
+from tests.support.fake_server import FAST_RETRIES
+from tests.support.jobs import get, submit
 
 # Run on the dashboard's origin with the operator's credentials, it would empty `low`.
 PAYLOAD = "<img src=x onerror=\"fetch('/dashboard/queue/low/queued/empty',{method:'POST'})\">"

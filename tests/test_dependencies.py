@@ -9,7 +9,7 @@ import tomllib
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 
 def pins(requirements: list[str]) -> dict[str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from tests.docs_pages import DOCS, ROOT, headings, nav_pages, page
+from tests.support.docs_pages import DOCS, ROOT, headings, nav_pages, page
 
 # The top- and second-level headings of README.md before it became the front page (its text
 # moved to the pages), and the sub-topics that were bold paragraphs there, now headings.

@@ -14,7 +14,8 @@ from service.api.schemas import JobSchema
 from service.jobs.storage.keys import upload_key
 from service.jobs.storage.queues import DOCUMENT_TASK
 from tests import documents
-from tests.conftest import ALICE, BOB
+from tests.support.jobs import post_job_in_app
+from tests.support.keys import ALICE, BOB
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
@@ -59,7 +60,7 @@ def test_multipart_upload_queues_a_document_job(client, redis_conn) -> None:
 
 
 def test_message_jobs_say_their_kind(client) -> None:
-    response = client.post("/v1/jobs", json={"prompt": "hi"}, headers=ALICE)
+    response = post_job_in_app(client, {"prompt": "hi"})
     assert response.get_json()["kind"] == "message"
     assert "steps" not in response.get_json()
 
@@ -164,4 +165,4 @@ def test_a_document_over_max_document_bytes_is_413(service_env, monkeypatch) -> 
     assert "MAX_DOCUMENT_BYTES" in assert_error_shape(upload(client, b"a" * 2_000_000, "a.txt"), 413)["message"]
     # The app's MAX_BODY_BYTES (1 MiB here) still bounds JSON jobs, which are not uploads.
     client = create_app().test_client()
-    assert client.post("/v1/jobs", json={"prompt": "a" * 1_100_000}, headers=ALICE).status_code == 413
+    assert post_job_in_app(client, {"prompt": "a" * 1_100_000}).status_code == 413

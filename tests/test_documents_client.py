@@ -10,8 +10,8 @@ from llmjobs import APIError, AsyncJobsClient, JobsClient
 from llmjobs.cli import document_bar
 
 from tests import documents
-from tests.conftest import ALICE_KEY
-from tests.helpers import run_cli
+from tests.support.cli import run_cli
+from tests.support.keys import ALICE_KEY
 
 
 def test_document_bar_names_the_running_step() -> None:

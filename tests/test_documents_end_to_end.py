@@ -13,8 +13,9 @@ import requests
 from service.jobs.storage.keys import document_text_key as text_key
 from service.jobs.storage.keys import upload_key
 from tests import documents
-from tests.conftest import ALICE, wait_for
-from tests.helpers import get, wait_until_finished
+from tests.support.jobs import get, wait_until_finished
+from tests.support.keys import ALICE
+from tests.support.waiting import wait_for
 
 DEFAULTS = ["summary", "key_points", "sentiment", "topics"]
 

@@ -7,8 +7,9 @@ import pytest
 import requests
 
 from service.llm.pricing import cost_usd
-from tests.conftest import ALICE, BOB, wait_for
-from tests.helpers import get, parse, submit, wait_until_finished
+from tests.support.jobs import get, parse, submit, wait_until_finished
+from tests.support.keys import ALICE, BOB
+from tests.support.waiting import wait_for
 
 
 def test_submit_stream_and_succeed_with_usage_and_cost(start_api, start_worker, fake_anthropic):

@@ -15,18 +15,11 @@ from rq.serializers import JSONSerializer
 from service.app import create_app
 from service.jobs.push.events import publish_unpublished_ends
 from service.jobs.storage.keys import UNPUBLISHED_ENDS_KEY
-from tests.conftest import ALICE, BOB, wait_for
-from tests.helpers import (
-    FAST_RETRIES,
-    directive,
-    events_of,
-    fails_first,
-    get,
-    progress_text,
-    read_stream,
-    submit,
-    wait_until_finished,
-)
+from tests.support.event_stream import events_of, progress_text, read_stream
+from tests.support.fake_server import FAST_RETRIES, directive, fails_first
+from tests.support.jobs import get, post_job_in_app, submit, wait_until_finished
+from tests.support.keys import ALICE, BOB
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -149,7 +142,7 @@ def test_a_job_whose_end_was_never_published_still_ends_its_stream(service_env, 
         monkeypatch.setenv(name, service_env[name])
     monkeypatch.setenv("SSE_KEEPALIVE_S", "1")
     client = create_app().test_client()
-    job_id = client.post("/v1/jobs", json={"prompt": "hi"}, headers=ALICE).get_json()["id"]
+    job_id = post_job_in_app(client, {"prompt": "hi"}).get_json()["id"]
     # the worker finished the job and died before publishing its end
     Job.fetch(job_id, connection=redis_conn, serializer=JSONSerializer).set_status(JobStatus.FINISHED)
 

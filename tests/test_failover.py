@@ -22,7 +22,14 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import ALICE, PYTHON, Processes, RedisServer, Samples, free_port, scrape, wait_for
+from tests.support.jobs import post_job
+from tests.support.keys import ALICE
+from tests.support.network import free_port
+from tests.support.paths import PYTHON
+from tests.support.processes import Processes
+from tests.support.prometheus import Samples, scrape
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 MASTER = "llmjobs"
 SLOW_JOB = {"prompt": "[[fake: tokens=40 chunk_delay_ms=100]] a few seconds of output", "max_tokens": 100}
@@ -129,9 +136,8 @@ def start_worker_and_scheduler(processes: Processes, env: dict[str, str], primar
              what="the worker and the scheduler to register")  # fmt: skip
 
 
-def submit(api: str, job: dict) -> requests.Response:
-    # The client's own timeout is the bound: an API that hangs during the switch fails here.
-    return requests.post(f"{api}/v1/jobs", json=job, headers=ALICE, timeout=15)
+# The client's own timeout is the bound: an API that hangs during the switch fails here.
+CLIENT_TIMEOUT_S = 15
 
 
 class Submitter(threading.Thread):
@@ -148,7 +154,7 @@ class Submitter(threading.Thread):
     def run(self) -> None:
         while not self.stopping.is_set():
             try:
-                response = submit(self.api, QUICK_JOB)
+                response = post_job(self.api, QUICK_JOB, timeout=CLIENT_TIMEOUT_S)
             except requests.RequestException as exc:  # a hang or a dropped connection: counted as a failure
                 self.errors.append(repr(exc))
                 continue
@@ -198,7 +204,7 @@ def test_killing_the_primary_loses_no_acknowledged_job(redis_ha, processes, serv
     start_worker_and_scheduler(processes, env, redis.Redis(port=primary.port))
     assert wait_for(lambda: ready(api), timeout=30, what="/readyz")["redis"]["sentinel"] is True
 
-    slow = [submit(api, SLOW_JOB) for _ in range(8)]
+    slow = [post_job(api, SLOW_JOB, timeout=CLIENT_TIMEOUT_S) for _ in range(8)]
     assert [response.status_code for response in slow] == [202] * 8
     in_flight = [response.json()["id"] for response in slow]
     wait_for(lambda: all(job_status(api, job_id) == "running" for job_id in in_flight), timeout=30,
@@ -254,13 +260,13 @@ def _series(samples: Samples, name: str) -> list[tuple[dict[str, str], float]]:
 def test_a_submit_no_replica_confirms_is_a_503(redis_ha, start_api):
     primary, replica, _sentinels = redis_ha
     api = start_api(REDIS_URL=primary.url, REDIS_MIN_REPLICAS_ACK="1", REDIS_ACK_TIMEOUT_MS="300")
-    accepted = submit(api, QUICK_JOB)
+    accepted = post_job(api, QUICK_JOB, timeout=CLIENT_TIMEOUT_S)
     assert accepted.status_code == 202  # the replica confirms it (no worker runs: it stays queued)
     canceled = requests.post(f"{api}/v1/jobs/{accepted.json()['id']}/cancel", headers=ALICE, timeout=15)
     assert canceled.status_code == 200
 
     replica.stop()
-    refused = submit(api, QUICK_JOB)
+    refused = post_job(api, QUICK_JOB, timeout=CLIENT_TIMEOUT_S)
     batch = requests.post(f"{api}/v1/batches", json={"jobs": [QUICK_JOB]}, headers=ALICE, timeout=15)
     text = {"filename": "note.txt", "media_type": "text/plain", "data": base64.b64encode(b"A short note.").decode()}
     document = requests.post(f"{api}/v1/documents", json={"document": text}, headers=ALICE, timeout=15)
@@ -354,7 +360,7 @@ def test_an_end_lost_with_the_primary_runs_again_and_is_announced_once(tmp_path,
                "WORKER_CONCURRENCY": "4", "WEB_CONCURRENCY": "1"}  # fmt: skip
         api = start_api(**{name: env[name] for name in ("REDIS_URL", "REDIS_SENTINELS", "WEB_CONCURRENCY")})
         start_worker_and_scheduler(processes, env, redis.Redis(port=primary.port))
-        job_id = submit(api, SLOW_JOB).json()["id"]
+        job_id = post_job(api, SLOW_JOB, timeout=CLIENT_TIMEOUT_S).json()["id"]
         on_replica = redis.Redis(port=replica.port)
         # Started and its attempt counted (a moment later, once the provider gate admits the
         # call): cut before the count reached the replica, the run again would be attempt 1.
@@ -391,7 +397,7 @@ def test_a_redis_that_stops_answering_is_a_503_within_a_client_timeout(start_api
     silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does), never answers
     try:
         api = start_api(REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
-        response = requests.post(f"{api}/v1/jobs", json=QUICK_JOB, headers=ALICE, timeout=15)
+        response = post_job(api, QUICK_JOB, timeout=CLIENT_TIMEOUT_S)
         assert response.status_code == 503, response.text
         assert response.headers["Retry-After"]
     finally:

@@ -10,8 +10,13 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from tests.conftest import ALICE, free_port, kill_tree, scrape, value, wait_for
-from tests.helpers import FAST_RETRIES, directive, fails_first, get, parse, submit, wait_until_finished, watch
+from tests.support.fake_server import FAST_RETRIES, directive, fails_first
+from tests.support.jobs import get, parse, post_job, submit, wait_until_finished, watch
+from tests.support.keys import ALICE
+from tests.support.network import free_port
+from tests.support.processes import kill_tree
+from tests.support.prometheus import scrape, value
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -217,7 +222,7 @@ def test_a_redis_outage_answers_503_and_loses_no_acknowledged_job(
 
     redis_server.crash()  # kill -9: what survives is what AOF (appendfsync always) had written
     try:
-        down = requests.post(f"{api}/v1/jobs", json={"prompt": "while down"}, headers=ALICE, timeout=15)
+        down = post_job(api, {"prompt": "while down"}, timeout=15)
         assert down.status_code == 503 and down.headers["Retry-After"]
         assert down.json()["code"] == 503 and down.json()["message"]
         assert requests.get(f"{api}/v1/jobs/{jobs[0]['id']}", headers=ALICE, timeout=15).status_code == 503

@@ -23,8 +23,10 @@ from fake_anthropic.models import MODELS, is_known_model
 from fake_anthropic.ratelimits import DEFAULT_REQUESTS_PER_MINUTE, DEFAULT_TOKENS_PER_MINUTE
 from service.config import Settings
 from service.llm.pricing import PRICES_USD_PER_MTOK
-from tests.conftest import PYTHON, ROOT, free_port, wait_for
-from tests.helpers import fake_in_thread
+from tests.support.fake_server import fake_in_thread
+from tests.support.network import free_port
+from tests.support.paths import PYTHON, ROOT
+from tests.support.waiting import wait_for
 
 MODEL = "claude-haiku-4-5"
 WORDS_16 = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore et "

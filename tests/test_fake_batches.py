@@ -11,8 +11,8 @@ import pytest
 import requests
 from anthropic.types.messages import MessageBatch, MessageBatchIndividualResponse
 
-from tests.conftest import wait_for
-from tests.helpers import fake_in_thread
+from tests.support.fake_server import fake_in_thread
+from tests.support.waiting import wait_for
 
 MODEL = "claude-haiku-4-5"
 

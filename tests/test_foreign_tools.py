@@ -11,8 +11,10 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from service.jobs.storage.queues import SERIALIZER
-from tests.conftest import ALICE, BIN, BOB, ROOT
-from tests.helpers import OPERATOR, dashboard, get, submit
+from tests.support.dashboard import OPERATOR, dashboard
+from tests.support.jobs import get, submit
+from tests.support.keys import ALICE, BOB
+from tests.support.paths import BIN, ROOT
 
 
 def fail_by_hand(redis_conn, job_id: str) -> None:

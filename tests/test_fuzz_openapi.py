@@ -31,8 +31,10 @@ from service.api.schemas import METADATA_KEY_MAX
 from service.app import create_app
 from service.config import JobLimits, Settings, parse_api_keys
 from service.jobs.observability.usage import MAX_REPORT_DAYS
-from tests.conftest import ALICE, API_KEYS, Processes, launch_api, launch_worker, stack_env
-from tests.helpers import assert_error_shape
+from tests.support.error_shape import assert_error_shape
+from tests.support.keys import ALICE, API_KEYS
+from tests.support.processes import Processes
+from tests.support.stack import launch_api, launch_worker, stack_env
 
 MAX_EXAMPLES = 40  # generated cases per operation, positive and negative together; the coverage phase adds its own
 SEED = 20240601

@@ -9,9 +9,13 @@ from fnmatch import fnmatchcase
 
 import requests
 
-from tests.conftest import ALICE, wait_for
-from tests.docs_pages import section
-from tests.helpers import WEBHOOKS_ON, directive, get, read_stream, submit, wait_until_finished, webhook_of
+from tests.support.docs_pages import section
+from tests.support.event_stream import read_stream
+from tests.support.fake_server import directive
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.keys import ALICE
+from tests.support.waiting import wait_for
+from tests.support.webhooks import WEBHOOKS_ON, webhook_of
 
 KEYS_PAGE, KEYS_SECTION = "development/architecture.md", "### Redis keys without a TTL"
 

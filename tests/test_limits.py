@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import requests
 
-from tests.conftest import ALICE, BOB
+from tests.support.jobs import post_job
+from tests.support.keys import ALICE, BOB
 
 
 def post(api: str, headers: dict, priority: str = "default") -> requests.Response:
-    return requests.post(f"{api}/v1/jobs", json={"prompt": "hi", "priority": priority}, headers=headers, timeout=10)
+    return post_job(api, {"prompt": "hi", "priority": priority}, headers)
 
 
 def assert_error(response: requests.Response, code: int) -> dict:

@@ -96,7 +96,7 @@ def test_provider_errors_are_classified(llm: LLMClient, directive, error_type, r
 
 
 def test_unreachable_provider_is_a_retryable_connection_error():
-    from tests.conftest import free_port
+    from tests.support.network import free_port
 
     sdk = anthropic.AsyncAnthropic(api_key="k", base_url=f"http://127.0.0.1:{free_port()}", max_retries=0)
     with pytest.raises(LLMError) as caught:

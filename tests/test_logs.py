@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import ALICE_KEY, BOB_KEY
-from tests.helpers import submit, wait_until_finished
+from tests.support.jobs import submit, wait_until_finished
+from tests.support.keys import ALICE_KEY, BOB_KEY
 
 SECRET_PROMPT = "the-secret-launch-code-4711"
 

@@ -1,11 +1,11 @@
-"""The `stack` marker (tests/conftest.py, docs/development/tests.md): every test that starts
+"""The `stack` marker (tests/support/markers.py, docs/development/tests.md): every test that starts
 processes through the fixtures has it, so `pytest -m "not stack"` is a loop without them."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.conftest import STACK_FIXTURES
+from tests.support.markers import STACK_FIXTURES
 
 
 def test_tests_that_start_processes_are_marked_stack_and_pure_ones_are_not(request: pytest.FixtureRequest):

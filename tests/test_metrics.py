@@ -11,18 +11,13 @@ from service.app import create_app
 from service.config import SettingsError, load_settings
 from service.jobs.observability import metrics
 from service.jobs.storage.queues import ALL_QUEUES, make_queues
-from tests.conftest import ALICE, Samples, samples_of, scrape, value, wait_for
-from tests.helpers import (
-    DEFAULT_MODEL,
-    FAST_RETRIES,
-    WEBHOOKS_ON,
-    complete,
-    fails_first,
-    get,
-    started_runs,
-    submit,
-    wait_until_finished,
-)
+from tests.support.fake_server import FAST_RETRIES, fails_first
+from tests.support.jobs import get, submit, wait_until_finished
+from tests.support.jobs_in_redis import DEFAULT_MODEL, complete, started_runs
+from tests.support.keys import ALICE
+from tests.support.prometheus import Samples, samples_of, scrape, value
+from tests.support.waiting import wait_for
+from tests.support.webhooks import WEBHOOKS_ON
 
 
 def collected(redis_conn) -> Samples:

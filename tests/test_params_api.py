@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from service.api.schemas import TEMPERATURE_REFUSED
-from tests.conftest import ALICE
+from tests.support.jobs import post_job_in_app
+from tests.support.keys import ALICE
 from tests.test_api_contract import assert_error, assert_no_job_created, fetch_rq_job
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(64)).decode()
@@ -55,10 +56,6 @@ PARAMS: dict[str, Any] = {
 }
 
 
-def submit(client, body: Any):
-    return client.post("/v1/jobs", json=body, headers=ALICE)
-
-
 def with_change(path: str, value: Any, params: dict[str, Any] = PARAMS) -> dict[str, Any]:
     """A copy of `params` with the value at dotted `path` replaced (`...` deletes it)."""
     changed = copy.deepcopy(params)
@@ -75,7 +72,9 @@ def with_change(path: str, value: Any, params: dict[str, Any] = PARAMS) -> dict[
 
 
 def test_a_whole_request_is_stored_as_sent_with_the_job_options_beside_it(client, redis_conn):
-    response = submit(client, {"params": PARAMS, "priority": "high", "metadata": {"team": "search"}, "timeout_s": 60})
+    response = post_job_in_app(
+        client, {"params": PARAMS, "priority": "high", "metadata": {"team": "search"}, "timeout_s": 60}
+    )
 
     assert response.status_code == 202, response.get_data(as_text=True)
     job = response.get_json()
@@ -87,7 +86,7 @@ def test_a_whole_request_is_stored_as_sent_with_the_job_options_beside_it(client
 def test_model_and_max_tokens_are_defaulted_and_a_thinking_budget_added(client, redis_conn):
     params = {"messages": [{"role": "user", "content": "hi"}], "thinking": {"type": "enabled", "budget_tokens": 2000}}
 
-    job = submit(client, {"params": params}).get_json()
+    job = post_job_in_app(client, {"params": params}).get_json()
 
     request = fetch_rq_job(redis_conn, job["id"]).kwargs["request"]
     assert request["model"] == job["model"] == "claude-sonnet-5-5"  # LLM_DEFAULT_MODEL of the tests
@@ -97,13 +96,13 @@ def test_model_and_max_tokens_are_defaulted_and_a_thinking_budget_added(client, 
 def test_betas_go_beside_the_request_for_the_beta_endpoint(client, redis_conn):
     params = {**PARAMS, "betas": ["context-management-2025-06-27"]}
 
-    job = submit(client, {"params": params}).get_json()
+    job = post_job_in_app(client, {"params": params}).get_json()
 
     assert fetch_rq_job(redis_conn, job["id"]).kwargs == {"request": PARAMS, "betas": params["betas"]}
 
 
 def test_the_simple_forms_become_the_same_request(client, redis_conn):
-    job = submit(client, {"prompt": "hi", "system": "be brief", "max_tokens": 20}).get_json()
+    job = post_job_in_app(client, {"prompt": "hi", "system": "be brief", "max_tokens": 20}).get_json()
 
     assert fetch_rq_job(redis_conn, job["id"]).kwargs == {
         "request": {
@@ -151,7 +150,7 @@ REFUSED = [
 
 @pytest.mark.parametrize(("params", "path"), REFUSED)
 def test_a_bad_request_is_a_422_naming_the_deepest_path_and_nothing_is_stored(client, redis_conn, params, path):
-    body = assert_error(submit(client, {"params": params}), 422)
+    body = assert_error(post_job_in_app(client, {"params": params}), 422)
 
     assert path in body["errors"]["json"], body
     assert path in body["message"]
@@ -160,7 +159,7 @@ def test_a_bad_request_is_a_422_naming_the_deepest_path_and_nothing_is_stored(cl
 
 def test_the_422_names_the_allowed_values(client, redis_conn):
     body = assert_error(
-        submit(client, {"params": with_change("messages.0.content.1.source.media_type", "image/bmp")}), 422
+        post_job_in_app(client, {"params": with_change("messages.0.content.1.source.media_type", "image/bmp")}), 422
     )
 
     assert body["errors"]["json"] == {
@@ -182,12 +181,12 @@ def test_the_422_names_the_allowed_values(client, redis_conn):
     ],
 )
 def test_the_forms_do_not_mix(client, redis_conn, body, field):
-    assert_error(submit(client, body), 422, field=field)
+    assert_error(post_job_in_app(client, body), 422, field=field)
     assert_no_job_created(redis_conn)
 
 
 def test_temperature_of_the_simple_form_is_refused_saying_why(client, redis_conn):
-    body = assert_error(submit(client, {"prompt": "hi", "temperature": 0.2}), 422, field="temperature")
+    body = assert_error(post_job_in_app(client, {"prompt": "hi", "temperature": 0.2}), 422, field="temperature")
 
     assert body["errors"]["json"]["temperature"] == [TEMPERATURE_REFUSED]
     assert "2026-10-21" in TEMPERATURE_REFUSED

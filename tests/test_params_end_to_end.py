@@ -9,13 +9,14 @@ import base64
 import json
 import uuid
 
-import httpx
 import pytest
 import requests
 
 from service.llm.pricing import PRICES_USD_PER_MTOK, cost_usd
-from tests.conftest import ALICE, scrape, value
-from tests.helpers import get, read_stream, submit, wait_until_finished
+from tests.support.event_stream import read_stream
+from tests.support.jobs import get, post_job, submit, wait_until_finished
+from tests.support.keys import ALICE
+from tests.support.prometheus import scrape, value
 
 MODEL = "claude-sonnet-5-5"
 WEATHER = {
@@ -236,7 +237,7 @@ def test_a_refused_params_job_is_never_sent(start_api, fake_anthropic):
     marker = f"refused {uuid.uuid4()}"
     bad = {"messages": [{"role": "user", "content": marker}], "temperature": 0.5}
 
-    response = httpx.post(f"{api}/v1/jobs", json={"params": bad}, headers=ALICE, timeout=10)
+    response = post_job(api, {"params": bad})
 
     assert response.status_code == 422 and "params.temperature" in response.json()["errors"]["json"]
     assert all(body["messages"][0].get("content") != marker for body in sent_bodies(fake_anthropic))

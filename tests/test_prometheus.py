@@ -15,8 +15,13 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import ROOT, free_port, samples_of, wait_for
-from tests.helpers import FAST_RETRIES, WEBHOOKS_ON, fails_first, submit, wait_until_finished
+from tests.support.fake_server import FAST_RETRIES, fails_first
+from tests.support.jobs import submit, wait_until_finished
+from tests.support.network import free_port
+from tests.support.paths import ROOT
+from tests.support.prometheus import samples_of
+from tests.support.waiting import wait_for
+from tests.support.webhooks import WEBHOOKS_ON
 
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "llmjobs.json"

@@ -10,7 +10,7 @@ import time
 import redis
 
 from service.jobs.running.provider_gate import MIN_WAIT_S, SLOW_START_S, ProviderGate, RateLimitHeaders
-from tests.conftest import all_at_once
+from tests.support.concurrency import all_at_once
 
 CAP = 2
 NO_HEADERS = RateLimitHeaders({}, {})

@@ -16,8 +16,8 @@ from rq import Worker
 from rq.utils import now, utcformat
 
 from service.app import create_app
-from tests.conftest import free_port
-from tests.helpers import assert_error_shape
+from tests.support.error_shape import assert_error_shape
+from tests.support.network import free_port
 
 QUEUES = ("high", "default", "batch", "low")  # every queue of client jobs, the batch tier's included
 

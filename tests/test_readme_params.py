@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.docs_pages import page
-from tests.helpers import submit, wait_until_finished
+from tests.support.docs_pages import page
+from tests.support.jobs import submit, wait_until_finished
 
 EXAMPLE = re.compile(r"<!-- example: (?P<name>[\w-]+) -->\n```json\n(?P<body>.*?)\n```", re.DOTALL)
 

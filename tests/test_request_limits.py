@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from service.api.request_limits import MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS, MAX_REQUEST_TARGET_BYTES
-from tests.conftest import ALICE
+from tests.support.keys import ALICE
 
 
 def get(api: str, target: str, headers: dict[str, str]) -> tuple[int, str, str]:

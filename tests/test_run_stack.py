@@ -17,7 +17,10 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import ROOT, free_port, wait_for
+from tests.support.jobs import post_job
+from tests.support.network import free_port
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.stack  # `make run` itself: the whole stack
 
@@ -92,8 +95,7 @@ def test_make_run_keeps_its_secrets_to_itself(project_copy: Path):
 
         # A job streaming from the fake while Ctrl-C comes: the worker winds down first.
         headers = {"Authorization": f"Bearer {secrets['dev-api-key']}"}
-        job = requests.post(f"{api}/v1/jobs", json={"prompt": "long [[fake: tokens=400 chunk_delay_ms=50]]"},
-                            headers=headers, timeout=10).json()  # fmt: skip
+        job = post_job(api, {"prompt": "long [[fake: tokens=400 chunk_delay_ms=50]]"}, headers).json()
         wait_for(lambda: requests.get(f"{api}/v1/jobs/{job['id']}", headers=headers, timeout=10).json()["progress"]
                  ["output_tokens"] > 2, timeout=30, what="the job to stream")  # fmt: skip
     finally:

@@ -23,7 +23,7 @@ from service.jobs.storage.keys import MAINTENANCE_RUNS_KEY as RUNS_KEY
 from service.jobs.storage.keys import announced_key, completed_key, events_key, lease_key, usage_key
 from service.jobs.storage.queues import SERIALIZER
 from service.jobs.storage.submit import NewJob, submit_job
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 DAY_S = 24 * 3600
 

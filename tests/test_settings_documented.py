@@ -13,8 +13,8 @@ import yaml
 from service.api.serve import SERVER_SETTINGS
 from service.config import JobLimits, Settings
 from service.webhooks.addresses import CallbackPolicy
-from tests.conftest import ROOT
-from tests.docs_pages import section
+from tests.support.docs_pages import section
+from tests.support.paths import ROOT
 
 SETTINGS_PAGE, SETTINGS_SECTION = "settings.md", "# Settings"
 APP_SERVICES = ("api", "worker", "scheduler")  # the compose services that run our processes

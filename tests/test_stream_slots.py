@@ -8,8 +8,12 @@ import signal
 
 import requests
 
-from tests.conftest import ALICE, BOB, process_tree, wait_for
-from tests.helpers import directive, get, progress_text, read_stream, submit
+from tests.support.event_stream import progress_text, read_stream
+from tests.support.fake_server import directive
+from tests.support.jobs import get, submit
+from tests.support.keys import ALICE, BOB
+from tests.support.processes import process_tree
+from tests.support.waiting import wait_for
 
 
 def open_stream(api: str, job_id: str, headers: dict = ALICE) -> requests.Response:

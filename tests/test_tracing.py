@@ -17,9 +17,12 @@ from service.jobs.storage.lookup import fetch_job
 from service.jobs.storage.queues import LLM_TASK, SERIALIZER
 from service.jobs.storage.record import JobRecord
 from tests import documents
-from tests.conftest import ALICE, PYTHON, ROOT, wait_for
-from tests.helpers import WEBHOOKS_ON, get, submit, wait_until_finished, webhook_of
 from tests.otlp_receiver import Collector, ReceivedSpan
+from tests.support.jobs import get, post_job, post_job_in_app, submit, wait_until_finished
+from tests.support.keys import ALICE
+from tests.support.paths import PYTHON, ROOT
+from tests.support.waiting import wait_for
+from tests.support.webhooks import WEBHOOKS_ON, webhook_of
 
 SECRET_PROMPT = "the-secret-launch-code-4711"
 SERVER, CLIENT, CONSUMER = 2, 3, 5  # opentelemetry.proto's SpanKind
@@ -58,7 +61,7 @@ def test_a_job_continues_its_callers_trace_through_the_queue_to_its_webhook(
     trace_id, caller_span_id, headers = caller_context()
 
     body = {"prompt": f"{SECRET_PROMPT} [[fake: tokens=5]]", "callback_url": receiver.url}
-    job = requests.post(f"{api}/v1/jobs", json=body, headers=headers, timeout=10).json()
+    job = post_job(api, body, headers).json()
     webhook_of(api, job["id"], "delivered")
     done = get(api, job["id"])
     names = {"POST /v1/jobs", "message job queued", "message job", "chat claude-sonnet-5-5"}
@@ -184,7 +187,7 @@ def test_a_submit_without_a_trace_context_starts_one_at_the_root_ratio(start_api
 def test_tracing_off_stores_no_trace_context(client, redis_conn):
     # OTEL_EXPORTER_OTLP_ENDPOINT unset: the caller's traceparent is not even read.
     _, _, headers = caller_context()
-    response = client.post("/v1/jobs", json={"prompt": "hi"}, headers=headers)
+    response = post_job_in_app(client, headers=headers)
     assert response.status_code == 202
     job = fetch_job(redis_conn, response.get_json()["id"])
     assert job is not None and JobRecord(job).trace_context is None and "trace_context" not in job.meta

@@ -22,8 +22,9 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry, ScheduledJobRegi
 from rq.serializers import JSONSerializer
 
 from service.jobs.storage.keys import cancel_key, completed_key
-from tests.conftest import ALICE, BOB
-from tests.helpers import assert_error_shape
+from tests.support.error_shape import assert_error_shape
+from tests.support.jobs import submit_in_app
+from tests.support.keys import ALICE, BOB
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 DEFAULT_MAX_ATTEMPTS = 5  # LLM_MAX_ATTEMPTS is not set in the tests
@@ -32,12 +33,6 @@ FINAL_ERROR = {"type": "invalid_request", "message": "400 from the provider", "r
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def submitted(client, priority: str = "default") -> str:
-    response = client.post("/v1/jobs", json={"prompt": "hi", "priority": priority}, headers=ALICE)
-    assert response.status_code == 202, response.get_data(as_text=True)
-    return response.get_json()["id"]
 
 
 def cancel(client, job_id: str, headers: dict[str, str] = ALICE):
@@ -143,7 +138,7 @@ def failed(client, redis_conn: redis.Redis, job_id: str) -> None:
 
 
 def test_cancel_a_queued_job_cancels_it_at_once(client, redis_conn):
-    job_id = submitted(client, priority="low")
+    job_id = submit_in_app(client, {"prompt": "hi", "priority": "low"})["id"]
 
     job = answered(cancel(client, job_id), 200)
 
@@ -158,7 +153,7 @@ def test_cancel_a_queued_job_cancels_it_at_once(client, redis_conn):
 
 
 def test_cancel_twice_is_409(client, redis_conn):
-    job_id = submitted(client)
+    job_id = submit_in_app(client)["id"]
     answered(cancel(client, job_id), 200)
 
     body = assert_error_shape(cancel(client, job_id), 409)
@@ -167,7 +162,7 @@ def test_cancel_twice_is_409(client, redis_conn):
 
 
 def test_cancel_another_clients_job_is_404_and_changes_nothing(client, redis_conn):
-    job_id = submitted(client)
+    job_id = submit_in_app(client)["id"]
 
     assert_error_shape(cancel(client, job_id, headers=BOB), 404)
 
@@ -181,7 +176,7 @@ def test_unknown_job_is_404(client, redis_conn, action):
 
 
 def test_a_job_waiting_to_retry_is_queued_and_can_be_canceled(client, redis_conn):
-    job_id = submitted(client)
+    job_id = submit_in_app(client)["id"]
     due = make_waiting_to_retry(redis_conn, job_id)
     scheduled = ScheduledJobRegistry("default", connection=redis_conn, serializer=JSONSerializer)
     assert job_id in scheduled.get_job_ids()
@@ -200,7 +195,7 @@ def test_a_job_waiting_to_retry_is_queued_and_can_be_canceled(client, redis_conn
 
 
 def test_cancel_a_running_job_asks_the_worker_to_stop(client, redis_conn):
-    job_id = submitted(client)
+    job_id = submit_in_app(client)["id"]
     make_running(redis_conn, job_id)
 
     job = answered(cancel(client, job_id), 202)
@@ -215,7 +210,7 @@ def test_cancel_a_running_job_asks_the_worker_to_stop(client, redis_conn):
 
 @pytest.mark.parametrize("finish", [make_succeeded, make_failed], ids=["succeeded", "failed"])
 def test_a_finished_job_cannot_be_canceled(client, redis_conn, finish: Callable[..., Job]):
-    job_id = submitted(client)
+    job_id = submit_in_app(client)["id"]
     finish(redis_conn, job_id)
     before = answered(client.get(f"/v1/jobs/{job_id}", headers=ALICE), 200)
 
@@ -227,7 +222,7 @@ def test_a_finished_job_cannot_be_canceled(client, redis_conn, finish: Callable[
 
 
 def test_a_succeeded_job_cannot_be_retried(client, redis_conn):
-    job_id = submitted(client)
+    job_id = submit_in_app(client)["id"]
     make_succeeded(redis_conn, job_id)
     before = answered(client.get(f"/v1/jobs/{job_id}", headers=ALICE), 200)
     assert before["status"] == "succeeded"
@@ -248,7 +243,7 @@ def test_a_succeeded_job_cannot_be_retried(client, redis_conn):
     ids=["canceled-queued", "canceled-waiting-to-retry", "canceled-while-running", "failed"],
 )  # fmt: skip
 def test_retry_queues_a_canceled_or_failed_job_again(client, redis_conn, end):
-    job_id = submitted(client)
+    job_id = submit_in_app(client)["id"]
     end(client, redis_conn, job_id)
     ended = answered(client.get(f"/v1/jobs/{job_id}", headers=ALICE), 200)
     assert ended["status"] in ("canceled", "failed")
@@ -274,7 +269,7 @@ def test_retry_queues_a_canceled_or_failed_job_again(client, redis_conn, end):
 
 @pytest.mark.parametrize("setup", [None, make_running], ids=["queued", "running"])
 def test_retry_of_a_job_not_failed_or_canceled_is_409(client, redis_conn, setup):
-    job_id = submitted(client)
+    job_id = submit_in_app(client)["id"]
     if setup is not None:
         setup(redis_conn, job_id)
     before = answered(client.get(f"/v1/jobs/{job_id}", headers=ALICE), 200)
@@ -286,7 +281,7 @@ def test_retry_of_a_job_not_failed_or_canceled_is_409(client, redis_conn, setup)
 
 
 def test_retry_another_clients_job_is_404_and_changes_nothing(client, redis_conn):
-    job_id = submitted(client)
+    job_id = submit_in_app(client)["id"]
     make_failed(redis_conn, job_id)
 
     assert_error_shape(retry(client, job_id, headers=BOB), 404)

@@ -19,8 +19,11 @@ import requests
 
 from service.jobs.storage.keys import upload_key
 from tests import documents
-from tests.conftest import ALICE, BOB, wait_for
-from tests.helpers import AUTH, OPERATOR, assert_error_shape, submit, wait_until_finished
+from tests.support.dashboard import AUTH, OPERATOR
+from tests.support.error_shape import assert_error_shape
+from tests.support.jobs import submit, wait_until_finished
+from tests.support.keys import ALICE, BOB
+from tests.support.waiting import wait_for
 
 
 def post_upload(api: str, data: bytes, filename: str = "file", headers: dict = ALICE, **options: object):

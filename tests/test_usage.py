@@ -11,8 +11,10 @@ import requests
 from service.jobs.observability.usage import usage_report
 from service.jobs.running.progress import Superseded
 from service.jobs.storage.keys import usage_key
-from tests.conftest import ALICE, BOB, wait_for
-from tests.helpers import DEFAULT_MODEL, TERMINAL, complete, started_runs
+from tests.support.jobs import TERMINAL, submit
+from tests.support.jobs_in_redis import DEFAULT_MODEL, complete, started_runs
+from tests.support.keys import ALICE, BOB
+from tests.support.waiting import wait_for
 
 # --- counting, in-process on a real Redis ---------------------------------------------------
 
@@ -93,12 +95,6 @@ def test_the_report_groups_only_the_asked_days_of_the_asked_client(redis_conn):
 # --- GET /v1/usage, end to end ---------------------------------------------------------------
 
 
-def submit(api: str, body: dict, headers: dict) -> str:
-    response = requests.post(f"{api}/v1/jobs", json=body, headers=headers, timeout=10)
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
-
-
 def finished(api: str, job_id: str, headers: dict) -> dict:
     def get() -> dict:
         return requests.get(f"{api}/v1/jobs/{job_id}", headers=headers, timeout=10).json()
@@ -134,13 +130,13 @@ def test_usage_report_sums_the_clients_completed_jobs(start_api, start_worker):
     start_worker()
     today = datetime.now(UTC).date()
     alice_ids = [
-        submit(api, {"prompt": "one [[fake: tokens=7]]"}, ALICE),
-        submit(api, {"prompt": "two, longer [[fake: tokens=5]]"}, ALICE),
-        submit(api, {"prompt": "three [[fake: tokens=3]]", "model": "claude-haiku-4-5"}, ALICE),
-        submit(api, {"prompt": "four, a bit longer [[fake: tokens=9]]", "model": "claude-haiku-4-5"}, ALICE),
+        submit(api, {"prompt": "one [[fake: tokens=7]]"})["id"],
+        submit(api, {"prompt": "two, longer [[fake: tokens=5]]"})["id"],
+        submit(api, {"prompt": "three [[fake: tokens=3]]", "model": "claude-haiku-4-5"})["id"],
+        submit(api, {"prompt": "four, a bit longer [[fake: tokens=9]]", "model": "claude-haiku-4-5"})["id"],
     ]
-    failed_id = submit(api, {"prompt": "bad [[fake: error=400]]"}, ALICE)
-    bob_id = submit(api, {"prompt": "bob's [[fake: tokens=11]]"}, BOB)
+    failed_id = submit(api, {"prompt": "bad [[fake: error=400]]"})["id"]
+    bob_id = submit(api, {"prompt": "bob's [[fake: tokens=11]]"}, BOB)["id"]
 
     alice_jobs = [finished(api, job_id, ALICE) for job_id in alice_ids]
     assert [job["status"] for job in alice_jobs] == ["succeeded"] * 4

@@ -17,8 +17,12 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from service.app import create_app
 from service.config import SettingsError, load_settings
 from service.jobs.storage.queues import SERIALIZER, WEBHOOK_QUEUE
-from tests.conftest import ALICE, BOB, kill_tree, scrape, wait_for
-from tests.helpers import SECRET, WEBHOOKS_ON, get, submit, wait_until_finished, webhook_of
+from tests.support.jobs import get, post_job_in_app, submit, wait_until_finished
+from tests.support.keys import ALICE, BOB
+from tests.support.processes import kill_tree
+from tests.support.prometheus import scrape
+from tests.support.waiting import wait_for
+from tests.support.webhooks import SECRET, WEBHOOKS_ON, webhook_of
 
 # The bare worker serves webhooks too: these tests give deliveries a worker of their own.
 LLM_QUEUES = ("high", "default", "low")
@@ -162,7 +166,7 @@ def test_refused_callback_urls_are_422(service_env, monkeypatch, url, env, messa
     monkeypatch.delenv("WEBHOOK_SECRET", raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    response = create_app().test_client().post("/v1/jobs", json={"prompt": "hi", "callback_url": url}, headers=ALICE)
+    response = post_job_in_app(create_app().test_client(), {"prompt": "hi", "callback_url": url})
     assert response.status_code == 422
     assert message in response.get_json()["errors"]["json"]["callback_url"][0]
 
@@ -245,8 +249,8 @@ def test_a_client_without_a_secret_of_its_own_or_a_shared_one_gets_no_webhooks(s
     monkeypatch.setenv("CALLBACK_ALLOWED_NETWORKS", "127.0.0.1/32")
     client = create_app().test_client()
     body = {"prompt": "hi", "callback_url": receiver.url}
-    assert client.post("/v1/jobs", json=body, headers=ALICE).status_code == 202
-    response = client.post("/v1/jobs", json=body, headers=BOB)
+    assert post_job_in_app(client, body).status_code == 202
+    response = post_job_in_app(client, body, BOB)
     assert response.status_code == 422
     assert "webhooks are off for this client" in response.get_json()["errors"]["json"]["callback_url"][0]
 

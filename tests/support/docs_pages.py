@@ -4,12 +4,12 @@ the `params` examples."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import ROOT
+
 DOCS = ROOT / "docs"
 
 
