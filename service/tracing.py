@@ -36,7 +36,7 @@ def setup_tracing(process: str, settings: Settings) -> None:
 
     Unless OTEL_TRACES_SAMPLER says otherwise, a request that carries its caller's trace
     context follows its caller's sampling decision, and `settings.traces_root_ratio` of the
-    others start a trace: exporting one span costs a submit about a tenth of its CPU
+    others start a trace: tracing every submit cost the API 8-22 % more CPU per submit
     (bench/RESULTS.md), and a job is traced for its caller's tools, which send the context."""
     global ON
     if settings.otlp_endpoint is None:

@@ -18,8 +18,8 @@ from service.config import SettingsError, load_settings
 
 # The server's own settings (the app's are in service/config.py) and their defaults.
 # API_THREADS: each open SSE stream holds a thread; SSE_MAX_STREAMS (24) per process keeps 8 free.
-# ACCESS_LOG: a JSON line per request; 0 behind a proxy that logs them (it costs a submit a
-# tenth of its CPU: bench/RESULTS.md).
+# ACCESS_LOG: a JSON line per request; 0 behind a proxy that logs them (a submit's line costs
+# ~7 % of its API CPU: bench/RESULTS.md).
 SERVER_SETTINGS = {"BIND": "127.0.0.1:8000", "WEB_CONCURRENCY": "2", "API_THREADS": "32", "ACCESS_LOG": "1"}
 # A process that has not stopped this long after SIGTERM is killed: its streams end within a
 # second of the signal (end_streams_on_stop), so only a stuck request is still running.
