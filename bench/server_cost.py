@@ -23,6 +23,8 @@ from pathlib import Path
 
 import requests
 
+from tests.support.processes import process_tree
+
 ROOT = Path(__file__).resolve().parent.parent
 LOADGEN = ROOT.parent / "shared" / "bench" / "loadgen.py"
 ADAPTER = ROOT.parent / "shared" / "bench" / "adapters" / "product.json"
@@ -38,11 +40,6 @@ def cpu_s(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])
     return total / TICKS
-
-
-def children(pid: int) -> list[int]:
-    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    return [int(p) for p in found]
 
 
 def one_run(settings: dict[str, str], n: int, api_port: int, redis_port: int) -> dict[str, float]:
@@ -62,7 +59,7 @@ def one_run(settings: dict[str, str], n: int, api_port: int, redis_port: int) ->
         try:
             base_url = f"http://127.0.0.1:{api_port}"
             _wait_until_up(base_url)
-            pids = [api.pid, *children(api.pid)]
+            pids = process_tree(api.pid)
             before = cpu_s(pids)
             out = subprocess.run(
                 [str(BENCH_PYTHON), str(LOADGEN), "submit", "--adapter", str(ADAPTER), "--base-url", base_url,
