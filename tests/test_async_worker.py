@@ -279,10 +279,15 @@ def test_a_429_storm_holds_every_call_and_uses_no_attempt(start_api, start_worke
 
 def test_a_worker_started_into_a_storm_sends_one_call_not_one_per_slot(start_api, start_worker, storm, fake_anthropic):
     api = start_api()
-    storm(seconds=8, retry_after=1, status=429)
+    # Long enough for a worker that starts slowly on a loaded machine (it took 8 s once), and
+    # ended once the worker has spent five seconds in it.
+    storm(seconds=120, retry_after=1, status=429)
     tag = uuid.uuid4().hex
     jobs = [submit(api, {"prompt": f"into the storm {tag} {i} {QUICK}"}) for i in range(20)]
     start_worker(WORKER_CONCURRENCY="20")  # 20 free slots, 20 jobs waiting, the provider refusing
+    wait_for(lambda: fake_admin(fake_anthropic, "storm")["requests"], timeout=60, what="the worker's first call")
+    time.sleep(5)
+    storm(seconds=0)
     done = [wait_until_finished(api, j["id"], timeout=60) for j in jobs]
     assert [j["status"] for j in done] == ["succeeded"] * 20
     assert [j["attempts"] for j in done] == [1] * 20
