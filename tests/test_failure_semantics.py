@@ -13,7 +13,7 @@ import requests
 from tests.support.fake_server import FAST_RETRIES, directive, fails_first
 from tests.support.jobs import get, parse, post_job, submit, wait_until_finished, watch
 from tests.support.keys import ALICE
-from tests.support.network import free_port
+from tests.support.network import refused_port
 from tests.support.processes import kill_tree
 from tests.support.prometheus import scrape, value
 from tests.support.waiting import wait_for
@@ -64,8 +64,9 @@ def test_a_stalled_stream_is_retried_as_a_timeout(start_api, start_worker):
 
 def test_connection_errors_are_retried_until_attempts_run_out(start_api, start_worker):
     api = start_api(**FAST_RETRIES)
-    start_worker(**FAST_RETRIES, ANTHROPIC_BASE_URL=f"http://127.0.0.1:{free_port()}")  # nothing listens
-    done = wait_until_finished(api, submit(api, {"prompt": "unreachable"})["id"])
+    with refused_port() as port:
+        start_worker(**FAST_RETRIES, ANTHROPIC_BASE_URL=f"http://127.0.0.1:{port}")
+        done = wait_until_finished(api, submit(api, {"prompt": "unreachable"})["id"])
     assert done["status"] == "failed"
     assert done["attempts"] == 3
     assert (done["error"]["type"], done["error"]["retryable"]) == ("connection_error", True)

@@ -8,6 +8,7 @@ Workers are registered in Redis the way a real RQ worker does it (`register_birt
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from rq.utils import now, utcformat
 
 from service.app import create_app
 from tests.support.error_shape import assert_error_shape
-from tests.support.network import free_port
+from tests.support.network import refused_port
 
 QUEUES = ("high", "default", "batch", "low")  # every queue of client jobs, the batch tier's included
 
@@ -128,25 +129,28 @@ def test_readyz_warns_when_redis_persistence_is_off(client, redis_conn):
 # --- Redis unreachable -----------------------------------------------------------------
 
 
-DOWN_PORT = free_port()  # nothing listens there
+@pytest.fixture
+def down_port() -> Iterator[int]:
+    with refused_port() as port:
+        yield port
 
 
 @pytest.fixture
-def client_without_redis(app, monkeypatch):
-    """An app made after `app` set the tests' environment, but pointing at a port where nothing listens."""
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{DOWN_PORT}/0")
+def client_without_redis(app, monkeypatch, down_port):
+    """An app made after `app` set the tests' environment, but pointing at a port that refuses connections."""
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{down_port}/0")
     return create_app().test_client()
 
 
-def test_readyz_says_redis_is_unreachable_and_logs_where(client_without_redis, caplog):
+def test_readyz_says_redis_is_unreachable_and_logs_where(client_without_redis, down_port, caplog):
     with caplog.at_level(logging.WARNING, logger="service.jobs.operations.readiness"):
         response = readyz(client_without_redis)
 
     assert not_ready_checks(response)["redis"] == "unreachable"
     # The caller learns nothing of the network behind the API; the log has the detail.
     body = response.get_data(as_text=True)
-    assert str(DOWN_PORT) not in body and "127.0.0.1" not in body and "Error" not in body, body
-    assert "Redis unreachable" in caplog.text and str(DOWN_PORT) in caplog.text
+    assert str(down_port) not in body and "127.0.0.1" not in body and "Error" not in body, body
+    assert "Redis unreachable" in caplog.text and str(down_port) in caplog.text
 
 
 def test_healthz_answers_when_redis_is_unreachable(client_without_redis):
