@@ -80,8 +80,9 @@ FUZZ := tests/test_fuzz_openapi.py
 # Most of a test's time is waiting on its processes (make test used 60 % of two cores at
 # -n 3: 623 s; -n 5: 539 s, 70 %; -n 7: 455 s, 82 %), so more xdist processes than cores
 # finish sooner. worksteal: an idle process takes tests queued for a busy one (the crash
-# tests run up to 46 s), 464 -> 413 s.
-TEST_PROCESSES ?= 7
+# tests run up to 46 s), 464 -> 413 s at -n 7. Five, not seven: the failover test lost a job's
+# end once at seven (not understood yet); less load, less room for such races.
+TEST_PROCESSES ?= 5
 test: install lint
 	@fuzz_log=$$(mktemp); $(BIN)/pytest -q $(FUZZ) >$$fuzz_log 2>&1 & fuzz=$$!; \
 	$(BIN)/pytest -n $(TEST_PROCESSES) --dist worksteal --durations=25 --ignore=$(FUZZ); main=$$?; \

@@ -229,8 +229,14 @@ def test_killing_the_primary_loses_no_acknowledged_job(redis_ha, processes, serv
     assert set(submitter.statuses) <= {202, 503}, sorted(set(submitter.statuses))
     assert 503 in submitter.statuses  # the switch was seen, not slept through
     every_job = in_flight + submitter.accepted
-    wait_for(lambda: all(job_status(api, job_id) == "succeeded" for job_id in every_job), timeout=120,
-             what="every job that got a 202 to succeed")  # fmt: skip
+    try:
+        wait_for(lambda: all(job_status(api, job_id) == "succeeded" for job_id in every_job), timeout=120,
+                 what="every job that got a 202 to succeed")  # fmt: skip
+    finally:  # which ones did not, and how each stands in the API and in Redis
+        for job_id in every_job:
+            if (status := job_status(api, job_id)) != "succeeded":
+                print(job_id, "in flight" if job_id in in_flight else "submitted", status,
+                      redis.Redis(port=replica.port).hgetall(f"rq:job:{job_id}").keys())  # fmt: skip
 
     reported: list[set[str]] = []
 
