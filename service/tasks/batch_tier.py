@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from redis import WatchError
-from redis.client import Pipeline
 from rq import Queue
 from rq.defaults import DEFAULT_RESULT_TTL
 from rq.job import Job, JobStatus
@@ -178,18 +177,11 @@ def _add_counters_once(job: Job, provider_id: str, counters: list[HashIncrements
             pipe.multi()
             pipe.sadd(key, provider_id)
             pipe.expire(key, job.get_result_ttl(DEFAULT_RESULT_TTL))
-            _add_to_pipeline(pipe, counters)
+            for counter in counters:
+                counter.add_to(pipe)
             pipe.execute()
         except WatchError:
             return  # another worker counted it meanwhile
-
-
-def _add_to_pipeline(pipe: Pipeline, counters: list[HashIncrements]) -> None:
-    for counter in counters:
-        for field, amount in counter.amounts.items():
-            pipe.hincrby(counter.key, field, amount)
-        if counter.ttl_s:
-            pipe.expire(counter.key, counter.ttl_s)
 
 
 # --- a batch-tier document job's calls ------------------------------------------------------
