@@ -12,9 +12,11 @@ install: $(STAMP) redis-server chromium prometheus
 # The dev lock holds every package with its hashes, and pip then refuses anything else.
 # The Python client (clients/python) is installed editable on its own, without its
 # dependencies: they are in the lock, and an editable line has no hash.
+# --no-compile: pip byte-compiles every installed file, half of a fresh install's minute
+# (61 s against 29 s here); Python compiles only what is imported, once, on first use.
 $(STAMP): $(INSTALLED_FROM)
 	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-compile --require-hashes -r requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e ./clients/python
 	rm -f $(VENV)/.installed-* && touch $@
 
