@@ -232,11 +232,13 @@ def test_killing_the_primary_loses_no_acknowledged_job(redis_ha, processes, serv
     try:
         wait_for(lambda: all(job_status(api, job_id) == "succeeded" for job_id in every_job), timeout=120,
                  what="every job that got a 202 to succeed")  # fmt: skip
-    finally:  # which ones did not, and how each stands in the API and in Redis
+    finally:  # which ones did not, and how each stands in the API and in Redis (the primary now)
+        now_primary = redis.Redis(port=sentinels.primary_port() or replica.port)
         for job_id in every_job:
             if (status := job_status(api, job_id)) != "succeeded":
                 print(job_id, "in flight" if job_id in in_flight else "submitted", status,
-                      redis.Redis(port=replica.port).hgetall(f"rq:job:{job_id}").keys())  # fmt: skip
+                      now_primary.hmget(f"rq:job:{job_id}", "status", "origin", "started_at", "ended_at"),
+                      "claimed at", now_primary.zscore("llmjobs:claims", job_id))  # fmt: skip
 
     reported: list[set[str]] = []
 

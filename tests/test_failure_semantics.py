@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
+from service.jobs.storage import claims
 from tests.support.fake_server import FAST_RETRIES, directive, fails_first
 from tests.support.jobs import get, parse, post_job, submit, wait_until_finished, watch
 from tests.support.keys import ALICE
@@ -210,6 +211,25 @@ def test_jobs_of_a_sigkilled_worker_run_again_within_a_minute_and_end_once(
     assert value(counted, "llmjobs_job_retries_total", queue="default", reason="worker_lost") == 3
     assert value(counted, "llmjobs_jobs_finished_total", queue="default", outcome="succeeded") == 3
     assert value(counted, "llmjobs_llm_tokens_total", model=done[0]["model"], type="output") == 180
+
+
+def test_a_job_taken_by_a_worker_that_died_before_starting_it_runs(
+    start_api, start_worker, start_scheduler, redis_conn
+):
+    api = start_api()
+    job = submit(api, {"prompt": f"taken {directive(tokens=2)}"})
+    # A worker's first step, before it marks the job started: the take. Killed right after
+    # it (or its Redis primary lost between the two), it leaves the job queued in no queue.
+    assert claims.take(redis_conn, ["rq:queue:default"], 5) == ("rq:queue:default", [job["id"]])
+    assert redis_conn.llen("rq:queue:default") == 0
+    start_scheduler()
+    start_worker()
+
+    done = wait_until_finished(api, job["id"], timeout=60)
+    assert done["status"] == "succeeded"
+    assert done["attempts"] == 1  # never started before: no attempt was spent
+    assert redis_conn.zcard("llmjobs:claims") == 0  # the claim ended with its start
+    assert value(scrape(api), "llmjobs_jobs_put_back_total", queue="default") == 1
 
 
 def test_a_redis_outage_answers_503_and_loses_no_acknowledged_job(

@@ -2,8 +2,9 @@
 
 - Slots: up to WORKER_CONCURRENCY LLM jobs at once (a share never given to `low`), and
   WEBHOOK_CONCURRENCY deliveries beside them, so a slow receiver never takes an LLM slot.
-  A free slot takes from `high`, then `default`, then `low` (BLMPOP in that order, for
-  as many jobs as there are free slots); no job is taken before a slot is free for it.
+  A free slot takes from `high`, then `default`, then `low` (in that order, for as many
+  jobs as there are free slots; the take claims them, storage/claims.py, so a job taken
+  and never started is found again); no job is taken before a slot is free for it.
 - Before an LLM job is taken, the provider gate (shared by every process) must admit it.
 - One tick every TICK_S for all running jobs: new progress is written, cancel requests
   are read (one MGET), and every HEARTBEAT_S the worker, each execution and each lease
@@ -31,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 from redis.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -48,6 +49,7 @@ from service.jobs.observability import metrics
 from service.jobs.push.events import announce_end
 from service.jobs.running.progress import Superseded, flush_progress
 from service.jobs.running.provider_gate import ProviderGate, RateLimitHeaders
+from service.jobs.storage import claims
 from service.jobs.storage.connection import WORKER_BUDGET, async_connection, worker_connection
 from service.jobs.storage.keys import cancel_key
 from service.jobs.storage.lookup import restore_job
@@ -72,7 +74,9 @@ MIN_TICK_S = 0.02  # with PROGRESS_INTERVAL_S lower than TICK_S, the tick follow
 HEARTBEAT_S = 5.0  # worker, executions and leases
 WORKER_TTL_S = 20  # the worker's key outlives a missed heartbeat or two
 PROMOTE_S = 1.0  # how often due retries are moved to their queues
-DEQUEUE_WAIT_S = 0.5  # one BLMPOP's wait: how soon a slot freed while only the reserve was free widens it
+# With every queue empty, how long until the next take: how soon a job submitted to an idle
+# worker starts (it also bounds how soon a slot freed while only the reserve was free widens it).
+IDLE_POLL_S = 0.1
 COMMANDS_WAIT_S = 1.0  # one wait for a command on the pubsub channel
 YOUNG_GC_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
 
@@ -110,7 +114,7 @@ class AsyncWorker:
     def __init__(self, settings: Settings, queue_names: list[str], *, name: str | None = None):
         self.settings = settings
         self.connection = worker_connection(settings)
-        # Blocking reads (BLMPOP, pubsub) must not block the loop: they get an asyncio client,
+        # The pubsub's blocking reads must not block the loop: they get an asyncio client,
         # whose reads are bounded too (a pubsub waits with a timeout of its own).
         self.blocking = async_connection(settings, WORKER_BUDGET)
         self.queues = make_queues(self.connection, tuple(queue_names))
@@ -260,17 +264,17 @@ class AsyncWorker:
         if not granted:
             await _first(asyncio.sleep(self.gate_wait_s), self.stopping.wait())
             return True
-        key, job_ids = await self._pop(keys, granted, wait_s=0 if burst else DEQUEUE_WAIT_S)
+        key, job_ids = claims.take(self.connection, keys, granted)
         if pool.gated and len(job_ids) < granted:
             self.gate.release(granted - len(job_ids))
             if not job_ids:
                 self.gate.release_probe()
         if job_ids:
             self._start(pool.by_key[key], job_ids, pool)
-        elif burst:
-            if pool.in_use == 0:
-                return False
-            await asyncio.sleep(0.05)
+        elif burst and pool.in_use == 0:
+            return False
+        else:
+            await _first(asyncio.sleep(IDLE_POLL_S), self.stopping.wait())
         return True
 
     def _granted(self, pool: Pool, wanted: int) -> int:
@@ -281,19 +285,6 @@ class AsyncWorker:
             self.gate_wait_s = min(admission.wait_s, 1.0)
             metrics.LLM_CALLS_HELD.inc(self.connection)
         return admission.granted
-
-    async def _pop(self, keys: list[str], count: int, wait_s: float) -> tuple[str, list[str]]:
-        if wait_s:
-            pop: object = self.blocking.blmpop(wait_s, len(keys), *keys, direction="LEFT", count=count)
-        else:
-            pop = self.blocking.lmpop(len(keys), *keys, direction="LEFT", count=count)
-        # An asyncio client's reply: None, or [key, [job id, ...]], all bytes (redis-py
-        # types these commands as its sync client's).
-        answer = await cast("Awaitable[list[Any] | None]", pop)
-        if not answer:
-            return "", []
-        key, ids = answer
-        return key.decode(), [job_id.decode() for job_id in ids]
 
     def _start(self, queue: Queue, job_ids: list[str], pool: Pool) -> None:
         """Start the popped jobs: one round trip reads them and their cancel requests, one
@@ -313,7 +304,7 @@ class AsyncWorker:
             if cancel is not None:
                 self.runtime.stop_reasons[job_id] = CANCELED  # its task stops before calling
             startable.append((job, queue))
-        for entry in executions.start_executions(self.connection, self.rq_worker, startable):
+        for entry in executions.start_executions(self.connection, self.rq_worker, startable, claimed=job_ids):
             self.running[entry.job.id] = entry
             pool.in_use += 1
             entry.task = asyncio.create_task(self._run(entry, pool))

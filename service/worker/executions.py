@@ -27,6 +27,7 @@ from rq.worker import Worker, WorkerStatus
 
 from service.jobs.observability import budgets
 from service.jobs.push.events import claim_end
+from service.jobs.storage import claims
 from service.jobs.storage.keys import LEASE_TTL_S, lease_key
 from service.jobs.storage.record import JobRecord
 
@@ -43,11 +44,15 @@ class Running:
     task: asyncio.Task | None = field(default=None, repr=False)
 
 
-def start_executions(connection: Redis, worker: Worker, queued: Iterable[tuple[Job, Queue]]) -> list[Running]:
+def start_executions(
+    connection: Redis, worker: Worker, queued: Iterable[tuple[Job, Queue]], *, claimed: list[str]
+) -> list[Running]:
     """Mark the jobs started, as RQ's worker does before it runs one, in one round trip; a
-    lease per job tells the scheduler's recovery that a live process is running it."""
+    lease per job tells the scheduler's recovery that a live process is running it. The
+    claims of the take (`claimed`, started or not) end in the same transaction."""
     running = []
     with connection.pipeline() as pipe:
+        claims.release(pipe, claimed)
         for job, queue in queued:
             execution = Execution.create(job, EXECUTION_TTL_S, pipeline=pipe, worker_name=worker.name)
             job.prepare_for_execution(worker.name, pipe)

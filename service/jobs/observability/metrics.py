@@ -89,6 +89,12 @@ JOB_RETRIES = RedisCounter(
     "(its worker died) or `requested` (POST /retry or a requeue in rq-dashboard).",
     ("queue", "reason"),
 )
+JOBS_PUT_BACK = RedisCounter(
+    "llmjobs_jobs_put_back",
+    "Jobs a worker took from their queue and never started (it died, or the Redis primary was lost "
+    "between the two), put back at the front of their queue by the scheduler, by queue.",
+    ("queue",),
+)
 LLM_ERRORS = RedisCounter(
     "llmjobs_llm_errors",
     "Failed LLM calls, by model (`other`: one with no known price) and error type.",
@@ -138,8 +144,8 @@ BATCH_RESULTS_DROPPED = RedisCounter(
     ("reason",),
 )
 COUNTERS = (
-    JOBS_SUBMITTED, JOBS_FINISHED, JOB_RETRIES, LLM_ERRORS, LLM_TOKENS, LLM_COST, WEBHOOK_DELIVERIES, LLM_CALLS_HELD,
-    PROVIDER_BATCHES_CREATED, PROVIDER_BATCHES_ADOPTED, BATCH_JOBS_SENT_AGAIN, BATCH_RESULTS_DROPPED,
+    JOBS_SUBMITTED, JOBS_FINISHED, JOB_RETRIES, JOBS_PUT_BACK, LLM_ERRORS, LLM_TOKENS, LLM_COST, WEBHOOK_DELIVERIES,
+    LLM_CALLS_HELD, PROVIDER_BATCHES_CREATED, PROVIDER_BATCHES_ADOPTED, BATCH_JOBS_SENT_AGAIN, BATCH_RESULTS_DROPPED,
 )  # fmt: skip
 
 JOB_DURATION = RedisHistogram(

@@ -1,5 +1,6 @@
 """Jobs whose worker died (say, SIGKILL) are found by their lapsed lease and run again:
-LLM jobs, and webhook deliveries (whose state would otherwise stay `pending`).
+LLM jobs, and webhook deliveries (whose state would otherwise stay `pending`). Jobs a
+worker took and never started are found by their stale claim and put back.
 
 RQ alone notices such a job only when the started registry entry expires (~90 s after
 the last heartbeat) and a worker's maintenance next runs (every 10 min): up to ~11 min.
@@ -21,6 +22,7 @@ from rq.utils import now
 from service.jobs.observability import budgets, metrics
 from service.jobs.running.progress import record_error
 from service.jobs.running.transitions import end_outside_run
+from service.jobs.storage import claims
 from service.jobs.storage.keys import LEASE_TTL_S, lease_key
 from service.jobs.storage.lookup import fetch_jobs
 from service.jobs.storage.queues import ALL_QUEUES, CLIENT_TASKS, DELIVERY_TASK, make_queues
@@ -53,6 +55,16 @@ def recover_abandoned_jobs(connection: Redis) -> list[str]:
             except Exception:  # a record we cannot read or write back: never a reason to stop recovering others
                 log.exception("job %s in %s's started registry cannot be read: skipped", job_id, queue.name)
     return recovered
+
+
+def put_back_unstarted_jobs(connection: Redis) -> list[str]:
+    """Put back at the front of its queue every job a worker took and never started (its
+    claim is stale: storage/claims.py)."""
+    put_back = claims.put_back_stale(connection)
+    for job_id, queue_name in put_back:
+        metrics.JOBS_PUT_BACK.inc(connection, queue=queue_name)
+        log.warning("job %s was taken from %s and never started: put back", job_id, queue_name)
+    return [job_id for job_id, _ in put_back]
 
 
 def _recover(job: Job, execution_id: str, queue: Queue) -> bool:

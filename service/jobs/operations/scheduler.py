@@ -1,7 +1,8 @@
-"""The rq-scheduler our scheduler process runs: it also recovers abandoned jobs and
-publishes the ends that a publisher left half-published (it died midway).
+"""The rq-scheduler our scheduler process runs: it also recovers abandoned jobs (and
+jobs taken but never started) and publishes the ends that a publisher left
+half-published (it died midway).
 
-Both run here, on every poll, not as a queued job: a queued job would wait for a
+All run here, on every poll, not as a queued job: a queued job would wait for a
 free worker slot, and every slot may be busy with long LLM calls. rq-scheduler's lock
 means one scheduler acts at a time, however many run.
 
@@ -20,7 +21,7 @@ from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job
 from rq_scheduler import Scheduler
 
-from service.jobs.operations.recovery import recover_abandoned_jobs
+from service.jobs.operations.recovery import put_back_unstarted_jobs, recover_abandoned_jobs
 from service.jobs.push.events import publish_unpublished_ends
 from service.jobs.storage.queues import SERIALIZER
 from service.jobs.storage.record import JobRecord
@@ -50,6 +51,7 @@ class MaintainingScheduler(Scheduler):
         # rq-scheduler's answer (a generator it has run through); its loop does not read it.
         jobs = super().enqueue_jobs()
         recover_abandoned_jobs(self.connection)
+        put_back_unstarted_jobs(self.connection)
         publish_unpublished_ends(self.connection)
         return jobs
 

@@ -68,6 +68,9 @@ MAINTENANCE_RUNS_KEY = "llmjobs:maintenance:runs"  # totals of the clean-up's ru
 MAINTENANCE_RECENT_KEY = "llmjobs:maintenance:recent"  # its last runs
 MAINTENANCE_LOCK_KEY = "llmjobs:maintenance:lock"  # held while one runs
 PROVIDER_PREFIX = "llmjobs:provider:"  # + `<API key fingerprint>:<part>`: the provider gate
+# Job ids a worker has taken from their queue and not yet started, scored by when (ms,
+# Redis' clock): pruned by the start, or by the scheduler's recovery (storage/claims.py).
+CLAIMS_KEY = "llmjobs:claims"
 # Written before a WAIT (REDIS_MIN_REPLICAS_ACK): once replicas have it, they have every
 # write the caller made before it (storage/replication.confirm_replicated).
 REPLICATION_MARK_KEY = "llmjobs:replication-mark"

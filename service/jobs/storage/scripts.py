@@ -312,6 +312,41 @@ return 1
 """
 
 
+# A worker's take (storage/claims.py): up to ARGV[1] job ids from the first non-empty
+# queue, each claimed (scored by Redis' clock, in ms) in the same step.
+# KEYS: the claims set, then the queues, highest priority first. Returns {queue key, ids}.
+TAKE_JOBS = """
+local t = redis.call('time')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+for i = 2, #KEYS do
+  local ids = redis.call('lpop', KEYS[i], ARGV[1])
+  if ids then
+    for _, id in ipairs(ids) do redis.call('zadd', KEYS[1], now, id) end
+    return {KEYS[i], ids}
+  end
+end
+return false
+"""
+
+# The claims older than ARGV[1] ms by Redis' clock (the one they were scored by), at most
+# ARGV[2] of them, oldest first. KEYS: the claims set.
+STALE_CLAIMS = """#!lua flags=no-writes
+local t = redis.call('time')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+return redis.call('zrangebyscore', KEYS[1], '-inf', now - tonumber(ARGV[1]), 'LIMIT', 0, tonumber(ARGV[2]))
+"""
+
+# A stale claim's job back at the front of its queue, if it still waits there (its worker
+# never started it). KEYS: the claims set, the job's hash, its queue. ARGV: job id.
+# Returns 1 when put back; 0 when the claim was gone or the job no longer waits.
+PUT_BACK_CLAIMED = """
+if redis.call('zrem', KEYS[1], ARGV[1]) == 0 then return 0 end
+local status = redis.call('hget', KEYS[2], 'status')
+if status ~= 'queued' and status ~= 'scheduled' then return 0 end
+redis.call('lpush', KEYS[3], ARGV[1])
+return 1
+"""
+
 # Scheduled jobs (retries) whose time has come, back on their queue (worker/scheduled.py):
 # RQ's own scheduler takes a lock that outlives a Redis restart; this needs none.
 # KEYS: scheduled registry, queue list, RQ's set of queues. ARGV: now (epoch s),
