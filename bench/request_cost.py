@@ -57,7 +57,7 @@ def main() -> None:
     from service.tracing import setup_tracing
 
     settings = load_settings(require_api_keys=True)
-    setup_tracing("api", settings.otlp_endpoint)
+    setup_tracing("api", settings)
     app = create_app(settings)
     app.extensions[EXTENSION_KEY].redis.flushdb()
     client = app.test_client()

@@ -281,6 +281,7 @@ def test_scheduler_with_bad_timeout_stops_with_one_line():
         ("API_THREADS", "many"),
         ("BIND", "8000"),
         ("ACCESS_LOG", "yes"),
+        ("ACCESS_LOG", "1.5"),
     ],
 )
 def test_the_api_with_a_bad_setting_stops_before_starting_a_server_process(variable, value):

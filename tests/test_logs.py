@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import requests
+
 from tests.support.jobs import submit, wait_until_finished
-from tests.support.keys import ALICE_KEY, BOB_KEY
+from tests.support.keys import ALICE, ALICE_KEY, BOB_KEY
 
 SECRET_PROMPT = "the-secret-launch-code-4711"
 
@@ -17,7 +19,7 @@ def json_lines(text: str) -> list[dict]:
 
 
 def test_logs_are_json_with_job_context_and_no_secrets(start_api, start_worker, processes):
-    api = start_api()
+    api = start_api(ACCESS_LOG="1")
     start_worker()
     ok = submit(api, {"prompt": f"{SECRET_PROMPT} [[fake: tokens=3]]"})
     bad = submit(api, {"prompt": f"{SECRET_PROMPT} [[fake: error=400]]"})
@@ -39,6 +41,23 @@ def test_logs_are_json_with_job_context_and_no_secrets(start_api, start_worker, 
     }  # fmt: skip
     assert (ended[bad["id"]]["outcome"], ended[bad["id"]]["error_type"]) == ("failed", "invalid_request_error")
     assert any(r["logger"] == "granian.access" for r in json_lines(logs["api"]))
+
+
+def test_sampled_access_lines_are_every_error_and_a_share_of_the_rest(start_api, processes):
+    api = start_api(ACCESS_LOG="0.000001", WEB_CONCURRENCY="1")  # one success line in a million
+    for _ in range(20):
+        assert requests.get(f"{api}/v1/jobs", headers=ALICE, timeout=10).status_code == 200
+    errors = [
+        requests.get(f"{api}/v1/jobs/{'0' * 32}", headers=ALICE, timeout=10).status_code,
+        requests.post(f"{api}/v1/jobs", json={"prompt": ""}, headers=ALICE, timeout=10).status_code,
+        requests.get(f"{api}/v1/jobs", timeout=10).status_code,
+    ]
+    assert errors == [404, 422, 401]
+    processes.stop_all()
+
+    records = json_lines(processes.log_of(processes.started[-1][1]))
+    lines = [r["message"] for r in records if r["logger"] == "granian.access"]
+    assert [line.split('"')[2].split()[0] for line in lines] == ["404", "422", "401"], lines
 
 
 def test_access_log_off_writes_no_request_lines(start_api, processes):

@@ -18,8 +18,10 @@ from service.config import SettingsError, load_settings
 
 # The server's own settings (the app's are in service/config.py) and their defaults.
 # API_THREADS: each open SSE stream holds a thread; SSE_MAX_STREAMS (24) per process keeps 8 free.
-# ACCESS_LOG: a JSON line per request; 0 behind a proxy that logs them (a submit's line costs
-# ~7 % of its API CPU: bench/RESULTS.md).
+# ACCESS_LOG: the share of successful requests that get a JSON line (every error gets one):
+# 1 for all, 0 for none (behind a proxy that logs them), 0.01 for a hundredth of the log
+# volume. A line costs ~7 % of a submit's API CPU, half of it before the share is drawn
+# (granian builds the record first): 0.1 saves ~3 % (bench/RESULTS.md).
 SERVER_SETTINGS = {"BIND": "127.0.0.1:8000", "WEB_CONCURRENCY": "2", "API_THREADS": "32", "ACCESS_LOG": "1"}
 # A process that has not stopped this long after SIGTERM is killed: its streams end within a
 # second of the signal (end_streams_on_stop), so only a stuck request is still running.
@@ -38,7 +40,7 @@ def main() -> None:
         host, port = _bind(_server_setting("BIND"))
         workers = _positive("WEB_CONCURRENCY")
         threads = _positive("API_THREADS")
-        access_log = _flag("ACCESS_LOG")
+        access_share = _share("ACCESS_LOG")
     except SettingsError as exc:
         print(f"config error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -49,9 +51,9 @@ def main() -> None:
         interface=Interfaces.WSGI,
         workers=workers,
         blocking_threads=threads,
-        log_dictconfig=_log_config(),
+        log_dictconfig=_log_config(access_share),
         # request lines only: headers (and so API keys) are never logged
-        log_access=access_log,
+        log_access=access_share > 0,
         log_access_format=ACCESS_FORMAT,
         respawn_failed_workers=True,
         workers_kill_timeout=STOP_GRACE_S,
@@ -101,25 +103,33 @@ def _positive(name: str) -> int:
     return int(raw)
 
 
-def _flag(name: str) -> bool:
+def _share(name: str) -> float:
     raw = _server_setting(name)
-    if raw not in ("0", "1"):
-        raise SettingsError(f"{name}: {raw!r} is not 0 or 1")
-    return raw == "1"
+    try:
+        share = float(raw)
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 1:  # NaN too
+        raise SettingsError(f"{name}: {raw!r} is not a share from 0 to 1")
+    return share
 
 
-def _log_config() -> dict[str, object]:
-    """granian's own lines, its access lines and the app's as JSON, like every other
-    process's; a line the app writes in a request carries its trace's ids."""
+def _log_config(access_share: float) -> dict[str, object]:
+    """granian's own lines, its access lines (`access_share` of the successful ones) and the
+    app's as JSON, like every other process's; a line the app writes in a request carries
+    its trace's ids."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "service.logs.json_formatter", "process": "api"}},
-        "filters": {"context": {"()": "service.logs.ContextFilter"}},
+        "filters": {
+            "context": {"()": "service.logs.ContextFilter"},
+            "sampled": {"()": "service.logs.SampledAccessLines", "share": access_share},
+        },
         "handlers": {"json": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["context"]}},
         "root": {"level": "INFO", "handlers": ["json"]},
         "loggers": {
             "_granian": {"handlers": ["json"], "level": "INFO", "propagate": False},
-            "granian.access": {"handlers": ["json"], "level": "INFO", "propagate": False},
+            "granian.access": {"handlers": ["json"], "filters": ["sampled"], "level": "INFO", "propagate": False},
         },
     }
