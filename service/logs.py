@@ -64,7 +64,8 @@ class SampledAccessLines(logging.Filter):
         self.share = share
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.share >= 1 or (isinstance(record.args, dict) and record.args.get("status", 0) >= 400):
+        status = record.args.get("status") if isinstance(record.args, dict) else None
+        if self.share >= 1 or (isinstance(status, int) and status >= 400):
             return True
         record.sampled = self.share
         return random.random() < self.share

@@ -9,7 +9,7 @@ recovery puts that job back at the front of its queue.
 
 BLMOVE, which could move a job into a claim list as it blocks, watches one list; a worker
 takes from several in priority order, so it polls instead (as Sidekiq Pro's reliable fetch
-does, for the same reason).
+does, for the same reason): one EXISTS over its queues while they are empty.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ from service.jobs.storage.keys import CLAIMS_KEY, LEASE_TTL_S
 # its worker (the bound a running job's lease has).
 CLAIM_TTL_S = LEASE_TTL_S
 STALE_BATCH = 100  # claims looked at per recovery pass
+
+
+def any_waiting(connection: Redis, queue_keys: list[str]) -> bool:
+    """Whether any of `queue_keys` holds a job (Redis deletes an emptied list)."""
+    return replies.as_int(connection.exists(*queue_keys)) > 0
 
 
 def take(connection: Redis, queue_keys: list[str], count: int) -> tuple[str, list[str]]:
