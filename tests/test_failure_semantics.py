@@ -3,11 +3,13 @@ retries, deadlines, cancel and re-run, a SIGKILLed worker, and a Redis outage.""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
 
 import pytest
+import redis.asyncio
 import requests
 
 from service.jobs.storage import claims
@@ -213,14 +215,23 @@ def test_jobs_of_a_sigkilled_worker_run_again_within_a_minute_and_end_once(
     assert value(counted, "llmjobs_llm_tokens_total", model=done[0]["model"], type="output") == 180
 
 
+async def take_as_a_worker_does(url: str, queue_key: str) -> tuple[str, list[str]]:
+    connection = redis.asyncio.Redis.from_url(url)
+    try:
+        return await claims.take(connection, [queue_key], 5)
+    finally:
+        await connection.aclose()
+
+
 def test_a_job_taken_by_a_worker_that_died_before_starting_it_runs(
-    start_api, start_worker, start_scheduler, redis_conn
+    start_api, start_worker, start_scheduler, redis_server, redis_conn
 ):
     api = start_api()
     job = submit(api, {"prompt": f"taken {directive(tokens=2)}"})
     # A worker's first step, before it marks the job started: the take. Killed right after
     # it (or its Redis primary lost between the two), it leaves the job queued in no queue.
-    assert claims.take(redis_conn, ["rq:queue:default"], 5) == ("rq:queue:default", [job["id"]])
+    taken = asyncio.run(take_as_a_worker_does(redis_server.url, "rq:queue:default"))
+    assert taken == ("rq:queue:default", [job["id"]])
     assert redis_conn.llen("rq:queue:default") == 0
     start_scheduler()
     start_worker()

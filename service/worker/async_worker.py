@@ -74,10 +74,9 @@ MIN_TICK_S = 0.02  # with PROGRESS_INTERVAL_S lower than TICK_S, the tick follow
 HEARTBEAT_S = 5.0  # worker, executions and leases
 WORKER_TTL_S = 20  # the worker's key outlives a missed heartbeat or two
 PROMOTE_S = 1.0  # how often due retries are moved to their queues
-# With every queue empty, how long until the next look (one EXISTS): how soon a job submitted
-# to an idle worker starts (it also bounds how soon a slot freed while only the reserve was
-# free widens it). 50 looks a second cost an idle worker ~0.5 % of a core.
-IDLE_POLL_S = 0.02
+# With every queue empty, the longest wait for a job (`_until_a_job_waits`): how soon a slot
+# freed while only the reserve was free widens the wait to `low`.
+WATCH_S = 0.5
 COMMANDS_WAIT_S = 1.0  # one wait for a command on the pubsub channel
 YOUNG_GC_THRESHOLD = 20_000  # allocations between young collections (Python's default: 700)
 
@@ -115,8 +114,9 @@ class AsyncWorker:
     def __init__(self, settings: Settings, queue_names: list[str], *, name: str | None = None):
         self.settings = settings
         self.connection = worker_connection(settings)
-        # The pubsub's blocking reads must not block the loop: they get an asyncio client,
-        # whose reads are bounded too (a pubsub waits with a timeout of its own).
+        # Blocking reads (the queues' watches, the pubsub) and the takes must not block the loop:
+        # they get an asyncio client, whose reads are bounded too (a pubsub waits with a timeout
+        # of its own).
         self.blocking = async_connection(settings, WORKER_BUDGET)
         self.queues = make_queues(self.connection, tuple(queue_names))
         self.rq_worker = Worker(
@@ -134,6 +134,7 @@ class AsyncWorker:
             settings.webhook_concurrency,
         )
         self.running: dict[str, Running] = {}
+        self.watches: dict[str, asyncio.Task] = {}  # a queue key's wait for a job (_until_a_job_waits)
         self.stopping = asyncio.Event()
         self.hurry = asyncio.Event()
         self.threads = ThreadPoolExecutor(settings.webhook_concurrency + 1, thread_name_prefix="blocking")
@@ -197,9 +198,9 @@ class AsyncWorker:
             self.stopping.set()
         await self.stopping.wait()
         await self._drain()
-        for task in loops:
+        for task in (*loops, *self.watches.values()):
             task.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        await asyncio.gather(*loops, *self.watches.values(), return_exceptions=True)
         with _quietly("register its death"):
             self.rq_worker.register_death()
         if self.runtime.llm is not None:
@@ -261,16 +262,16 @@ class AsyncWorker:
         """Take (and start) as many jobs as `pool` has free slots for and the provider gate
         admits; False: a burst worker found nothing left to do."""
         keys, wanted = pool.wanted(pool.capacity - pool.in_use)
-        if not claims.any_waiting(self.connection, keys):  # idle: one EXISTS, neither gate nor take
+        if not await claims.any_waiting(self.blocking, keys):  # idle: neither gate nor take
             if burst and pool.in_use == 0:
                 return False
-            await _first(asyncio.sleep(IDLE_POLL_S), self.stopping.wait())
+            await self._until_a_job_waits(keys)
             return True
         granted = self._granted(pool, wanted)
         if not granted:
             await _first(asyncio.sleep(self.gate_wait_s), self.stopping.wait())
             return True
-        key, job_ids = claims.take(self.connection, keys, granted)
+        key, job_ids = await claims.take(self.blocking, keys, granted)
         if pool.gated and len(job_ids) < granted:  # another worker took them first
             self.gate.release(granted - len(job_ids))
             if not job_ids:
@@ -278,6 +279,28 @@ class AsyncWorker:
         if job_ids:
             self._start(pool.by_key[key], job_ids, pool)
         return True
+
+    async def _until_a_job_waits(self, keys: list[str]) -> None:
+        """Wait until one of `keys` (queues) holds a job, WATCH_S at most. A take claims what it
+        pops, so it cannot block as BLMPOP does; the wait is a BLMOVE of each queue onto itself
+        (left to left), which blocks while the queue is empty and moves nothing when it is not.
+        A watch is never cancelled (a cancelled blocking read costs its connection): one still
+        waiting from before is waited on again."""
+        watches = []
+        for key in keys:
+            watch = self.watches.get(key)
+            if watch is None or watch.done():
+                watch = self.watches[key] = asyncio.create_task(self._watch(key))
+            watches.append(watch)
+        await _first(asyncio.wait(watches, return_when=asyncio.FIRST_COMPLETED), self.stopping.wait())
+
+    async def _watch(self, key: str) -> None:
+        try:
+            # (redis-py types BLMOVE's timeout as whole seconds; Redis takes a fraction)
+            await self.blocking.execute_command("BLMOVE", key, key, "LEFT", "LEFT", WATCH_S)
+        except RedisError as exc:  # the admission loop's next look at the queues meets it too
+            log.warning("worker %s: could not watch %s (%s)", self.rq_worker.name, key, exc)
+            await asyncio.sleep(WATCH_S)
 
     def _granted(self, pool: Pool, wanted: int) -> int:
         if not pool.gated:

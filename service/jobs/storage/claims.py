@@ -7,13 +7,13 @@ a claim are one script; the start removes the claim in its own transaction; a cl
 than CLAIM_TTL_S belongs to a worker that will never start its job, and the scheduler's
 recovery puts that job back at the front of its queue.
 
-BLMOVE, which could move a job into a claim list as it blocks, watches one list; a worker
-takes from several in priority order, so it polls instead (as Sidekiq Pro's reliable fetch
-does, for the same reason): one EXISTS over its queues while they are empty.
+A script cannot block, so a worker whose queues are empty waits apart from the take: a BLMOVE
+of each queue onto itself (worker/async_worker.py), which pops nothing.
 """
 
 from __future__ import annotations
 
+import redis.asyncio
 from redis import Redis
 from redis.client import Pipeline
 from rq import Queue
@@ -28,17 +28,21 @@ CLAIM_TTL_S = LEASE_TTL_S
 STALE_BATCH = 100  # claims looked at per recovery pass
 
 
-def any_waiting(connection: Redis, queue_keys: list[str]) -> bool:
+# The worker's reads here go through its asyncio client: while one waits on Redis, its event
+# loop runs the jobs' streams.
+
+
+async def any_waiting(connection: redis.asyncio.Redis, queue_keys: list[str]) -> bool:
     """Whether any of `queue_keys` holds a job (Redis deletes an emptied list)."""
-    return replies.as_int(connection.exists(*queue_keys)) > 0
+    return replies.as_int(await replies.awaited(connection.exists(*queue_keys))) > 0
 
 
-def take(connection: Redis, queue_keys: list[str], count: int) -> tuple[str, list[str]]:
+async def take(connection: redis.asyncio.Redis, queue_keys: list[str], count: int) -> tuple[str, list[str]]:
     """Pop up to `count` job ids from the first of `queue_keys` that has any, each claimed
-    in the same step; ("", []) when every queue is empty."""
-    answer = replies.as_list(
-        scripts.registered(connection, scripts.TAKE_JOBS)(keys=[CLAIMS_KEY, *queue_keys], args=[count])
-    )
+    in the same step; ("", []) when every queue is empty. (Sent whole, as scripts on a
+    pipeline are: see scripts.add_to_pipeline.)"""
+    keys = [CLAIMS_KEY, *queue_keys]
+    answer = replies.as_list(await replies.awaited(connection.eval(scripts.TAKE_JOBS, len(keys), *keys, count)))
     if not answer:
         return "", []
     key, job_ids = answer

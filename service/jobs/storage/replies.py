@@ -8,10 +8,16 @@ it is for; a caller passes the command's reply through the one that fits."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, cast
 
 # A stream entry as XRANGE/XREVRANGE answer it: (entry id, fields).
 StreamEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+def awaited(reply: object) -> Awaitable[Any]:
+    """An asyncio client's reply, to await, then to pass through the function that fits."""
+    return cast("Awaitable[Any]", reply)
 
 
 def as_bytes(reply: object) -> bytes | None:
