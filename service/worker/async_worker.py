@@ -298,8 +298,8 @@ class AsyncWorker:
         try:
             # (redis-py types BLMOVE's timeout as whole seconds; Redis takes a fraction)
             await self.blocking.execute_command("BLMOVE", key, key, "LEFT", "LEFT", WATCH_S)
-        except RedisError as exc:  # the admission loop's next look at the queues meets it too
-            log.warning("worker %s: could not watch %s (%s)", self.rq_worker.name, key, exc)
+        except RedisError as exc:  # the admission loop's next look at the queues meets it too, and says so
+            log.debug("worker %s: could not watch %s (%s)", self.rq_worker.name, key, exc)
             await asyncio.sleep(WATCH_S)
 
     def _granted(self, pool: Pool, wanted: int) -> int:
