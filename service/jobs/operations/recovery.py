@@ -57,14 +57,12 @@ def recover_abandoned_jobs(connection: Redis) -> list[str]:
     return recovered
 
 
-def put_back_unstarted_jobs(connection: Redis) -> list[str]:
+def put_back_unstarted_jobs(connection: Redis) -> None:
     """Put back at the front of its queue every job a worker took and never started (its
-    claim is stale: storage/claims.py)."""
-    put_back = claims.put_back_stale(connection)
-    for job_id, queue_name in put_back:
+    claim is stale: storage/claims.py), counted and logged."""
+    for job_id, queue_name in claims.put_back_stale(connection):
         metrics.JOBS_PUT_BACK.inc(connection, queue=queue_name)
         log.warning("job %s was taken from %s and never started: put back", job_id, queue_name)
-    return [job_id for job_id, _ in put_back]
 
 
 def _recover(job: Job, execution_id: str, queue: Queue) -> bool:
