@@ -4,7 +4,7 @@ settings given as NAME=VALUE pairs: what a server-level setting (ACCESS_LOG, tra
 Starts a redis-server and the API (WEB_CONCURRENCY=1 unless given), sends N submits with the
 bench's load generator (`../shared/bench/loadgen.py submit`, 32 at once, its own venv), and
 prints the CPU the API's processes used (/proc, the server and its worker together), per
-submit, with the load generator's submits/s and p99. Run two settings in turn, several
+submit, and Redis' CPU per submit, with the load generator's submits/s and p99. Run two settings in turn, several
 times (`--pairs`): the machine's noise is larger than most differences.
 
     .venv/bin/python -m bench.server_cost --n 4000 --pairs 3 ACCESS_LOG=1 vs ACCESS_LOG=0
@@ -60,20 +60,25 @@ def one_run(settings: dict[str, str], n: int, api_port: int, redis_port: int) ->
             base_url = f"http://127.0.0.1:{api_port}"
             _wait_until_up(base_url)
             pids = process_tree(api.pid)
-            before = cpu_s(pids)
+            before, redis_before = cpu_s(pids), cpu_s([redis.pid])
             out = subprocess.run(
                 [str(BENCH_PYTHON), str(LOADGEN), "submit", "--adapter", str(ADAPTER), "--base-url", base_url,
                  "--n", str(n), "--c", "32"],
                 capture_output=True, text=True, check=True,
             ).stdout  # fmt: skip
-            used = cpu_s(pids) - before
+            used, redis_used = cpu_s(pids) - before, cpu_s([redis.pid]) - redis_before
         finally:
             api.terminate()
             api.wait(timeout=60)
             redis.terminate()
             redis.wait(timeout=30)
     report = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
-    return {"cpu_ms_per_submit": 1000 * used / n, "subs_per_s": report["subs_per_s"], "p99_ms": report["submit_p99_ms"]}
+    return {
+        "cpu_ms_per_submit": 1000 * used / n,
+        "redis_cpu_ms_per_submit": 1000 * redis_used / n,
+        "subs_per_s": report["subs_per_s"],
+        "p99_ms": report["submit_p99_ms"],
+    }
 
 
 def _wait_until_up(base_url: str) -> None:
