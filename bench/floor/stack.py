@@ -2,9 +2,11 @@
 submit that the libraries the product must use cost, and none of the product's own work (no
 limits, no admission script, no idempotency, no budget, no job resource, no metrics).
 
-FLOOR_LAYERS names the layers, comma-separated, any of:
-- `validate`: the body read by a flask-smorest blueprint with the product's own JobRequestSchema
-  (marshmallow, through webargs), as `POST /v1/jobs` reads it;
+The route is a Flask blueprint's. FLOOR_LAYERS names the layers, comma-separated, any of:
+- `validate`: the body loaded with the product's own JobRequestSchema (marshmallow), a 422 when
+  it does not validate;
+- `smorest`: the body read as the product reads it instead, by a flask-smorest blueprint (webargs
+  around the same schema);
 - `rq`: the job stored as the product stores it, an RQ job (`Queue.enqueue_many` on the
   pipeline, the product's `prepare_job`), instead of a bare hash;
 - `log`: each request's access line as JSON, as the product's server writes it (granian's access
@@ -12,7 +14,7 @@ FLOOR_LAYERS names the layers, comma-separated, any of:
 
 Run under granian with the product's processes and threads, each set of layers as the product:
 
-    PRODUCT_API_CMD="FLOOR_LAYERS=validate,rq,log python ../floor/stack.py" \\
+    PRODUCT_API_CMD="FLOOR_LAYERS=validate,rq,log python stack.py" \\
         PRODUCT_DIR=bench/floor ../shared/bench/compare.sh a
 
 (`python stack.py` serves on $API_PORT, the bench's port, like `python wsgi.py` does.)
@@ -29,10 +31,12 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project, for its schema and storage
 
+import flask
 import redis
 from flask import Flask, abort, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Api, Blueprint
+from marshmallow import ValidationError
 
 LAYERS = set(filter(None, os.environ.get("FLOOR_LAYERS", "").split(",")))
 BENCH_KEY = "Bearer key-alpha-7f3c9e21d4b8a605"  # the bench's adapters/product.json
@@ -74,13 +78,15 @@ if "rq" in LAYERS:
         return job.id
 
 
-if "validate" in LAYERS:
+if LAYERS & {"validate", "smorest"}:
     from service.api.context import EXTENSION_KEY
     from service.api.schemas import JobRequestSchema
     from service.config import load_settings
 
-    app.config.update(API_TITLE="floor", API_VERSION="1", OPENAPI_VERSION="3.1.0")
     app.extensions[EXTENSION_KEY] = SimpleNamespace(settings=load_settings())  # what the schema reads
+
+if "smorest" in LAYERS:
+    app.config.update(API_TITLE="floor", API_VERSION="1", OPENAPI_VERSION="3.1.0")
     blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
     blp.before_request(authorize)
 
@@ -92,11 +98,21 @@ if "validate" in LAYERS:
 
     Api(app).register_blueprint(blp)
 else:
+    jobs = flask.Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+    jobs.before_request(authorize)
+    schema = JobRequestSchema() if "validate" in LAYERS else None
 
-    @app.post("/v1/jobs")
+    @jobs.post("")
     def submit():
-        authorize()
-        return jsonify(id=store_job(request.get_json()), status="queued"), 202
+        body = request.get_json()
+        if schema is not None:
+            try:
+                body = schema.load(body)
+            except ValidationError as exc:
+                return jsonify(code=422, errors={"json": exc.messages}), 422
+        return jsonify(id=store_job(body), status="queued"), 202
+
+    app.register_blueprint(jobs)
 
 
 @app.get("/healthz")
