@@ -1,6 +1,7 @@
-"""The floor of the fixed stack (issue 28): `wsgi.py`'s floor with, layer by layer, the parts of a
-submit that the libraries the product must use cost, and none of the product's own work (no
-limits, no admission script, no idempotency, no budget, no job resource, no metrics).
+"""The floor of the fixed stack (issue 28): the floor (the least a submit must: `wsgi.py`) with,
+layer by layer, the parts of a submit that the libraries the product must use cost, and none
+of the product's own work (no limits, no admission script, no idempotency, no budget, no job
+resource, no metrics).
 
 The route is a Flask blueprint's. FLOOR_LAYERS names the layers, comma-separated, any of:
 - `validate`: the body loaded with the product's own JobRequestSchema (marshmallow), a 422 when
@@ -118,6 +119,16 @@ else:
 @app.get("/healthz")
 def healthz() -> dict[str, bool]:
     return {"ok": True}
+
+
+@app.get("/v1/jobs/<job_id>")
+def status(job_id: str):
+    """A job's status as the floor's worker (worker.py) writes it: without the `rq` layer."""
+    authorize()
+    state = store.hget(f"job:{job_id}", "status")
+    if state is None:
+        abort(404)
+    return jsonify(id=job_id, status=state.decode())
 
 
 if __name__ == "__main__":

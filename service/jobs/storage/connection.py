@@ -75,7 +75,8 @@ def connect(settings: Settings, budget: Budget) -> Redis:
 
 
 def async_connection(settings: Settings, budget: Budget) -> redis.asyncio.Redis:
-    """The asyncio client for the worker's blocking reads (its pubsub), same rules."""
+    """The asyncio client for the worker's reads that must not block its loop (the queues'
+    watches, the takes, the pubsub), same rules."""
     options = _options(budget)
     if not settings.redis_sentinels:
         return redis.asyncio.Redis.from_url(settings.redis_url, **options)
